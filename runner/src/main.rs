@@ -1,0 +1,2 @@
+//! Evergreen's host tool.
+fn main() {}
