@@ -1,1 +1,18 @@
-//! hal
+//! Evergreen's hardware abstraction layer.
+//!
+//! This is the only kernel-side crate allowed to use `unsafe`. Everything that touches the
+//! machine directly — the Limine boot requests, the entry point, port I/O, control registers,
+//! page-table walks, the framebuffer — lives here behind safe interfaces, so that `kernel/`
+//! can be `#![deny(unsafe_code)]` (the framekernel idea, see `docs/STYLE.md`).
+#![no_std]
+
+pub mod boot;
+pub mod cpu;
+pub mod entry;
+pub mod framebuffer;
+pub mod image;
+pub mod paging;
+pub mod pic;
+pub mod port;
+pub mod qemu;
+pub mod serial;

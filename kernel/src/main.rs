@@ -1,2 +1,80 @@
+//! The Evergreen kernel.
+//!
+//! Entered from hal's entry stub on the bootstrap CPU, with the Limine protocol's machine
+//! state. This crate holds no `unsafe`: everything that touches hardware goes through `hal`.
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
+
+mod cmdline;
+mod conformance;
+mod console;
+mod logger;
+mod panic;
+mod summary;
+
+use hal::qemu::ExitCode;
+
+/// The kernel's version, from Cargo.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the kernel was built from (`-dirty` with uncommitted changes).
+pub const GIT_HASH: &str = env!("EVERGREEN_GIT_HASH");
+
+hal::entry_point!(main);
+
+fn main() -> ! {
+    if !hal::boot::base_revision_supported() {
+        // Without revision 3 no response can be trusted: say so on serial and stop.
+        hal::serial::write_str(
+            "Evergreen: the loader does not support Limine base revision 3; halting.\n",
+        );
+        hal::cpu::halt_forever();
+    }
+    let mut unknown = [""; 8];
+    let mut unknown_count = 0;
+    let options = cmdline::Options::parse(hal::boot::cmdline(), |word| {
+        if let Some(slot) = unknown.get_mut(unknown_count) {
+            *slot = word;
+        }
+        unknown_count += 1;
+    });
+    if options.test.is_some() {
+        panic::set_test_mode();
+    }
+    logger::init(options.log_level);
+    let screen = console::init();
+
+    log::info!("Evergreen {VERSION} ({GIT_HASH}) booting");
+    for word in unknown.iter().take(unknown_count) {
+        log::warn!("cmdline: ignoring unknown option '{word}'");
+    }
+    if screen.is_none() {
+        log::warn!("no usable framebuffer: output on serial only");
+    }
+    summary::log(&hal::boot::responses());
+
+    match options.test {
+        None => {
+            log::info!("boot complete; halting");
+            hal::cpu::halt_forever();
+        }
+        Some("boot") => finish_test(true),
+        Some("conformance") => finish_test(conformance::run()),
+        Some(other) => {
+            log::error!("unknown test '{other}' (known: boot, conformance)");
+            finish_test(false)
+        }
+    }
+}
+
+/// Reports a test result to the host through QEMU's debug-exit device, then halts.
+fn finish_test(passed: bool) -> ! {
+    if passed {
+        log::info!("test passed");
+        hal::qemu::exit(ExitCode::Success);
+    } else {
+        log::error!("test FAILED");
+        hal::qemu::exit(ExitCode::Failure);
+    }
+    hal::cpu::halt_forever()
+}

@@ -1,0 +1,228 @@
+//! The Limine boot requests and safe access to the loader's answers.
+//!
+//! The requests live in `.requests`, between the start and end markers the linker script
+//! keeps in their own segment. A loader (ours or real Limine) fills in their response
+//! pointers before jumping to the kernel; nothing writes them afterwards, so handing out
+//! `&'static` references to the responses is sound.
+
+use core::ffi::CStr;
+
+use limine::{
+    BaseRevision, paging,
+    request::{
+        BootloaderInfoRequest, DateAtBootRequest, EfiMemoryMapRequest, EfiSystemTableRequest,
+        EntryPointRequest, ExecutableAddressRequest, ExecutableCmdlineRequest,
+        ExecutableFileRequest, FirmwareTypeRequest, FramebufferRequest, HhdmRequest,
+        MemoryMapRequest, ModuleRequest, MpRequest, PagingModeRequest, RequestsEndMarker,
+        RequestsStartMarker, RsdpRequest, SmbiosRequest, StackSizeRequest,
+    },
+};
+pub use limine::{
+    memory_map::{Entry as MemoryMapEntry, EntryType as MemoryType},
+    response::{
+        BootloaderInfoResponse, DateAtBootResponse, EfiMemoryMapResponse, EfiSystemTableResponse,
+        ExecutableAddressResponse, ExecutableCmdlineResponse, FirmwareTypeResponse, HhdmResponse,
+        MemoryMapResponse, MpResponse, PagingModeResponse, RsdpResponse, SmbiosResponse,
+        StackSizeResponse,
+    },
+};
+
+/// The stack size the kernel asks for (the protocol's minimum is 64 KiB).
+pub const REQUESTED_STACK_SIZE: u64 = 256 * 1024;
+
+#[used]
+#[unsafe(link_section = ".requests_start_marker")]
+static START_MARKER: RequestsStartMarker = RequestsStartMarker::new();
+
+/// The protocol revision the kernel is written against: 3.
+#[used]
+#[unsafe(link_section = ".requests")]
+static BASE_REVISION: BaseRevision = BaseRevision::with_revision(3);
+
+macro_rules! requests {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty = $init:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[used]
+            #[unsafe(link_section = ".requests")]
+            static $name: $ty = $init;
+        )*
+    };
+}
+
+requests! {
+    BOOTLOADER_INFO: BootloaderInfoRequest = BootloaderInfoRequest::new();
+    FIRMWARE_TYPE: FirmwareTypeRequest = FirmwareTypeRequest::new();
+    STACK_SIZE: StackSizeRequest = StackSizeRequest::new().with_size(REQUESTED_STACK_SIZE);
+    HHDM: HhdmRequest = HhdmRequest::new();
+    FRAMEBUFFER: FramebufferRequest = FramebufferRequest::new();
+    PAGING_MODE: PagingModeRequest = PagingModeRequest::new()
+        .with_mode(paging::Mode::FOUR_LEVEL)
+        .with_max_mode(paging::Mode::FOUR_LEVEL)
+        .with_min_mode(paging::Mode::FOUR_LEVEL);
+    MP: MpRequest = MpRequest::new();
+    MEMORY_MAP: MemoryMapRequest = MemoryMapRequest::new();
+    ENTRY_POINT: EntryPointRequest =
+        EntryPointRequest::new().with_entry_point(crate::entry::limine_entry);
+    EXECUTABLE_FILE: ExecutableFileRequest = ExecutableFileRequest::new();
+    EXECUTABLE_CMDLINE: ExecutableCmdlineRequest = ExecutableCmdlineRequest::new();
+    EXECUTABLE_ADDRESS: ExecutableAddressRequest = ExecutableAddressRequest::new();
+    MODULES: ModuleRequest = ModuleRequest::new();
+    RSDP: RsdpRequest = RsdpRequest::new();
+    SMBIOS: SmbiosRequest = SmbiosRequest::new();
+    EFI_SYSTEM_TABLE: EfiSystemTableRequest = EfiSystemTableRequest::new();
+    EFI_MEMORY_MAP: EfiMemoryMapRequest = EfiMemoryMapRequest::new();
+    DATE_AT_BOOT: DateAtBootRequest = DateAtBootRequest::new();
+}
+
+#[used]
+#[unsafe(link_section = ".requests_end_marker")]
+static END_MARKER: RequestsEndMarker = RequestsEndMarker::new();
+
+/// Whether the loader supports the base revision the kernel asked for (3).
+pub fn base_revision_supported() -> bool {
+    BASE_REVISION.is_supported()
+}
+
+/// The revision the loader says it used, if it reported one (loaders for revision 3 and newer
+/// do).
+pub fn loaded_revision() -> Option<u64> {
+    BASE_REVISION.loaded_revision()
+}
+
+/// The loader's answers. Every field is `None` when the loader did not answer that request.
+#[derive(Clone, Copy)]
+pub struct Responses {
+    /// Loader name and version.
+    pub bootloader_info: Option<&'static BootloaderInfoResponse>,
+    /// Firmware type.
+    pub firmware_type: Option<&'static FirmwareTypeResponse>,
+    /// Acknowledgement of the stack size request.
+    pub stack_size: Option<&'static StackSizeResponse>,
+    /// Higher-half direct map offset.
+    pub hhdm: Option<&'static HhdmResponse>,
+    /// Paging mode in use.
+    pub paging_mode: Option<&'static PagingModeResponse>,
+    /// Processors.
+    pub mp: Option<&'static MpResponse>,
+    /// Physical memory map.
+    pub memory_map: Option<&'static MemoryMapResponse>,
+    /// Where the kernel image sits.
+    pub executable_address: Option<&'static ExecutableAddressResponse>,
+    /// The kernel command line.
+    pub executable_cmdline: Option<&'static ExecutableCmdlineResponse>,
+    /// ACPI RSDP (a physical address under revision 3).
+    pub rsdp: Option<&'static RsdpResponse>,
+    /// SMBIOS entry points (physical under revision 3).
+    pub smbios: Option<&'static SmbiosResponse>,
+    /// EFI system table (physical under revision 3).
+    pub efi_system_table: Option<&'static EfiSystemTableResponse>,
+    /// EFI memory map.
+    pub efi_memory_map: Option<&'static EfiMemoryMapResponse>,
+    /// Wall-clock time at boot.
+    pub date_at_boot: Option<&'static DateAtBootResponse>,
+    /// Whether the entry point request was answered.
+    pub entry_point_answered: bool,
+    /// Whether the executable file request was answered.
+    pub executable_file_answered: bool,
+    /// Whether the module request was answered.
+    pub modules_answered: bool,
+    /// Whether the framebuffer request was answered.
+    pub framebuffer_answered: bool,
+}
+
+/// Returns the loader's answers.
+pub fn responses() -> Responses {
+    Responses {
+        bootloader_info: BOOTLOADER_INFO.get_response(),
+        firmware_type: FIRMWARE_TYPE.get_response(),
+        stack_size: STACK_SIZE.get_response(),
+        hhdm: HHDM.get_response(),
+        paging_mode: PAGING_MODE.get_response(),
+        mp: MP.get_response(),
+        memory_map: MEMORY_MAP.get_response(),
+        executable_address: EXECUTABLE_ADDRESS.get_response(),
+        executable_cmdline: EXECUTABLE_CMDLINE.get_response(),
+        rsdp: RSDP.get_response(),
+        smbios: SMBIOS.get_response(),
+        efi_system_table: EFI_SYSTEM_TABLE.get_response(),
+        efi_memory_map: EFI_MEMORY_MAP.get_response(),
+        date_at_boot: DATE_AT_BOOT.get_response(),
+        entry_point_answered: ENTRY_POINT.get_response().is_some(),
+        executable_file_answered: EXECUTABLE_FILE.get_response().is_some(),
+        modules_answered: MODULES.get_response().is_some(),
+        framebuffer_answered: FRAMEBUFFER.get_response().is_some(),
+    }
+}
+
+/// A file the loader put in memory: a module or the kernel's own ELF file.
+#[derive(Clone, Copy)]
+pub struct BootFile {
+    /// The file's contents.
+    pub data: &'static [u8],
+    /// Its path on the boot volume.
+    pub path: &'static str,
+    /// The string given to it in `limine.conf` (the kernel command line for the kernel file).
+    pub string: &'static str,
+    /// The address of its contents (HHDM), for alignment checks.
+    pub address: u64,
+}
+
+fn boot_file(file: &'static limine::file::File) -> BootFile {
+    let size = usize::try_from(file.size()).unwrap_or(0);
+    // SAFETY: the protocol guarantees that `addr` points to `size` bytes of the file in
+    // EXECUTABLE_AND_MODULES memory, mapped in the HHDM, that nothing else writes.
+    let data = unsafe { core::slice::from_raw_parts(file.addr().cast_const(), size) };
+    BootFile {
+        data,
+        path: cstr(file.path()),
+        string: cstr(file.string()),
+        address: file.addr() as u64,
+    }
+}
+
+fn cstr(s: &'static CStr) -> &'static str {
+    s.to_str().unwrap_or("<not UTF-8>")
+}
+
+/// The modules the loader loaded, in order.
+pub fn modules() -> impl Iterator<Item = BootFile> {
+    MODULES
+        .get_response()
+        .into_iter()
+        .flat_map(|r| r.modules().iter().map(|f| boot_file(f)))
+}
+
+/// The kernel's own ELF file.
+pub fn executable_file() -> Option<BootFile> {
+    EXECUTABLE_FILE.get_response().map(|r| boot_file(r.file()))
+}
+
+/// The kernel command line (empty if the loader gave none).
+pub fn cmdline() -> &'static str {
+    EXECUTABLE_CMDLINE
+        .get_response()
+        .map(|r| cstr(r.cmdline()))
+        .unwrap_or("")
+}
+
+/// Where the entry point request asked the loader to jump.
+pub fn requested_entry_point() -> u64 {
+    crate::entry::limine_entry as *const () as u64
+}
+
+/// The framebuffer response (for [`crate::framebuffer`]).
+pub(crate) fn framebuffer_response() -> Option<&'static limine::response::FramebufferResponse> {
+    FRAMEBUFFER.get_response()
+}
+
+/// Width, height and bits per pixel of the first framebuffer.
+pub fn framebuffer_info() -> Option<(u64, u64, u16)> {
+    let fb = FRAMEBUFFER.get_response()?.framebuffers().next()?;
+    Some((fb.width(), fb.height(), fb.bpp()))
+}
+
+/// The virtual address of the first framebuffer.
+pub fn framebuffer_address() -> Option<u64> {
+    Some(FRAMEBUFFER.get_response()?.framebuffers().next()?.addr() as u64)
+}

@@ -1,0 +1,145 @@
+//! The processor itself: halting, interrupt flag, and read-only views of its control state
+//! (used by diagnostics and by the loader conformance probe).
+
+use core::arch::asm;
+
+use x86_64::{
+    instructions::{interrupts, tables::sgdt},
+    registers::{
+        control::{Cr0, Cr3, Cr4},
+        model_specific::{Efer, Msr},
+        rflags,
+        segmentation::{CS, DS, ES, FS, GS, SS, Segment},
+    },
+};
+
+/// Disables interrupts and halts this CPU forever.
+pub fn halt_forever() -> ! {
+    loop {
+        interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Whether maskable interrupts are enabled on this CPU.
+pub fn interrupts_enabled() -> bool {
+    interrupts::are_enabled()
+}
+
+/// A snapshot of this CPU's control state.
+#[derive(Clone, Copy, Debug)]
+pub struct ControlState {
+    /// CR0.
+    pub cr0: u64,
+    /// CR3 (page-table root and flags).
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// IA32_EFER.
+    pub efer: u64,
+    /// IA32_PAT, if the CPU has PAT.
+    pub pat: Option<u64>,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// CS, DS, ES, FS, GS, SS selectors.
+    pub selectors: [u16; 6],
+    /// FS and GS base addresses.
+    pub fs_base: u64,
+    /// GS base address.
+    pub gs_base: u64,
+    /// GDTR base (virtual) and limit.
+    pub gdtr: (u64, u16),
+}
+
+/// IA32_PAT.
+const MSR_PAT: u32 = 0x277;
+/// IA32_FS_BASE.
+const MSR_FS_BASE: u32 = 0xc000_0100;
+/// IA32_GS_BASE.
+const MSR_GS_BASE: u32 = 0xc000_0101;
+
+/// Reads this CPU's control state.
+pub fn control_state() -> ControlState {
+    let features = Features::read();
+    let read_msr = |index: u32| {
+        // SAFETY: only architectural MSRs that exist on every x86-64 CPU (FS/GS base) or whose
+        // existence was checked through CPUID (PAT) are read; reads have no side effects.
+        unsafe { Msr::new(index).read() }
+    };
+    let (cr3_frame, cr3_flags) = Cr3::read_raw();
+    let gdtr = sgdt();
+    ControlState {
+        cr0: Cr0::read_raw(),
+        cr3: cr3_frame.start_address().as_u64() | u64::from(cr3_flags),
+        cr4: Cr4::read_raw(),
+        efer: Efer::read_raw(),
+        pat: features.pat.then(|| read_msr(MSR_PAT)),
+        rflags: rflags::read_raw(),
+        selectors: [
+            CS::get_reg().0,
+            DS::get_reg().0,
+            ES::get_reg().0,
+            FS::get_reg().0,
+            GS::get_reg().0,
+            SS::get_reg().0,
+        ],
+        fs_base: read_msr(MSR_FS_BASE),
+        gs_base: read_msr(MSR_GS_BASE),
+        gdtr: (gdtr.base.as_u64(), gdtr.limit),
+    }
+}
+
+/// Reads the descriptor at `selector` from the currently loaded GDT.
+///
+/// Returns `None` if the selector is outside the GDT's limit.
+pub fn gdt_descriptor(selector: u16) -> Option<u64> {
+    let gdtr = sgdt();
+    let offset = u64::from(selector & !7);
+    if offset + 7 > u64::from(gdtr.limit) {
+        return None;
+    }
+    let address = gdtr.base.as_u64() + offset;
+    // SAFETY: the GDT is mapped (the CPU uses it for every segment load) and `offset` is within
+    // its limit, so the 8 bytes at `address` are readable.
+    Some(unsafe { core::ptr::read_volatile(address as *const u64) })
+}
+
+/// The stack pointer of the caller (approximately: the current frame's).
+pub fn stack_pointer() -> u64 {
+    let rsp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    rsp
+}
+
+/// CPU features Evergreen cares about, from CPUID.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Features {
+    /// Page attribute table.
+    pub pat: bool,
+    /// No-execute pages (EFER.NXE).
+    pub nx: bool,
+    /// x2APIC mode.
+    pub x2apic: bool,
+    /// 1 GiB pages.
+    pub page1g: bool,
+}
+
+impl Features {
+    /// Reads the features of this CPU.
+    pub fn read() -> Self {
+        let leaf1 = core::arch::x86_64::__cpuid(1);
+        let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+        let ext1 = if max_ext >= 0x8000_0001 {
+            core::arch::x86_64::__cpuid(0x8000_0001).edx
+        } else {
+            0
+        };
+        Self {
+            pat: leaf1.edx & (1 << 16) != 0,
+            x2apic: leaf1.ecx & (1 << 21) != 0,
+            nx: ext1 & (1 << 20) != 0,
+            page1g: ext1 & (1 << 26) != 0,
+        }
+    }
+}

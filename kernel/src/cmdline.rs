@@ -1,0 +1,34 @@
+//! The kernel command line: space-separated `key=value` words (and bare flags).
+
+use log::LevelFilter;
+
+/// The options Evergreen understands.
+#[derive(Clone, Copy, Debug)]
+pub struct Options<'a> {
+    /// `log=error|warn|info|debug|trace`.
+    pub log_level: LevelFilter,
+    /// `test=NAME`: run a built-in test instead of booting normally.
+    pub test: Option<&'a str>,
+}
+
+impl<'a> Options<'a> {
+    /// Parses `cmdline`; unknown words are returned through `unknown` so they can be reported.
+    pub fn parse(cmdline: &'a str, mut unknown: impl FnMut(&'a str)) -> Self {
+        let mut options = Options {
+            log_level: LevelFilter::Info,
+            test: None,
+        };
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            match key {
+                "log" => match value.parse() {
+                    Ok(level) => options.log_level = level,
+                    Err(_) => unknown(word),
+                },
+                "test" => options.test = Some(value),
+                _ => unknown(word),
+            }
+        }
+        options
+    }
+}

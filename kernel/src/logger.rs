@@ -1,0 +1,101 @@
+//! The kernel's `log` backend: each record becomes one line on COM1 and on the screen console.
+//!
+//! A line is formatted into a stack buffer first and then written to each output under that
+//! output's lock, so lines from different CPUs never interleave mid-line.
+
+use core::fmt::Write;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::console;
+
+/// Longest line kept; longer records are cut with a `…` marker.
+const LINE_MAX: usize = 480;
+
+struct Logger;
+
+static LOGGER: Logger = Logger;
+
+/// A fixed-size line buffer that truncates instead of failing.
+pub struct LineBuf {
+    bytes: [u8; LINE_MAX],
+    len: usize,
+    truncated: bool,
+}
+
+impl LineBuf {
+    /// An empty line.
+    pub const fn new() -> Self {
+        Self {
+            bytes: [0; LINE_MAX],
+            len: 0,
+            truncated: false,
+        }
+    }
+
+    /// The text written so far.
+    pub fn as_str(&self) -> &str {
+        // Only whole UTF-8 characters are ever copied in (see `write_str`).
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("<log line not UTF-8>")
+    }
+
+    /// Whether text was dropped because the line was full.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for c in s.chars() {
+            let mut utf8 = [0; 4];
+            let encoded = c.encode_utf8(&mut utf8).as_bytes();
+            if self.len + encoded.len() > LINE_MAX {
+                self.truncated = true;
+                return Ok(());
+            }
+            self.bytes[self.len..self.len + encoded.len()].copy_from_slice(encoded);
+            self.len += encoded.len();
+        }
+        Ok(())
+    }
+}
+
+fn level_style(level: Level) -> (&'static str, &'static str) {
+    match level {
+        Level::Error => ("ERROR", "\x1b[91m"),
+        Level::Warn => ("WARN ", "\x1b[93m"),
+        Level::Info => ("INFO ", "\x1b[92m"),
+        Level::Debug => ("DEBUG", "\x1b[96m"),
+        Level::Trace => ("TRACE", "\x1b[90m"),
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut line = LineBuf::new();
+        let _ = write!(line, "{}", record.args());
+        let cut = if line.truncated() { "…" } else { "" };
+        let (name, colour) = level_style(record.level());
+        hal::serial::write_fmt(format_args!("[{name}] {}{cut}\n", line.as_str()));
+        let mut screen = LineBuf::new();
+        let _ = writeln!(screen, "{colour}{name}\x1b[0m {}{cut}", line.as_str());
+        console::write_str(screen.as_str());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger with the level named on the command line (`log=debug`; default info).
+pub fn init(level: LevelFilter) {
+    // A second call (impossible at boot) would keep the first logger, which is fine.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
