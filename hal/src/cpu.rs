@@ -143,3 +143,8 @@ impl Features {
         }
     }
 }
+
+/// Executes `int3`; the breakpoint handler reports it and execution continues.
+pub fn breakpoint() {
+    x86_64::instructions::interrupts::int3();
+}

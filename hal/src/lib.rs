@@ -6,13 +6,18 @@
 //! can be `#![deny(unsafe_code)]` (the framekernel idea, see `docs/STYLE.md`).
 #![no_std]
 
+pub mod backtrace;
 pub mod boot;
 pub mod cpu;
 pub mod entry;
 pub mod framebuffer;
+pub mod gdt;
 pub mod image;
 pub mod paging;
+pub mod percpu;
 pub mod pic;
 pub mod port;
 pub mod qemu;
 pub mod serial;
+pub mod sync;
+pub mod trap;

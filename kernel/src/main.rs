@@ -9,6 +9,8 @@
 mod cmdline;
 mod conformance;
 mod console;
+mod cpu;
+mod ktest;
 mod logger;
 mod panic;
 mod summary;
@@ -43,6 +45,7 @@ fn main() -> ! {
     }
     logger::init(options.log_level);
     let screen = console::init();
+    cpu::init_bsp();
 
     log::info!("Evergreen {VERSION} ({GIT_HASH}) booting");
     for word in unknown.iter().take(unknown_count) {
@@ -60,8 +63,10 @@ fn main() -> ! {
         }
         Some("boot") => finish_test(true),
         Some("conformance") => finish_test(conformance::run()),
+        Some("kernel") => finish_test(ktest::run("")),
+        Some(filter) if filter.starts_with("kernel:") => finish_test(ktest::run(&filter[7..])),
         Some(other) => {
-            log::error!("unknown test '{other}' (known: boot, conformance)");
+            log::error!("unknown test '{other}' (known: boot, conformance, kernel, kernel:FILTER)");
             finish_test(false)
         }
     }

@@ -1,0 +1,92 @@
+//! Per-CPU GDT and TSS, with separate interrupt stacks (IST) for the exceptions that can
+//! arrive on a broken stack: double fault, NMI and machine check.
+
+use core::cell::UnsafeCell;
+
+use spin::Once;
+use x86_64::{
+    VirtAddr,
+    instructions::{
+        segmentation::{CS, DS, ES, FS, GS, SS, Segment},
+        tables::load_tss,
+    },
+    registers::segmentation::SegmentSelector,
+    structures::{
+        gdt::{Descriptor, GlobalDescriptorTable},
+        tss::TaskStateSegment,
+    },
+};
+
+use crate::percpu::MAX_CPUS;
+
+/// IST slot (1-based in the IDT, 0-based in the TSS) for double faults.
+pub const IST_DOUBLE_FAULT: u16 = 1;
+/// IST slot for NMIs.
+pub const IST_NMI: u16 = 2;
+/// IST slot for machine checks.
+pub const IST_MACHINE_CHECK: u16 = 3;
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+const IST_COUNT: usize = 3;
+
+/// Kernel code selector.
+pub const KERNEL_CODE: SegmentSelector = SegmentSelector(0x08);
+/// Kernel data selector.
+pub const KERNEL_DATA: SegmentSelector = SegmentSelector(0x10);
+
+/// Memory the CPU uses as a stack; Rust code never reads or writes it.
+#[repr(C, align(16))]
+struct Stack(UnsafeCell<[u8; IST_STACK_SIZE]>);
+
+// SAFETY: only the CPU (on exception entry) touches the bytes; Rust only takes the address.
+unsafe impl Sync for Stack {}
+
+static IST_STACKS: [[Stack; IST_COUNT]; MAX_CPUS] =
+    [const { [const { Stack(UnsafeCell::new([0; IST_STACK_SIZE])) }; IST_COUNT] }; MAX_CPUS];
+
+struct CpuTables {
+    gdt: GlobalDescriptorTable<8>,
+    tss_selector: SegmentSelector,
+}
+
+static TSS: [Once<TaskStateSegment>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+static TABLES: [Once<CpuTables>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+
+/// Builds and loads CPU `index`'s GDT and TSS and reloads every segment register.
+/// Call once per CPU, before [`crate::percpu::init_this_cpu`].
+///
+/// # Panics
+/// If `index >= MAX_CPUS`.
+pub fn init_this_cpu(index: usize) {
+    let tss = TSS[index].call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        for (slot, stack) in IST_STACKS[index].iter().enumerate() {
+            let top = VirtAddr::from_ptr(stack.0.get()) + IST_STACK_SIZE as u64;
+            tss.interrupt_stack_table[slot] = top;
+        }
+        tss
+    });
+    let tables = TABLES[index].call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        debug_assert_eq!((code, data), (KERNEL_CODE, KERNEL_DATA));
+        // User segments in the order `sysret` expects (data before code).
+        gdt.append(Descriptor::user_data_segment());
+        gdt.append(Descriptor::user_code_segment());
+        let tss_selector = gdt.append(Descriptor::tss_segment(tss));
+        CpuTables { gdt, tss_selector }
+    });
+    tables.gdt.load();
+    // SAFETY: the selectors index the descriptors appended above, in the GDT just loaded; the
+    // TSS descriptor is this CPU's own and has not been loaded before.
+    unsafe {
+        CS::set_reg(KERNEL_CODE);
+        SS::set_reg(KERNEL_DATA);
+        DS::set_reg(KERNEL_DATA);
+        ES::set_reg(KERNEL_DATA);
+        FS::set_reg(SegmentSelector(0));
+        GS::set_reg(SegmentSelector(0));
+        load_tss(tables.tss_selector);
+    }
+}

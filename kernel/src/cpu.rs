@@ -1,0 +1,50 @@
+//! Bringing a CPU to the kernel's own state: its GDT and TSS, per-CPU identity and IDT.
+
+/// Sets up the bootstrap CPU (index 0).
+pub fn init_bsp() {
+    let lapic_id = hal::boot::responses().mp.map_or(0, |mp| mp.bsp_lapic_id());
+    hal::gdt::init_this_cpu(0);
+    hal::percpu::init_this_cpu(0, lapic_id);
+    hal::trap::init_this_cpu();
+    hal::percpu::mark_online();
+    log::debug!("cpu 0 (lapic {lapic_id}): GDT, TSS and IDT loaded");
+}
+
+/// Tests of the CPU's exception handling.
+pub mod tests {
+    use crate::{check, ktest::TestResult};
+
+    /// `int3` is reported and execution continues after it.
+    pub fn breakpoint_resumes() -> TestResult {
+        let before = hal::trap::breakpoints_handled();
+        hal::cpu::breakpoint();
+        let after = hal::trap::breakpoints_handled();
+        check!(
+            after == before + 1,
+            "breakpoint count went {before} -> {after}"
+        );
+        Ok(())
+    }
+
+    /// A read of an unmapped address faults with CR2 = that address.
+    pub fn page_fault_reports_cr2() -> TestResult {
+        // An address in the lower half, which nothing maps at this point.
+        let address = 0x0000_1234_5678_9000u64 + 0x123;
+        match hal::trap::probe_read(address) {
+            Ok(value) => check!(false, "read of {address:#x} returned {value:#x}"),
+            Err(fault) => {
+                check!(
+                    fault.address == address,
+                    "CR2 {:#x}, expected {address:#x}",
+                    fault.address
+                );
+                check!(
+                    fault.error_code & 1 == 0,
+                    "error code {:#x}: not a non-present fault",
+                    fault.error_code
+                );
+            }
+        }
+        Ok(())
+    }
+}
