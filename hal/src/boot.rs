@@ -60,7 +60,7 @@ requests! {
         .with_mode(paging::Mode::FOUR_LEVEL)
         .with_max_mode(paging::Mode::FOUR_LEVEL)
         .with_min_mode(paging::Mode::FOUR_LEVEL);
-    MP: MpRequest = MpRequest::new();
+    MP: MpRequest = MpRequest::new().with_flags(limine::mp::RequestFlags::X2APIC);
     MEMORY_MAP: MemoryMapRequest = MemoryMapRequest::new();
     ENTRY_POINT: EntryPointRequest =
         EntryPointRequest::new().with_entry_point(crate::entry::limine_entry);

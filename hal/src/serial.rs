@@ -1,8 +1,6 @@
 //! The COM1 16550 UART: the kernel's first and most reliable way to talk to a human.
 
-use spin::Mutex;
-
-use crate::port::Port8;
+use crate::{port::Port8, sync::IrqMutex as Mutex};
 
 /// Base I/O port of COM1.
 const COM1: u16 = 0x3f8;

@@ -1,9 +1,8 @@
 //! A text console on the boot framebuffer: a bitmap font, scrolling, and the subset of ANSI
 //! escape sequences (SGR colours, cursor movement, erase) a shell needs.
 
-use hal::framebuffer::Framebuffer;
+use hal::{framebuffer::Framebuffer, sync::IrqMutex as Mutex};
 use noto_sans_mono_bitmap::{FontWeight, RasterHeight, get_raster, get_raster_width};
-use spin::Mutex;
 
 const WEIGHT: FontWeight = FontWeight::Regular;
 const HEIGHT: RasterHeight = RasterHeight::Size16;

@@ -13,7 +13,9 @@ mod cpu;
 mod ktest;
 mod logger;
 mod panic;
+mod smp;
 mod summary;
+mod symbols;
 
 use hal::qemu::ExitCode;
 
@@ -55,6 +57,8 @@ fn main() -> ! {
         log::warn!("no usable framebuffer: output on serial only");
     }
     summary::log(&hal::boot::responses());
+    let cpus = smp::start_aps();
+    log::info!("{cpus} CPU(s) online");
 
     match options.test {
         None => {

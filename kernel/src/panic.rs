@@ -29,8 +29,24 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         "\n\x1b[41m\x1b[97m KERNEL PANIC \x1b[0m at {file}:{line}:{column}:\n{}\n",
         info.message()
     ));
+    print_trace();
     if TEST_MODE.load(Ordering::Relaxed) {
         hal::qemu::exit(hal::qemu::ExitCode::Failure);
     }
     hal::cpu::halt_forever()
+}
+
+/// Prints the return addresses on the panicking stack, with function names.
+fn print_trace() {
+    hal::serial::write_fmt_emergency(format_args!("stack trace:\n"));
+    hal::backtrace::walk(32, |address| match crate::symbols::lookup(address) {
+        Some(symbol) => {
+            hal::serial::write_fmt_emergency(format_args!("  {address:#018x} {symbol}\n"));
+            crate::console::try_write_fmt(format_args!("  {address:#x} {symbol}\n"));
+        }
+        None => {
+            hal::serial::write_fmt_emergency(format_args!("  {address:#018x} ?\n"));
+            crate::console::try_write_fmt(format_args!("  {address:#x} ?\n"));
+        }
+    });
 }
