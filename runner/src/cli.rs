@@ -1,0 +1,482 @@
+//! The command line: `cargo run -- [FLAGS]` boots, subcommands make images and run tests.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    build::{self, Component, Profile},
+    image, interrupt,
+    payload::{self, ModuleFile},
+    qemu::{self, Accel, GuestExit, Qemu, RunOptions, Serial},
+    qmp, systest,
+    watch::{self, Outcome},
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  cargo run                               build everything and boot in QEMU (window if there is
+                                          a display, serial output on this terminal)
+  cargo run -- --headless --smp 2 --memory 1G
+  cargo run -- --cmdline 'log=debug'      boot with a kernel command line
+  cargo run -- --gdb                      wait for GDB on localhost:1234
+  cargo run -- --headless --timeout 60    stop QEMU after 60 s (exit status 124)
+  cargo run -- image --out evergreen.img  write a disk image for a USB stick
+  cargo run -- test                       host unit tests + QEMU system tests
+  cargo run -- test --filter bad --skip-unit
+  LIMINE_PATH=~/limine cargo run          boot with real Limine's BOOTX64.EFI
+
+Environment:
+  LIMINE_PATH  folder holding Limine's BOOTX64.EFI, used instead of our loader
+  OVMF_PATH    an OVMF_CODE*.fd file, a combined OVMF.fd, or a folder holding them
+
+Exit status of a boot: 0 when the kernel reports success (isa-debug-exit 0x10) or QEMU is
+closed, 1 when it reports failure (0x11), 124 on --timeout, QEMU's own status otherwise.";
+
+/// Evergreen's host tool: builds the kernel and the loader, writes a bootable GPT disk image
+/// and runs it in QEMU.
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    bin_name = "cargo run --",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build, write target/evergreen.img and boot it in QEMU (what plain `cargo run` does)
+    Run(RunArgs),
+    /// Build and write a raw disk image, e.g. to copy to a USB stick with dd
+    Image(ImageArgs),
+    /// Run the test suite: host unit tests, then QEMU system tests
+    Test(TestArgs),
+    /// Boot headless and save a PNG screenshot of the screen (through QMP)
+    Screenshot(ScreenshotArgs),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Build the kernel and the loader with the dev profile instead of --release
+    #[arg(long)]
+    debug: bool,
+    /// Kernel command line written to limine.conf
+    #[arg(
+        long,
+        value_name = "STR",
+        default_value = "",
+        hide_default_value = true
+    )]
+    cmdline: String,
+    /// Add FILE as a module under /boot/ (its module_cmdline is its file name); repeatable
+    #[arg(long, value_name = "FILE")]
+    module: Vec<PathBuf>,
+}
+
+impl BuildArgs {
+    fn profile(&self) -> Profile {
+        if self.debug {
+            Profile::Debug
+        } else {
+            Profile::Release
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// No window: serial on the terminal only (also the default without DISPLAY/WAYLAND_DISPLAY)
+    #[arg(long)]
+    headless: bool,
+    /// Number of CPUs
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    smp: u8,
+    /// Guest memory: a number of MiB or a size like 512M or 2G
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
+    memory: u64,
+    /// Start halted and wait for GDB on localhost:1234 (QEMU -s -S)
+    #[arg(long)]
+    gdb: bool,
+    /// Stop QEMU after SECS seconds and exit with status 124
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Use KVM (needs a usable /dev/kvm); the default is TCG emulation
+    #[arg(long)]
+    kvm: bool,
+    /// Also copy the serial output to FILE
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+    /// Open a QMP socket at PATH (e.g. for `screendump`)
+    #[arg(long, value_name = "PATH")]
+    qmp: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ImageArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Where to write the image [default: target/evergreen.img]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Run only the system tests whose name contains NAME (skips the host unit tests)
+    #[arg(long, value_name = "NAME")]
+    filter: Option<String>,
+    /// List the system tests and exit
+    #[arg(long)]
+    list: bool,
+    /// Time limit of each system test in seconds
+    #[arg(long, value_name = "SECS", default_value_t = systest::DEFAULT_TIMEOUT.as_secs())]
+    timeout: u64,
+    /// Skip the host unit tests (cargo test of the runner and the crates in libs/)
+    #[arg(long)]
+    skip_unit: bool,
+    /// Build the kernel and the loader with the dev profile
+    #[arg(long)]
+    debug: bool,
+}
+
+#[derive(Debug, Args)]
+struct ScreenshotArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Where to save the PNG
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Take the picture once a serial line contains TEXT
+    #[arg(long, value_name = "TEXT", default_value = "Evergreen ")]
+    wait_for: String,
+    /// Then wait SECS more seconds (for the screen to settle)
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    delay: u64,
+    /// Give up after SECS seconds
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+}
+
+/// Parses `512`, `512M`, `512MiB`, `2G` into MiB.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 512M"))?;
+    let mib = match unit.to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => Some(number),
+        "G" | "GB" | "GIB" => number.checked_mul(1024),
+        _ => return Err(format!("unknown unit in `{text}`: use M or G")),
+    }
+    .ok_or_else(|| format!("`{text}` is too large"))?;
+    if !(32..=65536).contains(&mib) {
+        return Err(format!("`{text}` is out of range: use 32M to 64G"));
+    }
+    Ok(mib)
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    interrupt::install()?;
+    match cli.command {
+        None => run(&cli.run),
+        Some(Command::Run(args)) => run(&args),
+        Some(Command::Image(args)) => write_image(&args),
+        Some(Command::Test(args)) => test(&args),
+        Some(Command::Screenshot(args)) => screenshot(&args),
+    }
+}
+
+/// `path` relative to the current directory when it is inside it (for messages).
+fn show(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Builds what the image needs, writes it to `out` and returns the kernel's path.
+fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
+    let modules = args
+        .module
+        .iter()
+        .map(|p| ModuleFile::from_host_file(p))
+        .collect::<Result<Vec<_>>>()?;
+    let limine = payload::limine_from_env()?;
+    let kernel_path = build::build(Component::Kernel, args.profile())?;
+    // Our loader is only built when it goes into the image.
+    let app = match limine {
+        Some(limine) => limine,
+        None => payload::our_loader(&build::build(Component::Loader, args.profile())?)?,
+    };
+    let kernel = std::fs::read(&kernel_path)
+        .with_context(|| format!("reading {}", kernel_path.display()))?;
+    let spec = payload::standard_image(&app, kernel, &args.cmdline, &modules)?;
+    status!("writing image {} (boot loader: {})", show(out), app.source);
+    image::write_image(&spec, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(kernel_path)
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    let qemu = Qemu::locate()?;
+    let accel = if args.kvm {
+        qemu::check_kvm()?;
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    let image = build::target_dir()?.join("evergreen.img");
+    let kernel = build_image(&args.build, &image)?;
+
+    let mut window = !args.headless && display_available();
+    if window && !qemu.has_window_backend() {
+        status!("this QEMU cannot open a window (install qemu-system-gui); running headless");
+        window = false;
+    }
+    let opts = RunOptions {
+        image,
+        memory_mib: args.memory,
+        smp: args.smp,
+        accel,
+        window,
+        serial: match &args.serial_log {
+            Some(log) => Serial::StdioAndFile(log.clone()),
+            None => Serial::Stdio,
+        },
+        gdb: args.gdb,
+        qmp: args.qmp.clone(),
+    };
+    status!(
+        "starting QEMU ({}, {} CPU{}, {}, {})",
+        if window { "window" } else { "headless" },
+        args.smp,
+        if args.smp == 1 { "" } else { "s" },
+        memory_label(args.memory),
+        if accel == Accel::Kvm { "KVM" } else { "TCG" },
+    );
+    if args.gdb {
+        status!(
+            "QEMU waits for GDB on localhost:1234; attach with:\n    gdb {} -ex 'target remote :1234'",
+            show(&kernel)
+        );
+    }
+    let mut running = qemu.spawn(&opts)?;
+    let timeout = args.timeout.map(Duration::from_secs);
+    let outcome = watch::watch(&mut running.child, None, timeout, |_| false)?;
+    Ok(match outcome {
+        Outcome::Exited(_) if interrupt::interrupted() => {
+            status!("stopped (Ctrl-C)");
+            ExitCode::from(130)
+        }
+        Outcome::Exited(status) => {
+            let exit = GuestExit::from_status(status);
+            status!("{}", exit.describe());
+            ExitCode::from(exit.exit_code())
+        }
+        Outcome::TimedOut => {
+            watch::terminate(&mut running.child, Duration::from_secs(3))?;
+            status!(
+                "QEMU was still running after {} s (--timeout); stopped it",
+                timeout_secs(args)
+            );
+            ExitCode::from(124)
+        }
+        Outcome::Interrupted | Outcome::Matched(_) => {
+            watch::terminate(&mut running.child, Duration::from_secs(3))?;
+            status!("interrupted; QEMU stopped");
+            ExitCode::from(130)
+        }
+    })
+}
+
+fn timeout_secs(args: &RunArgs) -> u64 {
+    args.timeout.unwrap_or_default()
+}
+
+fn memory_label(mib: u64) -> String {
+    if mib.is_multiple_of(1024) {
+        format!("{}G", mib / 1024)
+    } else {
+        format!("{mib}M")
+    }
+}
+
+/// Whether a window can be opened.
+fn display_available() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
+fn write_image(args: &ImageArgs) -> Result<ExitCode> {
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => build::target_dir()?.join("evergreen.img"),
+    };
+    build_image(&args.build, &out)?;
+    status!(
+        "done. To boot a PC from a USB stick, write the image to the whole stick (ALL DATA ON \
+         IT IS LOST; check the device name with lsblk):\n    sudo dd if={} of=/dev/sdX bs=4M \
+         conv=fsync status=progress",
+        show(&out)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(args: &TestArgs) -> Result<ExitCode> {
+    if args.list {
+        systest::list();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = systest::SuiteOptions {
+        filter: args.filter.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        profile: if args.debug {
+            Profile::Debug
+        } else {
+            Profile::Release
+        },
+        skip_unit: args.skip_unit,
+    };
+    Ok(if systest::run_suite(&opts)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn screenshot(args: &ScreenshotArgs) -> Result<ExitCode> {
+    let qemu = Qemu::locate()?;
+    let target = build::target_dir()?;
+    let image = target.join("screenshot.img");
+    build_image(&args.build, &image)?;
+    let sockets = tempfile::tempdir().context("creating a directory for the QMP socket")?;
+    let socket = sockets.path().join("qmp.sock");
+    let log = target.join("screenshot-serial.log");
+    let mut opts = RunOptions::headless(image, log.clone());
+    opts.qmp = Some(socket.clone());
+    status!(
+        "starting QEMU (headless, QMP); waiting for a serial line containing {:?}",
+        args.wait_for
+    );
+    let mut running = qemu.spawn(&opts)?;
+    let outcome = watch::watch(
+        &mut running.child,
+        Some(&log),
+        Some(Duration::from_secs(args.timeout)),
+        |line| line.contains(&args.wait_for),
+    );
+    let result = match outcome {
+        Ok(Outcome::Matched(_)) => {
+            thread::sleep(Duration::from_secs(args.delay));
+            qmp::screendump(&socket, &args.out)
+        }
+        Ok(Outcome::Exited(status)) => Err(anyhow::anyhow!(
+            "QEMU exited before the screenshot: {}",
+            GuestExit::from_status(status).describe()
+        )),
+        Ok(Outcome::TimedOut) => Err(anyhow::anyhow!(
+            "no serial line contained {:?} within {} s (see {})",
+            args.wait_for,
+            args.timeout,
+            show(&log)
+        )),
+        Ok(Outcome::Interrupted) => Err(anyhow::anyhow!("interrupted")),
+        Err(e) => Err(e),
+    };
+    watch::terminate(&mut running.child, Duration::from_secs(3))?;
+    result?;
+    if !args.out.is_file() {
+        bail!(
+            "QEMU reported success but {} was not written",
+            args.out.display()
+        );
+    }
+    status!("saved {}", show(&args.out));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn plain_flags_mean_run() {
+        let cli = Cli::try_parse_from(["runner", "--headless", "--smp", "2", "--memory", "1G"])
+            .expect("parses");
+        assert!(cli.command.is_none());
+        assert!(cli.run.headless);
+        assert_eq!(cli.run.smp, 2);
+        assert_eq!(cli.run.memory, 1024);
+        assert_eq!(cli.run.build.profile(), Profile::Release);
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = Cli::try_parse_from(["runner", "test", "--filter", "boot", "--skip-unit"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Test(TestArgs {
+                skip_unit: true,
+                ..
+            }))
+        ));
+        let cli = Cli::try_parse_from(["runner", "image", "--out", "x.img", "--cmdline", "a b"])
+            .expect("parses");
+        let Some(Command::Image(args)) = cli.command else {
+            panic!("image expected")
+        };
+        assert_eq!(args.out, Some(PathBuf::from("x.img")));
+        assert_eq!(args.build.cmdline, "a b");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Cli::try_parse_from(["runner", "--smp", "0"]).is_err());
+        assert!(Cli::try_parse_from(["runner", "--smp", "17"]).is_err());
+        assert!(Cli::try_parse_from(["runner", "--memory", "12X"]).is_err());
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512M"), Ok(512));
+        assert_eq!(parse_memory("512"), Ok(512));
+        assert_eq!(parse_memory("2G"), Ok(2048));
+        assert_eq!(parse_memory("1gib"), Ok(1024));
+        assert!(parse_memory("G").is_err());
+        assert!(parse_memory("1T").is_err());
+        assert!(parse_memory("8M").is_err());
+        assert!(parse_memory("99999999999999999999G").is_err());
+        assert_eq!(memory_label(512), "512M");
+        assert_eq!(memory_label(2048), "2G");
+    }
+}

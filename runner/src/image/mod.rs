@@ -1,0 +1,359 @@
+//! GPT disk images with one EFI System Partition, written without root or external tools.
+//!
+//! The whole disk is built in memory: a protective MBR and GPT (crate `gpt`) around one ESP
+//! whose FAT32 file system (crate `fatfs`) is formatted directly inside the disk buffer. The
+//! buffer is then written to a temporary file next to the destination and renamed over it, so
+//! a reader never sees half an image.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::{Cursor, Write},
+    os::unix::fs::PermissionsExt,
+    path::Path,
+};
+
+use anyhow::{Context, Result, bail};
+use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+use gpt::{GptConfig, disk::LogicalBlockSize, mbr::ProtectiveMBR, partition_types};
+
+mod fatfix;
+
+/// Bytes per logical block of the images we write.
+pub const SECTOR_SIZE: u64 = 512;
+/// The ESP starts 1 MiB into the disk, the usual alignment.
+pub const ESP_OFFSET: u64 = 1024 * 1024;
+/// The smallest ESP we write: FAT32 needs at least 65525 clusters, and firmware expects ESPs
+/// to be FAT32, so the partition is big enough for that with 512-byte clusters and room to spare.
+pub const MIN_ESP_SIZE: u64 = 64 * 1024 * 1024;
+/// Space left after the ESP for the backup GPT (33 sectors), rounded up to 1 MiB.
+const TAIL_SIZE: u64 = 1024 * 1024;
+/// Where the firmware looks for a removable medium's boot loader.
+pub const EFI_APP_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+/// The loader's configuration file at the ESP's root.
+pub const CONFIG_PATH: &str = "limine.conf";
+/// The kernel ELF.
+pub const KERNEL_PATH: &str = "boot/kernel";
+
+/// The contents of a disk image: paths are relative to the ESP's root, `/`-separated.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSpec {
+    /// The UEFI application stored as `EFI/BOOT/BOOTX64.EFI`.
+    pub efi_app: Vec<u8>,
+    /// The text stored as `limine.conf`.
+    pub config: String,
+    /// Further files, normally `boot/kernel` and modules under `boot/`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl ImageSpec {
+    /// The usual image: loader, config and kernel at their fixed paths.
+    pub fn new(efi_app: Vec<u8>, config: String, kernel: Vec<u8>) -> Self {
+        Self {
+            efi_app,
+            config,
+            files: vec![(KERNEL_PATH.to_owned(), kernel)],
+        }
+    }
+
+    /// Adds a file at `path` (relative to the ESP's root).
+    pub fn with_file(mut self, path: impl Into<String>, data: Vec<u8>) -> Self {
+        self.files.push((path.into(), data));
+        self
+    }
+
+    /// Every file of the ESP, the fixed ones first.
+    fn all_files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        [
+            (EFI_APP_PATH, self.efi_app.as_slice()),
+            (CONFIG_PATH, self.config.as_bytes()),
+        ]
+        .into_iter()
+        .chain(self.files.iter().map(|(p, d)| (p.as_str(), d.as_slice())))
+    }
+}
+
+/// Where things ended up in a written image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLayout {
+    /// Size of the whole disk image in bytes.
+    pub disk_size: u64,
+    /// Byte offset of the ESP.
+    pub esp_offset: u64,
+    /// Size of the ESP in bytes.
+    pub esp_size: u64,
+}
+
+/// Builds the image described by `spec` in memory and writes it to `out`.
+pub fn write_image(spec: &ImageSpec, out: &Path) -> Result<ImageLayout> {
+    let (disk, layout) = build_image(spec)?;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(&disk).context("writing the disk image")?;
+    // Temporary files are private (0600); an image is an ordinary file.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .context("setting the image's permissions")?;
+    tmp.as_file()
+        .sync_all()
+        .context("flushing the disk image")?;
+    tmp.persist(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(layout)
+}
+
+/// Builds the image described by `spec` and returns its bytes.
+pub fn build_image(spec: &ImageSpec) -> Result<(Vec<u8>, ImageLayout)> {
+    check_paths(spec)?;
+    let esp_size = esp_size_for(spec);
+    let disk_size = ESP_OFFSET + esp_size + TAIL_SIZE;
+    let layout = ImageLayout {
+        disk_size,
+        esp_offset: ESP_OFFSET,
+        esp_size,
+    };
+    let len = usize::try_from(disk_size).context("disk image too large for this host")?;
+    let mut disk = vec![0u8; len];
+
+    write_partition_table(&mut disk, layout)?;
+    let start = usize::try_from(ESP_OFFSET).context("ESP offset")?;
+    let end = usize::try_from(ESP_OFFSET + esp_size).context("ESP end")?;
+    write_esp(&mut disk[start..end], spec, esp_size)?;
+    Ok((disk, layout))
+}
+
+/// ESP size: at least [`MIN_ESP_SIZE`], else the files plus a quarter for FAT overhead,
+/// rounded up to whole MiB.
+fn esp_size_for(spec: &ImageSpec) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let payload: u64 = spec.all_files().map(|(_, d)| d.len() as u64).sum();
+    let wanted = payload + payload / 4 + 8 * MIB;
+    wanted.div_ceil(MIB).saturating_mul(MIB).max(MIN_ESP_SIZE)
+}
+
+/// Rejects paths fatfs would misread or that would collide.
+fn check_paths(spec: &ImageSpec) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for (path, _) in spec.all_files() {
+        let ok = !path.is_empty()
+            && !path.starts_with('/')
+            && path
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !ok {
+            bail!("bad ESP path {path:?}: use a relative path like \"boot/initramfs\"");
+        }
+        if !seen.insert(path.to_ascii_lowercase()) {
+            bail!("ESP path {path:?} appears twice (FAT names are case-insensitive)");
+        }
+    }
+    Ok(())
+}
+
+/// Writes the protective MBR, the primary and the backup GPT with one ESP entry.
+fn write_partition_table(disk: &mut [u8], layout: ImageLayout) -> Result<()> {
+    let sectors = layout.disk_size / SECTOR_SIZE;
+    let mut device = Cursor::new(disk);
+    let mbr_size = u32::try_from(sectors - 1).unwrap_or(u32::MAX);
+    ProtectiveMBR::with_lb_size(mbr_size)
+        .overwrite_lba0(&mut device)
+        .context("writing the protective MBR")?;
+    let mut gpt = GptConfig::new()
+        .writable(true)
+        .logical_block_size(LogicalBlockSize::Lb512)
+        .create_from_device(device, None)
+        .context("creating the GPT")?;
+    gpt.add_partition_at(
+        "EFI System Partition",
+        1,
+        layout.esp_offset / SECTOR_SIZE,
+        layout.esp_size / SECTOR_SIZE,
+        partition_types::EFI,
+        0,
+    )
+    .context("adding the ESP to the GPT")?;
+    gpt.write().context("writing the GPT")?;
+    Ok(())
+}
+
+/// Cluster size keeping a FAT32 volume of `size` bytes well above the 65525-cluster minimum.
+fn cluster_size_for(size: u64) -> u32 {
+    let mut cluster = 512u32;
+    while cluster < 4096 && size / u64::from(cluster * 2) >= 131_072 {
+        cluster *= 2;
+    }
+    cluster
+}
+
+/// Formats `esp` as FAT32 and copies the files in.
+fn write_esp(esp: &mut [u8], spec: &ImageSpec, esp_size: u64) -> Result<()> {
+    let options = FormatVolumeOptions::new()
+        .fat_type(FatType::Fat32)
+        .bytes_per_cluster(cluster_size_for(esp_size))
+        .volume_label(*b"EVERGREEN  ");
+    fatfs::format_volume(Cursor::new(&mut *esp), options).context("formatting the ESP as FAT32")?;
+    let fs =
+        FileSystem::new(Cursor::new(&mut *esp), FsOptions::new()).context("mounting the ESP")?;
+    if fs.fat_type() != FatType::Fat32 {
+        bail!("the ESP came out as {:?}, not FAT32", fs.fat_type());
+    }
+    for (path, data) in spec.all_files() {
+        add_file(&fs, path, data).with_context(|| format!("adding /{path} to the ESP"))?;
+    }
+    // Records the free-cluster count in FSInfo (fatfs leaves it "unknown").
+    fs.stats().context("counting free clusters")?;
+    fs.unmount().context("unmounting the ESP")?;
+    fatfix::fix_dot_entries(esp).context("repairing the ESP's directory entries")?;
+    Ok(())
+}
+
+/// Creates the parents of `path` and writes `data` to it.
+fn add_file<T: fatfs::ReadWriteSeek>(fs: &FileSystem<T>, path: &str, data: &[u8]) -> Result<()> {
+    let mut dir = fs.root_dir();
+    let mut parts: Vec<&str> = path.split('/').collect();
+    let name = parts.pop().context("empty path")?;
+    for part in parts {
+        dir = dir
+            .create_dir(part)
+            .with_context(|| format!("creating directory {part}"))?;
+    }
+    let mut file = dir.create_file(name).context("creating the file")?;
+    file.truncate().context("truncating the file")?;
+    file.write_all(data).context("writing the file")?;
+    file.flush().context("flushing the file")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use super::*;
+
+    fn read_file<T: fatfs::ReadWriteSeek>(fs: &FileSystem<T>, path: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        fs.root_dir()
+            .open_file(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .read_to_end(&mut out)
+            .expect("readable file");
+        out
+    }
+
+    fn sample_spec() -> ImageSpec {
+        let module: Vec<u8> = (0..300_001u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        ImageSpec::new(
+            b"MZ fake efi app".to_vec(),
+            "timeout: 0\n".into(),
+            b"\x7fELF kernel".to_vec(),
+        )
+        .with_file("boot/testmod.bin", module)
+    }
+
+    #[test]
+    fn image_reads_back_with_gpt_and_fatfs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("sub/disk.img");
+        let spec = sample_spec();
+        let layout = write_image(&spec, &out).expect("image written");
+        assert_eq!(
+            fs::metadata(&out).expect("image exists").len(),
+            layout.disk_size
+        );
+
+        // Protective MBR: one 0xEE partition covering the disk.
+        let mut file = fs::File::open(&out).expect("open image");
+        let mbr = ProtectiveMBR::from_disk(&mut file, LogicalBlockSize::Lb512).expect("valid MBR");
+        let record = mbr.partition(0).expect("first MBR record");
+        assert_eq!(record.os_type, 0xEE);
+        assert_eq!(record.lb_start, 1);
+
+        // GPT: both headers valid, exactly one ESP at the recorded offset.
+        let gpt = GptConfig::new()
+            .only_valid_headers(true)
+            .logical_block_size(LogicalBlockSize::Lb512)
+            .open(&out)
+            .expect("valid GPT");
+        let used: Vec<_> = gpt.partitions().values().filter(|p| p.is_used()).collect();
+        assert_eq!(used.len(), 1);
+        let esp = used[0];
+        assert_eq!(esp.part_type_guid, partition_types::EFI);
+        assert_eq!(
+            esp.part_type_guid.guid.to_string().to_uppercase(),
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        );
+        assert_eq!(
+            esp.bytes_start(LogicalBlockSize::Lb512).expect("start"),
+            layout.esp_offset
+        );
+        assert_eq!(
+            esp.bytes_len(LogicalBlockSize::Lb512).expect("len"),
+            layout.esp_size
+        );
+        assert!(layout.esp_offset + layout.esp_size <= layout.disk_size - 33 * SECTOR_SIZE);
+
+        // FAT32 with the files byte for byte.
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0)).expect("seek");
+        file.read_to_end(&mut bytes).expect("read image");
+        let start = usize::try_from(layout.esp_offset).expect("offset");
+        let end = start + usize::try_from(layout.esp_size).expect("size");
+        let fs = FileSystem::new(Cursor::new(&mut bytes[start..end]), FsOptions::new())
+            .expect("ESP mounts");
+        assert_eq!(fs.fat_type(), FatType::Fat32);
+        assert!(fs.stats().expect("stats").total_clusters() >= 65_525);
+        assert_eq!(read_file(&fs, "EFI/BOOT/BOOTX64.EFI"), spec.efi_app);
+        assert_eq!(read_file(&fs, "limine.conf"), spec.config.as_bytes());
+        for (path, data) in &spec.files {
+            assert_eq!(&read_file(&fs, path), data, "{path}");
+        }
+    }
+
+    #[test]
+    fn esp_grows_with_its_contents() {
+        let big = vec![0xA5; 100 * 1024 * 1024];
+        let spec = ImageSpec::new(vec![1], String::new(), vec![2]).with_file("boot/big", big);
+        let (bytes, layout) = build_image(&spec).expect("image built");
+        assert!(layout.esp_size > 100 * 1024 * 1024);
+        let start = usize::try_from(layout.esp_offset).expect("offset");
+        let end = start + usize::try_from(layout.esp_size).expect("size");
+        let mut bytes = bytes;
+        let fs = FileSystem::new(Cursor::new(&mut bytes[start..end]), FsOptions::new())
+            .expect("ESP mounts");
+        assert_eq!(fs.fat_type(), FatType::Fat32);
+        assert_eq!(read_file(&fs, "boot/big").len(), 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_and_duplicate_paths_are_rejected() {
+        for bad in ["/boot/x", "boot//x", "../x", "boot/", ""] {
+            let spec = ImageSpec::new(vec![], String::new(), vec![]).with_file(bad, vec![1]);
+            assert!(build_image(&spec).is_err(), "{bad:?} accepted");
+        }
+        let spec = ImageSpec::new(vec![], String::new(), vec![]).with_file("BOOT/KERNEL", vec![1]);
+        assert!(
+            build_image(&spec).is_err(),
+            "case-insensitive duplicate accepted"
+        );
+    }
+
+    #[test]
+    fn cluster_size_keeps_fat32_valid() {
+        for mib in [64u64, 100, 128, 300, 1024, 4096] {
+            let size = mib * 1024 * 1024;
+            let clusters = size / u64::from(cluster_size_for(size));
+            assert!(
+                clusters >= 131_072 || cluster_size_for(size) == 4096,
+                "{mib} MiB"
+            );
+            assert!(clusters > 65_525, "{mib} MiB");
+        }
+    }
+}

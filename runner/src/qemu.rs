@@ -1,0 +1,608 @@
+//! Finding QEMU and OVMF, building the QEMU command line and reading QEMU's exit status.
+//!
+//! The machine is a q35 PC with OVMF as firmware (code read-only, variables in a writable
+//! per-run copy of the template), the disk image as a raw drive, the `isa-debug-exit` device
+//! through which the kernel reports test results, and `-no-reboot` so a guest reset (a
+//! triple fault, say) ends the run instead of looping.
+
+use std::{
+    env,
+    ffi::OsString,
+    fs::{self, OpenOptions},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+use tempfile::NamedTempFile;
+
+/// The Debian/Ubuntu package that provides `qemu-system-x86_64`.
+pub const QEMU_PACKAGE: &str = "qemu-system-x86";
+/// The Debian/Ubuntu package that provides OVMF.
+pub const OVMF_PACKAGE: &str = "ovmf";
+/// Exit status QEMU reports when the kernel writes 0x10 to `isa-debug-exit` ((0x10<<1)|1).
+pub const EXIT_SUCCESS: i32 = 33;
+/// Exit status QEMU reports when the kernel writes 0x11 to `isa-debug-exit` ((0x11<<1)|1).
+pub const EXIT_FAILURE: i32 = 35;
+
+/// Where distributions install OVMF: (code, vars) pairs, best first.
+const OVMF_CANDIDATES: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+    ),
+    (
+        "/usr/share/edk2-ovmf/x64/OVMF_CODE.fd",
+        "/usr/share/edk2-ovmf/x64/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.fd",
+    ),
+];
+
+/// Code file names looked for inside an `OVMF_PATH` directory, best first.
+const OVMF_CODE_NAMES: &[&str] = &[
+    "OVMF_CODE_4M.fd",
+    "OVMF_CODE.4m.fd",
+    "OVMF_CODE.fd",
+    "x64/OVMF_CODE.4m.fd",
+    "x64/OVMF_CODE.fd",
+    "ovmf/OVMF_CODE.fd",
+];
+
+/// UEFI firmware for QEMU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// Separate code (read-only) and variable-store template (copied per run).
+    Split {
+        /// `OVMF_CODE*.fd`.
+        code: PathBuf,
+        /// `OVMF_VARS*.fd`, the template of the variable store.
+        vars: PathBuf,
+    },
+    /// One combined image (`OVMF.fd`), copied per run and used writable.
+    Combined(PathBuf),
+}
+
+/// Finds `qemu-system-x86_64` on `PATH`.
+pub fn find_qemu() -> Result<PathBuf> {
+    find_in_path("qemu-system-x86_64", env::var_os("PATH")).with_context(|| {
+        format!(
+            "qemu-system-x86_64 not found on PATH: install it with `sudo apt-get install \
+             {QEMU_PACKAGE}` (Debian/Ubuntu) or run scripts/setup.sh"
+        )
+    })
+}
+
+fn find_in_path(program: &str, path: Option<OsString>) -> Option<PathBuf> {
+    env::split_paths(&path?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Finds OVMF: `OVMF_PATH` (a code file, a combined image or a directory) or the places
+/// distributions install it.
+pub fn find_ovmf() -> Result<Firmware> {
+    if let Some(path) = env::var_os("OVMF_PATH").filter(|p| !p.is_empty()) {
+        return firmware_from_path(Path::new(&path))
+            .with_context(|| format!("using OVMF_PATH={}", Path::new(&path).display()));
+    }
+    OVMF_CANDIDATES
+        .iter()
+        .map(|(code, vars)| (Path::new(code), Path::new(vars)))
+        .find(|(code, vars)| code.is_file() && vars.is_file())
+        .map(|(code, vars)| Firmware::Split {
+            code: code.into(),
+            vars: vars.into(),
+        })
+        .with_context(|| {
+            format!(
+                "OVMF (UEFI firmware for QEMU) not found: install it with `sudo apt-get install \
+                 {OVMF_PACKAGE}` (Debian/Ubuntu), or set OVMF_PATH to an OVMF_CODE file or \
+                 its directory"
+            )
+        })
+}
+
+/// Interprets an `OVMF_PATH` value.
+fn firmware_from_path(path: &Path) -> Result<Firmware> {
+    if path.is_dir() {
+        for name in OVMF_CODE_NAMES {
+            let code = path.join(name);
+            if code.is_file() {
+                return firmware_from_path(&code);
+            }
+        }
+        let combined = path.join("OVMF.fd");
+        if combined.is_file() {
+            return Ok(Firmware::Combined(combined));
+        }
+        bail!("no OVMF_CODE*.fd or OVMF.fd in {}", path.display());
+    }
+    if !path.is_file() {
+        bail!("{} does not exist", path.display());
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if !name.contains("CODE") {
+        return Ok(Firmware::Combined(path.to_path_buf()));
+    }
+    let vars = path.with_file_name(name.replacen("CODE", "VARS", 1));
+    if !vars.is_file() {
+        bail!(
+            "found {} but not the matching {}",
+            path.display(),
+            vars.display()
+        );
+    }
+    Ok(Firmware::Split {
+        code: path.to_path_buf(),
+        vars,
+    })
+}
+
+impl std::fmt::Display for Firmware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Split { code, .. } => write!(f, "{}", code.display()),
+            Self::Combined(image) => write!(f, "{}", image.display()),
+        }
+    }
+}
+
+/// CPU acceleration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Emulation; works everywhere, slowly.
+    Tcg,
+    /// Hardware virtualization through `/dev/kvm`.
+    Kvm,
+}
+
+/// Checks that `/dev/kvm` can be opened for reading and writing.
+pub fn check_kvm() -> Result<()> {
+    OpenOptions::new().read(true).write(true).open("/dev/kvm").context(
+        "KVM was requested but /dev/kvm cannot be opened read-write (is KVM enabled and are you \
+         in the `kvm` group?); leave out --kvm to emulate with TCG",
+    )?;
+    Ok(())
+}
+
+/// Where the guest's first serial port goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serial {
+    /// The runner's terminal (stdin and stdout).
+    Stdio,
+    /// A file, truncated at start.
+    File(PathBuf),
+    /// The terminal, and a copy of the output in a file.
+    StdioAndFile(PathBuf),
+}
+
+/// Everything that varies between QEMU runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The raw disk image.
+    pub image: PathBuf,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Number of CPUs.
+    pub smp: u8,
+    /// TCG or KVM.
+    pub accel: Accel,
+    /// Whether to open a window (else `-display none`).
+    pub window: bool,
+    /// Where the serial port goes.
+    pub serial: Serial,
+    /// `-s -S`: wait for GDB on port 1234 before starting the CPUs.
+    pub gdb: bool,
+    /// A QMP socket to create (for screendumps).
+    pub qmp: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Options for an unattended run: no window, serial to `log`, one CPU, 512 MiB, TCG.
+    pub fn headless(image: PathBuf, log: PathBuf) -> Self {
+        Self {
+            image,
+            memory_mib: 512,
+            smp: 1,
+            accel: Accel::Tcg,
+            window: false,
+            serial: Serial::File(log),
+            gdb: false,
+            qmp: None,
+        }
+    }
+}
+
+/// A QEMU installation: the binary and the firmware.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    /// `qemu-system-x86_64`.
+    pub binary: PathBuf,
+    /// OVMF.
+    pub firmware: Firmware,
+}
+
+impl Qemu {
+    /// Finds QEMU and OVMF on this machine.
+    pub fn locate() -> Result<Self> {
+        Ok(Self {
+            binary: find_qemu()?,
+            firmware: find_ovmf()?,
+        })
+    }
+
+    /// Whether this QEMU can open a window (it lists `gtk` or `sdl` among its displays;
+    /// Debian ships them in `qemu-system-gui`).
+    pub fn has_window_backend(&self) -> bool {
+        Command::new(&self.binary)
+            .args(["-display", "help"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|out| lists_window_backend(&String::from_utf8_lossy(&out.stdout)))
+            .unwrap_or(false)
+    }
+
+    /// The QEMU command for `opts`, with `writable_fw` as the per-run firmware copy (the
+    /// variable store, or the whole combined image).
+    pub fn command(&self, opts: &RunOptions, writable_fw: &Path) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["-machine", "q35"])
+            .arg("-m")
+            .arg(format!("{}M", opts.memory_mib))
+            .arg("-smp")
+            .arg(opts.smp.to_string());
+        match &self.firmware {
+            Firmware::Split { code, .. } => {
+                cmd.arg("-drive")
+                    .arg(drive_arg("if=pflash,format=raw,readonly=on", code));
+                cmd.arg("-drive")
+                    .arg(drive_arg("if=pflash,format=raw", writable_fw));
+            }
+            Firmware::Combined(_) => {
+                cmd.arg("-drive")
+                    .arg(drive_arg("if=pflash,format=raw", writable_fw));
+            }
+        }
+        cmd.arg("-drive").arg(drive_arg("format=raw", &opts.image));
+        cmd.args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-no-reboot",
+        ]);
+        match opts.accel {
+            Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
+            Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+        };
+        match &opts.serial {
+            Serial::Stdio => {
+                cmd.args(["-serial", "stdio"]);
+            }
+            Serial::File(path) => {
+                cmd.arg("-serial").arg(prefixed("file:", path));
+            }
+            Serial::StdioAndFile(path) => {
+                cmd.arg("-chardev")
+                    .arg(prefixed(
+                        "stdio,id=serial0,signal=on,logappend=off,logfile=",
+                        path,
+                    ))
+                    .args(["-serial", "chardev:serial0"]);
+            }
+        }
+        if !opts.window {
+            cmd.args(["-display", "none"]);
+        }
+        if opts.gdb {
+            cmd.args(["-s", "-S"]);
+        }
+        if let Some(qmp) = &opts.qmp {
+            let mut arg = prefixed("unix:", qmp);
+            arg.push(",server=on,wait=off");
+            cmd.arg("-qmp").arg(arg);
+        }
+        cmd
+    }
+
+    /// Starts QEMU. With serial on a file, QEMU's stdin is closed and its stderr goes to
+    /// [`qemu_messages_path`]; with serial on the terminal both are inherited.
+    pub fn spawn(&self, opts: &RunOptions) -> Result<Running> {
+        let template = match &self.firmware {
+            Firmware::Split { vars, .. } => vars,
+            Firmware::Combined(image) => image,
+        };
+        let writable = NamedTempFile::with_prefix("evergreen-ovmf-")
+            .context("creating a temporary copy of the OVMF variable store")?;
+        fs::copy(template, writable.path())
+            .with_context(|| format!("copying {}", template.display()))?;
+        if let Serial::File(log) | Serial::StdioAndFile(log) = &opts.serial
+            && let Some(dir) = log.parent()
+        {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut cmd = self.command(opts, writable.path());
+        if let Serial::File(log) = &opts.serial {
+            // Unattended: no input, and QEMU's own messages go next to the serial log.
+            cmd.stdin(Stdio::null());
+            let path = qemu_messages_path(log);
+            let file =
+                fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            cmd.stderr(file);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        Ok(Running {
+            child,
+            _firmware_copy: writable,
+        })
+    }
+}
+
+/// Where QEMU's own messages go when the serial port goes to `serial_log`:
+/// `boot.log` → `boot.qemu.log`.
+pub fn qemu_messages_path(serial_log: &Path) -> PathBuf {
+    serial_log.with_extension("qemu.log")
+}
+
+/// Whether `-display help` output names a backend that opens a window.
+fn lists_window_backend(help: &str) -> bool {
+    help.lines().any(|l| matches!(l.trim(), "gtk" | "sdl"))
+}
+
+/// `key=...,file=PATH`. Commas in QEMU option values are escaped by doubling them.
+fn drive_arg(options: &str, file: &Path) -> OsString {
+    let mut arg = OsString::from(options);
+    arg.push(",file=");
+    arg.push(escape_commas(file));
+    arg
+}
+
+fn prefixed(prefix: &str, path: &Path) -> OsString {
+    let mut arg = OsString::from(prefix);
+    arg.push(escape_commas(path));
+    arg
+}
+
+fn escape_commas(path: &Path) -> OsString {
+    match path.to_str() {
+        Some(s) => s.replace(',', ",,").into(),
+        None => path.as_os_str().to_owned(),
+    }
+}
+
+/// A running QEMU and the temporary firmware copy it uses (deleted when this is dropped).
+#[derive(Debug)]
+pub struct Running {
+    /// The QEMU process.
+    pub child: Child,
+    _firmware_copy: NamedTempFile,
+}
+
+/// What QEMU's exit status says about the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestExit {
+    /// The kernel reported success through `isa-debug-exit` (status 33).
+    Success,
+    /// The kernel reported failure through `isa-debug-exit` (status 35).
+    Failure,
+    /// QEMU exited on its own: window closed, guest powered off or reset (`-no-reboot`).
+    Quit,
+    /// Any other status: a QEMU error, or an unexpected `isa-debug-exit` value.
+    Other(i32),
+    /// QEMU was killed by a signal.
+    Signal,
+}
+
+impl GuestExit {
+    /// Classifies QEMU's exit status.
+    pub fn from_status(status: ExitStatus) -> Self {
+        match status.code() {
+            Some(EXIT_SUCCESS) => Self::Success,
+            Some(EXIT_FAILURE) => Self::Failure,
+            Some(0) => Self::Quit,
+            Some(code) => Self::Other(code),
+            None => Self::Signal,
+        }
+    }
+
+    /// The runner's own exit code for this outcome.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Success | Self::Quit => 0,
+            Self::Failure | Self::Signal => 1,
+            Self::Other(code) => u8::try_from(code).unwrap_or(1).max(1),
+        }
+    }
+
+    /// A sentence for the user.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Success => "the kernel reported success (isa-debug-exit, QEMU status 33)".into(),
+            Self::Failure => "the kernel reported failure (isa-debug-exit, QEMU status 35)".into(),
+            Self::Quit => "QEMU exited with status 0: the window was closed, or the guest powered \
+                           off or reset (with -no-reboot a triple fault ends the run)"
+                .into(),
+            Self::Other(code) if code % 2 == 1 && code > 1 => format!(
+                "QEMU exited with status {code}: isa-debug-exit value {:#x}, which is neither \
+                 success (0x10) nor failure (0x11)",
+                code >> 1
+            ),
+            Self::Other(code) => format!("QEMU failed with status {code}; see its message above"),
+            Self::Signal => "QEMU was killed by a signal".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn split_fw() -> Qemu {
+        Qemu {
+            binary: "qemu-system-x86_64".into(),
+            firmware: Firmware::Split {
+                code: "/fw/CODE.fd".into(),
+                vars: "/fw/VARS.fd".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn headless_command_line() {
+        let opts = RunOptions::headless("/t/disk,1.img".into(), "/t/serial.log".into());
+        let a = args(&split_fw().command(&opts, Path::new("/tmp/vars")));
+        let joined = a.join(" ");
+        for expected in [
+            "-machine q35",
+            "-m 512M",
+            "-smp 1",
+            "-drive if=pflash,format=raw,readonly=on,file=/fw/CODE.fd",
+            "-drive if=pflash,format=raw,file=/tmp/vars",
+            "-drive format=raw,file=/t/disk,,1.img",
+            "-device isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-no-reboot",
+            "-accel tcg",
+            "-serial file:/t/serial.log",
+            "-display none",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in {joined}"
+            );
+        }
+        assert!(!a.contains(&"-S".to_owned()));
+        assert!(!joined.contains("kvm"));
+    }
+
+    #[test]
+    fn interactive_options() {
+        let mut opts = RunOptions::headless("/d.img".into(), "/l".into());
+        opts.serial = Serial::StdioAndFile("/t/copy.log".into());
+        opts.window = true;
+        opts.gdb = true;
+        opts.accel = Accel::Kvm;
+        opts.smp = 4;
+        opts.memory_mib = 2048;
+        opts.qmp = Some("/t/qmp.sock".into());
+        let joined = args(&split_fw().command(&opts, Path::new("/v"))).join(" ");
+        for expected in [
+            "-m 2048M",
+            "-smp 4",
+            "-accel kvm",
+            "-chardev stdio,id=serial0,signal=on,logappend=off,logfile=/t/copy.log",
+            "-serial chardev:serial0",
+            "-s -S",
+            "-qmp unix:/t/qmp.sock,server=on,wait=off",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in {joined}"
+            );
+        }
+        assert!(!joined.contains("-display none"));
+    }
+
+    #[test]
+    fn combined_firmware_uses_one_writable_flash() {
+        let qemu = Qemu {
+            binary: "q".into(),
+            firmware: Firmware::Combined("/fw/OVMF.fd".into()),
+        };
+        let opts = RunOptions::headless("/d.img".into(), "/l".into());
+        let a = args(&qemu.command(&opts, Path::new("/tmp/copy")));
+        let flashes: Vec<_> = a.iter().filter(|x| x.contains("if=pflash")).collect();
+        assert_eq!(flashes, ["if=pflash,format=raw,file=/tmp/copy"]);
+    }
+
+    #[test]
+    fn ovmf_path_forms() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let code = dir.path().join("OVMF_CODE_4M.fd");
+        let vars = dir.path().join("OVMF_VARS_4M.fd");
+        fs::write(&code, b"code").expect("write");
+        assert!(
+            firmware_from_path(&code).is_err(),
+            "VARS missing must be an error"
+        );
+        fs::write(&vars, b"vars").expect("write");
+        let expected = Firmware::Split {
+            code: code.clone(),
+            vars: vars.clone(),
+        };
+        assert_eq!(firmware_from_path(&code).expect("code file"), expected);
+        assert_eq!(firmware_from_path(dir.path()).expect("directory"), expected);
+        let combined = dir.path().join("OVMF.fd");
+        fs::write(&combined, b"all").expect("write");
+        assert_eq!(
+            firmware_from_path(&combined).expect("combined"),
+            Firmware::Combined(combined.clone())
+        );
+        assert!(firmware_from_path(&dir.path().join("nope.fd")).is_err());
+    }
+
+    #[test]
+    fn exit_statuses() {
+        let code = |c: i32| GuestExit::from_status(ExitStatus::from_raw(c << 8));
+        assert_eq!(code(33), GuestExit::Success);
+        assert_eq!(code(33).exit_code(), 0);
+        assert_eq!(code(35), GuestExit::Failure);
+        assert_eq!(code(35).exit_code(), 1);
+        assert_eq!(code(0), GuestExit::Quit);
+        assert_eq!(code(3), GuestExit::Other(3));
+        assert_eq!(code(3).exit_code(), 3);
+        assert!(code(7).describe().contains("0x3"));
+        assert_eq!(
+            GuestExit::from_status(ExitStatus::from_raw(9)),
+            GuestExit::Signal
+        );
+    }
+
+    #[test]
+    fn window_backends() {
+        let full = "Available display backend types:\nnone\ngtk\nsdl\negl-headless\ncurses\n";
+        assert!(lists_window_backend(full));
+        assert!(!lists_window_backend(
+            "Available display backend types:\nnone\ncurses\n"
+        ));
+    }
+
+    #[test]
+    fn finds_programs_on_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("qemu-system-x86_64"), b"").expect("write");
+        let path =
+            env::join_paths(["/nonexistent", dir.path().to_str().expect("utf8")]).expect("join");
+        assert_eq!(
+            find_in_path("qemu-system-x86_64", Some(path.clone())),
+            Some(dir.path().join("qemu-system-x86_64"))
+        );
+        assert_eq!(find_in_path("other", Some(path)), None);
+    }
+}

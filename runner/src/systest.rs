@@ -1,0 +1,569 @@
+//! The system-test suite: boots images in QEMU and checks what comes out of the serial port.
+//!
+//! Each case writes its own image, runs QEMU headless with a timeout, keeps the serial output
+//! in `target/test-logs/<name>.log` and prints one PASS/FAIL line. Positive cases use real
+//! Limine when `LIMINE_PATH` is set; negative cases always test our loader, whose contract is
+//! to print a line starting with `loader: error:` and wait for a key.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    build::{self, Profile},
+    config::{self, BootEntry},
+    image::{self, ImageSpec},
+    interrupt,
+    payload::{self, EfiApp, ModuleFile},
+    qemu::{self, GuestExit, Qemu, RunOptions},
+    testdata::TestModule,
+    watch::{self, Outcome},
+};
+
+/// Default time limit of one case (TCG is slow).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The prefix of our loader's fatal error line.
+pub const LOADER_ERROR: &str = "loader: error:";
+
+/// One system test.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    /// Name used by `--filter` and for the log file.
+    pub name: &'static str,
+    /// One line saying what it checks.
+    pub about: &'static str,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Boot with `test=boot`: banner and summary, then a successful exit.
+    Boot,
+    /// Boot with `test=conformance` and the test module: the probe's checks all pass.
+    Conformance,
+    /// A broken image: our loader must report an error.
+    LoaderError(Broken),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Broken {
+    /// `/boot/kernel` is an ELF header whose program headers are cut off.
+    Elf,
+    /// The boot entry has no `kernel_path`.
+    Config,
+    /// The boot entry names a kernel file that does not exist.
+    MissingKernel,
+}
+
+/// All cases, in the order they run.
+pub const CASES: &[Case] = &[
+    Case {
+        name: "boot",
+        about: "boots with test=boot; banner, boot summary and a successful exit",
+        kind: Kind::Boot,
+    },
+    Case {
+        name: "conformance",
+        about: "the kernel's Limine conformance probe passes (2 CPUs, 1 GiB, one module)",
+        kind: Kind::Conformance,
+    },
+    Case {
+        name: "bad-elf",
+        about: "our loader reports a kernel ELF with truncated program headers",
+        kind: Kind::LoaderError(Broken::Elf),
+    },
+    Case {
+        name: "bad-config",
+        about: "our loader reports a limine.conf entry without kernel_path",
+        kind: Kind::LoaderError(Broken::Config),
+    },
+    Case {
+        name: "missing-kernel",
+        about: "our loader reports a kernel_path naming a file that does not exist",
+        kind: Kind::LoaderError(Broken::MissingKernel),
+    },
+];
+
+/// How to run the suite.
+#[derive(Clone, Debug)]
+pub struct SuiteOptions {
+    /// Run only cases whose name contains this (host unit tests are then skipped).
+    pub filter: Option<String>,
+    /// Time limit per case.
+    pub timeout: Duration,
+    /// Build profile of the kernel and the loader.
+    pub profile: Profile,
+    /// Skip the host unit tests (the runner and the crates in `libs/`).
+    pub skip_unit: bool,
+}
+
+/// The cases `filter` selects.
+pub fn select(filter: Option<&str>) -> Vec<Case> {
+    CASES
+        .iter()
+        .copied()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .collect()
+}
+
+/// Prints the cases, one a line.
+pub fn list() {
+    for case in CASES {
+        println!("{:<16} {}", case.name, case.about);
+    }
+}
+
+/// Everything the cases share.
+struct Suite {
+    kernel: Vec<u8>,
+    loader: EfiApp,
+    limine: Option<EfiApp>,
+    qemu: Qemu,
+    logs: PathBuf,
+    images: PathBuf,
+    timeout: Duration,
+}
+
+/// Runs the suite; returns whether everything passed.
+pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
+    let cases = select(opts.filter.as_deref());
+    if cases.is_empty() {
+        anyhow::bail!(
+            "no system test matches {:?}; `cargo run -- test --list` shows them",
+            opts.filter.as_deref().unwrap_or_default()
+        );
+    }
+    let mut results: Vec<(String, bool)> = Vec::new();
+    if !opts.skip_unit && opts.filter.is_none() {
+        let start = Instant::now();
+        let outcome = build::run_host_tests();
+        let passed = outcome.is_ok();
+        match outcome {
+            Ok(()) => println!("test host-unit-tests ... PASS ({:.1} s)", secs(start)),
+            Err(e) => println!("test host-unit-tests ... FAIL: {e:#}"),
+        }
+        results.push(("host-unit-tests".into(), passed));
+    }
+
+    let ctx = prepare(opts)?;
+    for case in cases {
+        if interrupt::interrupted() {
+            status!("interrupted: skipping the remaining tests");
+            results.push((case.name.into(), false));
+            continue;
+        }
+        status!("system test {}: {}", case.name, case.about);
+        let start = Instant::now();
+        let log = ctx.logs.join(format!("{}.log", case.name));
+        match run_case(&ctx, case, &log) {
+            Ok(note) => {
+                println!("test {} ... PASS ({:.1} s){note}", case.name, secs(start));
+                results.push((case.name.into(), true));
+            }
+            Err(e) => {
+                println!("test {} ... FAIL ({:.1} s): {e:#}", case.name, secs(start));
+                print_log_tail(&log);
+                results.push((case.name.into(), false));
+            }
+        }
+    }
+
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !failed.is_empty() {
+        println!("failed: {}", failed.join(", "));
+    }
+    println!(
+        "summary: {} passed, {} failed",
+        results.len() - failed.len(),
+        failed.len()
+    );
+    Ok(failed.is_empty())
+}
+
+fn secs(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+/// Builds the boot components and finds QEMU.
+fn prepare(opts: &SuiteOptions) -> Result<Suite> {
+    let qemu = Qemu::locate()?;
+    status!("using {} with {}", qemu.binary.display(), qemu.firmware);
+    let artifacts = build::build_all(opts.profile)?;
+    let kernel = fs::read(&artifacts.kernel)
+        .with_context(|| format!("reading {}", artifacts.kernel.display()))?;
+    let loader = payload::our_loader(&artifacts.loader)?;
+    let limine = payload::limine_from_env()?;
+    if let Some(limine) = &limine {
+        status!("positive tests boot {}", limine.source);
+    }
+    let target = build::target_dir()?;
+    let logs = target.join("test-logs");
+    let images = target.join("test-images");
+    for dir in [&logs, &images] {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(Suite {
+        kernel,
+        loader,
+        limine,
+        qemu,
+        logs,
+        images,
+        timeout: opts.timeout,
+    })
+}
+
+/// Runs one case; `Ok` carries a note for the PASS line.
+fn run_case(ctx: &Suite, case: Case, log: &Path) -> Result<String> {
+    let image_path = ctx.images.join(format!("{}.img", case.name));
+    let (spec, mut opts) = case_setup(ctx, case)?;
+    image::write_image(&spec, &image_path)
+        .with_context(|| format!("writing {}", image_path.display()))?;
+    opts.image = image_path.clone();
+    opts.serial = qemu::Serial::File(log.to_path_buf());
+    if log.exists() {
+        fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
+    }
+    let result = match case.kind {
+        Kind::Boot => boot_and_check(ctx, &opts, log, check_boot_log),
+        Kind::Conformance => boot_and_check(ctx, &opts, log, check_conformance_log),
+        Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
+    };
+    if result.is_ok() {
+        // Images are only worth keeping to debug a failure.
+        fs::remove_file(&image_path).ok();
+    }
+    result
+}
+
+/// The image and QEMU options of a case (image path and serial are filled in by the caller).
+fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
+    let mut opts = RunOptions::headless(PathBuf::new(), PathBuf::new());
+    let positive_app = ctx.limine.as_ref().unwrap_or(&ctx.loader);
+    let spec = match case.kind {
+        Kind::Boot => payload::standard_image(positive_app, ctx.kernel.clone(), "test=boot", &[])?,
+        Kind::Conformance => {
+            opts.smp = 2;
+            opts.memory_mib = 1024;
+            let module = TestModule::new();
+            let file = ModuleFile {
+                file_name: TestModule::FILE_NAME.into(),
+                cmdline: module.cmdline(),
+                data: module.data,
+            };
+            payload::standard_image(
+                positive_app,
+                ctx.kernel.clone(),
+                "test=conformance",
+                &[file],
+            )?
+        }
+        Kind::LoaderError(broken) => broken_image(ctx, broken)?,
+    };
+    Ok((spec, opts))
+}
+
+/// A broken image for our loader.
+fn broken_image(ctx: &Suite, broken: Broken) -> Result<ImageSpec> {
+    let app = ctx.loader.data.clone();
+    let standard = config::render(&BootEntry {
+        cmdline: "test=boot".into(),
+        modules: vec![],
+    })?;
+    Ok(match broken {
+        Broken::Elf => ImageSpec::new(app, standard, truncated_elf()),
+        Broken::Config => {
+            let conf = "timeout: 0\n\n/Evergreen\n    protocol: limine\n    cmdline: test=boot\n";
+            ImageSpec::new(app, conf.into(), ctx.kernel.clone())
+        }
+        Broken::MissingKernel => {
+            let conf = standard.replace("boot():/boot/kernel", "boot():/boot/no-such-kernel");
+            ImageSpec::new(app, conf, ctx.kernel.clone())
+        }
+    })
+}
+
+/// An x86-64 `ET_EXEC` ELF header announcing four program headers, followed by only one and
+/// a third: the loader must notice the table runs past the end of the file.
+pub fn truncated_elf() -> Vec<u8> {
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF");
+    elf.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, System V ABI
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&0xffff_ffff_8000_1000u64.to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    elf.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    elf.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    elf.extend_from_slice(&4u16.to_le_bytes()); // e_phnum
+    elf.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    elf.extend_from_slice(&[0; 4]); // e_shnum, e_shstrndx
+    // One sound PT_LOAD (R+X at 0xffffffff80000000, its file bytes inside the file), then 20
+    // bytes of the second header: only the table's truncation is wrong.
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R+X
+    elf.extend_from_slice(&0u64.to_le_bytes()); // p_offset
+    elf.extend_from_slice(&0xffff_ffff_8000_0000u64.to_le_bytes()); // p_vaddr
+    elf.extend_from_slice(&0x100_0000u64.to_le_bytes()); // p_paddr
+    elf.extend_from_slice(&64u64.to_le_bytes()); // p_filesz
+    elf.extend_from_slice(&0x1000u64.to_le_bytes()); // p_memsz
+    elf.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
+    elf.extend_from_slice(&[0x11; 20]);
+    elf
+}
+
+/// Boots, fails fast on a loader error, expects a successful exit and then runs `check` on
+/// the serial log.
+fn boot_and_check(
+    ctx: &Suite,
+    opts: &RunOptions,
+    log: &Path,
+    check: fn(&[String]) -> Result<String, String>,
+) -> Result<String> {
+    let mut running = ctx.qemu.spawn(opts)?;
+    let mut lines = Vec::new();
+    let outcome = watch::watch(&mut running.child, Some(log), Some(ctx.timeout), |line| {
+        lines.push(line.to_owned());
+        line.trim_start().starts_with(LOADER_ERROR)
+    });
+    let outcome = stop_unless_exited(&mut running.child, outcome)?;
+    match outcome {
+        Outcome::Exited(status) => {
+            let exit = GuestExit::from_status(status);
+            let verdict = check(&lines);
+            if exit != GuestExit::Success {
+                let why = verdict
+                    .err()
+                    .map(|e| format!("; also {e}"))
+                    .unwrap_or_default();
+                anyhow::bail!("{}{why}", exit.describe());
+            }
+            verdict.map_err(anyhow::Error::msg)
+        }
+        Outcome::Matched(line) => anyhow::bail!("the loader failed: {line}"),
+        Outcome::TimedOut => {
+            anyhow::bail!("no exit within {} s (QEMU stopped)", ctx.timeout.as_secs())
+        }
+        Outcome::Interrupted => anyhow::bail!("interrupted"),
+    }
+}
+
+/// Boots a broken image and waits for our loader's error line.
+fn expect_loader_error(ctx: &Suite, opts: &RunOptions, log: &Path) -> Result<String> {
+    let mut running = ctx.qemu.spawn(opts)?;
+    let outcome = watch::watch(&mut running.child, Some(log), Some(ctx.timeout), |line| {
+        line.trim_start().starts_with(LOADER_ERROR)
+    });
+    match stop_unless_exited(&mut running.child, outcome)? {
+        Outcome::Matched(line) => Ok(format!(": {line}")),
+        Outcome::Exited(status) => anyhow::bail!(
+            "no `{LOADER_ERROR}` line before QEMU exited: {}",
+            GuestExit::from_status(status).describe()
+        ),
+        Outcome::TimedOut => anyhow::bail!(
+            "no `{LOADER_ERROR}` line within {} s (QEMU stopped)",
+            ctx.timeout.as_secs()
+        ),
+        Outcome::Interrupted => anyhow::bail!("interrupted"),
+    }
+}
+
+/// Stops QEMU if it is still running after `outcome`.
+fn stop_unless_exited(
+    child: &mut std::process::Child,
+    outcome: Result<Outcome>,
+) -> Result<Outcome> {
+    let stopped = watch::terminate(child, Duration::from_secs(3));
+    let outcome = outcome?;
+    stopped.context("stopping QEMU")?;
+    Ok(outcome)
+}
+
+/// The boot test's log check: the banner, then every summary item after it.
+pub fn check_boot_log(lines: &[String]) -> Result<String, String> {
+    let banner = lines
+        .iter()
+        .position(|l| l.contains("Evergreen ") && l.contains(" booting"))
+        .ok_or("no `Evergreen <version> (<hash>) booting` banner line")?;
+    let after: Vec<String> = lines[banner + 1..]
+        .iter()
+        .map(|l| l.to_lowercase())
+        .collect();
+    let missing: Vec<&str> = [
+        "hhdm",
+        "memory",
+        "framebuffer",
+        "kernel",
+        "cmdline",
+        "modules",
+        "rsdp",
+    ]
+    .into_iter()
+    .filter(|key| !after.iter().any(|l| l.contains(key)))
+    .collect();
+    if !missing.is_empty() {
+        return Err(format!("the boot summary lacks: {}", missing.join(", ")));
+    }
+    Ok(format!(": {}", lines[banner].trim()))
+}
+
+/// The conformance test's log check: a `conformance: N passed, 0 failed` line with N > 0 and
+/// no `FAILED` anywhere.
+pub fn check_conformance_log(lines: &[String]) -> Result<String, String> {
+    let failures: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("FAILED"))
+        .map(|l| l.trim())
+        .collect();
+    if !failures.is_empty() {
+        return Err(format!("FAILED lines: {}", failures.join(" | ")));
+    }
+    let summary = lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.find("conformance: ")
+                .map(|at| &l[at + "conformance: ".len()..])
+        })
+        .ok_or("no `conformance: N passed, M failed` line")?;
+    let (passed, failed) =
+        parse_counts(summary).ok_or_else(|| format!("unreadable summary `{summary}`"))?;
+    if failed != 0 || passed == 0 {
+        return Err(format!("conformance: {summary}"));
+    }
+    Ok(format!(": {passed} checks passed"))
+}
+
+/// Parses `N passed, M failed` (anything may follow).
+fn parse_counts(text: &str) -> Option<(u64, u64)> {
+    let (passed, rest) = text.trim().split_once(" passed, ")?;
+    let failed = rest.split_whitespace().next()?;
+    rest.split_whitespace()
+        .nth(1)
+        .filter(|w| w.starts_with("fail"))?;
+    Some((passed.trim().parse().ok()?, failed.parse().ok()?))
+}
+
+/// Prints the end of a failed case's log, and QEMU's own messages if it left any.
+fn print_log_tail(log: &Path) {
+    let messages = qemu::qemu_messages_path(log);
+    if let Ok(text) = fs::read_to_string(&messages)
+        && !text.trim().is_empty()
+    {
+        println!("    QEMU said ({}):", messages.display());
+        for line in text.lines() {
+            println!("    | {line}");
+        }
+    }
+    const TAIL: usize = 25;
+    let Ok(bytes) = fs::read(log) else {
+        println!("    (no serial log at {})", log.display());
+        return;
+    };
+    let lines: Vec<String> = bytes
+        .split(|&b| b == b'\n')
+        .map(watch::clean_line)
+        .collect();
+    let start = lines.len().saturating_sub(TAIL);
+    println!("    last lines of {}:", log.display());
+    for line in &lines[start..] {
+        println!("    | {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn boot_log_needs_banner_then_summary() {
+        let good = lines(
+            "loader: kernel loaded\nEvergreen 0.1.0 (abc1234) booting\nloader: Evergreen loader\n\
+             HHDM: 0xffff800000000000\nmemory: 511 MiB usable\nframebuffer: 1280x800\n\
+             kernel: phys 0x1000000 virt 0xffffffff80000000\ncmdline: test=boot\nmodules: 0\n\
+             rsdp: 0x7fb7e014",
+        );
+        assert!(check_boot_log(&good).is_ok());
+        let no_banner: Vec<String> = good
+            .iter()
+            .filter(|l| !l.contains("booting"))
+            .cloned()
+            .collect();
+        assert!(check_boot_log(&no_banner).is_err());
+        let no_rsdp: Vec<String> = good
+            .iter()
+            .filter(|l| !l.contains("rsdp"))
+            .cloned()
+            .collect();
+        let err = check_boot_log(&no_rsdp).expect_err("rsdp missing");
+        assert!(err.contains("rsdp"), "{err}");
+        // Summary words before the banner do not count.
+        let early = lines(
+            "kernel: x\nEvergreen 1 (x) booting\nhhdm memory framebuffer cmdline modules rsdp",
+        );
+        assert!(
+            check_boot_log(&early)
+                .expect_err("kernel before banner")
+                .contains("kernel")
+        );
+    }
+
+    #[test]
+    fn conformance_log_needs_zero_failures() {
+        let good = lines("check hhdm ... ok\ncheck memmap ... ok\nconformance: 2 passed, 0 failed");
+        assert!(check_conformance_log(&good).is_ok());
+        let failed = lines(
+            "check hhdm ... FAILED: offset\ncheck memmap ... ok\nconformance: 1 passed, 1 failed",
+        );
+        assert!(check_conformance_log(&failed).is_err());
+        let ten = lines("conformance: 3 passed, 10 failed");
+        assert!(check_conformance_log(&ten).is_err());
+        assert!(check_conformance_log(&lines("conformance: 0 passed, 0 failed")).is_err());
+        assert!(check_conformance_log(&lines("check a ... ok")).is_err());
+        assert_eq!(parse_counts("5 passed, 0 failed"), Some((5, 0)));
+        assert_eq!(parse_counts("5 passed, 0 failures"), Some((5, 0)));
+        assert_eq!(parse_counts("5 passed"), None);
+    }
+
+    #[test]
+    fn truncated_elf_cuts_its_program_headers() {
+        let elf = truncated_elf();
+        assert_eq!(&elf[..4], b"\x7fELF");
+        let phoff = u64::from_le_bytes(elf[32..40].try_into().expect("8 bytes"));
+        let phentsize = u16::from_le_bytes([elf[54], elf[55]]);
+        let phnum = u16::from_le_bytes([elf[56], elf[57]]);
+        let table_end = phoff + u64::from(phentsize) * u64::from(phnum);
+        assert!((elf.len() as u64) > phoff + u64::from(phentsize));
+        assert!((elf.len() as u64) < table_end);
+        // The first header itself is sound: its file bytes lie inside the file.
+        let ph = &elf[64..120];
+        let offset = u64::from_le_bytes(ph[8..16].try_into().expect("8 bytes"));
+        let filesz = u64::from_le_bytes(ph[32..40].try_into().expect("8 bytes"));
+        assert!(offset + filesz <= elf.len() as u64);
+    }
+
+    #[test]
+    fn filter_selects_by_substring() {
+        assert_eq!(select(None).len(), CASES.len());
+        let names: Vec<_> = select(Some("bad")).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["bad-elf", "bad-config"]);
+        assert!(select(Some("nothing")).is_empty());
+    }
+}
