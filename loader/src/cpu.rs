@@ -1,0 +1,137 @@
+//! CPU feature detection, model-specific registers and control registers.
+//!
+//! Reading is safe (CPUID and RDTSC have no side effects; control registers are readable in
+//! ring 0, where UEFI applications run). Writing an MSR is `unsafe`.
+
+use core::arch::{
+    asm,
+    x86_64::{__cpuid, __cpuid_count, _rdtsc},
+};
+
+/// IA32_APIC_BASE: LAPIC base address, enable and x2APIC bits.
+pub const MSR_APIC_BASE: u32 = 0x1B;
+/// `IA32_APIC_BASE` bit 10: x2APIC mode.
+pub const APIC_BASE_X2APIC: u64 = 1 << 10;
+/// `IA32_APIC_BASE` bit 11: APIC globally enabled.
+pub const APIC_BASE_ENABLE: u64 = 1 << 11;
+
+/// CR4.LA57: 5-level paging active.
+pub const CR4_LA57: u64 = 1 << 12;
+
+/// The CPU features the loader cares about, read once with CPUID.
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    /// No-execute page protection (CPUID 0x8000_0001 EDX bit 20).
+    pub nx: bool,
+    /// Page attribute table (CPUID 1 EDX bit 16).
+    pub pat: bool,
+    /// 1 GiB pages (CPUID 0x8000_0001 EDX bit 26).
+    pub gib_pages: bool,
+    /// RDRAND (CPUID 1 ECX bit 30).
+    pub rdrand: bool,
+    /// Initial APIC ID of this CPU (CPUID 1 EBX bits 31:24, or CPUID 0xB EDX if x2APIC).
+    pub apic_id: u32,
+}
+
+impl Features {
+    /// Reads the features of the CPU running this code (the BSP).
+    pub fn detect() -> Self {
+        let leaf1 = __cpuid(1);
+        let max_basic = __cpuid(0).eax;
+        let max_ext = __cpuid(0x8000_0000).eax;
+        let ext1 = if max_ext >= 0x8000_0001 {
+            __cpuid(0x8000_0001).edx
+        } else {
+            0
+        };
+        let x2apic = leaf1.ecx & (1 << 21) != 0;
+        let apic_id = if x2apic && max_basic >= 0xB {
+            __cpuid_count(0xB, 0).edx
+        } else {
+            leaf1.ebx >> 24
+        };
+        Self {
+            nx: ext1 & (1 << 20) != 0,
+            pat: leaf1.edx & (1 << 16) != 0,
+            gib_pages: ext1 & (1 << 26) != 0,
+            rdrand: leaf1.ecx & (1 << 30) != 0,
+            apic_id,
+        }
+    }
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+///
+/// `msr` must exist on this CPU (reading an absent MSR raises #GP).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: The caller guarantees that the MSR exists; reading it has no side effect.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+///
+/// `msr` must exist and `value` must be valid for it, and the new value must not break any
+/// assumption of code still running (the firmware's, or ours).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: The caller guarantees that the write is valid and harmless to running code.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack))
+    };
+}
+
+/// Reads CR4.
+pub fn cr4() -> u64 {
+    let value: u64;
+    // SAFETY: Reading CR4 in ring 0 has no side effect.
+    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effect.
+    unsafe { _rdtsc() }
+}
+
+/// One random number from RDRAND, if the CPU has it and it delivers within a few tries.
+pub fn rdrand(features: &Features) -> Option<u64> {
+    if !features.rdrand {
+        return None;
+    }
+    for _ in 0..32 {
+        let value: u64;
+        let ok: u8;
+        // SAFETY: CPUID reported RDRAND; the instruction only writes the named registers.
+        unsafe {
+            asm!("rdrand {v}", "setc {ok}", v = out(reg) value, ok = out(reg_byte) ok,
+                 options(nomem, nostack))
+        };
+        if ok != 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Disables maskable interrupts on this CPU.
+pub fn cli() {
+    // SAFETY: Clearing IF only delays interrupt delivery; after ExitBootServices nothing of the
+    // firmware needs them.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// Stops this CPU for good (interrupts off, `hlt` in a loop).
+pub fn halt() -> ! {
+    loop {
+        cli();
+        // SAFETY: `hlt` with interrupts disabled just stops the CPU.
+        unsafe { asm!("hlt", options(nomem, nostack)) };
+    }
+}
