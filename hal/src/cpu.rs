@@ -148,3 +148,41 @@ impl Features {
 pub fn breakpoint() {
     x86_64::instructions::interrupts::int3();
 }
+
+/// Switches to the stack whose top is `stack_top` and calls `f` there; `f` never returns.
+///
+/// Used to run code on a kernel stack with a guard page (the stack-overflow test, and later
+/// threads).
+pub fn run_on_stack(stack_top: u64, f: extern "C" fn() -> !) -> ! {
+    // SAFETY: the caller hands over a stack top of memory mapped writable (the only way to
+    // get one is `hal::mm`'s stack allocator); `f` never returns, so abandoning the current
+    // stack is fine. The stack is aligned to 16 before the call as the ABI requires.
+    unsafe {
+        asm!(
+            "mov rsp, {top}",
+            "and rsp, -16",
+            "xor ebp, ebp",
+            "call {f}",
+            "ud2",
+            top = in(reg) stack_top,
+            f = in(reg) f,
+            options(noreturn),
+        )
+    }
+}
+
+/// Enables maskable interrupts on this CPU.
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
+/// Disables maskable interrupts on this CPU.
+pub fn disable_interrupts() {
+    interrupts::disable();
+}
+
+/// Enables interrupts and halts until the next one has been handled. The two happen as one
+/// step (`sti; hlt`), so an interrupt that arrives in between still wakes the CPU.
+pub fn idle() {
+    interrupts::enable_and_hlt();
+}

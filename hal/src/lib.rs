@@ -6,6 +6,8 @@
 //! can be `#![deny(unsafe_code)]` (the framekernel idea, see `docs/STYLE.md`).
 #![no_std]
 
+pub mod acpi;
+pub mod apic;
 pub mod backtrace;
 pub mod boot;
 pub mod cpu;
@@ -13,13 +15,19 @@ pub mod entry;
 pub mod framebuffer;
 pub mod gdt;
 pub mod image;
+pub mod ioapic;
+pub mod mm;
 pub mod mm_hooks;
 pub mod paging;
 pub mod percpu;
 pub mod pic;
 pub mod port;
+pub mod power;
+pub mod ps2;
 pub mod qemu;
+pub mod rtc;
 pub mod serial;
 pub mod smp;
 pub mod sync;
+pub mod time;
 pub mod trap;

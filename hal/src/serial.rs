@@ -19,6 +19,8 @@ pub struct Uart {
 const LSR_THR_EMPTY: u8 = 1 << 5;
 /// Line status: a received byte is waiting.
 const LSR_DATA_READY: u8 = 1 << 0;
+/// Interrupt enable: raise IRQ 4 when a received byte is waiting.
+const IER_RECEIVED: u8 = 1 << 0;
 
 impl Uart {
     /// Programs the UART for 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on,
@@ -43,6 +45,11 @@ impl Uart {
             core::hint::spin_loop();
         }
         self.data.write(byte);
+    }
+
+    /// Interrupt enable: received data available.
+    fn enable_receive_interrupt(&mut self) {
+        self.int_enable.write(IER_RECEIVED);
     }
 
     /// Returns a received byte, if one is waiting.
@@ -127,4 +134,25 @@ pub fn write_fmt_emergency(args: core::fmt::Arguments<'_>) {
 /// Returns a byte received on COM1, if any (polling).
 pub fn try_read() -> Option<u8> {
     COM1_UART.lock().try_receive()
+}
+
+/// Makes COM1 raise its interrupt (ISA IRQ 4) whenever a received byte is waiting (OUT2,
+/// which gates the interrupt line on PCs, is already set).
+pub fn enable_receive_interrupt() {
+    COM1_UART.lock().enable_receive_interrupt();
+}
+
+/// Reads every byte waiting in COM1's receive FIFO (at most `max`), passing each to `f`;
+/// returns how many were read. Meant for the COM1 interrupt handler.
+pub fn drain_received(max: usize, mut f: impl FnMut(u8)) -> usize {
+    let mut uart = COM1_UART.lock();
+    let mut count = 0;
+    while count < max {
+        let Some(byte) = uart.try_receive() else {
+            break;
+        };
+        f(byte);
+        count += 1;
+    }
+    count
 }

@@ -213,6 +213,7 @@ static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 static EOI: AtomicUsize = AtomicUsize::new(0);
 static STOPPING: AtomicBool = AtomicBool::new(false);
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+static STOPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs `handler` for `vector` (>= 32) on every CPU.
 ///
@@ -239,6 +240,11 @@ pub(crate) fn begin_stop() {
 /// Whether a system-wide stop is under way (CPUs coming online check this and halt).
 pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
+}
+
+/// How many CPUs have halted in response to a stop NMI.
+pub fn stopped_cpus() -> usize {
+    STOPPED.load(Ordering::Acquire)
 }
 
 /// How many breakpoint (`int3`) exceptions have been handled.
@@ -340,7 +346,10 @@ const EXCEPTION_NAMES: [&str; 32] = [
 extern "C" fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as usize;
     match vector {
-        2 if stopping() => crate::cpu::halt_forever(),
+        2 if stopping() => {
+            STOPPED.fetch_add(1, Ordering::AcqRel);
+            crate::cpu::halt_forever()
+        }
         3 => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             log::warn!("breakpoint at {:#x}; continuing", frame.rip);

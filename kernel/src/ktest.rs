@@ -31,6 +31,46 @@ pub const TESTS: &[Test] = &[
         "page-fault-reports-cr2",
         crate::cpu::tests::page_fault_reports_cr2,
     ),
+    ("acpi-madt-cpus", crate::acpi::tests::madt_lists_cpus),
+    ("acpi-q35-tables", crate::acpi::tests::q35_tables_present),
+    ("acpi-s5-scan", crate::acpi::tests::s5_scan),
+    (
+        "acpi-malformed-tables",
+        crate::acpi::tests::malformed_tables,
+    ),
+    ("acpi-random-tables", crate::acpi::tests::random_tables),
+    ("power-shutdown-path", crate::power::tests::shutdown_path),
+    ("time-monotonic", crate::time::tests::monotonic),
+    ("time-tsc-calibrated", crate::time::tests::tsc_calibrated),
+    ("time-calendar", crate::time::tests::calendar),
+    ("time-rtc", crate::time::tests::rtc_reads),
+    ("timer-tick-this-cpu", crate::time::tests::tick_this_cpu),
+    ("timer-tick-every-cpu", crate::time::tests::tick_every_cpu),
+    ("ipi-self", crate::irq::tests::ipi_self),
+    ("ipi-each-cpu", crate::irq::tests::ipi_each_cpu),
+    (
+        "irq-controllers-quiet",
+        crate::irq::tests::controllers_quiet,
+    ),
+    (
+        "input-keyboard-decoding",
+        crate::input::tests::keyboard_decoding,
+    ),
+    ("mm-frames-distinct", crate::mm::tests::frames_distinct),
+    ("mm-frames-contiguous", crate::mm::tests::frames_contiguous),
+    (
+        "mm-frames-exhaust-reuse",
+        crate::mm::tests::frames_exhaust_and_reuse,
+    ),
+    ("mm-map-unmap", crate::mm::tests::map_unmap),
+    ("mm-stack-guard-page", crate::mm::tests::stack_guard_page),
+    ("mm-heap-grows", crate::mm::tests::heap_grows),
+    ("mm-kernel-tables-wx", crate::mm::tests::kernel_tables_wx),
+    ("mm-mmio-firmware", crate::mm::tests::mmio_and_firmware),
+    (
+        "mm-reclaim-refused-on-loader-stack",
+        crate::mm::tests::reclaim_refused_on_loader_stack,
+    ),
 ];
 
 /// Runs the tests whose name contains `filter` (all if empty); returns whether all passed.

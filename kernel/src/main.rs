@@ -6,16 +6,24 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+mod acpi;
 mod cmdline;
 mod conformance;
 mod console;
 mod cpu;
+mod input;
+mod irq;
 mod ktest;
 mod logger;
+mod mm;
 mod panic;
+mod power;
 mod smp;
 mod summary;
 mod symbols;
+mod time;
 
 use hal::qemu::ExitCode;
 
@@ -47,7 +55,6 @@ fn main() -> ! {
     }
     logger::init(options.log_level);
     let screen = console::init();
-    cpu::init_bsp();
 
     log::info!("Evergreen {VERSION} ({GIT_HASH}) booting");
     for word in unknown.iter().take(unknown_count) {
@@ -57,20 +64,36 @@ fn main() -> ! {
         log::warn!("no usable framebuffer: output on serial only");
     }
     summary::log(&hal::boot::responses());
+    if options.test == Some("conformance") {
+        // The probe checks the machine state the loader handed over, so it runs before the
+        // kernel replaces any of it (GDT, IDT, page tables).
+        finish_test(conformance::run());
+    }
+    cpu::init_bsp();
+    mm::init();
+    acpi::init();
+    time::init();
+    irq::init_bsp();
+    input::init();
     let cpus = smp::start_aps();
     log::info!("{cpus} CPU(s) online");
 
     match options.test {
         None => {
-            log::info!("boot complete; halting");
-            hal::cpu::halt_forever();
+            log::info!("boot complete; echoing keyboard and serial input");
+            input::echo_loop();
         }
         Some("boot") => finish_test(true),
-        Some("conformance") => finish_test(conformance::run()),
+        Some("poweroff") => power::shutdown(),
+        Some("reboot") => power::reboot(),
         Some("kernel") => finish_test(ktest::run("")),
+        Some("bench-frames") => finish_test(mm::bench::run()),
         Some(filter) if filter.starts_with("kernel:") => finish_test(ktest::run(&filter[7..])),
         Some(other) => {
-            log::error!("unknown test '{other}' (known: boot, conformance, kernel, kernel:FILTER)");
+            log::error!(
+                "unknown test '{other}' (known: boot, conformance, kernel, kernel:FILTER, \
+                 poweroff, reboot)"
+            );
             finish_test(false)
         }
     }

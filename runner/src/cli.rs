@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    bench,
     build::{self, Component, Profile},
     image, interrupt,
     payload::{self, ModuleFile},
@@ -30,6 +31,7 @@ Examples:
   cargo run -- image --out evergreen.img  write a disk image for a USB stick
   cargo run -- test                       host unit tests + QEMU system tests
   cargo run -- test --filter bad --skip-unit
+  cargo run -- bench boot --runs 5        median time from QEMU start to the kernel banner
   LIMINE_PATH=~/limine cargo run          boot with real Limine's BOOTX64.EFI
 
 Environment:
@@ -66,6 +68,21 @@ enum Command {
     Test(TestArgs),
     /// Boot headless and save a PNG screenshot of the screen (through QMP)
     Screenshot(ScreenshotArgs),
+    /// Boot several times and print benchmark figures (medians)
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// What to measure
+    #[arg(value_enum)]
+    what: bench::Bench,
+    /// How many boots
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    runs: usize,
+    /// Build the kernel and the loader with the dev profile
+    #[arg(long)]
+    debug: bool,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +220,15 @@ pub fn main() -> Result<ExitCode> {
         Some(Command::Image(args)) => write_image(&args),
         Some(Command::Test(args)) => test(&args),
         Some(Command::Screenshot(args)) => screenshot(&args),
+        Some(Command::Bench(args)) => {
+            let profile = if args.debug {
+                Profile::Debug
+            } else {
+                Profile::Release
+            };
+            bench::run(args.what, args.runs, profile)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

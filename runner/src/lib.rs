@@ -12,6 +12,7 @@ macro_rules! status {
     };
 }
 
+pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod config;

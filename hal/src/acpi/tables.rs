@@ -1,0 +1,434 @@
+//! The table walk: RSDP, XSDT/RSDT, then MADT, FADT, HPET, MCFG and the DSDT's `\_S5`.
+//!
+//! Every table is mapped read-only through `mm::map_firmware` with the length its header
+//! claims (after a sanity bound), so all later reads are bounds-checked slice accesses.
+
+use core::mem::{MaybeUninit, size_of};
+
+use acpi::{
+    address::{AddressSpace, GenericAddress},
+    rsdp::Rsdp,
+    sdt::{
+        SdtHeader,
+        fadt::Fadt,
+        hpet::HpetTable,
+        madt::{
+            InterruptSourceOverrideEntry, IoApicEntry, LocalApicAddressOverrideEntry,
+            LocalApicEntry, LocalApicNmiEntry, LocalX2ApicEntry, Polarity, TriggerMode,
+            X2ApicNmiEntry, parse_mps_inti_flags,
+        },
+        mcfg::McfgEntry,
+    },
+};
+
+use super::{
+    Error, FadtInfo, HpetDesc, IoApicDesc, IsaRoute, LocalNmi, PcieRegion, Platform, Processor,
+    Register, Sig, Signalling,
+};
+
+/// The longest table accepted (the largest real DSDTs are a few hundred KiB).
+const MAX_TABLE_LEN: u64 = 8 << 20;
+const HEADER_LEN: usize = size_of::<SdtHeader>();
+/// The MADT's fixed part: header, local APIC address, flags.
+const MADT_FIXED_LEN: usize = HEADER_LEN + 8;
+/// The MCFG's fixed part: header and 8 reserved bytes.
+const MCFG_FIXED_LEN: usize = HEADER_LEN + 8;
+
+/// Table types made only of integers (packed), so any byte pattern — including all zeros —
+/// is a valid value.
+///
+/// # Safety
+/// Implementors must have no padding-sensitive, pointer, reference, `bool`, `char` or enum
+/// fields: every bit pattern must be a valid value.
+unsafe trait Plain: Copy {}
+
+// SAFETY: each of these is a `repr(C, packed)` struct of integers, byte arrays, integer
+// newtypes and `MaybeUninit` integer wrappers (see the `acpi` crate's definitions).
+unsafe impl Plain for Rsdp {}
+// SAFETY: as above.
+unsafe impl Plain for Fadt {}
+// SAFETY: as above.
+unsafe impl Plain for HpetTable {}
+// SAFETY: as above.
+unsafe impl Plain for McfgEntry {}
+// SAFETY: as above.
+unsafe impl Plain for LocalApicEntry {}
+// SAFETY: as above.
+unsafe impl Plain for LocalX2ApicEntry {}
+// SAFETY: as above.
+unsafe impl Plain for IoApicEntry {}
+// SAFETY: as above.
+unsafe impl Plain for InterruptSourceOverrideEntry {}
+// SAFETY: as above.
+unsafe impl Plain for LocalApicNmiEntry {}
+// SAFETY: as above.
+unsafe impl Plain for X2ApicNmiEntry {}
+// SAFETY: as above.
+unsafe impl Plain for LocalApicAddressOverrideEntry {}
+
+/// Reads a `T` from the start of `bytes`; bytes beyond the slice read as zero.
+fn read<T: Plain>(bytes: &[u8]) -> T {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let n = bytes.len().min(size_of::<T>());
+    // SAFETY: `n` bytes fit both in `bytes` and in `value`; the rest of `value` stays zero, and
+    // `T: Plain` makes any byte pattern (zero included) a valid `T`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), value.as_mut_ptr().cast::<u8>(), n);
+        value.assume_init()
+    }
+}
+
+fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)) == 0
+}
+
+fn map(phys: u64, len: u64) -> Result<&'static [u8], Error> {
+    crate::mm::map_firmware(phys, len).map_err(|_| Error::Map(phys))
+}
+
+/// Maps the whole table at `phys`, checking its length; a bad checksum is only a warning
+/// (real firmware ships them, and every read is bounds-checked anyway).
+fn map_table(phys: u64, warnings: &mut usize) -> Result<(Sig, &'static [u8]), Error> {
+    if phys == 0 {
+        return Err(Error::Map(0));
+    }
+    // Signature and length are the first 8 bytes of every table header.
+    let header = map(phys, HEADER_LEN as u64)?;
+    let sig = Sig([header[0], header[1], header[2], header[3]]);
+    let length = u64::from(u32::from_le_bytes([
+        header[4], header[5], header[6], header[7],
+    ]));
+    if length < HEADER_LEN as u64 || length > MAX_TABLE_LEN {
+        return Err(Error::BadLength(sig.0, length));
+    }
+    let bytes = map(phys, length)?;
+    if !checksum_ok(bytes) {
+        log::warn!("acpi: table {sig} at {phys:#x} has a bad checksum; using it anyway");
+        *warnings += 1;
+    }
+    Ok((sig, bytes))
+}
+
+/// Walks every table reachable from the RSDP at `rsdp_phys`.
+pub(super) fn parse(rsdp_phys: u64) -> Result<Platform, Error> {
+    let mut platform = Platform::default();
+    let rsdp_v1 = map(rsdp_phys, 20)?;
+    if &rsdp_v1[..8] != b"RSD PTR " || !checksum_ok(rsdp_v1) {
+        return Err(Error::BadRsdp);
+    }
+    let mut rsdp: Rsdp = read(rsdp_v1);
+    let mut root = u64::from(rsdp.rsdt_address());
+    let mut entry_size = 4;
+    if rsdp.revision() >= 2 {
+        let extended = map(rsdp_phys, size_of::<Rsdp>() as u64)?;
+        rsdp = read(extended);
+        if checksum_ok(extended) && rsdp.xsdt_address() != 0 {
+            root = rsdp.xsdt_address();
+            entry_size = 8;
+        } else {
+            log::warn!("acpi: ACPI 2.0 RSDP without a valid XSDT; using the RSDT");
+            platform.warnings += 1;
+        }
+    }
+    platform.rsdp_revision = rsdp.revision();
+    let (root_sig, root_bytes) = map_table(root, &mut platform.warnings)?;
+    let expected = if entry_size == 8 { *b"XSDT" } else { *b"RSDT" };
+    if root_sig.0 != expected {
+        return Err(Error::BadSignature(expected));
+    }
+    let entries = root_bytes[HEADER_LEN..].chunks_exact(entry_size).map(|e| {
+        let mut raw = [0u8; 8];
+        raw[..entry_size].copy_from_slice(e);
+        u64::from_le_bytes(raw)
+    });
+    for phys in entries {
+        let (sig, bytes) = match map_table(phys, &mut platform.warnings) {
+            Ok(table) => table,
+            Err(error) => {
+                log::warn!("acpi: skipping the table at {phys:#x}: {error}");
+                platform.warnings += 1;
+                continue;
+            }
+        };
+        platform.tables.push(sig);
+        let seen = match &sig.0 {
+            b"APIC" => platform.has_madt,
+            b"FACP" => platform.fadt.is_some(),
+            b"HPET" => platform.hpet.is_some(),
+            _ => false,
+        };
+        if seen {
+            log::warn!("acpi: a second {sig} table is ignored");
+        } else {
+            decode(sig, bytes, &mut platform);
+        }
+    }
+    if let Some(dsdt) = platform.fadt.and_then(|f| f.dsdt) {
+        match map_table(dsdt, &mut platform.warnings) {
+            Ok((Sig(sig), bytes)) if &sig == b"DSDT" => {
+                platform.s5 = super::find_s5(&bytes[HEADER_LEN..]);
+                if platform.s5.is_none() {
+                    log::warn!("acpi: no \\_S5 package in the DSDT: ACPI power-off unavailable");
+                    platform.warnings += 1;
+                }
+            }
+            Ok((sig, _)) => {
+                log::warn!("acpi: the FADT's DSDT pointer leads to a {sig} table");
+                platform.warnings += 1;
+            }
+            Err(error) => {
+                log::warn!("acpi: cannot read the DSDT: {error}");
+                platform.warnings += 1;
+            }
+        }
+    }
+    Ok(platform)
+}
+
+/// Decodes one table (header included) into `platform`; other signatures are ignored.
+pub(super) fn decode(sig: Sig, bytes: &[u8], platform: &mut Platform) {
+    match &sig.0 {
+        b"APIC" => parse_madt(bytes, platform),
+        b"FACP" => parse_fadt(bytes, platform),
+        b"HPET" => parse_hpet(bytes, platform),
+        b"MCFG" => parse_mcfg(bytes, platform),
+        _ => {}
+    }
+}
+
+fn signalling(flags: u16, warnings: &mut usize) -> Signalling {
+    // "Same as bus" on ISA means active high and edge-triggered.
+    let (polarity, trigger) = parse_mps_inti_flags(flags).unwrap_or_else(|_| {
+        log::warn!("acpi: MADT interrupt flags {flags:#x} are invalid; assuming ISA defaults");
+        *warnings += 1;
+        (Polarity::SameAsBus, TriggerMode::SameAsBus)
+    });
+    Signalling {
+        active_low: polarity == Polarity::ActiveLow,
+        level: trigger == TriggerMode::Level,
+    }
+}
+
+fn parse_madt(bytes: &[u8], platform: &mut Platform) {
+    if bytes.len() < MADT_FIXED_LEN {
+        log::warn!("acpi: the MADT is too short ({} bytes)", bytes.len());
+        platform.warnings += 1;
+        return;
+    }
+    platform.has_madt = true;
+    let address = u32::from_le_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]);
+    let flags = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]);
+    platform.local_apic_address = (address != 0).then_some(u64::from(address));
+    platform.has_8259 = flags & 1 != 0;
+    let mut rest = &bytes[MADT_FIXED_LEN..];
+    while rest.len() >= 2 {
+        let (kind, len) = (rest[0], usize::from(rest[1]));
+        if len < 2 || len > rest.len() {
+            log::warn!(
+                "acpi: MADT entry of type {kind} has length {len} with {} bytes left; \
+                 ignoring the rest of the MADT",
+                rest.len()
+            );
+            platform.warnings += 1;
+            return;
+        }
+        let entry = &rest[..len];
+        rest = &rest[len..];
+        if !madt_entry(kind, entry, platform) {
+            log::warn!("acpi: MADT entry of type {kind} is too short ({len} bytes); ignored");
+            platform.warnings += 1;
+        }
+    }
+}
+
+/// Decodes one MADT entry; returns false if it is too short for its type.
+fn madt_entry(kind: u8, entry: &[u8], platform: &mut Platform) -> bool {
+    fn fits<T>(entry: &[u8]) -> bool {
+        entry.len() >= size_of::<T>()
+    }
+    match kind {
+        0 if fits::<LocalApicEntry>(entry) => {
+            let e: LocalApicEntry = read(entry);
+            let flags = e.flags;
+            platform.processors.push(Processor {
+                uid: u32::from(e.processor_id),
+                apic_id: u32::from(e.apic_id),
+                enabled: flags & 1 != 0,
+                online_capable: flags & 2 != 0,
+            });
+        }
+        9 if fits::<LocalX2ApicEntry>(entry) => {
+            let e: LocalX2ApicEntry = read(entry);
+            let (flags, apic_id, uid) = (e.flags, e.x2apic_id, e.processor_uid);
+            // An x2APIC entry may repeat a processor also listed as a local APIC.
+            if !platform.processors.iter().any(|p| p.apic_id == apic_id) {
+                platform.processors.push(Processor {
+                    uid,
+                    apic_id,
+                    enabled: flags & 1 != 0,
+                    online_capable: flags & 2 != 0,
+                });
+            }
+        }
+        1 if fits::<IoApicEntry>(entry) => {
+            let e: IoApicEntry = read(entry);
+            platform.io_apics.push(IoApicDesc {
+                id: e.io_apic_id,
+                address: u64::from(e.io_apic_address),
+                gsi_base: e.global_system_interrupt_base,
+            });
+        }
+        2 if fits::<InterruptSourceOverrideEntry>(entry) => {
+            let e: InterruptSourceOverrideEntry = read(entry);
+            if e.bus != 0 || e.irq >= 16 {
+                log::warn!(
+                    "acpi: ignoring an interrupt override for bus {} IRQ {}",
+                    e.bus,
+                    e.irq
+                );
+                platform.warnings += 1;
+            } else {
+                let signalling = signalling(e.flags, &mut platform.warnings);
+                platform.overrides.retain(|o| o.irq != e.irq);
+                platform.overrides.push(IsaRoute {
+                    irq: e.irq,
+                    gsi: e.global_system_interrupt,
+                    signalling,
+                });
+            }
+        }
+        4 if fits::<LocalApicNmiEntry>(entry) => {
+            let e: LocalApicNmiEntry = read(entry);
+            let signalling = signalling(e.flags, &mut platform.warnings);
+            platform.local_nmis.push(LocalNmi {
+                uid: (e.processor_id != 0xff).then_some(u32::from(e.processor_id)),
+                lint: e.nmi_line,
+                signalling,
+            });
+        }
+        0xa if fits::<X2ApicNmiEntry>(entry) => {
+            let e: X2ApicNmiEntry = read(entry);
+            let signalling = signalling(e.flags, &mut platform.warnings);
+            platform.local_nmis.push(LocalNmi {
+                uid: (e.processor_uid != u32::MAX).then_some(e.processor_uid),
+                lint: e.nmi_line,
+                signalling,
+            });
+        }
+        5 if fits::<LocalApicAddressOverrideEntry>(entry) => {
+            let e: LocalApicAddressOverrideEntry = read(entry);
+            platform.local_apic_address = Some(e.local_apic_address);
+        }
+        0 | 1 | 2 | 4 | 5 | 9 | 0xa => return false,
+        _ => {} // Other interrupt models (SAPIC, GIC) and reserved types.
+    }
+    true
+}
+
+/// An I/O port or memory address from a generic address structure, if it names one.
+fn register(gas: Result<GenericAddress, acpi::AcpiError>) -> Option<Register> {
+    let gas = gas.ok()?;
+    if gas.address == 0 {
+        return None;
+    }
+    match gas.address_space {
+        AddressSpace::SystemIo => u16::try_from(gas.address).ok().map(Register::Io),
+        AddressSpace::SystemMemory => Some(Register::Memory(gas.address)),
+        AddressSpace::PciConfigSpace => Some(Register::PciConfig {
+            device: (gas.address >> 32) as u8,
+            function: (gas.address >> 16) as u8,
+            offset: gas.address as u16,
+        }),
+        _ => None,
+    }
+}
+
+fn io_port(gas: Result<GenericAddress, acpi::AcpiError>) -> Option<u16> {
+    match register(gas)? {
+        Register::Io(port) => Some(port),
+        _ => None,
+    }
+}
+
+fn parse_fadt(bytes: &[u8], platform: &mut Platform) {
+    let fadt: Fadt = read(bytes);
+    let flags = fadt.flags;
+    let hardware_reduced = flags.system_is_hw_reduced_acpi();
+    let pm_timer = fadt
+        .pm_timer_block()
+        .ok()
+        .flatten()
+        .and_then(|gas| io_port(Ok(gas)))
+        .map(|port| (port, flags.pm_timer_is_32_bit()));
+    // The reset register exists from FADT revision 2; zeros (from a short table) read as none.
+    let reset = if fadt.header.revision >= 2 {
+        register(fadt.reset_register()).map(|reg| (reg, fadt.reset_value))
+    } else {
+        None
+    };
+    let (smi, enable) = (fadt.smi_cmd_port, fadt.acpi_enable);
+    let info = FadtInfo {
+        revision: fadt.header.revision,
+        pm_timer,
+        pm1a_control: io_port(fadt.pm1a_control_block()),
+        pm1b_control: fadt
+            .pm1b_control_block()
+            .ok()
+            .flatten()
+            .and_then(|gas| io_port(Ok(gas))),
+        reset,
+        acpi_enable: (smi != 0 && enable != 0)
+            .then(|| u16::try_from(smi).ok().map(|port| (port, enable)))
+            .flatten(),
+        sci_irq: fadt.sci_interrupt,
+        century_register: fadt.century,
+        has_8042: { fadt.iapc_boot_arch }.motherboard_implements_8042(),
+        hardware_reduced,
+        dsdt: fadt.dsdt_address().ok().map(|a| a as u64),
+    };
+    platform.fadt = Some(info);
+}
+
+fn parse_hpet(bytes: &[u8], platform: &mut Platform) {
+    if bytes.len() < size_of::<HpetTable>() {
+        log::warn!("acpi: the HPET table is too short ({} bytes)", bytes.len());
+        platform.warnings += 1;
+        return;
+    }
+    let hpet: HpetTable = read(bytes);
+    let base = hpet.base_address;
+    let (space, address) = (base.address_space, base.address);
+    if space != 0 || address == 0 {
+        log::warn!("acpi: the HPET is not in memory space (space {space}, address {address:#x})");
+        platform.warnings += 1;
+        return;
+    }
+    let id = hpet.event_timer_block_id;
+    platform.hpet = Some(HpetDesc {
+        address,
+        comparators: ((id >> 8) & 0x1f) as u8 + 1,
+        counter_64bit: id & (1 << 13) != 0,
+    });
+}
+
+fn parse_mcfg(bytes: &[u8], platform: &mut Platform) {
+    let Some(entries) = bytes.get(MCFG_FIXED_LEN..) else {
+        log::warn!("acpi: the MCFG is too short ({} bytes)", bytes.len());
+        platform.warnings += 1;
+        return;
+    };
+    for raw in entries.chunks_exact(size_of::<McfgEntry>()) {
+        let e: McfgEntry = read(raw);
+        if e.bus_number_end < e.bus_number_start || e.base_address == 0 {
+            log::warn!("acpi: ignoring a malformed MCFG entry");
+            platform.warnings += 1;
+            continue;
+        }
+        platform.pcie.push(PcieRegion {
+            address: e.base_address,
+            segment: e.pci_segment_group,
+            bus_start: e.bus_number_start,
+            bus_end: e.bus_number_end,
+        });
+    }
+}

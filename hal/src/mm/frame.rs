@@ -1,0 +1,200 @@
+//! The global physical frame allocator and the ways to get frames from it.
+//!
+//! Three kinds of owner keep each other's frames apart (the allocator checks the owner on
+//! every free):
+//! - raw frame numbers ([`alloc_frame`], [`alloc_contiguous`]): safe code can hold and free
+//!   them but never dereference them, so a wrong free cannot corrupt memory;
+//! - [`Frame`]: an owned frame readable and writable through the HHDM, freed on drop;
+//! - hal itself (page tables, heap, stacks), which safe code cannot free at all.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+pub use frames::Error as FrameError;
+use frames::{FrameAllocator, Owner};
+
+use super::PAGE_SIZE;
+use crate::{
+    boot::MemoryType,
+    sync::{IrqMutex, IrqMutexGuard},
+};
+
+/// Raw frame numbers handed to callers.
+const RAW: Owner = Owner(1);
+/// [`Frame`] values.
+const OWNED: Owner = Owner(2);
+/// Frames hal uses for its own structures.
+pub(super) const HAL: Owner = Owner(3);
+
+/// The allocator, once [`super::init`] has built it.
+static FRAMES: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
+
+/// Installs the allocator built by `init`.
+pub(super) fn install(allocator: FrameAllocator<'static>) {
+    *FRAMES.lock() = Some(allocator);
+}
+
+fn locked() -> IrqMutexGuard<'static, Option<FrameAllocator<'static>>> {
+    FRAMES.lock()
+}
+
+/// Allocates `pages` contiguous frames aligned to `align_pages` for `owner`.
+pub(super) fn alloc_for(pages: u64, align_pages: u64, owner: Owner) -> Option<u64> {
+    locked()
+        .as_mut()?
+        .alloc_contiguous(pages, align_pages, owner)
+}
+
+/// Frees frames allocated with [`alloc_for`].
+pub(super) fn free_for(phys: u64, pages: u64, owner: Owner) -> Result<(), FrameError> {
+    match locked().as_mut() {
+        Some(frames) => frames.free_contiguous(phys, pages, owner),
+        None => Err(FrameError::NotManaged(phys)),
+    }
+}
+
+/// Whether the frame allocator manages `phys` (now or after reclaiming loader memory).
+pub(super) fn manages(phys: u64) -> bool {
+    locked().as_ref().is_some_and(|f| f.manages(phys))
+}
+
+/// Frame counts.
+pub(super) fn stats() -> frames::Stats {
+    locked().as_ref().map(|f| f.stats()).unwrap_or_default()
+}
+
+/// Allocates one 4 KiB frame and returns its physical address.
+pub fn alloc_frame() -> Option<u64> {
+    alloc_for(1, 1, RAW)
+}
+
+/// Returns a frame from [`alloc_frame`]. Double frees and frames not from `alloc_frame` are
+/// refused with an error and change nothing.
+pub fn free_frame(phys: u64) -> Result<(), FrameError> {
+    free_for(phys, 1, RAW)
+}
+
+/// Allocates `pages` physically contiguous frames starting at a multiple of `align_pages`
+/// frames (a power of two), for DMA. Returns the first frame's physical address.
+pub fn alloc_contiguous(pages: u64, align_pages: u64) -> Option<u64> {
+    alloc_for(pages, align_pages, RAW)
+}
+
+/// Returns a run from [`alloc_contiguous`], with the same `pages`.
+pub fn free_contiguous(phys: u64, pages: u64) -> Result<(), FrameError> {
+    free_for(phys, pages, RAW)
+}
+
+static RECLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`reclaim_bootloader_memory`] has run: from then on the loader's responses are
+/// gone (`hal::boot` must not read them).
+pub fn bootloader_memory_reclaimed() -> bool {
+    RECLAIMED.load(Ordering::Acquire)
+}
+
+/// Hands the bootloader-reclaimable memory to the frame allocator.
+///
+/// Call once, when nothing uses the loader's memory any more: every AP has left the loader's
+/// parking code and page tables, no CPU runs on a loader-provided stack, and nothing reads the
+/// loader's responses (`hal::boot`) again — they live in that memory. Refused if the calling
+/// CPU's stack is still in it. Returns the number of frames reclaimed.
+pub fn reclaim_bootloader_memory() -> Result<u64, FrameError> {
+    let map = crate::boot::responses()
+        .memory_map
+        .ok_or(FrameError::NotManaged(0))?;
+    let rsp = crate::cpu::stack_pointer().wrapping_sub(super::hhdm_offset());
+    let reclaimable = || {
+        map.entries()
+            .iter()
+            .filter(|e| e.entry_type == MemoryType::BOOTLOADER_RECLAIMABLE)
+    };
+    if reclaimable().any(|e| (e.base..e.base + e.length).contains(&rsp)) {
+        // Still in use: report the stack's frame as not releasable.
+        return Err(FrameError::NotReserved(rsp & !(PAGE_SIZE - 1)));
+    }
+    // The memory map itself lives in reclaimable memory: hold the lock (so nothing can be
+    // handed out and overwritten) until the last entry has been read.
+    let mut guard = locked();
+    let frames = guard.as_mut().ok_or(FrameError::NotManaged(0))?;
+    let mut total = 0;
+    for entry in reclaimable() {
+        total += frames.release_reserved(entry.base..entry.base + entry.length)?;
+    }
+    RECLAIMED.store(true, Ordering::Release);
+    drop(guard);
+    log::info!(
+        "mm: reclaimed {} KiB of bootloader memory",
+        total * PAGE_SIZE / 1024
+    );
+    Ok(total)
+}
+
+/// A 4 KiB physical frame this value owns, readable and writable through the HHDM; freed
+/// when dropped.
+#[derive(Debug)]
+pub struct Frame {
+    phys: u64,
+}
+
+impl Frame {
+    /// Allocates a frame (its contents are whatever was there).
+    pub fn alloc() -> Option<Self> {
+        alloc_for(1, 1, OWNED).map(|phys| Self { phys })
+    }
+
+    /// Allocates a frame filled with zeros.
+    pub fn alloc_zeroed() -> Option<Self> {
+        let mut frame = Self::alloc()?;
+        frame.fill(0);
+        Some(frame)
+    }
+
+    /// Physical address of the frame.
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+
+    fn slot(&self, offset: usize) -> *mut u64 {
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= PAGE_SIZE as usize,
+            "offset {offset:#x} is not an aligned u64 inside a frame"
+        );
+        (super::phys_to_virt(self.phys) + offset as u64) as *mut u64
+    }
+
+    /// Reads the `u64` at byte `offset` (a multiple of 8 below 4096).
+    ///
+    /// # Panics
+    /// If `offset` is out of the frame or unaligned.
+    pub fn read_u64(&self, offset: usize) -> u64 {
+        let slot = self.slot(offset);
+        // SAFETY: the frame is usable RAM (mapped in the HHDM) that only this value owns:
+        // frames are handed out once, and only `Drop` can free an `OWNED` frame.
+        unsafe { slot.read_volatile() }
+    }
+
+    /// Writes the `u64` at byte `offset` (a multiple of 8 below 4096).
+    ///
+    /// # Panics
+    /// If `offset` is out of the frame or unaligned.
+    pub fn write_u64(&mut self, offset: usize, value: u64) {
+        let slot = self.slot(offset);
+        // SAFETY: as in `read_u64`; `&mut self` makes this the only access.
+        unsafe { slot.write_volatile(value) }
+    }
+
+    /// Fills the frame with `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        let base = self.slot(0).cast::<u8>();
+        // SAFETY: as in `write_u64`, for the whole 4 KiB.
+        unsafe { core::ptr::write_bytes(base, byte, PAGE_SIZE as usize) }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        if let Err(e) = free_for(self.phys, 1, OWNED) {
+            log::error!("mm: freeing owned frame {:#x}: {e}", self.phys);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Interrupt set-up: the legacy PIC off, the local APIC on every CPU (spurious and error
+//! vectors, the timer tick, IPIs), and the TLB shootdown IPI for memory management.
+//!
+//! Device lines (keyboard, COM1) are routed through the I/O APIC by [`crate::input`].
+//! Handlers never log: the logger takes locks an interrupted context may hold on another CPU
+//! for a long time. They count, queue, and leave reporting to thread context.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hal::{
+    percpu::MAX_CPUS,
+    trap::{self, TrapFrame, vectors},
+};
+
+static PINGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Whether the local APIC works (else no timer tick and no IPIs).
+static APIC_UP: AtomicBool = AtomicBool::new(false);
+
+fn on_ping(_frame: &mut TrapFrame) {
+    if let Some(count) = PINGS.get(hal::percpu::current_index()) {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many PING IPIs CPU `cpu` has handled.
+pub fn pings(cpu: usize) -> u64 {
+    PINGS.get(cpu).map_or(0, |p| p.load(Ordering::Relaxed))
+}
+
+/// Whether the local APIC is up (timer ticks and IPIs work).
+pub fn apic_up() -> bool {
+    APIC_UP.load(Ordering::Acquire)
+}
+
+/// Sets up interrupts on the bootstrap CPU: masks the 8259 PIC, enables the local APIC,
+/// calibrates its timer and starts the tick, and hands the TLB shootdown to `hal::mm`.
+/// Call after [`crate::time::init`] and before the APs start. Interrupts stay disabled.
+pub fn init_bsp() {
+    hal::pic::disable();
+    let madt_address = hal::acpi::platform().and_then(|p| p.local_apic_address);
+    let mode = match hal::apic::init(madt_address) {
+        Ok(mode) => mode,
+        Err(error) => {
+            log::warn!("irq: {error}: no timer interrupts or IPIs");
+            return;
+        }
+    };
+    trap::register(vectors::TIMER, crate::time::on_tick);
+    trap::register(vectors::PING, on_ping);
+    if let Err(error) = hal::apic::init_this_cpu() {
+        log::warn!("irq: cpu 0: {error}");
+        return;
+    }
+    APIC_UP.store(true, Ordering::Release);
+    hal::apic::init_tlb_shootdown();
+    match hal::apic::calibrate_timer() {
+        Some(hz) => log::info!(
+            "irq: local APIC {mode:?}, id {}, timer {}.{:03} MHz, tick {} Hz",
+            hal::apic::id(),
+            hz / 1_000_000,
+            hz / 1_000 % 1_000,
+            crate::time::TICK_HZ
+        ),
+        None => log::warn!("irq: the APIC timer could not be calibrated: no tick"),
+    }
+    crate::time::start_tick();
+}
+
+/// Sets up interrupts on an application processor: enables its local APIC and starts its
+/// tick. Call on each AP after its IDT is loaded; then enable interrupts on it.
+pub fn init_this_cpu() {
+    if !apic_up() {
+        return;
+    }
+    let cpu = hal::percpu::current_index();
+    match hal::apic::init_this_cpu() {
+        Ok(()) => {
+            if !crate::time::start_tick() {
+                log::warn!("irq: cpu {cpu}: no timer tick");
+            }
+        }
+        Err(error) => log::warn!("irq: cpu {cpu}: {error}"),
+    }
+}
+
+/// Runs `f` with interrupts enabled on this CPU, restoring the previous state afterwards.
+pub fn with_interrupts<T>(f: impl FnOnce() -> T) -> T {
+    let were_enabled = hal::cpu::interrupts_enabled();
+    hal::cpu::enable_interrupts();
+    let result = f();
+    if !were_enabled {
+        hal::cpu::disable_interrupts();
+    }
+    result
+}
+
+/// Spins until `condition` holds or `timeout_ns` pass on the clock; returns whether it held.
+pub fn wait_until(timeout_ns: u64, mut condition: impl FnMut() -> bool) -> bool {
+    let start = crate::time::now_ns();
+    // Before the clock runs, bound the wait by iterations instead.
+    let mut spins = 0u64;
+    while !condition() {
+        if crate::time::now_ns() - start > timeout_ns || spins > 2_000_000_000 {
+            return condition();
+        }
+        spins += 1;
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Tests of the interrupt controllers.
+pub mod tests {
+    use super::pings;
+    use crate::{check, ktest::TestResult};
+
+    /// A fixed IPI to this CPU reaches the PING handler.
+    pub fn ipi_self() -> TestResult {
+        check!(super::apic_up(), "the local APIC is not up");
+        let cpu = hal::percpu::current_index();
+        let before = pings(cpu);
+        let arrived = super::with_interrupts(|| {
+            hal::apic::send_self(hal::trap::vectors::PING);
+            super::wait_until(1_000_000_000, || pings(cpu) > before)
+        });
+        check!(arrived, "PING count stayed at {before}");
+        check!(
+            pings(cpu) == before + 1,
+            "one IPI arrived {} times",
+            pings(cpu) - before
+        );
+        Ok(())
+    }
+
+    /// A fixed IPI sent by APIC id reaches every online CPU, this one included.
+    pub fn ipi_each_cpu() -> TestResult {
+        check!(super::apic_up(), "the local APIC is not up");
+        for cpu in (0..hal::percpu::MAX_CPUS).filter(|&c| hal::percpu::is_online(c)) {
+            let Some(apic_id) = hal::percpu::lapic_id(cpu) else {
+                continue;
+            };
+            let before = pings(cpu);
+            let arrived = super::with_interrupts(|| {
+                hal::apic::send_fixed(apic_id, hal::trap::vectors::PING);
+                super::wait_until(1_000_000_000, || pings(cpu) > before)
+            });
+            check!(arrived, "CPU {cpu} (APIC id {apic_id}) never took the PING");
+        }
+        Ok(())
+    }
+
+    /// The local APIC has reported no errors and the legacy PIC is fully masked.
+    pub fn controllers_quiet() -> TestResult {
+        let (errors, status) = hal::apic::errors();
+        check!(errors == 0, "{errors} APIC errors, last ESR {status:#x}");
+        check!(
+            hal::pic::masks() == (0xff, 0xff),
+            "PIC masks {:?}",
+            hal::pic::masks()
+        );
+        Ok(())
+    }
+}

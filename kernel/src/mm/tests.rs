@@ -1,0 +1,408 @@
+//! In-kernel tests of memory management (run by `test=kernel`).
+
+use alloc::{boxed::Box, vec::Vec};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hal::{
+    mm::{self, Frame, MapError, PAGE_SIZE},
+    trap::probe_read,
+};
+
+use crate::{check, ktest::TestResult, logger::LineBuf};
+
+/// A test failure reason.
+fn why(args: core::fmt::Arguments<'_>) -> LineBuf {
+    let mut line = LineBuf::new();
+    let _ = core::fmt::Write::write_fmt(&mut line, args);
+    line
+}
+
+/// Frames come out page-aligned and distinct; bad frees are refused.
+pub fn frames_distinct() -> TestResult {
+    let before = mm::stats().frames;
+    let mut frames = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let Some(frame) = mm::alloc_frame() else {
+            return Err(why(format_args!("out of frames after {}", frames.len())));
+        };
+        check!(frame % PAGE_SIZE == 0 && frame != 0, "frame {frame:#x}");
+        frames.push(frame);
+    }
+    let allocated = mm::stats().frames.allocated - before.allocated;
+    check!(allocated >= 1000, "allocated count grew by {allocated}");
+    let mut sorted = frames.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    check!(
+        sorted.len() == 1000,
+        "only {} distinct frames",
+        sorted.len()
+    );
+    for &frame in &frames {
+        check!(mm::free_frame(frame).is_ok(), "freeing {frame:#x}");
+    }
+    let again = mm::free_frame(frames[0]);
+    check!(again.is_err(), "double free of {:#x} accepted", frames[0]);
+    // The page-table root belongs to hal, not to raw-frame callers.
+    let root = hal::paging::ActiveTables::current(mm::phys_to_virt(0)).root();
+    check!(
+        mm::free_frame(root).is_err(),
+        "freeing the page-table root accepted"
+    );
+    check!(
+        mm::free_frame(root + 12).is_err(),
+        "misaligned free accepted"
+    );
+    Ok(())
+}
+
+/// Allocating until memory runs out hands out every free frame once, then nothing; a frame
+/// freed then is the next one handed out.
+pub fn frames_exhaust_and_reuse() -> TestResult {
+    // Room for every frame's number, allocated before the frames run out.
+    let mut taken = Vec::with_capacity(mm::stats().frames.free as usize + 1024);
+    let free_before = mm::stats().frames.free;
+    while taken.len() < taken.capacity() {
+        match mm::alloc_frame() {
+            Some(frame) => taken.push(frame),
+            None => break,
+        }
+    }
+    let exhausted = mm::alloc_frame().is_none() && mm::alloc_contiguous(1, 1).is_none();
+    let count = taken.len() as u64;
+    let last = taken.last().copied();
+    let reused = last.map(|frame| {
+        let _ = mm::free_frame(frame);
+        mm::alloc_frame()
+    });
+    // Nothing may allocate while memory is exhausted: sort in place, count without a copy.
+    taken.sort_unstable();
+    let distinct = taken.len() - taken.windows(2).filter(|w| w[0] == w[1]).count();
+    for frame in taken {
+        let _ = mm::free_frame(frame);
+    }
+    check!(exhausted, "allocation still succeeded after {count} frames");
+    check!(
+        count == free_before,
+        "{count} frames handed out, {free_before} were free"
+    );
+    check!(
+        distinct as u64 == count,
+        "{count} frames, {distinct} distinct"
+    );
+    check!(
+        reused == Some(last),
+        "after freeing {last:x?} the next frame was {reused:x?}"
+    );
+    check!(
+        mm::stats().frames.free == free_before,
+        "free count {} after freeing all, was {free_before}",
+        mm::stats().frames.free
+    );
+    Ok(())
+}
+
+/// Contiguous runs are aligned, disjoint, and must be freed whole with the right size.
+pub fn frames_contiguous() -> TestResult {
+    let requests = [(5, 8), (512, 512), (3, 1), (64, 16)];
+    let mut runs = [(0u64, 0u64); 4];
+    for (run, &(pages, align)) in runs.iter_mut().zip(&requests) {
+        let Some(start) = mm::alloc_contiguous(pages, align) else {
+            return Err(why(format_args!(
+                "no run of {pages} pages aligned to {align}"
+            )));
+        };
+        check!(
+            start % (align * PAGE_SIZE) == 0,
+            "run {start:#x} not aligned to {align} pages"
+        );
+        *run = (start, pages);
+    }
+    let mut sorted = runs;
+    sorted.sort_unstable();
+    for pair in sorted.windows(2) {
+        check!(
+            pair[0].0 + pair[0].1 * PAGE_SIZE <= pair[1].0,
+            "runs overlap: {pair:x?}"
+        );
+    }
+    let (start, pages) = runs[0];
+    check!(
+        mm::free_contiguous(start, pages - 1).is_err(),
+        "partial free accepted"
+    );
+    check!(
+        mm::free_frame(start).is_err(),
+        "single-frame free of a run accepted"
+    );
+    for (start, pages) in runs {
+        check!(
+            mm::free_contiguous(start, pages).is_ok(),
+            "freeing run {start:#x}"
+        );
+    }
+    check!(
+        mm::free_contiguous(start, pages).is_err(),
+        "double free of a run accepted"
+    );
+    Ok(())
+}
+
+/// A frame mapped in the scratch window reads back through the mapping; after unmapping the
+/// address faults, and a new mapping there shows the new frame (the TLB was flushed).
+pub fn map_unmap() -> TestResult {
+    let virt = mm::SCRATCH_BASE + 0x1234_5000;
+    let (Some(mut a), Some(mut b)) = (Frame::alloc(), Frame::alloc()) else {
+        return Err(why(format_args!("no frames")));
+    };
+    a.write_u64(0x18, 0xaaaa_5555_0000_0001);
+    b.write_u64(0x18, 0xbbbb_6666_0000_0002);
+
+    check!(mm::map_page(virt, a.phys()).is_ok(), "mapping {virt:#x}");
+    let read = probe_read(virt + 0x18);
+    check!(
+        read == Ok(0xaaaa_5555_0000_0001),
+        "read {read:x?} through the mapping"
+    );
+    let mapping = mm::translate(virt);
+    check!(
+        mapping.is_some_and(|m| m.phys == a.phys() && !m.writable && !m.executable),
+        "mapping {mapping:x?}"
+    );
+    check!(
+        mm::map_page(virt, b.phys()).is_err(),
+        "mapping over a mapped page accepted"
+    );
+    let unmapped = mm::unmap_page(virt);
+    check!(unmapped == Ok(a.phys()), "unmap returned {unmapped:x?}");
+    match probe_read(virt) {
+        Ok(v) => return Err(why(format_args!("read {v:#x} after unmapping"))),
+        Err(fault) => check!(fault.address == virt, "fault at {:#x}", fault.address),
+    }
+    check!(mm::map_page(virt, b.phys()).is_ok(), "remapping {virt:#x}");
+    let read = probe_read(virt + 0x18);
+    check!(
+        read == Ok(0xbbbb_6666_0000_0002),
+        "stale TLB: read {read:x?}"
+    );
+    check!(mm::unmap_page(virt).is_ok(), "second unmap");
+    check!(
+        mm::unmap_page(virt) == Err(MapError::Table(hal::mm::TableError::NotMapped(virt))),
+        "unmapping twice accepted"
+    );
+    let outside = mm::map_page(mm::HEAP_BASE, a.phys());
+    check!(
+        outside == Err(MapError::OutsideWindow(mm::HEAP_BASE)),
+        "mapping outside the scratch window: {outside:?}"
+    );
+    Ok(())
+}
+
+/// A kernel stack is mapped read-write and NX with an unmapped guard page below it, and is
+/// unmapped again when dropped.
+pub fn stack_guard_page() -> TestResult {
+    let live = mm::stats().kernel_stacks;
+    let stack = match mm::alloc_kernel_stack(4) {
+        Ok(stack) => stack,
+        Err(e) => return Err(why(format_args!("allocating a stack: {e}"))),
+    };
+    let (top, bottom, guard) = (stack.top(), stack.bottom(), stack.guard_page());
+    check!(
+        top % 16 == 0 && top - bottom == 4 * PAGE_SIZE,
+        "stack {bottom:#x}..{top:#x}"
+    );
+    for page in (bottom..top).step_by(PAGE_SIZE as usize) {
+        let m = mm::translate(page);
+        check!(
+            m.is_some_and(|m| m.writable && !m.executable),
+            "stack page {page:#x}: {m:x?}"
+        );
+    }
+    check!(probe_read(top - 8).is_ok(), "top of the stack unreadable");
+    check!(
+        probe_read(guard).is_err() && mm::translate(guard).is_none(),
+        "guard page {guard:#x} is mapped"
+    );
+    check!(mm::stats().kernel_stacks == live + 1, "stack not counted");
+    drop(stack);
+    check!(
+        probe_read(top - 8).is_err(),
+        "stack still mapped after drop"
+    );
+    check!(mm::stats().kernel_stacks == live, "stack count after drop");
+    check!(
+        mm::alloc_kernel_stack(0).is_err() && mm::alloc_kernel_stack(1 << 20).is_err(),
+        "bad stack sizes accepted"
+    );
+    Ok(())
+}
+
+/// The heap serves many small and some large allocations, growing the mapped heap, and
+/// reuses freed memory.
+pub fn heap_grows() -> TestResult {
+    let boxes: Vec<Box<u64>> = (0..20_000u64).map(|i| Box::new(i * 3)).collect();
+    check!(
+        boxes.iter().enumerate().all(|(i, b)| **b == i as u64 * 3),
+        "small allocations corrupted"
+    );
+    let before = mm::stats().heap_bytes;
+    // 8 MiB in one piece.
+    let mut big = Vec::<u64>::with_capacity(1 << 20);
+    big.extend((0..1u64 << 20).map(|i| i ^ 0x5a5a));
+    let grown = mm::stats().heap_bytes;
+    check!(
+        grown >= 8 << 20 && (before >= 8 << 20 || grown > before),
+        "heap went from {before} to {grown} bytes for an 8 MiB allocation"
+    );
+    check!(
+        big.iter().enumerate().all(|(i, &v)| v == i as u64 ^ 0x5a5a),
+        "large allocation corrupted"
+    );
+    drop(big);
+    drop(boxes);
+    let again = Vec::<u64>::with_capacity(1 << 20);
+    check!(
+        mm::stats().heap_bytes == grown,
+        "freed heap memory was not reused"
+    );
+    drop(again);
+    Ok(())
+}
+
+static WRITABLE_STATIC: AtomicU64 = AtomicU64::new(7);
+
+/// The kernel runs on its own tables with W^X: code read-only and executable, data and the
+/// HHDM non-executable, no page both writable and executable; NX, WP, SMEP, SMAP and UMIP
+/// are on wherever the CPU has them.
+pub fn kernel_tables_wx() -> TestResult {
+    let supported = mm::Protections::supported();
+    let active = mm::Protections::active();
+    check!(
+        active.write_protect && active.nx == supported.nx,
+        "{active:?}"
+    );
+    check!(
+        active.smep == supported.smep
+            && active.smap == supported.smap
+            && active.umip == supported.umip,
+        "supported {supported:?}, active {active:?}"
+    );
+    let code = kernel_tables_wx as fn() -> TestResult as usize as u64;
+    let m = mm::translate(code);
+    check!(
+        m.is_some_and(|m| m.executable && !m.writable),
+        "code {m:x?}"
+    );
+    let rodata = "read-only data".as_ptr() as u64;
+    let m = mm::translate(rodata);
+    check!(
+        m.is_some_and(|m| !m.executable && !m.writable),
+        "rodata {m:x?}"
+    );
+    WRITABLE_STATIC.fetch_add(1, Ordering::Relaxed);
+    let data = core::ptr::from_ref(&WRITABLE_STATIC) as u64;
+    let m = mm::translate(data);
+    check!(
+        m.is_some_and(|m| !m.executable && m.writable),
+        "data {m:x?}"
+    );
+    let frame = Frame::alloc();
+    let hhdm = frame.as_ref().map(|f| mm::phys_to_virt(f.phys()));
+    let m = hhdm.and_then(mm::translate);
+    check!(
+        m.is_some_and(|m| !m.executable && m.writable && m.pat_index == 0),
+        "HHDM {m:x?}"
+    );
+    let image = hal::image::layout().image;
+    for page in (image.start..image.end).step_by(PAGE_SIZE as usize) {
+        if let Some(m) = mm::translate(page) {
+            check!(
+                !(m.writable && m.executable),
+                "kernel page {page:#x} is W+X"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Device memory maps uncached and NX, RAM is refused; firmware tables map read-only.
+pub fn mmio_and_firmware() -> TestResult {
+    // The local APIC (xAPIC mode: the loader does not enable x2APIC).
+    let lapic = match mm::map_mmio(0xfee0_0000, 0x400) {
+        Ok(mmio) => mmio,
+        Err(e) => return Err(why(format_args!("mapping the local APIC: {e}"))),
+    };
+    let m = mm::translate(lapic.virt());
+    check!(
+        m.is_some_and(|m| m.pat_index == 3 && !m.executable && m.writable),
+        "MMIO mapping {m:x?}"
+    );
+    if !hal::smp::x2apic_enabled() {
+        let version = lapic.read_u32(0x30) & 0xff;
+        check!(
+            (0x10..=0x15).contains(&version),
+            "local APIC version {version:#x}"
+        );
+        let id = lapic.read_u32(0x20) >> 24;
+        let bsp = hal::percpu::lapic_id(0).unwrap_or(u32::MAX);
+        check!(
+            id == bsp & 0xff,
+            "local APIC id {id}, bootstrap CPU has {bsp}"
+        );
+    }
+    let virt = lapic.virt();
+    drop(lapic);
+    check!(
+        mm::translate(virt).is_none(),
+        "MMIO still mapped after drop"
+    );
+    let Some(frame) = Frame::alloc() else {
+        return Err(why(format_args!("no frame")));
+    };
+    let ram = mm::map_mmio(frame.phys(), 8);
+    check!(
+        matches!(ram, Err(MapError::Ram(_))),
+        "RAM mapped as MMIO: {ram:?}"
+    );
+    check!(
+        mm::map_mmio(0xfee0_0000, 0).is_err(),
+        "empty MMIO range accepted"
+    );
+    let firmware = mm::map_firmware(frame.phys(), 8);
+    check!(
+        matches!(firmware, Err(MapError::NotFirmware(_))),
+        "RAM mapped as firmware: {firmware:?}"
+    );
+    if let Some(rsdp) = hal::boot::responses().rsdp.map(|r| r.address() as u64) {
+        let bytes = mm::map_firmware(rsdp, 20);
+        check!(
+            bytes.is_ok_and(|b| b.starts_with(b"RSD PTR ")),
+            "RSDP at {rsdp:#x}: {bytes:?}"
+        );
+        let m = mm::translate(mm::phys_to_virt(rsdp));
+        check!(m.is_some_and(|m| !m.writable), "RSDP mapping {m:x?}");
+        check!(mm::map_firmware(rsdp, 20).is_ok(), "mapping the RSDP twice");
+    }
+    Ok(())
+}
+
+/// Loader memory is not reclaimed while this CPU still runs on the loader's stack (the boot
+/// stack is bootloader-reclaimable memory).
+pub fn reclaim_refused_on_loader_stack() -> TestResult {
+    let rsp = hal::cpu::stack_pointer();
+    if !(mm::phys_to_virt(0)..mm::HEAP_BASE).contains(&rsp) {
+        log::info!("mm: the test runs on a kernel stack at {rsp:#x}; nothing to check");
+        return Ok(());
+    }
+    let reserved = mm::stats().frames.reserved;
+    let result = mm::reclaim_bootloader_memory();
+    check!(
+        result.is_err(),
+        "reclaimed {result:?} while running on the loader's stack"
+    );
+    check!(
+        !mm::bootloader_memory_reclaimed() && mm::stats().frames.reserved == reserved,
+        "a refused reclaim changed the reserved memory"
+    );
+    Ok(())
+}

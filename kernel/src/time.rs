@@ -1,0 +1,293 @@
+//! Kernel time: the monotonic clock, the per-CPU timer tick, and wall-clock time.
+//!
+//! The monotonic clock is hal's calibrated TSC ([`hal::time::now_ns`]). Every CPU runs its
+//! local APIC timer periodically at [`TICK_HZ`] and counts its ticks in [`ticks`]. Wall-clock
+//! time is the loader's date-at-boot (or the CMOS RTC) plus the monotonic time since.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hal::{percpu::MAX_CPUS, trap::TrapFrame};
+
+/// Timer interrupts per second on each CPU.
+pub const TICK_HZ: u32 = 100;
+
+static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Unix time (seconds) at monotonic time 0, if known.
+static EPOCH_AT_ZERO: AtomicU64 = AtomicU64::new(0);
+static HAVE_WALL_CLOCK: AtomicBool = AtomicBool::new(false);
+
+/// Calibrates the clock (after ACPI, which names the reference timers) and sets the wall
+/// clock. Logs what was found; failures degrade, they do not stop the boot.
+pub fn init() {
+    match hal::time::init() {
+        Ok(c) => {
+            for (reference, why) in c.fallbacks.iter().flatten() {
+                log::warn!("time: could not calibrate against the {reference}: {why}");
+            }
+            log::info!(
+                "time: TSC {}.{:03} MHz (calibrated against the {}), {}",
+                c.tsc_hz / 1_000_000,
+                c.tsc_hz / 1_000 % 1_000,
+                c.reference,
+                if c.invariant {
+                    "invariant"
+                } else {
+                    "not reported invariant"
+                }
+            );
+            if !c.invariant {
+                log::warn!(
+                    "time: the CPU does not promise a constant TSC rate; the clock stays \
+                     monotonic but may drift if the CPU changes frequency"
+                );
+            }
+        }
+        Err(error) => log::warn!("time: {error}; the monotonic clock stands still at 0"),
+    }
+    init_wall_clock();
+}
+
+fn init_wall_clock() {
+    let responses = hal::boot::responses();
+    let (seconds, source) = if let Some(date) = responses.date_at_boot {
+        (date.timestamp().as_secs(), "loader")
+    } else {
+        let century = hal::acpi::platform()
+            .and_then(|p| p.fadt)
+            .map_or(0, |f| f.century_register);
+        match hal::rtc::read(century) {
+            Some(date) => (unix_seconds(&date), "RTC"),
+            None => {
+                log::warn!("time: no date from the loader and the RTC is unreadable");
+                return;
+            }
+        }
+    };
+    let since_zero = hal::time::now_ns() / 1_000_000_000;
+    EPOCH_AT_ZERO.store(seconds.saturating_sub(since_zero), Ordering::Relaxed);
+    HAVE_WALL_CLOCK.store(true, Ordering::Release);
+    let (y, mo, d, h, mi, s) = civil_from_unix(seconds);
+    log::info!("time: {y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC (from the {source})");
+}
+
+/// Nanoseconds since the clock started; never goes backwards, on any CPU.
+pub fn now_ns() -> u64 {
+    hal::time::now_ns()
+}
+
+/// Seconds since 1970-01-01 UTC, if the wall clock is known.
+pub fn unix_time() -> Option<u64> {
+    HAVE_WALL_CLOCK
+        .load(Ordering::Acquire)
+        .then(|| EPOCH_AT_ZERO.load(Ordering::Relaxed) + now_ns() / 1_000_000_000)
+}
+
+/// Timer ticks CPU `cpu` has taken.
+pub fn ticks(cpu: usize) -> u64 {
+    TICKS.get(cpu).map_or(0, |t| t.load(Ordering::Relaxed))
+}
+
+/// The timer interrupt handler (every CPU).
+pub fn on_tick(_frame: &mut TrapFrame) {
+    let cpu = hal::percpu::current_index();
+    if let Some(ticks) = TICKS.get(cpu) {
+        ticks.fetch_add(1, Ordering::Relaxed);
+    }
+    if cpu == 0 {
+        crate::input::poll_if_needed();
+    }
+}
+
+/// Starts this CPU's periodic tick; returns false if the APIC timer is not calibrated.
+pub fn start_tick() -> bool {
+    hal::apic::timer_periodic(TICK_HZ)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Seconds since 1970 of an RTC date (dates before 1970 read as 0).
+pub fn unix_seconds(date: &hal::rtc::DateTime) -> u64 {
+    let days = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    let seconds = days * 86_400
+        + i64::from(date.hour) * 3_600
+        + i64::from(date.minute) * 60
+        + i64::from(date.second);
+    u64::try_from(seconds).unwrap_or(0)
+}
+
+/// The calendar date and time of day of a Unix time: (year, month, day, hour, minute, second).
+pub fn civil_from_unix(seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (seconds / 86_400) as i64 + 719_468;
+    let rest = seconds % 86_400;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rest / 3_600) as u32,
+        (rest / 60 % 60) as u32,
+        (rest % 60) as u32,
+    )
+}
+
+/// Tests of the clock, the tick and the calendar.
+pub mod tests {
+    use super::{civil_from_unix, ticks};
+    use crate::{check, ktest::TestResult};
+
+    /// A million reads of the clock never go backwards, and the clock advances.
+    pub fn monotonic() -> TestResult {
+        let first = super::now_ns();
+        let mut previous = first;
+        for i in 0..1_000_000u32 {
+            let now = super::now_ns();
+            check!(
+                now >= previous,
+                "read {i} went back from {previous} to {now}"
+            );
+            previous = now;
+        }
+        check!(previous > first, "the clock stood still at {first} ns");
+        Ok(())
+    }
+
+    /// The TSC rate is plausible, and 50 ms on the reference timer are 50 ms on the clock
+    /// (within 2%).
+    pub fn tsc_calibrated() -> TestResult {
+        let Some(c) = hal::time::calibration() else {
+            check!(false, "the TSC was not calibrated");
+            return Ok(());
+        };
+        check!(
+            (100_000_000..=20_000_000_000).contains(&c.tsc_hz),
+            "implausible TSC rate {} Hz",
+            c.tsc_hz
+        );
+        if let Some((reference, clock)) = hal::time::cross_check(50) {
+            let error = reference.abs_diff(clock);
+            check!(
+                error * 50 <= reference,
+                "{reference} ns on the {} read as {clock} ns on the clock",
+                c.reference
+            );
+        }
+        Ok(())
+    }
+
+    /// Timer interrupts arrive on this CPU.
+    pub fn tick_this_cpu() -> TestResult {
+        let cpu = hal::percpu::current_index();
+        let before = ticks(cpu);
+        let arrived = crate::irq::with_interrupts(|| {
+            crate::irq::wait_until(1_000_000_000, || ticks(cpu) >= before + 3)
+        });
+        check!(
+            arrived,
+            "CPU {cpu}: ticks went {before} -> {} in 1 s",
+            ticks(cpu)
+        );
+        Ok(())
+    }
+
+    /// Timer interrupts arrive on every online CPU.
+    pub fn tick_every_cpu() -> TestResult {
+        let online = (0..hal::percpu::MAX_CPUS).filter(|&c| hal::percpu::is_online(c));
+        let mut before = [0u64; hal::percpu::MAX_CPUS];
+        for cpu in online.clone() {
+            before[cpu] = ticks(cpu);
+        }
+        let all = crate::irq::with_interrupts(|| {
+            crate::irq::wait_until(2_000_000_000, || {
+                online.clone().all(|cpu| ticks(cpu) >= before[cpu] + 3)
+            })
+        });
+        for cpu in online {
+            check!(
+                all || ticks(cpu) >= before[cpu] + 3,
+                "CPU {cpu}: ticks went {} -> {} in 2 s",
+                before[cpu],
+                ticks(cpu)
+            );
+        }
+        Ok(())
+    }
+
+    /// Unix time <-> calendar conversion at known points, and the wall clock is plausible.
+    pub fn calendar() -> TestResult {
+        check!(
+            civil_from_unix(0) == (1970, 1, 1, 0, 0, 0),
+            "{:?}",
+            civil_from_unix(0)
+        );
+        // 2000-02-29 12:34:56 (a leap day in a century leap year).
+        check!(
+            civil_from_unix(951_827_696) == (2000, 2, 29, 12, 34, 56),
+            "{:?}",
+            civil_from_unix(951_827_696)
+        );
+        let date = hal::rtc::DateTime {
+            year: 2038,
+            month: 1,
+            day: 19,
+            hour: 3,
+            minute: 14,
+            second: 8,
+        };
+        check!(
+            super::unix_seconds(&date) == 1 << 31,
+            "2038-01-19 03:14:08 -> {}",
+            super::unix_seconds(&date)
+        );
+        if let Some(now) = super::unix_time() {
+            // After 2024-01-01 and before 2200.
+            check!(
+                (1_704_067_200..7_258_118_400).contains(&now),
+                "implausible wall clock {now}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The CMOS RTC reads a plausible date that agrees with the loader's date-at-boot.
+    pub fn rtc_reads() -> TestResult {
+        let century = hal::acpi::platform()
+            .and_then(|p| p.fadt)
+            .map_or(0, |f| f.century_register);
+        let Some(date) = hal::rtc::read(century) else {
+            check!(false, "the RTC did not give a valid date");
+            return Ok(());
+        };
+        let rtc = super::unix_seconds(&date);
+        check!(rtc >= 1_704_067_200, "RTC date {date:?} is before 2024");
+        if let Some(boot) = hal::boot::responses().date_at_boot {
+            let boot = boot.timestamp().as_secs();
+            let uptime = super::now_ns() / 1_000_000_000;
+            // The RTC read now; the loader read it before the clock started.
+            check!(
+                rtc + 60 >= boot && rtc <= boot + uptime + 600,
+                "RTC {rtc} vs loader {boot} (+{uptime} s)"
+            );
+        }
+        Ok(())
+    }
+}
