@@ -11,7 +11,7 @@ pub fn walk(max: usize, mut f: impl FnMut(u64)) {
         core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
     };
     for _ in 0..max {
-        if rbp == 0 || rbp % 8 != 0 {
+        if rbp == 0 || !rbp.is_multiple_of(8) {
             break;
         }
         // Frames are read with fault protection: a corrupt chain ends the trace, not the

@@ -4,10 +4,10 @@
 //! A test is a `fn() -> TestResult`; it fails by returning `Err` with a reason (or by
 //! panicking, which ends the run as a failure). Add new tests to [`TESTS`].
 
-use crate::logger::LineBuf;
+use alloc::string::String;
 
 /// A test's outcome: `Err` carries the reason it failed.
-pub type TestResult = Result<(), LineBuf>;
+pub type TestResult = Result<(), String>;
 
 /// A named in-kernel test.
 pub type Test = (&'static str, fn() -> TestResult);
@@ -17,9 +17,7 @@ pub type Test = (&'static str, fn() -> TestResult);
 macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
-            let mut why = $crate::logger::LineBuf::new();
-            let _ = core::fmt::Write::write_fmt(&mut why, format_args!($($fmt)+));
-            return Err(why);
+            return Err(alloc::format!($($fmt)+));
         }
     };
 }
@@ -83,7 +81,7 @@ pub fn run(filter: &str) -> bool {
             Ok(()) => log::info!("test {name} ... ok"),
             Err(why) => {
                 failed += 1;
-                log::error!("test {name} ... FAILED: {}", why.as_str());
+                log::error!("test {name} ... FAILED: {why}");
             }
         }
     }

@@ -8,13 +8,11 @@ use hal::{
     trap::probe_read,
 };
 
-use crate::{check, ktest::TestResult, logger::LineBuf};
+use crate::{check, ktest::TestResult};
 
 /// A test failure reason.
-fn why(args: core::fmt::Arguments<'_>) -> LineBuf {
-    let mut line = LineBuf::new();
-    let _ = core::fmt::Write::write_fmt(&mut line, args);
-    line
+fn why(args: core::fmt::Arguments<'_>) -> alloc::string::String {
+    alloc::fmt::format(args)
 }
 
 /// Frames come out page-aligned and distinct; bad frees are refused.
