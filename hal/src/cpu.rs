@@ -149,14 +149,17 @@ pub fn breakpoint() {
     x86_64::instructions::interrupts::int3();
 }
 
-/// Switches to the stack whose top is `stack_top` and calls `f` there; `f` never returns.
+/// Switches to `stack` and calls `f` there; `f` never returns (so the stack is never
+/// freed: it is leaked on purpose).
 ///
-/// Used to run code on a kernel stack with a guard page (the stack-overflow test, and later
-/// threads).
-pub fn run_on_stack(stack_top: u64, f: extern "C" fn() -> !) -> ! {
-    // SAFETY: the caller hands over a stack top of memory mapped writable (the only way to
-    // get one is `hal::mm`'s stack allocator); `f` never returns, so abandoning the current
-    // stack is fine. The stack is aligned to 16 before the call as the ABI requires.
+/// Used to run code on a kernel stack with a guard page (the stack-overflow test, and CPUs
+/// leaving the loader's stacks).
+pub fn run_on_stack(stack: crate::mm::KernelStack, f: extern "C" fn() -> !) -> ! {
+    let top = stack.top();
+    core::mem::forget(stack);
+    // SAFETY: `top` is the top of a mapped, writable kernel stack that is never unmapped
+    // (forgotten above); `f` never returns, so abandoning the current stack is fine. The
+    // stack is aligned to 16 before the call as the ABI requires.
     unsafe {
         asm!(
             "mov rsp, {top}",
@@ -164,7 +167,7 @@ pub fn run_on_stack(stack_top: u64, f: extern "C" fn() -> !) -> ! {
             "xor ebp, ebp",
             "call {f}",
             "ud2",
-            top = in(reg) stack_top,
+            top = in(reg) top,
             f = in(reg) f,
             options(noreturn),
         )

@@ -9,6 +9,8 @@ pub struct Options<'a> {
     pub log_level: LevelFilter,
     /// `test=NAME`: run a built-in test instead of booting normally.
     pub test: Option<&'a str>,
+    /// `panic=reboot` resets the machine on a panic; `panic=halt` (the default) stops it.
+    pub reboot_on_panic: bool,
 }
 
 impl<'a> Options<'a> {
@@ -17,6 +19,7 @@ impl<'a> Options<'a> {
         let mut options = Options {
             log_level: LevelFilter::Info,
             test: None,
+            reboot_on_panic: false,
         };
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').unwrap_or((word, ""));
@@ -26,6 +29,11 @@ impl<'a> Options<'a> {
                     Err(_) => unknown(word),
                 },
                 "test" => options.test = Some(value),
+                "panic" => match value {
+                    "reboot" => options.reboot_on_panic = true,
+                    "halt" => options.reboot_on_panic = false,
+                    _ => unknown(word),
+                },
                 _ => unknown(word),
             }
         }

@@ -48,3 +48,28 @@ pub mod tests {
         Ok(())
     }
 }
+
+/// The stack-overflow test (`test=stack-overflow`): unbounded recursion on a kernel stack
+/// with a guard page must end in a reported double fault, not silent memory corruption.
+pub fn overflow_the_stack() -> ! {
+    crate::panic::expect(crate::panic::Expect::DoubleFault);
+    let stack = hal::mm::alloc_kernel_stack(4).expect("a 16 KiB stack for the overflow test");
+    log::info!(
+        "stack-overflow: recursing on a {} KiB stack with a guard page at {:#x}",
+        stack.pages() * 4,
+        stack.guard_page()
+    );
+    hal::cpu::run_on_stack(stack, recurse_forever)
+}
+
+extern "C" fn recurse_forever() -> ! {
+    let depth = recurse(0);
+    panic!("recursion returned at depth {depth}: the guard page did not stop it");
+}
+
+/// Recurses without end; every frame keeps a buffer alive so no optimisation can remove it.
+#[expect(unconditional_recursion, reason = "overflowing the stack is the point")]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 32]);
+    recurse(depth + 1) + frame[depth as usize % 32]
+}

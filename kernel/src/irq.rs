@@ -55,7 +55,7 @@ pub fn init_bsp() {
     hal::apic::init_tlb_shootdown();
     match hal::apic::calibrate_timer() {
         Some(hz) => log::info!(
-            "irq: local APIC {mode:?}, id {}, timer {}.{:03} MHz, tick {} Hz",
+            "irq: local APIC ({mode}), id {}, timer {}.{:03} MHz, tick {} Hz",
             hal::apic::id(),
             hz / 1_000_000,
             hz / 1_000 % 1_000,
@@ -146,6 +146,26 @@ pub mod tests {
             });
             check!(arrived, "CPU {cpu} (APIC id {apic_id}) never took the PING");
         }
+        Ok(())
+    }
+
+    /// A TLB shootdown is served by every other online CPU before it returns.
+    pub fn tlb_shootdown() -> TestResult {
+        let me = hal::percpu::current_index();
+        let others: [usize; hal::percpu::MAX_CPUS] =
+            core::array::from_fn(hal::apic::shootdowns_served);
+        super::with_interrupts(|| hal::apic::shootdown(0xffff_c180_0000_0000, 4096));
+        for cpu in (0..hal::percpu::MAX_CPUS).filter(|&c| c != me && hal::percpu::is_online(c)) {
+            check!(
+                hal::apic::shootdowns_served(cpu) > others[cpu],
+                "CPU {cpu} did not flush"
+            );
+        }
+        check!(
+            hal::apic::shootdown_timeouts() == 0,
+            "{} shootdowns timed out",
+            hal::apic::shootdown_timeouts()
+        );
         Ok(())
     }
 

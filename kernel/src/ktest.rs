@@ -44,8 +44,10 @@ pub const TESTS: &[Test] = &[
     ("time-rtc", crate::time::tests::rtc_reads),
     ("timer-tick-this-cpu", crate::time::tests::tick_this_cpu),
     ("timer-tick-every-cpu", crate::time::tests::tick_every_cpu),
+    ("timer-oneshot", crate::time::tests::oneshot),
     ("ipi-self", crate::irq::tests::ipi_self),
     ("ipi-each-cpu", crate::irq::tests::ipi_each_cpu),
+    ("ipi-tlb-shootdown", crate::irq::tests::tlb_shootdown),
     (
         "irq-controllers-quiet",
         crate::irq::tests::controllers_quiet,

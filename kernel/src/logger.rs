@@ -1,4 +1,5 @@
-//! The kernel's `log` backend: each record becomes one line on COM1 and on the screen console.
+//! The kernel's `log` backend: each record becomes one line on COM1 and on the screen console,
+//! stamped with the time since boot and the number of the CPU that logged it.
 //!
 //! A line is formatted into a stack buffer first and then written to each output under that
 //! output's lock, so lines from different CPUs never interleave mid-line.
@@ -84,9 +85,20 @@ impl Log for Logger {
         let _ = write!(line, "{}", record.args());
         let cut = if line.truncated() { "…" } else { "" };
         let (name, colour) = level_style(record.level());
-        hal::serial::write_fmt(format_args!("[{name}] {}{cut}\n", line.as_str()));
+        // Time since the clock was calibrated (0 before), and the CPU that logged.
+        let ns = hal::time::now_ns();
+        let (secs, micros) = (ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
+        let cpu = hal::percpu::current_index();
+        hal::serial::write_fmt(format_args!(
+            "[{secs:5}.{micros:06} {cpu}] [{name}] {}{cut}\n",
+            line.as_str()
+        ));
         let mut screen = LineBuf::new();
-        let _ = writeln!(screen, "{colour}{name}\x1b[0m {}{cut}", line.as_str());
+        let _ = writeln!(
+            screen,
+            "\x1b[90m{secs:5}.{micros:06} {cpu}\x1b[0m {colour}{name}\x1b[0m {}{cut}",
+            line.as_str()
+        );
         console::write_str(screen.as_str());
     }
 

@@ -53,6 +53,9 @@ fn main() -> ! {
     if options.test.is_some() {
         panic::set_test_mode();
     }
+    if options.reboot_on_panic {
+        panic::set_reboot_on_panic();
+    }
     logger::init(options.log_level);
     let screen = console::init();
 
@@ -87,12 +90,24 @@ fn main() -> ! {
         Some("poweroff") => power::shutdown(),
         Some("reboot") => power::reboot(),
         Some("kernel") => finish_test(ktest::run("")),
+        Some("panic") => {
+            // The panic handler must stop every other CPU; it then reports the test passed.
+            panic::expect(panic::Expect::AllCpusStop);
+            panic!("deliberate panic (test=panic) with {cpus} CPU(s) online");
+        }
+        Some("stack-overflow") => cpu::overflow_the_stack(),
+        Some("panic-reboot") => {
+            // Not a pass/fail run: with panic=reboot the machine must reset (QEMU, started
+            // with -no-reboot, then exits), so the test-mode exit is turned off.
+            panic::clear_test_mode();
+            panic!("deliberate panic (test=panic-reboot)");
+        }
         Some("bench-frames") => finish_test(mm::bench::run()),
         Some(filter) if filter.starts_with("kernel:") => finish_test(ktest::run(&filter[7..])),
         Some(other) => {
             log::error!(
                 "unknown test '{other}' (known: boot, conformance, kernel, kernel:FILTER, \
-                 poweroff, reboot)"
+                 panic, panic-reboot, stack-overflow, bench-frames, poweroff, reboot)"
             );
             finish_test(false)
         }

@@ -1,28 +1,70 @@
-//! What happens when the kernel panics: the message and location go to serial and screen,
-//! then the CPU halts (or, in a test run, QEMU exits with a failure).
+//! What happens when the kernel panics: every other CPU is stopped (an NMI to each online
+//! CPU), the message, location and a symbolized stack trace go to serial and screen, and then
+//! the machine halts — or resets with `panic=reboot`, or, in a test run, QEMU exits.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicBool, AtomicU8, Ordering},
+};
+
+use crate::logger::LineBuf;
 
 static TEST_MODE: AtomicBool = AtomicBool::new(false);
+static REBOOT: AtomicBool = AtomicBool::new(false);
 static PANICKING: AtomicBool = AtomicBool::new(false);
+/// What a test that panics on purpose expects (see [`Expect`]).
+static EXPECTED: AtomicU8 = AtomicU8::new(Expect::Nothing as u8);
+
+/// A panic a test provokes on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Expect {
+    /// No panic is expected: any panic fails the run.
+    Nothing,
+    /// Any panic, provided every other CPU stops.
+    AllCpusStop,
+    /// A double fault (the stack-overflow test).
+    DoubleFault,
+}
 
 /// Makes a panic end the QEMU test run with a failure instead of halting.
 pub fn set_test_mode() {
     TEST_MODE.store(true, Ordering::Relaxed);
 }
 
+/// Lets a panic follow the normal path (halt or `panic=reboot`) even in a test run.
+pub fn clear_test_mode() {
+    TEST_MODE.store(false, Ordering::Relaxed);
+}
+
+/// Makes a panic reset the machine (`panic=reboot`; the update rollback relies on it).
+pub fn set_reboot_on_panic() {
+    REBOOT.store(true, Ordering::Relaxed);
+}
+
+/// Declares the panic the running test provokes: that panic then ends the run as a pass.
+pub fn expect(what: Expect) {
+    EXPECTED.store(what as u8, Ordering::SeqCst);
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if PANICKING.swap(true, Ordering::AcqRel) {
-        // A panic while panicking: say the least possible and stop.
+        // A panic while panicking (or on two CPUs at once): say the least possible and stop.
         hal::serial::write_fmt_emergency(format_args!("\nnested panic: {}\n", info.message()));
         hal::cpu::halt_forever();
     }
+    // Stop the others first, so nothing else runs or prints while we report.
+    let online = hal::percpu::online_count();
+    let signalled = hal::apic::ipi::stop_other_cpus();
+    let stopped = hal::trap::stopped_cpus();
+
     let location = info.location();
     let (file, line, column) =
         location.map_or(("<unknown>", 0, 0), |l| (l.file(), l.line(), l.column()));
     hal::serial::write_fmt_emergency(format_args!(
-        "\nKERNEL PANIC at {file}:{line}:{column}: {}\n",
+        "\nKERNEL PANIC on cpu {} at {file}:{line}:{column}: {}\n",
+        hal::percpu::current_index(),
         info.message()
     ));
     crate::console::try_write_fmt(format_args!(
@@ -30,8 +72,36 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         info.message()
     ));
     print_trace();
+    hal::serial::write_fmt_emergency(format_args!(
+        "panic: stopped {stopped} of {} other CPU(s) ({signalled} signalled)\n",
+        online.saturating_sub(1)
+    ));
+
     if TEST_MODE.load(Ordering::Relaxed) {
-        hal::qemu::exit(hal::qemu::ExitCode::Failure);
+        let passed = match EXPECTED.load(Ordering::SeqCst) {
+            x if x == Expect::AllCpusStop as u8 => stopped == online.saturating_sub(1),
+            x if x == Expect::DoubleFault as u8 => {
+                let mut text = LineBuf::new();
+                let _ = write!(text, "{}", info.message());
+                text.as_str().contains("double fault")
+            }
+            _ => false,
+        };
+        let verdict = if passed {
+            "expected: test passed"
+        } else {
+            "test FAILED"
+        };
+        hal::serial::write_fmt_emergency(format_args!("panic: {verdict}\n"));
+        hal::qemu::exit(if passed {
+            hal::qemu::ExitCode::Success
+        } else {
+            hal::qemu::ExitCode::Failure
+        });
+    }
+    if REBOOT.load(Ordering::Relaxed) {
+        hal::serial::write_fmt_emergency(format_args!("panic: rebooting (panic=reboot)\n"));
+        hal::power::reboot();
     }
     hal::cpu::halt_forever()
 }

@@ -25,7 +25,10 @@ pub fn start_aps() -> usize {
 
 /// Where each AP arrives once hal has given it its GDT, TSS, per-CPU block and IDT.
 fn ap_main(index: usize) -> ! {
-    log::info!("cpu {index} online (lapic {})", hal::percpu::lapic_id(index).unwrap_or(0));
+    log::info!(
+        "cpu {index} online (lapic {})",
+        hal::percpu::lapic_id(index).unwrap_or(0)
+    );
     crate::irq::init_this_cpu();
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     loop {

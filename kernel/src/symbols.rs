@@ -11,20 +11,31 @@ pub struct Symbol {
 
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}+{:#x}", rustc_demangle::demangle(self.name), self.offset)
+        write!(
+            f,
+            "{:#}+{:#x}",
+            rustc_demangle::demangle(self.name),
+            self.offset
+        )
     }
 }
 
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(data.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        data.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(data: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(data.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        data.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// Finds the function symbol containing `address`. Every read is bounds-checked: a damaged
@@ -46,8 +57,9 @@ pub fn lookup(address: u64) -> Option<Symbol> {
         Some((ty, offset, size, link))
     };
     const SHT_SYMTAB: u32 = 2;
-    let (_, sym_off, sym_size, link) =
-        (0..shnum).filter_map(section).find(|(ty, ..)| *ty == SHT_SYMTAB)?;
+    let (_, sym_off, sym_size, link) = (0..shnum)
+        .filter_map(section)
+        .find(|(ty, ..)| *ty == SHT_SYMTAB)?;
     let (_, str_off, str_size, _) = section(usize::try_from(link).ok()?)?;
     let strtab = elf.get(str_off..str_off.checked_add(str_size)?)?;
     let symtab = elf.get(sym_off..sym_off.checked_add(sym_size)?)?;
@@ -62,6 +74,9 @@ pub fn lookup(address: u64) -> Option<Symbol> {
         let name = strtab.get(name_at..)?;
         let end = name.iter().position(|&b| b == 0)?;
         let name = core::str::from_utf8(&name[..end]).ok()?;
-        Some(Symbol { name, offset: address - value })
+        Some(Symbol {
+            name,
+            offset: address - value,
+        })
     })
 }

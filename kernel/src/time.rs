@@ -209,6 +209,42 @@ pub mod tests {
         Ok(())
     }
 
+    /// A one-shot timer fires exactly once, after roughly the time asked for; the periodic
+    /// tick resumes afterwards.
+    pub fn oneshot() -> TestResult {
+        let cpu = hal::percpu::current_index();
+        hal::apic::timer_stop();
+        let before = ticks(cpu);
+        let start = super::now_ns();
+        check!(
+            hal::apic::timer_oneshot_ns(5_000_000),
+            "the APIC timer is not calibrated"
+        );
+        let fired = crate::irq::with_interrupts(|| {
+            let fired = crate::irq::wait_until(1_000_000_000, || ticks(cpu) > before);
+            let elapsed = super::now_ns() - start;
+            // Then nothing more for 30 ms.
+            crate::irq::wait_until(30_000_000, || false);
+            fired.then_some(elapsed)
+        });
+        let after = ticks(cpu);
+        super::start_tick();
+        let Some(elapsed) = fired else {
+            check!(false, "the one-shot timer never fired");
+            return Ok(());
+        };
+        check!(
+            after == before + 1,
+            "one-shot fired {} times",
+            after - before
+        );
+        check!(
+            (4_000_000..500_000_000).contains(&elapsed),
+            "5 ms one-shot fired after {elapsed} ns"
+        );
+        Ok(())
+    }
+
     /// Timer interrupts arrive on every online CPU.
     pub fn tick_every_cpu() -> TestResult {
         let online = (0..hal::percpu::MAX_CPUS).filter(|&c| hal::percpu::is_online(c));

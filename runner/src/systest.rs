@@ -48,6 +48,21 @@ enum Kind {
     Conformance,
     /// A broken image: our loader must report an error.
     LoaderError(Broken),
+    /// Boot the kernel with a command line and check how the run ends and what it printed.
+    Kernel(KernelRun),
+}
+
+/// A kernel run: command line, machine size, how it must end and what the log must hold.
+#[derive(Clone, Copy, Debug)]
+struct KernelRun {
+    cmdline: &'static str,
+    smp: u8,
+    memory_mib: u64,
+    /// The run must end with this exit.
+    exit: GuestExit,
+    /// Every one of these must appear in some serial line (`{n}` is replaced by the CPU
+    /// count minus one, `{cpus}` by the CPU count).
+    expect: &'static [&'static str],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +86,81 @@ pub const CASES: &[Case] = &[
         name: "conformance",
         about: "the kernel's Limine conformance probe passes (2 CPUs, 1 GiB, one module)",
         kind: Kind::Conformance,
+    },
+    Case {
+        name: "kernel-tests",
+        about: "the in-kernel tests pass (test=kernel; 4 CPUs, 1 GiB)",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=kernel",
+            smp: 4,
+            memory_mib: 1024,
+            exit: GuestExit::Success,
+            expect: &["ktest: ", " 0 failed"],
+        }),
+    },
+    Case {
+        name: "smp-4",
+        about: "four CPUs come online and each reports it",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=boot",
+            smp: 4,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "cpu 1 online",
+                "cpu 2 online",
+                "cpu 3 online",
+                "4 CPU(s) online",
+            ],
+        }),
+    },
+    Case {
+        name: "smp-16",
+        about: "sixteen CPUs come online",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=boot",
+            smp: 16,
+            memory_mib: 1024,
+            exit: GuestExit::Success,
+            expect: &["cpu 15 online", "16 CPU(s) online"],
+        }),
+    },
+    Case {
+        name: "panic-stops-cpus",
+        about: "a panic stops every other CPU (test=panic; 4 CPUs)",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=panic",
+            smp: 4,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "KERNEL PANIC",
+                "panic: stopped 3 of 3 other CPU(s)",
+                "stack trace:",
+            ],
+        }),
+    },
+    Case {
+        name: "panic-reboot",
+        about: "with panic=reboot a panic resets the machine",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=panic-reboot panic=reboot",
+            smp: 2,
+            memory_mib: 512,
+            exit: GuestExit::Quit,
+            expect: &["KERNEL PANIC", "panic: rebooting"],
+        }),
+    },
+    Case {
+        name: "stack-overflow",
+        about: "overflowing a kernel stack hits its guard page and is reported as a double fault",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=stack-overflow",
+            smp: 1,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &["guard page", "double fault", "stack trace:"],
+        }),
     },
     Case {
         name: "bad-elf",
@@ -237,6 +327,7 @@ fn run_case(ctx: &Suite, case: Case, log: &Path) -> Result<String> {
         Kind::Boot => boot_and_check(ctx, &opts, log, check_boot_log),
         Kind::Conformance => boot_and_check(ctx, &opts, log, check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
+        Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -268,6 +359,11 @@ fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
             )?
         }
         Kind::LoaderError(broken) => broken_image(ctx, broken)?,
+        Kind::Kernel(run) => {
+            opts.smp = run.smp;
+            opts.memory_mib = run.memory_mib;
+            payload::standard_image(positive_app, ctx.kernel.clone(), run.cmdline, &[])?
+        }
     };
     Ok((spec, opts))
 }
@@ -359,6 +455,66 @@ fn boot_and_check(
         }
         Outcome::Interrupted => anyhow::bail!("interrupted"),
     }
+}
+
+/// Boots a kernel run and checks its exit and its log.
+fn run_kernel(ctx: &Suite, opts: &RunOptions, log: &Path, run: KernelRun) -> Result<String> {
+    let mut running = ctx.qemu.spawn(opts)?;
+    let mut lines = Vec::new();
+    let outcome = watch::watch(&mut running.child, Some(log), Some(ctx.timeout), |line| {
+        lines.push(line.to_owned());
+        line.trim_start().starts_with(LOADER_ERROR)
+    });
+    match stop_unless_exited(&mut running.child, outcome)? {
+        Outcome::Exited(status) => {
+            let exit = GuestExit::from_status(status);
+            let verdict = check_kernel_log(&lines, run.expect);
+            if exit != run.exit {
+                let why = verdict
+                    .err()
+                    .map(|e| format!("; also {e}"))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "{} (expected: {}){why}",
+                    exit.describe(),
+                    run.exit.describe()
+                );
+            }
+            verdict.map_err(anyhow::Error::msg)
+        }
+        Outcome::Matched(line) => anyhow::bail!("the loader failed: {line}"),
+        Outcome::TimedOut => {
+            anyhow::bail!("no exit within {} s (QEMU stopped)", ctx.timeout.as_secs())
+        }
+        Outcome::Interrupted => anyhow::bail!("interrupted"),
+    }
+}
+
+/// A kernel run's log check: every expected text appears, and no test reported `FAILED`
+/// (a test that expects a failure says so with other words).
+pub fn check_kernel_log(lines: &[String], expect: &[&str]) -> Result<String, String> {
+    let failures: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("FAILED"))
+        .map(|l| l.trim())
+        .collect();
+    if !failures.is_empty() {
+        return Err(format!("FAILED lines: {}", failures.join(" | ")));
+    }
+    let missing: Vec<&str> = expect
+        .iter()
+        .copied()
+        .filter(|e| !lines.iter().any(|l| l.contains(e)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("the log lacks: {}", missing.join(" | ")));
+    }
+    let summary = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("ktest: "))
+        .map(|l| l.trim());
+    Ok(summary.map(|s| format!(": {s}")).unwrap_or_default())
 }
 
 /// Boots a broken image and waits for our loader's error line.

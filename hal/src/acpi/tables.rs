@@ -88,7 +88,7 @@ fn map(phys: u64, len: u64) -> Result<&'static [u8], Error> {
 
 /// Maps the whole table at `phys`, checking its length; a bad checksum is only a warning
 /// (real firmware ships them, and every read is bounds-checked anyway).
-fn map_table(phys: u64, warnings: &mut usize) -> Result<(Sig, &'static [u8]), Error> {
+fn map_table(phys: u64, platform: &mut Platform) -> Result<(Sig, &'static [u8]), Error> {
     if phys == 0 {
         return Err(Error::Map(0));
     }
@@ -103,8 +103,9 @@ fn map_table(phys: u64, warnings: &mut usize) -> Result<(Sig, &'static [u8]), Er
     }
     let bytes = map(phys, length)?;
     if !checksum_ok(bytes) {
-        log::warn!("acpi: table {sig} at {phys:#x} has a bad checksum; using it anyway");
-        *warnings += 1;
+        platform.warn(format_args!(
+            "acpi: table {sig} at {phys:#x} has a bad checksum; using it anyway"
+        ));
     }
     Ok((sig, bytes))
 }
@@ -126,12 +127,13 @@ pub(super) fn parse(rsdp_phys: u64) -> Result<Platform, Error> {
             root = rsdp.xsdt_address();
             entry_size = 8;
         } else {
-            log::warn!("acpi: ACPI 2.0 RSDP without a valid XSDT; using the RSDT");
-            platform.warnings += 1;
+            platform.warn(format_args!(
+                "acpi: ACPI 2.0 RSDP without a valid XSDT; using the RSDT"
+            ));
         }
     }
     platform.rsdp_revision = rsdp.revision();
-    let (root_sig, root_bytes) = map_table(root, &mut platform.warnings)?;
+    let (root_sig, root_bytes) = map_table(root, &mut platform)?;
     let expected = if entry_size == 8 { *b"XSDT" } else { *b"RSDT" };
     if root_sig.0 != expected {
         return Err(Error::BadSignature(expected));
@@ -142,11 +144,12 @@ pub(super) fn parse(rsdp_phys: u64) -> Result<Platform, Error> {
         u64::from_le_bytes(raw)
     });
     for phys in entries {
-        let (sig, bytes) = match map_table(phys, &mut platform.warnings) {
+        let (sig, bytes) = match map_table(phys, &mut platform) {
             Ok(table) => table,
             Err(error) => {
-                log::warn!("acpi: skipping the table at {phys:#x}: {error}");
-                platform.warnings += 1;
+                platform.warn(format_args!(
+                    "acpi: skipping the table at {phys:#x}: {error}"
+                ));
                 continue;
             }
         };
@@ -158,27 +161,28 @@ pub(super) fn parse(rsdp_phys: u64) -> Result<Platform, Error> {
             _ => false,
         };
         if seen {
-            log::warn!("acpi: a second {sig} table is ignored");
+            platform.warn(format_args!("acpi: a second {sig} table is ignored"));
         } else {
             decode(sig, bytes, &mut platform);
         }
     }
     if let Some(dsdt) = platform.fadt.and_then(|f| f.dsdt) {
-        match map_table(dsdt, &mut platform.warnings) {
+        match map_table(dsdt, &mut platform) {
             Ok((Sig(sig), bytes)) if &sig == b"DSDT" => {
                 platform.s5 = super::find_s5(&bytes[HEADER_LEN..]);
                 if platform.s5.is_none() {
-                    log::warn!("acpi: no \\_S5 package in the DSDT: ACPI power-off unavailable");
-                    platform.warnings += 1;
+                    platform.warn(format_args!(
+                        "acpi: no \\_S5 package in the DSDT: ACPI power-off unavailable"
+                    ));
                 }
             }
             Ok((sig, _)) => {
-                log::warn!("acpi: the FADT's DSDT pointer leads to a {sig} table");
-                platform.warnings += 1;
+                platform.warn(format_args!(
+                    "acpi: the FADT's DSDT pointer leads to a {sig} table"
+                ));
             }
             Err(error) => {
-                log::warn!("acpi: cannot read the DSDT: {error}");
-                platform.warnings += 1;
+                platform.warn(format_args!("acpi: cannot read the DSDT: {error}"));
             }
         }
     }
@@ -196,11 +200,12 @@ pub(super) fn decode(sig: Sig, bytes: &[u8], platform: &mut Platform) {
     }
 }
 
-fn signalling(flags: u16, warnings: &mut usize) -> Signalling {
+fn signalling(flags: u16, platform: &mut Platform) -> Signalling {
     // "Same as bus" on ISA means active high and edge-triggered.
     let (polarity, trigger) = parse_mps_inti_flags(flags).unwrap_or_else(|_| {
-        log::warn!("acpi: MADT interrupt flags {flags:#x} are invalid; assuming ISA defaults");
-        *warnings += 1;
+        platform.warn(format_args!(
+            "acpi: MADT interrupt flags {flags:#x} are invalid; assuming ISA defaults"
+        ));
         (Polarity::SameAsBus, TriggerMode::SameAsBus)
     });
     Signalling {
@@ -211,8 +216,10 @@ fn signalling(flags: u16, warnings: &mut usize) -> Signalling {
 
 fn parse_madt(bytes: &[u8], platform: &mut Platform) {
     if bytes.len() < MADT_FIXED_LEN {
-        log::warn!("acpi: the MADT is too short ({} bytes)", bytes.len());
-        platform.warnings += 1;
+        platform.warn(format_args!(
+            "acpi: the MADT is too short ({} bytes)",
+            bytes.len()
+        ));
         return;
     }
     platform.has_madt = true;
@@ -224,19 +231,19 @@ fn parse_madt(bytes: &[u8], platform: &mut Platform) {
     while rest.len() >= 2 {
         let (kind, len) = (rest[0], usize::from(rest[1]));
         if len < 2 || len > rest.len() {
-            log::warn!(
+            platform.warn(format_args!(
                 "acpi: MADT entry of type {kind} has length {len} with {} bytes left; \
                  ignoring the rest of the MADT",
                 rest.len()
-            );
-            platform.warnings += 1;
+            ));
             return;
         }
         let entry = &rest[..len];
         rest = &rest[len..];
         if !madt_entry(kind, entry, platform) {
-            log::warn!("acpi: MADT entry of type {kind} is too short ({len} bytes); ignored");
-            platform.warnings += 1;
+            platform.warn(format_args!(
+                "acpi: MADT entry of type {kind} is too short ({len} bytes); ignored"
+            ));
         }
     }
 }
@@ -281,14 +288,12 @@ fn madt_entry(kind: u8, entry: &[u8], platform: &mut Platform) -> bool {
         2 if fits::<InterruptSourceOverrideEntry>(entry) => {
             let e: InterruptSourceOverrideEntry = read(entry);
             if e.bus != 0 || e.irq >= 16 {
-                log::warn!(
+                platform.warn(format_args!(
                     "acpi: ignoring an interrupt override for bus {} IRQ {}",
-                    e.bus,
-                    e.irq
-                );
-                platform.warnings += 1;
+                    e.bus, e.irq
+                ));
             } else {
-                let signalling = signalling(e.flags, &mut platform.warnings);
+                let signalling = signalling(e.flags, platform);
                 platform.overrides.retain(|o| o.irq != e.irq);
                 platform.overrides.push(IsaRoute {
                     irq: e.irq,
@@ -299,7 +304,7 @@ fn madt_entry(kind: u8, entry: &[u8], platform: &mut Platform) -> bool {
         }
         4 if fits::<LocalApicNmiEntry>(entry) => {
             let e: LocalApicNmiEntry = read(entry);
-            let signalling = signalling(e.flags, &mut platform.warnings);
+            let signalling = signalling(e.flags, platform);
             platform.local_nmis.push(LocalNmi {
                 uid: (e.processor_id != 0xff).then_some(u32::from(e.processor_id)),
                 lint: e.nmi_line,
@@ -308,7 +313,7 @@ fn madt_entry(kind: u8, entry: &[u8], platform: &mut Platform) -> bool {
         }
         0xa if fits::<X2ApicNmiEntry>(entry) => {
             let e: X2ApicNmiEntry = read(entry);
-            let signalling = signalling(e.flags, &mut platform.warnings);
+            let signalling = signalling(e.flags, platform);
             platform.local_nmis.push(LocalNmi {
                 uid: (e.processor_uid != u32::MAX).then_some(e.processor_uid),
                 lint: e.nmi_line,
@@ -391,16 +396,19 @@ fn parse_fadt(bytes: &[u8], platform: &mut Platform) {
 
 fn parse_hpet(bytes: &[u8], platform: &mut Platform) {
     if bytes.len() < size_of::<HpetTable>() {
-        log::warn!("acpi: the HPET table is too short ({} bytes)", bytes.len());
-        platform.warnings += 1;
+        platform.warn(format_args!(
+            "acpi: the HPET table is too short ({} bytes)",
+            bytes.len()
+        ));
         return;
     }
     let hpet: HpetTable = read(bytes);
     let base = hpet.base_address;
     let (space, address) = (base.address_space, base.address);
     if space != 0 || address == 0 {
-        log::warn!("acpi: the HPET is not in memory space (space {space}, address {address:#x})");
-        platform.warnings += 1;
+        platform.warn(format_args!(
+            "acpi: the HPET is not in memory space (space {space}, address {address:#x})"
+        ));
         return;
     }
     let id = hpet.event_timer_block_id;
@@ -413,15 +421,16 @@ fn parse_hpet(bytes: &[u8], platform: &mut Platform) {
 
 fn parse_mcfg(bytes: &[u8], platform: &mut Platform) {
     let Some(entries) = bytes.get(MCFG_FIXED_LEN..) else {
-        log::warn!("acpi: the MCFG is too short ({} bytes)", bytes.len());
-        platform.warnings += 1;
+        platform.warn(format_args!(
+            "acpi: the MCFG is too short ({} bytes)",
+            bytes.len()
+        ));
         return;
     };
     for raw in entries.chunks_exact(size_of::<McfgEntry>()) {
         let e: McfgEntry = read(raw);
         if e.bus_number_end < e.bus_number_start || e.base_address == 0 {
-            log::warn!("acpi: ignoring a malformed MCFG entry");
-            platform.warnings += 1;
+            platform.warn(format_args!("acpi: ignoring a malformed MCFG entry"));
             continue;
         }
         platform.pcie.push(PcieRegion {

@@ -1,4 +1,4 @@
-//! Inter-processor interrupts: fixed vectors to one CPU or to all others, NMIs to stop the
+//! Inter-processor interrupts: fixed vectors to one CPU or to itself, NMIs to stop the
 //! machine, and the TLB shootdown that `hal::mm` calls after it changes shared mappings.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +16,6 @@ const DELIVERY_NMI: u32 = 0b100 << 8;
 const DELIVERY_PENDING: u32 = 1 << 12;
 const LEVEL_ASSERT: u32 = 1 << 14;
 const SHORTHAND_SELF: u32 = 0b01 << 18;
-const SHORTHAND_ALL_BUT_SELF: u32 = 0b11 << 18;
 
 const _: () = assert!(
     MAX_CPUS <= 64,
@@ -30,8 +29,6 @@ enum Destination {
     Apic(u32),
     /// The sending CPU itself.
     Myself,
-    /// Every CPU except the sender.
-    AllButSelf,
 }
 
 /// Sends an IPI with ICR low word `command` (vector, delivery mode) to `destination`.
@@ -40,7 +37,6 @@ fn send(destination: Destination, command: u32) {
     let (shorthand, apic_id) = match destination {
         Destination::Apic(id) => (0, id),
         Destination::Myself => (SHORTHAND_SELF, 0),
-        Destination::AllButSelf => (SHORTHAND_ALL_BUT_SELF, 0),
     };
     let low = command | LEVEL_ASSERT | shorthand;
     // The two ICR writes must not be split by an interrupt handler sending its own IPI.
@@ -70,12 +66,6 @@ pub fn send_fixed(apic_id: u32, vector: u8) {
 /// Sends fixed interrupt `vector` to the CPU running this.
 pub fn send_self(vector: u8) {
     send(Destination::Myself, u32::from(vector));
-}
-
-/// Sends fixed interrupt `vector` to every other CPU (including any the kernel has not
-/// brought up: use only for vectors every CPU's IDT handles safely).
-pub fn broadcast_others(vector: u8) {
-    send(Destination::AllButSelf, u32::from(vector));
 }
 
 /// Sends an NMI to the CPU whose local APIC id is `apic_id`.

@@ -5,14 +5,14 @@
 //! the same physical page on every CPU) or x2APIC (registers as MSRs `0x800 + offset / 16`).
 //! A CPU that arrives in xAPIC mode while the others run in x2APIC mode is switched up.
 
-mod ipi;
+pub mod ipi;
 mod timer;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub use ipi::{
-    broadcast_others, init_tlb_shootdown, send_fixed, send_nmi, send_self, shootdown,
-    shootdown_timeouts, shootdowns_served, stop_other_cpus,
+    init_tlb_shootdown, send_fixed, send_nmi, send_self, shootdown, shootdown_timeouts,
+    shootdowns_served, stop_other_cpus,
 };
 use spin::Once;
 pub use timer::{
@@ -69,6 +69,15 @@ pub enum Mode {
     XApic(u64),
     /// Model-specific registers.
     X2Apic,
+}
+
+impl core::fmt::Display for Mode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::XApic(phys) => write!(f, "xAPIC at {phys:#x}"),
+            Self::X2Apic => write!(f, "x2APIC"),
+        }
+    }
 }
 
 /// Why the local APIC could not be set up.
@@ -223,8 +232,8 @@ pub fn init_this_cpu() -> Result<(), Error> {
 
 /// The LVT value for LINT`pin` on this CPU: NMI if the MADT says so, else masked.
 fn lint_setting(pin: u8) -> u32 {
-    let Some(platform) = crate::acpi::platform() else {
-        // Without ACPI, the PC convention: LINT1 carries NMI.
+    let Some(platform) = crate::acpi::platform().filter(|p| p.has_madt) else {
+        // Without a MADT, the PC convention: LINT1 carries NMI.
         return if pin == 1 { LVT_NMI } else { LVT_MASKED };
     };
     let id = id();

@@ -8,6 +8,8 @@
 //! - [`elf`]: executable validation, loading and relocation.
 //! - [`requests`]: marker-aware request scanning and base revision policy.
 //! - [`proto`]: protocol constants and response layouts with a safe byte encoding.
+//! - [`madt`]: the ACPI MADT's CPUs, I/O APICs and local APIC address.
+//! - [`mp`]: which APs to start, APIC mode, INIT-SIPI-SIPI values, AP trampoline layout.
 //! - [`memmap`]: EFI memory map to Limine memory map conversion; HHDM range selection.
 //! - [`paging`]: x86-64 4-level page tables built in a pool of physical pages.
 #![no_std]
@@ -20,7 +22,9 @@ extern crate std;
 
 pub mod config;
 pub mod elf;
+pub mod madt;
 pub mod memmap;
+pub mod mp;
 pub mod paging;
 pub mod proto;
 pub mod requests;
