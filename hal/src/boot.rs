@@ -5,6 +5,7 @@
 //! pointers before jumping to the kernel; nothing writes them afterwards, so handing out
 //! `&'static` references to the responses is sound.
 
+use alloc::vec::Vec;
 use core::ffi::CStr;
 
 use limine::{
@@ -26,6 +27,7 @@ pub use limine::{
         StackSizeResponse,
     },
 };
+use spin::Once;
 
 /// The stack size the kernel asks for (the protocol's minimum is 64 KiB).
 pub const REQUESTED_STACK_SIZE: u64 = 256 * 1024;
@@ -131,8 +133,36 @@ pub struct Responses {
     pub framebuffer_answered: bool,
 }
 
-/// Returns the loader's answers.
+impl Responses {
+    /// No answers at all.
+    const NONE: Self = Self {
+        bootloader_info: None,
+        firmware_type: None,
+        stack_size: None,
+        hhdm: None,
+        paging_mode: None,
+        mp: None,
+        memory_map: None,
+        executable_address: None,
+        executable_cmdline: None,
+        rsdp: None,
+        smbios: None,
+        efi_system_table: None,
+        efi_memory_map: None,
+        date_at_boot: None,
+        entry_point_answered: false,
+        executable_file_answered: false,
+        modules_answered: false,
+        framebuffer_answered: false,
+    };
+}
+
+/// Returns the loader's answers — all absent once the memory holding them has been reclaimed
+/// (`hal::mm::reclaim_bootloader_memory`); [`preserve`] keeps what the kernel needs later.
 pub fn responses() -> Responses {
+    if crate::mm::bootloader_memory_reclaimed() {
+        return Responses::NONE;
+    }
     Responses {
         bootloader_info: BOOTLOADER_INFO.get_response(),
         firmware_type: FIRMWARE_TYPE.get_response(),
@@ -185,25 +215,93 @@ fn cstr(s: &'static CStr) -> &'static str {
     s.to_str().unwrap_or("<not UTF-8>")
 }
 
-/// The modules the loader loaded, in order.
-pub fn modules() -> impl Iterator<Item = BootFile> {
-    MODULES
-        .get_response()
+/// Copies of what the kernel still needs after the loader's memory is reclaimed.
+struct Preserved {
+    executable: Option<BootFile>,
+    modules: Vec<BootFile>,
+}
+
+static PRESERVED: Once<Preserved> = Once::new();
+
+/// Copies the file records (paths and strings; the contents stay where they are, in
+/// EXECUTABLE_AND_MODULES memory) into kernel memory, so that [`modules`] and
+/// [`executable_file`] keep working after the loader's memory is reclaimed. Needs the heap.
+pub fn preserve() {
+    let leak = |s: &str| -> &'static str { alloc::boxed::Box::leak(s.into()) };
+    let copy = |f: BootFile| BootFile {
+        path: leak(f.path),
+        string: leak(f.string),
+        ..f
+    };
+    PRESERVED.call_once(|| Preserved {
+        executable: live_executable_file().map(copy),
+        modules: live_modules().map(copy).collect(),
+    });
+}
+
+fn live_modules() -> impl Iterator<Item = BootFile> {
+    let modules = if crate::mm::bootloader_memory_reclaimed() {
+        None
+    } else {
+        MODULES.get_response()
+    };
+    modules
         .into_iter()
         .flat_map(|r| r.modules().iter().map(|f| boot_file(f)))
 }
 
-/// The kernel's own ELF file.
-pub fn executable_file() -> Option<BootFile> {
+fn live_executable_file() -> Option<BootFile> {
+    if crate::mm::bootloader_memory_reclaimed() {
+        return None;
+    }
     EXECUTABLE_FILE.get_response().map(|r| boot_file(r.file()))
 }
 
+/// The modules the loader loaded, in order.
+pub fn modules() -> impl Iterator<Item = BootFile> {
+    let preserved = PRESERVED.get().map(|p| p.modules.iter().copied());
+    let live = preserved.is_none().then(live_modules);
+    preserved
+        .into_iter()
+        .flatten()
+        .chain(live.into_iter().flatten())
+}
+
+/// The kernel's own ELF file.
+pub fn executable_file() -> Option<BootFile> {
+    match PRESERVED.get() {
+        Some(p) => p.executable,
+        None => live_executable_file(),
+    }
+}
+
+/// The longest command line kept (Limine truncates values at 4095 characters).
+const CMDLINE_MAX: usize = 4096;
+
+/// The command line, copied out of loader memory on first use.
+static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
+
 /// The kernel command line (empty if the loader gave none).
 pub fn cmdline() -> &'static str {
-    EXECUTABLE_CMDLINE
-        .get_response()
-        .map(|r| cstr(r.cmdline()))
-        .unwrap_or("")
+    let (bytes, len) = CMDLINE.call_once(|| {
+        let live = if crate::mm::bootloader_memory_reclaimed() {
+            ""
+        } else {
+            EXECUTABLE_CMDLINE
+                .get_response()
+                .map(|r| cstr(r.cmdline()))
+                .unwrap_or("")
+        };
+        // Cut at a character boundary if it is too long.
+        let mut len = live.len().min(CMDLINE_MAX);
+        while !live.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; CMDLINE_MAX];
+        bytes[..len].copy_from_slice(&live.as_bytes()[..len]);
+        (bytes, len)
+    });
+    core::str::from_utf8(&bytes[..*len]).unwrap_or("")
 }
 
 /// Where the entry point request asked the loader to jump.

@@ -23,6 +23,8 @@ struct EntryRecord {
     rflags: AtomicU64,
     /// 1 when entered through the ELF entry, 2 through the Entry Point request.
     via: AtomicU64,
+    /// The time-stamp counter at entry (for boot-time figures).
+    tsc: AtomicU64,
 }
 
 static RECORD: EntryRecord = EntryRecord {
@@ -31,6 +33,7 @@ static RECORD: EntryRecord = EntryRecord {
     return_address: AtomicU64::new(u64::MAX),
     rflags: AtomicU64::new(0),
     via: AtomicU64::new(0),
+    tsc: AtomicU64::new(0),
 };
 
 /// How the kernel was entered.
@@ -55,6 +58,8 @@ pub struct EntryState {
     pub rflags: u64,
     /// Which entry point was used.
     pub path: Option<EntryPath>,
+    /// The time-stamp counter at entry.
+    pub tsc: u64,
 }
 
 /// Returns the recorded entry state.
@@ -69,6 +74,7 @@ pub fn entry_state() -> EntryState {
             2 => Some(EntryPath::EntryPointRequest),
             _ => None,
         },
+        tsc: RECORD.tsc.load(Ordering::Relaxed),
     }
 }
 
@@ -121,6 +127,10 @@ extern "C" fn entry_common() -> ! {
         "pushfq",
         "pop rax",
         "mov qword ptr [rip + {record} + 24], rax",
+        "rdtsc",
+        "shl rdx, 32",
+        "or rax, rdx",
+        "mov qword ptr [rip + {record} + 40], rax",
         // Frame pointer 0 terminates stack traces.
         "xor ebp, ebp",
         "and rsp, -16",

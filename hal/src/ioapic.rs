@@ -1,8 +1,6 @@
 //! I/O APICs: route device interrupt lines (global system interrupts, GSIs) to a vector on a
 //! CPU. Legacy ISA IRQs go through the MADT's interrupt source overrides first.
 
-extern crate alloc;
-
 use alloc::vec::Vec;
 
 use spin::Once;

@@ -6,6 +6,8 @@
 //! can be `#![deny(unsafe_code)]` (the framekernel idea, see `docs/STYLE.md`).
 #![no_std]
 
+extern crate alloc;
+
 pub mod acpi;
 pub mod apic;
 pub mod backtrace;

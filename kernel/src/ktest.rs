@@ -63,13 +63,20 @@ pub const TESTS: &[Test] = &[
         crate::mm::tests::frames_exhaust_and_reuse,
     ),
     ("mm-map-unmap", crate::mm::tests::map_unmap),
+    ("smp-all-cpus-online", crate::smp::tests::all_cpus_online),
+    ("smp-heap-concurrent", crate::smp::tests::heap_concurrent),
+    (
+        "smp-time-monotonic",
+        crate::smp::tests::time_monotonic_across_cpus,
+    ),
+    ("smp-tlb-remap", crate::smp::tests::tlb_remap_across_cpus),
     ("mm-stack-guard-page", crate::mm::tests::stack_guard_page),
     ("mm-heap-grows", crate::mm::tests::heap_grows),
     ("mm-kernel-tables-wx", crate::mm::tests::kernel_tables_wx),
     ("mm-mmio-firmware", crate::mm::tests::mmio_and_firmware),
     (
-        "mm-reclaim-refused-on-loader-stack",
-        crate::mm::tests::reclaim_refused_on_loader_stack,
+        "mm-bootloader-memory-reclaimed",
+        crate::mm::tests::bootloader_memory_reclaimed,
     ),
 ];
 

@@ -78,8 +78,27 @@ fn main() -> ! {
     time::init();
     irq::init_bsp();
     input::init();
+    // From here on the kernel must not depend on the loader's memory: keep copies of what it
+    // still needs, and leave the loader's stack for a kernel stack with a guard page.
+    hal::boot::preserve();
+    let stack = hal::mm::alloc_kernel_stack(smp::STACK_PAGES)
+        .expect("the first kernel stack: memory management has just been set up");
+    hal::cpu::run_on_stack(stack, main_on_kernel_stack)
+}
+
+/// The rest of the boot, on the bootstrap CPU's kernel stack.
+extern "C" fn main_on_kernel_stack() -> ! {
+    // The command line was copied out of loader memory when it was first parsed.
+    let options = cmdline::Options::parse(hal::boot::cmdline(), |_| {});
     let cpus = smp::start_aps();
     log::info!("{cpus} CPU(s) online");
+    if smp::all_arrived() {
+        if let Err(e) = hal::mm::reclaim_bootloader_memory() {
+            log::warn!("mm: bootloader memory not reclaimed: {e}");
+        }
+    } else {
+        log::warn!("mm: an AP may still run loader code; bootloader memory is kept");
+    }
 
     match options.test {
         None => {

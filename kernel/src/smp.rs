@@ -1,37 +1,249 @@
-//! Bringing the application processors online.
+//! Bringing the application processors online, and running work on all of them.
+//!
+//! Every CPU leaves the stack the loader gave it for a kernel stack with a guard page; once
+//! all have, nothing uses the loader's memory any more and it is reclaimed.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// How many APs have reached the kernel's AP main.
+use hal::percpu::MAX_CPUS;
+use spin::Mutex;
+
+/// Kernel stack size of every CPU, in 4 KiB pages.
+pub const STACK_PAGES: u64 = 16;
+
+/// How many APs have reached the kernel's AP main on their kernel stack.
 static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+/// How many APs were released.
+static RELEASED: AtomicUsize = AtomicUsize::new(0);
 
 /// Releases every AP the loader parked and waits (boundedly) for all to come online.
 /// Returns the number of CPUs online, the bootstrap CPU included.
 pub fn start_aps() -> usize {
     let expected = hal::smp::start_aps(ap_main);
-    // Each AP needs a few milliseconds at most; under emulation allow far more. Spin on
-    // the counter, giving up after a generous bound so a dead AP cannot hang the boot.
-    let mut spins = 0u64;
-    while ARRIVED.load(Ordering::Acquire) < expected && spins < 2_000_000_000 {
+    RELEASED.store(expected, Ordering::Release);
+    // An AP needs well under a millisecond on hardware; under emulation allow two seconds
+    // per CPU so a dead AP cannot hang the boot.
+    let deadline = hal::time::now_ns() + 2_000_000_000 * expected.max(1) as u64;
+    while ARRIVED.load(Ordering::Acquire) < expected && hal::time::now_ns() < deadline {
         core::hint::spin_loop();
-        spins += 1;
     }
     let arrived = ARRIVED.load(Ordering::Acquire);
     if arrived < expected {
         log::warn!("smp: only {arrived} of {expected} application processors came online");
     }
+    if let Some(calibration) = hal::time::calibration() {
+        let cycles = hal::time::rdtsc().saturating_sub(hal::entry::entry_state().tsc);
+        let micros = u128::from(cycles) * 1_000_000 / u128::from(calibration.tsc_hz.max(1));
+        log::info!(
+            "bench: smp-online {}.{:03} ms",
+            micros / 1000,
+            micros % 1000
+        );
+    }
     hal::percpu::online_count()
 }
 
-/// Where each AP arrives once hal has given it its GDT, TSS, per-CPU block and IDT.
+/// Whether every released AP has arrived on its kernel stack (none runs loader code).
+pub fn all_arrived() -> bool {
+    ARRIVED.load(Ordering::Acquire) == RELEASED.load(Ordering::Acquire)
+}
+
+/// Where each AP arrives once hal has given it its GDT, TSS, per-CPU block and IDT: it moves
+/// to a kernel stack with a guard page, then sets up its interrupts.
 fn ap_main(index: usize) -> ! {
+    match hal::mm::alloc_kernel_stack(STACK_PAGES) {
+        Ok(stack) => hal::cpu::run_on_stack(stack, ap_on_kernel_stack),
+        Err(e) => {
+            // Stay on the loader's stack; the loader's memory is then never reclaimed.
+            log::error!("cpu {index}: no kernel stack ({e}); halting this CPU");
+            hal::cpu::halt_forever()
+        }
+    }
+}
+
+extern "C" fn ap_on_kernel_stack() -> ! {
+    let index = hal::percpu::current_index();
+    crate::irq::init_this_cpu();
     log::info!(
         "cpu {index} online (lapic {})",
         hal::percpu::lapic_id(index).unwrap_or(0)
     );
-    crate::irq::init_this_cpu();
     ARRIVED.fetch_add(1, Ordering::AcqRel);
+    let mut seen = 0;
     loop {
+        seen = run_pending_work(index, seen);
         hal::cpu::idle();
+    }
+}
+
+/// Work for every CPU: the function and a generation number that announces it.
+static WORK: Mutex<Option<fn(usize)>> = Mutex::new(None);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static DONE: AtomicUsize = AtomicUsize::new(0);
+/// Serialises callers of [`run_on_all`].
+static BROADCAST: Mutex<()> = Mutex::new(());
+
+/// Runs the current work item if this CPU has not run it yet; returns the generation seen.
+fn run_pending_work(index: usize, seen: u64) -> u64 {
+    let generation = GENERATION.load(Ordering::Acquire);
+    if generation == seen {
+        return seen;
+    }
+    let work = *WORK.lock();
+    if let Some(work) = work {
+        work(index);
+    }
+    DONE.fetch_add(1, Ordering::AcqRel);
+    generation
+}
+
+/// Runs `work(cpu_index)` on every online CPU at once, this one included, and waits for all
+/// to finish (up to `timeout_ns`). Returns how many CPUs ran it.
+pub fn run_on_all(work: fn(usize), timeout_ns: u64) -> usize {
+    let _one_at_a_time = BROADCAST.lock();
+    let others = hal::percpu::online_count().saturating_sub(1);
+    *WORK.lock() = Some(work);
+    DONE.store(0, Ordering::Release);
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    // Wake the others now rather than at their next timer tick.
+    let me = hal::percpu::current_index();
+    for cpu in (0..MAX_CPUS).filter(|&c| c != me && hal::percpu::is_online(c)) {
+        if let Some(apic_id) = hal::percpu::lapic_id(cpu) {
+            hal::apic::send_fixed(apic_id, hal::trap::vectors::PING);
+        }
+    }
+    work(me);
+    let deadline = hal::time::now_ns() + timeout_ns;
+    while DONE.load(Ordering::Acquire) < others && hal::time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+    1 + DONE.load(Ordering::Acquire)
+}
+
+/// Per-CPU results of a broadcast test (0 = not run, 1 = passed, 2.. = failure codes).
+static RESULTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Tests that need every CPU at once.
+pub mod tests {
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use hal::percpu::MAX_CPUS;
+
+    use super::{RESULTS, run_on_all};
+    use crate::{check, ktest::TestResult};
+
+    const TIMEOUT_NS: u64 = 20_000_000_000;
+
+    fn clear() {
+        RESULTS.iter().for_each(|r| r.store(0, Ordering::Relaxed));
+    }
+
+    /// Runs `work` on all CPUs; each records 1 for success or a failure code.
+    fn on_all(work: fn(usize)) -> TestResult {
+        clear();
+        let online = hal::percpu::online_count();
+        let ran = run_on_all(work, TIMEOUT_NS);
+        check!(ran == online, "{ran} of {online} CPUs ran the work");
+        for cpu in (0..MAX_CPUS).filter(|&c| hal::percpu::is_online(c)) {
+            let result = RESULTS[cpu].load(Ordering::Acquire);
+            check!(result == 1, "CPU {cpu} reported failure code {result}");
+        }
+        Ok(())
+    }
+
+    /// Every CPU the firmware lists (up to the kernel's limit) is online.
+    pub fn all_cpus_online() -> TestResult {
+        let listed = crate::acpi::processors()
+            .iter()
+            .filter(|p| p.enabled)
+            .count()
+            .min(MAX_CPUS);
+        let online = hal::percpu::online_count();
+        check!(
+            online == listed,
+            "{online} CPUs online, the MADT lists {listed}"
+        );
+        check!(super::all_arrived(), "an AP never reached its kernel stack");
+        Ok(())
+    }
+
+    /// All CPUs allocate, fill, check and free heap memory at the same time.
+    pub fn heap_concurrent() -> TestResult {
+        on_all(|cpu| {
+            let mut ok = true;
+            for round in 0..300u64 {
+                let len = 1 + (round as usize * 37 + cpu * 11) % 700;
+                let v: Vec<u64> = (0..len as u64)
+                    .map(|i| i ^ (cpu as u64) << 32 ^ round)
+                    .collect();
+                let mut boxes: Vec<alloc::boxed::Box<[u8; 64]>> = (0..8)
+                    .map(|i| alloc::boxed::Box::new([(cpu + i) as u8; 64]))
+                    .collect();
+                boxes.reverse();
+                ok &= v
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &x)| x == (i as u64) ^ (cpu as u64) << 32 ^ round);
+                ok &= boxes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| b.iter().all(|&x| x == (cpu + 7 - i) as u8));
+            }
+            RESULTS[cpu].store(if ok { 1 } else { 2 }, Ordering::Release);
+        })
+    }
+
+    /// The latest time any CPU has published.
+    static LATEST: AtomicU64 = AtomicU64::new(0);
+
+    /// A time read on one CPU after seeing another CPU's reading is never smaller.
+    pub fn time_monotonic_across_cpus() -> TestResult {
+        LATEST.store(0, Ordering::Release);
+        on_all(|cpu| {
+            let mut ok = true;
+            for _ in 0..20_000 {
+                let seen = LATEST.load(Ordering::Acquire);
+                let now = hal::time::now_ns();
+                ok &= now >= seen;
+                LATEST.fetch_max(now, Ordering::AcqRel);
+            }
+            RESULTS[cpu].store(if ok { 1 } else { 3 }, Ordering::Release);
+        })
+    }
+
+    /// The scratch page the remap test uses, and the values its two frames hold.
+    const REMAP_VIRT: u64 = hal::mm::SCRATCH_BASE + 0x4000_0000;
+    static EXPECTED: AtomicU64 = AtomicU64::new(0);
+
+    /// Remapping a page that every CPU has in its TLB: after the shootdown, every CPU sees the
+    /// new frame, none the stale one.
+    pub fn tlb_remap_across_cpus() -> TestResult {
+        let (Some(mut a), Some(mut b)) = (hal::mm::Frame::alloc(), hal::mm::Frame::alloc()) else {
+            return Err("no frames".into());
+        };
+        a.write_u64(0, 0xaaaa_0000_0000_aaaa);
+        b.write_u64(0, 0xbbbb_0000_0000_bbbb);
+        check!(
+            hal::mm::map_page(REMAP_VIRT, a.phys()).is_ok(),
+            "mapping the scratch page"
+        );
+        // Every CPU reads it, so every TLB caches the first translation.
+        EXPECTED.store(0xaaaa_0000_0000_aaaa, Ordering::Release);
+        let first = on_all(read_expected);
+        // Remap: unmap (with shootdown) and map the other frame.
+        let unmapped = hal::mm::unmap_page(REMAP_VIRT);
+        check!(unmapped == Ok(a.phys()), "unmapping: {unmapped:x?}");
+        check!(hal::mm::map_page(REMAP_VIRT, b.phys()).is_ok(), "remapping");
+        EXPECTED.store(0xbbbb_0000_0000_bbbb, Ordering::Release);
+        let second = on_all(read_expected);
+        let _ = hal::mm::unmap_page(REMAP_VIRT);
+        first.map_err(|e| alloc::format!("before the remap: {e}"))?;
+        second.map_err(|e| alloc::format!("after the remap (stale TLB?): {e}"))
+    }
+
+    fn read_expected(cpu: usize) {
+        let ok = hal::trap::probe_read(REMAP_VIRT) == Ok(EXPECTED.load(Ordering::Acquire));
+        RESULTS[cpu].store(if ok { 1 } else { 4 }, Ordering::Release);
     }
 }

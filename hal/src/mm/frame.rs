@@ -118,7 +118,9 @@ pub fn reclaim_bootloader_memory() -> Result<u64, FrameError> {
     let frames = guard.as_mut().ok_or(FrameError::NotManaged(0))?;
     let mut total = 0;
     for entry in reclaimable() {
-        total += frames.release_reserved(entry.base..entry.base + entry.length)?;
+        // The same clipping as at set-up: frame 0 was never handed to the allocator.
+        let start = entry.base.max(PAGE_SIZE);
+        total += frames.release_reserved(start..(entry.base + entry.length).max(start))?;
     }
     RECLAIMED.store(true, Ordering::Release);
     drop(guard);

@@ -61,5 +61,10 @@ pub fn run() -> bool {
             " (clock not calibrated: ns are 0)"
         },
     );
+    log::info!(
+        "bench: frame-alloc-free {}.{:03} ns/frame",
+        per_frame_ps / 1000,
+        per_frame_ps % 1000
+    );
     true
 }

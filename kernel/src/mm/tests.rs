@@ -384,23 +384,25 @@ pub fn mmio_and_firmware() -> TestResult {
     Ok(())
 }
 
-/// Loader memory is not reclaimed while this CPU still runs on the loader's stack (the boot
-/// stack is bootloader-reclaimable memory).
-pub fn reclaim_refused_on_loader_stack() -> TestResult {
-    let rsp = hal::cpu::stack_pointer();
-    if !(mm::phys_to_virt(0)..mm::HEAP_BASE).contains(&rsp) {
-        log::info!("mm: the test runs on a kernel stack at {rsp:#x}; nothing to check");
-        return Ok(());
-    }
-    let reserved = mm::stats().frames.reserved;
-    let result = mm::reclaim_bootloader_memory();
+/// Once every CPU has left the loader's stacks, the loader's memory has been handed to the
+/// frame allocator; what the kernel still needs from the loader was copied first.
+pub fn bootloader_memory_reclaimed() -> TestResult {
     check!(
-        result.is_err(),
-        "reclaimed {result:?} while running on the loader's stack"
+        mm::bootloader_memory_reclaimed(),
+        "bootloader-reclaimable memory was not reclaimed"
     );
     check!(
-        !mm::bootloader_memory_reclaimed() && mm::stats().frames.reserved == reserved,
-        "a refused reclaim changed the reserved memory"
+        hal::boot::responses().memory_map.is_none(),
+        "loader responses are still handed out after their memory was reclaimed"
+    );
+    check!(
+        !hal::boot::cmdline().is_empty(),
+        "the command line was lost (tests run with test=...)"
+    );
+    let file = hal::boot::executable_file();
+    check!(
+        file.is_some_and(|f| f.data.starts_with(b"\x7fELF") && f.path.ends_with("kernel")),
+        "the kernel's ELF file record was lost"
     );
     Ok(())
 }
