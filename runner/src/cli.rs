@@ -400,6 +400,10 @@ fn screenshot(args: &ScreenshotArgs) -> Result<ExitCode> {
     let sockets = tempfile::tempdir().context("creating a directory for the QMP socket")?;
     let socket = sockets.path().join("qmp.sock");
     let log = target.join("screenshot-serial.log");
+    // A log left by an earlier run would match before QEMU truncates it.
+    if log.exists() {
+        std::fs::remove_file(&log).with_context(|| format!("removing {}", log.display()))?;
+    }
     let mut opts = RunOptions::headless(image, log.clone());
     opts.qmp = Some(socket.clone());
     status!(
