@@ -223,6 +223,50 @@ pub fn run_host_tests() -> Result<()> {
     Ok(())
 }
 
+/// The lint gate: `cargo fmt --check`, then `cargo clippy -D warnings` for each crate on the
+/// target it is built for (host crates with their tests, the kernel side for
+/// `x86_64-unknown-none`, the loader for `x86_64-unknown-uefi`).
+pub fn run_lints() -> Result<()> {
+    let host = host_test_packages()?;
+    let mut host_args: Vec<&str> = vec!["clippy", "--all-targets"];
+    for package in &host {
+        host_args.extend(["-p", package]);
+    }
+    let runs: [(&str, Vec<&str>); 4] = [
+        ("cargo fmt --all --check", vec!["fmt", "--all", "--check"]),
+        ("clippy (host crates)", host_args),
+        (
+            "clippy (kernel and hal, x86_64-unknown-none)",
+            vec![
+                "clippy",
+                "-p",
+                "kernel",
+                "-p",
+                "hal",
+                "--target",
+                "x86_64-unknown-none",
+            ],
+        ),
+        (
+            "clippy (loader, x86_64-unknown-uefi)",
+            vec!["clippy", "-p", "loader", "--target", "x86_64-unknown-uefi"],
+        ),
+    ];
+    for (what, args) in runs {
+        status!("lint: {what}…");
+        let mut cmd = cargo();
+        cmd.args(&args);
+        if args[0] == "clippy" {
+            cmd.args(["--", "-D", "warnings"]);
+        }
+        let status = cmd.status().with_context(|| format!("starting {what}"))?;
+        if !status.success() {
+            bail!("{what} failed ({status})");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

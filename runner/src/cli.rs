@@ -167,6 +167,9 @@ struct TestArgs {
     /// Skip the host unit tests (cargo test of the runner and the crates in libs/)
     #[arg(long)]
     skip_unit: bool,
+    /// Skip the lint gate (cargo fmt --check, clippy -D warnings on every target)
+    #[arg(long)]
+    skip_lint: bool,
     /// Build the kernel and the loader with the dev profile
     #[arg(long)]
     debug: bool,
@@ -384,6 +387,7 @@ fn test(args: &TestArgs) -> Result<ExitCode> {
             Profile::Release
         },
         skip_unit: args.skip_unit,
+        skip_lint: args.skip_lint,
     };
     Ok(if systest::run_suite(&opts)? {
         ExitCode::SUCCESS

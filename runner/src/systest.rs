@@ -190,6 +190,8 @@ pub struct SuiteOptions {
     pub profile: Profile,
     /// Skip the host unit tests (the runner and the crates in `libs/`).
     pub skip_unit: bool,
+    /// Skip the lint gate (rustfmt and clippy on every target).
+    pub skip_lint: bool,
 }
 
 /// The cases `filter` selects.
@@ -238,6 +240,17 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
             Err(e) => println!("test host-unit-tests ... FAIL: {e:#}"),
         }
         results.push(("host-unit-tests".into(), passed));
+    }
+
+    if !opts.skip_lint && opts.filter.is_none() {
+        let start = Instant::now();
+        let outcome = build::run_lints();
+        let passed = outcome.is_ok();
+        match outcome {
+            Ok(()) => println!("test lint ... PASS ({:.1} s)", secs(start)),
+            Err(e) => println!("test lint ... FAIL: {e:#}"),
+        }
+        results.push(("lint".into(), passed));
     }
 
     let ctx = prepare(opts)?;
