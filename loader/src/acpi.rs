@@ -4,65 +4,37 @@
 //! malformed (bad checksum, truncated table) is treated as absent: the kernel reads ACPI
 //! itself, the loader only needs the MADT for the MP response and I/O APIC masking.
 
-use alloc::vec::Vec;
+use bootcore::madt::checksum_ok;
+pub use bootcore::madt::{IoApic, Madt};
 
-/// A Processor Local APIC (type 0) or Local x2APIC (type 9) MADT entry.
-#[derive(Clone, Copy, Debug)]
-pub struct Cpu {
-    /// ACPI processor UID.
-    pub uid: u32,
-    /// (x2)APIC ID.
-    pub apic_id: u32,
-    /// Flags: bit 0 enabled, bit 1 online-capable.
-    pub flags: u32,
-}
-
-/// An I/O APIC MADT entry (type 1).
-#[derive(Clone, Copy, Debug)]
-pub struct IoApic {
-    /// I/O APIC ID.
-    pub id: u8,
-    /// Physical MMIO base.
-    pub address: u64,
-    /// First global system interrupt it handles.
-    pub gsi_base: u32,
-}
-
-/// What the loader takes from the MADT.
-#[derive(Debug, Default)]
-pub struct Madt {
-    /// Local APIC physical address (after any type-5 override).
-    pub lapic_address: u64,
-    /// CPUs in MADT order.
-    pub cpus: Vec<Cpu>,
-    /// I/O APICs in MADT order.
-    pub io_apics: Vec<IoApic>,
-}
-
-impl Madt {
-    /// Logs what was found (debug level).
-    pub fn log(&self) {
-        let startable = self.cpus.iter().filter(|c| c.startable()).count();
+/// Logs what the MADT holds (debug level).
+pub fn log_madt(madt: &Madt) {
+    let startable = madt.cpus.iter().filter(|c| c.startable()).count();
+    log::debug!(
+        "MADT: {} CPUs ({startable} startable), LAPIC at {:#x}",
+        madt.cpus.len(),
+        madt.lapic_address
+    );
+    for cpu in &madt.cpus {
         log::debug!(
-            "MADT: {} CPUs ({startable} startable), LAPIC at {:#x}",
-            self.cpus.len(),
-            self.lapic_address
+            "MADT: CPU uid {} APIC id {} flags {:#x}{}",
+            cpu.uid,
+            cpu.apic_id,
+            cpu.flags,
+            if cpu.x2apic_entry {
+                " (x2APIC entry)"
+            } else {
+                ""
+            }
         );
-        for io in &self.io_apics {
-            log::debug!(
-                "MADT: I/O APIC {} at {:#x}, GSI base {}",
-                io.id,
-                io.address,
-                io.gsi_base
-            );
-        }
     }
-}
-
-impl Cpu {
-    /// Whether Limine would start this CPU: exactly one of Enabled and Online-Capable set.
-    pub fn startable(&self) -> bool {
-        (self.flags & 1 != 0) != (self.flags & 2 != 0)
+    for io in &madt.io_apics {
+        log::debug!(
+            "MADT: I/O APIC {} at {:#x}, GSI base {}",
+            io.id,
+            io.address,
+            io.gsi_base
+        );
     }
 }
 
@@ -83,10 +55,6 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn checksum_ok(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)) == 0
 }
 
 /// Reads a whole system description table (header + body) if its checksum holds.
@@ -132,41 +100,11 @@ pub fn madt(rsdp: u64) -> Option<Madt> {
         let t = table(addr)?;
         (&t[..4] == b"APIC").then_some(t)
     })?;
-    Some(parse_madt(madt))
-}
-
-fn parse_madt(t: &[u8]) -> Madt {
-    let mut out = Madt {
-        lapic_address: u32_at(t, 36).map_or(0xFEE0_0000, u64::from),
-        ..Madt::default()
-    };
-    let mut at = 44;
-    while at + 2 <= t.len() {
-        let (kind, len) = (t[at], t[at + 1] as usize);
-        if len < 2 || at + len > t.len() {
-            break;
+    match bootcore::madt::parse(madt) {
+        Ok(madt) => Some(madt),
+        Err(e) => {
+            log::warn!("ignoring the MADT: {e}");
+            None
         }
-        let e = &t[at..at + len];
-        match (kind, len) {
-            (0, 8..) => out.cpus.push(Cpu {
-                uid: u32::from(e[2]),
-                apic_id: u32::from(e[3]),
-                flags: u32_at(e, 4).unwrap_or(0),
-            }),
-            (1, 12..) => out.io_apics.push(IoApic {
-                id: e[2],
-                address: u64::from(u32_at(e, 4).unwrap_or(0)),
-                gsi_base: u32_at(e, 8).unwrap_or(0),
-            }),
-            (5, 12..) => out.lapic_address = u64_at(e, 4).unwrap_or(out.lapic_address),
-            (9, 16..) => out.cpus.push(Cpu {
-                uid: u32_at(e, 12).unwrap_or(0),
-                apic_id: u32_at(e, 4).unwrap_or(0),
-                flags: u32_at(e, 8).unwrap_or(0),
-            }),
-            _ => {}
-        }
-        at += len;
     }
-    out
 }

@@ -29,6 +29,10 @@ pub struct Features {
     pub gib_pages: bool,
     /// RDRAND (CPUID 1 ECX bit 30).
     pub rdrand: bool,
+    /// x2APIC mode (CPUID 1 ECX bit 21).
+    pub x2apic: bool,
+    /// Memory type range registers (CPUID 1 EDX bit 12).
+    pub mtrr: bool,
     /// Initial APIC ID of this CPU (CPUID 1 EBX bits 31:24, or CPUID 0xB EDX if x2APIC).
     pub apic_id: u32,
 }
@@ -55,6 +59,8 @@ impl Features {
             pat: leaf1.edx & (1 << 16) != 0,
             gib_pages: ext1 & (1 << 26) != 0,
             rdrand: leaf1.ecx & (1 << 30) != 0,
+            x2apic,
+            mtrr: leaf1.edx & (1 << 12) != 0,
             apic_id,
         }
     }
@@ -118,6 +124,13 @@ pub fn rdrand(features: &Features) -> Option<u64> {
         }
     }
     None
+}
+
+/// Orders every earlier load and store before every later one (also before a following
+/// WRMSR to the x2APIC ICR, which is not serialising).
+pub fn mfence() {
+    // SAFETY: MFENCE only orders memory accesses.
+    unsafe { asm!("mfence", options(nostack, preserves_flags)) };
 }
 
 /// Disables maskable interrupts on this CPU.

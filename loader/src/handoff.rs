@@ -22,8 +22,9 @@ use core::arch::global_asm;
 use crate::{error::Error, mem::Region};
 
 /// The 7 descriptors of the Limine GDT (v8 `gdt.s2.c`): null, 16-bit code/data, 32-bit
-/// code/data, 64-bit code (0x28), 64-bit data (0x30).
-const GDT: [u64; 7] = [
+/// code/data, 64-bit code (0x28), 64-bit data (0x30). They sit at offset 0 of the hand-off
+/// page; APs load the same GDT (`mp`).
+pub const GDT: [u64; 7] = [
     0,
     0x0000_9B00_0000_FFFF,
     0x0000_9300_0000_FFFF,
@@ -48,14 +49,19 @@ const OFF_EFER: usize = 0xA8;
 const OFF_PAT: usize = 0xB0;
 const OFF_HAS_PAT: usize = 0xB8;
 
-/// CR0: PE | ET | WP | PG.
-const CR0: u64 = 1 | (1 << 4) | (1 << 16) | (1 << 31);
-/// CR4: PAE | OSFXSR | OSXMMEXCPT.
-const CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// CR0 at entry (BSP and APs): PE | ET | WP | PG.
+pub const CR0: u64 = 1 | (1 << 4) | (1 << 16) | (1 << 31);
+/// CR4 at entry (BSP and APs): PAE | OSFXSR | OSXMMEXCPT.
+pub const CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
 /// EFER: LME | LMA.
 const EFER: u64 = (1 << 8) | (1 << 10);
 /// EFER.NXE.
 const EFER_NXE: u64 = 1 << 11;
+/// EFER at entry (BSP and APs): LME | LMA, and NXE if the CPU has NX.
+pub fn efer(nx: bool) -> u64 {
+    if nx { EFER | EFER_NXE } else { EFER }
+}
+
 /// The Limine PAT: PA0 WB, PA1 WT, PA2 UC-, PA3 UC, PA4 WP, PA5 WC, PA6/7 UC.
 pub const PAT: u64 = 0x0000_0105_0007_0406;
 
@@ -106,8 +112,7 @@ pub fn prepare(page: &mut Region, params: &Params) -> Result<(), Error> {
     put(OFF_ENTRY, &params.entry.to_le_bytes())?;
     put(OFF_CR0, &CR0.to_le_bytes())?;
     put(OFF_CR4, &CR4.to_le_bytes())?;
-    let efer = if params.nx { EFER | EFER_NXE } else { EFER };
-    put(OFF_EFER, &efer.to_le_bytes())?;
+    put(OFF_EFER, &efer(params.nx).to_le_bytes())?;
     put(OFF_PAT, &PAT.to_le_bytes())?;
     put(OFF_HAS_PAT, &u64::from(params.pat).to_le_bytes())?;
     Ok(())

@@ -38,8 +38,8 @@ pub struct Launch<'k> {
     pub pending: Pending,
     /// The page-table pool (below 4 GiB).
     pub pool: Region,
-    /// Ranges identity-mapped for the hand-off.
-    pub identity: [Identity; 3],
+    /// Ranges identity-mapped for the hand-off and the AP trampoline.
+    pub identity: alloc::vec::Vec<Identity>,
     /// The kernel's stack.
     pub stack: Region,
     /// The GDT and hand-off parameters page.
@@ -83,12 +83,6 @@ pub fn exit_and_enter(mut l: Launch<'_>) -> ! {
         Ok(cr3) => cr3,
         Err(e) => fail::after_exit(format_args!("building page tables: {e}")),
     };
-    if let Some(plan) = &l.mp {
-        mp::finish(plan);
-    }
-    platform::mask_pic();
-    platform::mask_io_apics(&l.io_apics);
-    platform::mask_lapic_timer();
     let params = handoff::Params {
         cr3,
         hhdm: l.hhdm,
@@ -97,12 +91,27 @@ pub fn exit_and_enter(mut l: Launch<'_>) -> ! {
         nx: l.features.nx,
         pat: l.features.pat,
     };
+    // The GDT goes in place first: APs load the same one.
     if let Err(e) = handoff::prepare(&mut l.handoff_page, &params) {
         fail::after_exit(format_args!("{e}"));
     }
+    if let Some(plan) = &mut l.mp {
+        let boot = mp::Boot {
+            hhdm: l.hhdm,
+            cr3,
+            gdt_hhdm: l.hhdm + l.handoff_page.base(),
+        };
+        if let Err(what) = mp::finish(plan, l.pending.mp.as_mut(), &mut l.responses, &boot) {
+            fail::after_exit(format_args!("pre-sized {what} too small"));
+        }
+    }
+    platform::mask_pic();
+    platform::mask_io_apics(&l.io_apics);
+    platform::mask_lapic_timer();
     // SAFETY: Boot services are gone, interrupts are off and masked at their sources, and the
     // page tables map the kernel, the HHDM (which covers every allocation: all of them are
     // bootloader-reclaimable or executable-and-modules) and identity-map the loader image,
-    // the stack and the hand-off page.
+    // the stack and the hand-off page. Every AP that was started is parked in HHDM code and
+    // no longer touches the identity map the stub drops.
     unsafe { handoff::enter(&l.handoff_page) }
 }

@@ -184,6 +184,12 @@ impl Allocations {
         Ok(region)
     }
 
+    /// Returns `region` to the firmware and forgets it.
+    pub fn release(&mut self, region: Region) {
+        self.list.retain(|t| t.base != region.base);
+        free(region.base, region.pages);
+    }
+
     /// The recorded allocations.
     pub fn regions(&self) -> &[Tagged] {
         &self.list

@@ -56,6 +56,8 @@ pub struct Context<'a> {
 /// Slots filled in after ExitBootServices.
 #[derive(Default)]
 pub struct Pending {
+    /// The MP response, completed once the APs have been started.
+    pub mp: Option<mp::Pending>,
     /// The Memory Map response, if requested.
     pub memmap: Option<Slot>,
     /// The EFI Memory Map response, if requested.
@@ -252,20 +254,14 @@ pub fn answer_all(r: &mut Responder<'_, '_>, ctx: &Context<'_>) -> Result<Pendin
         r.answer(Feature::Framebuffer, &response)?;
     }
 
-    if let Some(plan) = ctx.mp {
-        let bsp = r.arena.put(&plan.bsp)?;
-        let cpus = r.arena.put_u64s(&[bsp.virt])?;
-        r.answer(
-            Feature::Mp,
-            &proto::MpResponse {
-                revision: 0,
-                flags: plan.flags(),
-                bsp_lapic_id: plan.bsp.lapic_id,
-                cpu_count: 1,
-                cpus: cpus.virt,
-            },
-        )?;
-    }
+    let mp = match ctx.mp {
+        Some(plan) => {
+            let (response, mut pending) = mp::respond(plan, &mut r.arena, hhdm)?;
+            pending.link(r.answer(Feature::Mp, &response)?);
+            Some(pending)
+        }
+        None => None,
+    };
 
     Ok(Pending {
         memmap: r.answer(Feature::MemoryMap, &proto::MemoryMapResponse::default())?,
@@ -273,6 +269,7 @@ pub fn answer_all(r: &mut Responder<'_, '_>, ctx: &Context<'_>) -> Result<Pendin
             Feature::EfiMemoryMap,
             &proto::EfiMemoryMapResponse::default(),
         )?,
+        mp,
     })
 }
 
@@ -383,5 +380,8 @@ pub fn arena_size(ctx: &Context<'_>) -> u64 {
     let fb = ctx.framebuffer.map_or(0, |fb| {
         fb.modes.len() * (proto::VideoMode::SIZE + 16) + fb.edid.as_ref().map_or(0, Vec::len) + 256
     });
-    (16 * 1024 + ctx.cmdline.len() + ctx.kernel_path.len() + strings + files + fb) as u64
+    let cpus = ctx
+        .mp
+        .map_or(0, |plan| plan.cpus.len() * (proto::MpInfo::SIZE + 8));
+    (16 * 1024 + ctx.cmdline.len() + ctx.kernel_path.len() + strings + files + fb + cpus) as u64
 }

@@ -1,7 +1,7 @@
 //! The boot sequence (brief §6): everything is read, loaded, answered and allocated while boot
 //! services run; after ExitBootServices only pure work on pre-allocated memory remains.
 
-use alloc::vec::Vec;
+use alloc::{vec, vec::Vec};
 use core::convert::Infallible;
 
 use bootcore::{HHDM_BASE_4LVL, memmap};
@@ -95,7 +95,7 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     let firmware = Firmware::gather();
     let madt = firmware.rsdp.and_then(acpi::madt);
     match &madt {
-        Some(madt) => madt.log(),
+        Some(madt) => acpi::log_madt(madt),
         None => log::warn!("no usable ACPI MADT; I/O APICs stay as the firmware left them"),
     }
     let resolution = limine.resolution.map(|r| {
@@ -117,7 +117,16 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     }
     let mp_plan = wants
         .mp_flags
-        .map(|flags| mp::plan(&features, madt.as_ref(), flags))
+        .map(|flags| {
+            mp::plan(
+                &features,
+                madt.as_ref(),
+                flags,
+                wants.stack_size,
+                firmware.tsc_hz,
+                allocs,
+            )
+        })
         .transpose()?;
 
     // Modules.
@@ -149,7 +158,7 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     // Stack, hand-off page, page-table pool, memory-map buffers.
     let stack = allocs.pages(pages_for(wants.stack_size), Kind::Reclaimable, "stack")?;
     let handoff_page = allocs.pages(1, Kind::Reclaimable, "GDT and hand-off page")?;
-    let identity = [
+    let mut identity = vec![
         Identity {
             base: volume.image.0,
             len: volume.image.1,
@@ -163,6 +172,8 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
             len: handoff_page.len(),
         },
     ];
+    // APs run the trampoline at its physical address on the final tables.
+    identity.extend(mp_plan.as_ref().and_then(mp::Plan::identity));
     let efi_now = memory::current_efi_map()?;
     // The pool is sized from today's map; the final one differs only by a few entries.
     let efi_regions: Vec<_> = memory::regions(&efi_now).collect();

@@ -2,8 +2,9 @@
 //!
 //! Layout: kernel segments with their own permissions (4 KiB pages, write-back); the HHDM for
 //! the memory-map types base revision 3 maps (large pages where whole ones fit, the framebuffer
-//! write-combining); a temporary identity map of the loader image, the stack and the hand-off
-//! page that the hand-off stub removes once it runs in the higher half.
+//! write-combining); a temporary identity map of the loader image, the stack, the hand-off
+//! page and the AP trampoline page that the hand-off stub removes once it runs in the higher
+//! half (after every AP has parked in HHDM code).
 
 use alloc::vec::Vec;
 

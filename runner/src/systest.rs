@@ -152,6 +152,28 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "poweroff",
+        about: "ACPI S5 power-off ends the run (test=poweroff; 2 CPUs)",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=poweroff",
+            smp: 2,
+            memory_mib: 512,
+            exit: GuestExit::Quit,
+            expect: &["power: switching off"],
+        }),
+    },
+    Case {
+        name: "reboot",
+        about: "the reset path restarts the machine (test=reboot; 2 CPUs)",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=reboot",
+            smp: 2,
+            memory_mib: 512,
+            exit: GuestExit::Quit,
+            expect: &["power: restarting"],
+        }),
+    },
+    Case {
         name: "stack-overflow",
         about: "overflowing a kernel stack hits its guard page and is reported as a double fault",
         kind: Kind::Kernel(KernelRun {

@@ -146,7 +146,10 @@ fn stops_at_an_impossible_entry_length_and_skips_short_ones() {
     assert_eq!(ids, [0, 1]);
 
     // An entry running past the table's end also ends the walk.
-    let t = table(0xFEE0_0000, &[lapic(0, 0, 1), vec![TYPE_LOCAL_APIC, 8, 1, 1]]);
+    let t = table(
+        0xFEE0_0000,
+        &[lapic(0, 0, 1), vec![TYPE_LOCAL_APIC, 8, 1, 1]],
+    );
     let madt = parse(&t).expect("valid table");
     assert_eq!(madt.cpus.len(), 1);
 }

@@ -133,7 +133,7 @@ pub mod icr {
 /// The start-up vector for a trampoline at physical `page`: its page number, if the page is
 /// 4 KiB aligned and below 1 MiB (where a CPU in real mode starts).
 pub fn sipi_vector(page: u64) -> Option<u8> {
-    if page % 4096 != 0 {
+    if !page.is_multiple_of(4096) {
         return None;
     }
     u8::try_from(page >> 12).ok()

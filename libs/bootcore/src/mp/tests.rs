@@ -35,9 +35,9 @@ fn plan_skips_unstartable_and_duplicate_entries() {
         cpu(1, 1, 0, false), // disabled
         cpu(2, 2, 3, false), // both flags: not startable
         cpu(3, 3, 1, false),
-        cpu(4, 3, 1, false),      // same APIC ID again
-        cpu(5, 0xFF, 1, false),   // broadcast ID
-        cpu(6, 4, 1, true),       // x2APIC entry while in xAPIC mode
+        cpu(4, 3, 1, false),    // same APIC ID again
+        cpu(5, 0xFF, 1, false), // broadcast ID
+        cpu(6, 4, 1, true),     // x2APIC entry while in xAPIC mode
     ];
     assert_eq!(ids(&plan_cpus(&cpus, 0, false)), [(0, true), (3, false)]);
 }
@@ -262,7 +262,9 @@ fn data_fields_do_not_overlap() {
     assert!(last + len <= PAGE);
     assert!(fields[0].0 >= DATA);
     // 64-bit fields the assembly reads as qwords are 8-byte aligned.
-    for at in [CR3, CR4, EFER, CR0, PAT, HAS_PAT, APIC_MODE, INFO, PARK, BOOTED, MTRRS] {
+    for at in [
+        CR3, CR4, EFER, CR0, PAT, HAS_PAT, APIC_MODE, INFO, PARK, BOOTED, MTRRS,
+    ] {
         assert_eq!(at % 8, 0);
     }
 }

@@ -127,11 +127,17 @@ impl fmt::Display for TrampolineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrampolineError::PageNotLow(page) => {
-                write!(f, "trampoline page {page:#x} is not a 4 KiB page below 1 MiB")
+                write!(
+                    f,
+                    "trampoline page {page:#x} is not a 4 KiB page below 1 MiB"
+                )
             }
             TrampolineError::Cr3High(cr3) => write!(f, "PML4 {cr3:#x} is not below 4 GiB"),
             TrampolineError::CodeTooLong(len) => {
-                write!(f, "trampoline code of {len} bytes does not fit below {DATA:#x}")
+                write!(
+                    f,
+                    "trampoline code of {len} bytes does not fit below {DATA:#x}"
+                )
             }
             TrampolineError::BadEntry(at) => write!(f, "trampoline entry {at:#x} outside code"),
             TrampolineError::TooManyMtrrs(n) => {
