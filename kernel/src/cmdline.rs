@@ -11,6 +11,8 @@ pub struct Options<'a> {
     pub test: Option<&'a str>,
     /// `panic=reboot` resets the machine on a panic; `panic=halt` (the default) stops it.
     pub reboot_on_panic: bool,
+    /// `cpus=N`: how many CPUs the machine has, for tests that check the loader found them.
+    pub expect_cpus: Option<usize>,
 }
 
 impl<'a> Options<'a> {
@@ -20,6 +22,7 @@ impl<'a> Options<'a> {
             log_level: LevelFilter::Info,
             test: None,
             reboot_on_panic: false,
+            expect_cpus: None,
         };
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').unwrap_or((word, ""));
@@ -29,6 +32,10 @@ impl<'a> Options<'a> {
                     Err(_) => unknown(word),
                 },
                 "test" => options.test = Some(value),
+                "cpus" => match value.parse() {
+                    Ok(n) => options.expect_cpus = Some(n),
+                    Err(_) => unknown(word),
+                },
                 "panic" => match value {
                     "reboot" => options.reboot_on_panic = true,
                     "halt" => options.reboot_on_panic = false,

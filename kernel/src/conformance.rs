@@ -38,6 +38,8 @@ macro_rules! ensure {
 
 /// Everything the checks look at.
 struct Probe {
+    /// How many CPUs the machine has (`cpus=N` on the command line), if the runner said.
+    expect_cpus: Option<usize>,
     r: Responses,
     hhdm: u64,
     entries: &'static [&'static MemoryMapEntry],
@@ -54,14 +56,16 @@ const HHDM_TYPES: [MemoryType; 4] = [
 /// The PAT value the protocol specifies (WB, WT, UC-, UC, WP, WC, …).
 const PROTOCOL_PAT: u64 = 0x0000_0105_0007_0406;
 
-/// Runs every check; returns whether all passed.
-pub fn run() -> bool {
+/// Runs every check; returns whether all passed. `expect_cpus` is the number of CPUs the
+/// machine has, if known: the MP response must list exactly that many.
+pub fn run(expect_cpus: Option<usize>) -> bool {
     let r = hal::boot::responses();
     let (Some(hhdm), Some(map)) = (r.hhdm, r.memory_map) else {
         log::error!("conformance: no HHDM or memory map response; nothing can be checked");
         return false;
     };
     let probe = Probe {
+        expect_cpus,
         r,
         hhdm: hhdm.offset(),
         entries: map.entries(),
@@ -743,6 +747,24 @@ impl Probe {
         };
         let cpus = mp.cpus();
         ensure!(!cpus.is_empty(), "MP response lists no CPU");
+        if let Some(expected) = self.expect_cpus {
+            ensure!(
+                cpus.len() == expected,
+                "MP response lists {} CPUs, the machine has {expected}",
+                cpus.len()
+            );
+        }
+        for (i, cpu) in cpus.iter().enumerate() {
+            ensure!(
+                cpus[..i].iter().all(|other| other.lapic_id != cpu.lapic_id),
+                "APIC id {} listed twice",
+                cpu.lapic_id
+            );
+            ensure!(
+                cpu.extra.load(core::sync::atomic::Ordering::Relaxed) == 0,
+                "CPU {i}: extra argument not 0"
+            );
+        }
         ensure!(
             cpus.iter().any(|c| c.lapic_id == mp.bsp_lapic_id()),
             "BSP lapic id {} not in the CPU list",

@@ -70,7 +70,7 @@ fn main() -> ! {
     if options.test == Some("conformance") {
         // The probe checks the machine state the loader handed over, so it runs before the
         // kernel replaces any of it (GDT, IDT, page tables).
-        finish_test(conformance::run());
+        finish_test(conformance::run(options.expect_cpus));
     }
     cpu::init_bsp();
     mm::init();

@@ -389,7 +389,7 @@ fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
             payload::standard_image(
                 positive_app,
                 ctx.kernel.clone(),
-                "test=conformance",
+                "test=conformance cpus=2",
                 &[file],
             )?
         }
