@@ -287,6 +287,10 @@ impl Qemu {
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-no-reboot",
+            // No default network card: its option ROM makes OVMF try a network boot, which
+            // costs seconds on every start. Devices the kernel drives are added explicitly.
+            "-nic",
+            "none",
         ]);
         match opts.accel {
             Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
