@@ -70,20 +70,31 @@ impl core::fmt::Write for Uart {
     }
 }
 
+impl Uart {
+    /// Names the COM1 registers.
+    ///
+    /// # Safety
+    /// Only [`COM1_UART`] and the panic path may drive COM1; a second handle is only sound
+    /// when the first's holder can no longer run (the emergency path below).
+    unsafe fn com1() -> Self {
+        // SAFETY: ports COM1..COM1+5 are the standard COM1 UART registers, which hal owns.
+        unsafe {
+            Uart {
+                data: Port8::new(COM1),
+                int_enable: Port8::new(COM1 + 1),
+                fifo_ctrl: Port8::new(COM1 + 2),
+                line_ctrl: Port8::new(COM1 + 3),
+                modem_ctrl: Port8::new(COM1 + 4),
+                line_status: Port8::new(COM1 + 5),
+            }
+        }
+    }
+}
+
 /// COM1, initialised on first use.
 static COM1_UART: spin::Lazy<Mutex<Uart>> = spin::Lazy::new(|| {
-    // SAFETY: ports COM1..COM1+5 are the standard COM1 UART registers; hal owns them and this
-    // is the only place that names them.
-    let mut uart = unsafe {
-        Uart {
-            data: Port8::new(COM1),
-            int_enable: Port8::new(COM1 + 1),
-            fifo_ctrl: Port8::new(COM1 + 2),
-            line_ctrl: Port8::new(COM1 + 3),
-            modem_ctrl: Port8::new(COM1 + 4),
-            line_status: Port8::new(COM1 + 5),
-        }
-    };
+    // SAFETY: this is the one shared COM1 handle.
+    let mut uart = unsafe { Uart::com1() };
     uart.init();
     Mutex::new(uart)
 });
@@ -118,16 +129,7 @@ pub fn write_fmt_emergency(args: core::fmt::Arguments<'_>) {
     }
     // SAFETY: the lock holder is stuck (we are panicking); sharing the data port can at worst
     // interleave bytes, which is better than losing the panic message.
-    let mut uart = unsafe {
-        Uart {
-            data: Port8::new(COM1),
-            int_enable: Port8::new(COM1 + 1),
-            fifo_ctrl: Port8::new(COM1 + 2),
-            line_ctrl: Port8::new(COM1 + 3),
-            modem_ctrl: Port8::new(COM1 + 4),
-            line_status: Port8::new(COM1 + 5),
-        }
-    };
+    let mut uart = unsafe { Uart::com1() };
     let _ = uart.write_fmt(args);
 }
 
