@@ -282,3 +282,73 @@ impl Console {
         ok
     }
 }
+
+/// Tests of the console's escape-sequence handling (on the live console; its cursor and
+/// colours are restored afterwards).
+pub mod tests {
+    use super::{CONSOLE, Console, DEFAULT_BG, DEFAULT_FG, PALETTE};
+    use crate::{check, ktest::TestResult};
+
+    /// Cursor movement, clamping, colours and reset behave like a VT100-style terminal.
+    pub fn ansi_escapes() -> TestResult {
+        let mut guard = CONSOLE.lock();
+        let Some(console) = guard.as_mut() else {
+            return Ok(()); // No framebuffer: nothing to test.
+        };
+        let saved = (console.col, console.row, console.fg, console.bg);
+        let result = exercise(console);
+        (console.col, console.row, console.fg, console.bg) = saved;
+        result
+    }
+
+    fn exercise(c: &mut Console) -> TestResult {
+        c.write_str("\x1b[5;10H");
+        check!(
+            (c.col, c.row) == (9, 4),
+            "CUP 5;10 put the cursor at {:?}",
+            (c.col, c.row)
+        );
+        c.write_str("\x1b[2A\x1b[3C");
+        check!(
+            (c.col, c.row) == (12, 2),
+            "CUU 2 + CUF 3 gave {:?}",
+            (c.col, c.row)
+        );
+        c.write_str("\x1b[D\x08");
+        check!(
+            (c.col, c.row) == (10, 2),
+            "CUB + backspace gave {:?}",
+            (c.col, c.row)
+        );
+        c.write_str("\x1b[999;999H");
+        check!(
+            (c.col, c.row) == (c.cols - 1, c.rows - 1),
+            "CUP past the screen gave {:?} on {}x{}",
+            (c.col, c.row),
+            c.cols,
+            c.rows
+        );
+        c.write_str("\x1b[H");
+        check!(
+            (c.col, c.row) == (0, 0),
+            "CUP without parameters gave {:?}",
+            (c.col, c.row)
+        );
+        c.write_str("\x1b[31;44m");
+        check!(
+            c.fg == PALETTE[1] && c.bg == PALETTE[4],
+            "SGR 31;44 did not set red on blue"
+        );
+        c.write_str("\x1b[0m");
+        check!(
+            c.fg == DEFAULT_FG && c.bg == DEFAULT_BG,
+            "SGR 0 did not reset the colours"
+        );
+        c.write_str("\x1b[1;2;3;4;5;6;7;8;9m\x1b[q");
+        check!(
+            matches!(c.escape, super::Escape::None),
+            "a long or unknown sequence left the parser mid-escape"
+        );
+        Ok(())
+    }
+}

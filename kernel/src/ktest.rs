@@ -25,6 +25,7 @@ macro_rules! check {
 /// Every in-kernel test, in the order they run.
 pub const TESTS: &[Test] = &[
     ("breakpoint-resumes", crate::cpu::tests::breakpoint_resumes),
+    ("console-ansi-escapes", crate::console::tests::ansi_escapes),
     (
         "page-fault-reports-cr2",
         crate::cpu::tests::page_fault_reports_cr2,
