@@ -2,7 +2,7 @@
 //! a drop-in replacement for Limine's `BOOTX64.EFI` (same `limine.conf`, same machine state).
 //!
 //! All protocol logic that needs no firmware lives in `bootcore`; this crate does the firmware
-//! work and the hand-off. See `docs/limine-protocol.md` for the design.
+//! work and the hand-off. See `loader/README.md` for the design.
 #![no_std]
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Limine protocol constants, request field offsets and response layouts (x86-64).
 //!
-//! Everything here is a fact of the protocol (see `docs/limine-protocol.md`): magic numbers,
+//! Everything here is a fact of the protocol (see the Limine protocol specification, `PROTOCOL.md` in the limine-protocol repository): magic numbers,
 //! request identifiers and the `#[repr(C)]` structures the loader writes for the executable.
 //! Pointers inside responses are stored as `u64` HHDM addresses because the loader computes
 //! them, it never dereferences them. Since this crate forbids `unsafe`, responses are turned
