@@ -194,6 +194,20 @@ pub mod tests {
         })
     }
 
+    /// How many lines each CPU logs in [`log_from_all_cpus`].
+    pub const LOG_STORM_LINES: usize = 40;
+
+    /// Every CPU logs at once; the runner checks on serial that no line was torn or lost
+    /// (`log-storm cpu C line N end`, `LOG_STORM_LINES` per CPU).
+    pub fn log_from_all_cpus() -> TestResult {
+        on_all(|cpu| {
+            for line in 0..LOG_STORM_LINES {
+                log::info!("log-storm cpu {cpu} line {line} end");
+            }
+            RESULTS[cpu].store(1, Ordering::Release);
+        })
+    }
+
     /// The latest time any CPU has published.
     static LATEST: AtomicU64 = AtomicU64::new(0);
 
