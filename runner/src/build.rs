@@ -157,9 +157,15 @@ pub fn build(component: Component, profile: Profile) -> Result<PathBuf> {
     if profile == Profile::Release {
         cmd.arg("--release");
     }
+    run_build(cmd, name, &format!("the {name}"))
+}
+
+/// Runs a `cargo build` whose stdout is piped JSON messages and returns the executable cargo
+/// reported for binary `name`; `what` names the build in errors.
+fn run_build(mut cmd: Command, name: &str, what: &str) -> Result<PathBuf> {
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("starting `cargo build -p {name}`"))?;
+        .with_context(|| format!("starting cargo to build {what}"))?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
     let mut executable = None;
     for line in BufReader::new(stdout).lines() {
@@ -170,9 +176,78 @@ pub fn build(component: Component, profile: Profile) -> Result<PathBuf> {
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
-        bail!("building the {name} failed ({status}); cargo's errors are above");
+        bail!("building {what} failed ({status}); cargo's errors are above");
     }
-    executable.with_context(|| format!("cargo built {name} but reported no executable for it"))
+    executable.with_context(|| format!("cargo built {what} but reported no executable for it"))
+}
+
+/// How the relocatable test kernel (`loader/pie-kernel`) stores its relocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PieRelocs {
+    /// `R_X86_64_RELATIVE` entries in `.rela.dyn` (the linker's default).
+    Rela,
+    /// Packed relative relocations (`.relr.dyn`, `-z pack-relative-relocs`).
+    Relr,
+}
+
+impl PieRelocs {
+    /// The target directory of this variant, under the workspace's target directory (each
+    /// variant has its own: they differ only in linker flags).
+    pub fn target_subdir(self) -> &'static str {
+        match self {
+            Self::Rela => "pie-kernel",
+            Self::Relr => "pie-kernel-relr",
+        }
+    }
+
+    /// The compiler flags of `loader/pie-kernel/build.sh`: position-independent code linked
+    /// as a PIE by `linker_script` (which places it at 0), RELR-packed for [`Self::Relr`].
+    pub fn rustflags(self, linker_script: &Path) -> Vec<String> {
+        let mut flags: Vec<String> = ["-C", "relocation-model=pie", "-C", "link-arg=-pie", "-C"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        flags.push(format!("link-arg=-T{}", linker_script.display()));
+        if self == Self::Relr {
+            flags.extend(
+                ["-C", "link-arg=-z", "-C", "link-arg=pack-relative-relocs"].map(str::to_owned),
+            );
+        }
+        flags
+    }
+}
+
+/// Builds `loader/pie-kernel` (its own workspace) for `x86_64-unknown-none`, release, as its
+/// `build.sh` does, and returns the ELF.
+///
+/// The flags go in `CARGO_ENCODED_RUSTFLAGS` (separated by 0x1f, so a path with spaces stays
+/// one argument); they replace the workspace's static relocation model for that target.
+pub fn build_pie_kernel(relocs: PieRelocs) -> Result<PathBuf> {
+    let dir = workspace_root().join("loader").join("pie-kernel");
+    let target = target_dir()?.join(relocs.target_subdir());
+    status!(
+        "building the PIE test kernel ({relocs:?}) into {}…",
+        target.display()
+    );
+    let mut cmd = cargo();
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .args(["--release", "--target", "x86_64-unknown-none"])
+        .arg("--target-dir")
+        .arg(&target)
+        .arg("--message-format=json-render-diagnostics")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            relocs.rustflags(&dir.join("linker.ld")).join("\x1f"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    run_build(
+        cmd,
+        "pie-kernel",
+        &format!("the PIE test kernel ({relocs:?})"),
+    )
 }
 
 /// The executable path of a `compiler-artifact` message for binary `name`, if `line` is one.
@@ -286,6 +361,43 @@ mod tests {
         assert_eq!(artifact_executable("not json", "kernel"), None);
         let done = r#"{"reason":"build-finished","success":true}"#;
         assert_eq!(artifact_executable(done, "kernel"), None);
+    }
+
+    #[test]
+    fn pie_kernel_flags_match_its_build_script() {
+        let script = Path::new("/w/my dir/linker.ld");
+        let rela = PieRelocs::Rela.rustflags(script);
+        assert_eq!(
+            rela,
+            [
+                "-C",
+                "relocation-model=pie",
+                "-C",
+                "link-arg=-pie",
+                "-C",
+                "link-arg=-T/w/my dir/linker.ld"
+            ]
+        );
+        let relr = PieRelocs::Relr.rustflags(script);
+        assert_eq!(relr[..rela.len()], rela[..]);
+        assert_eq!(
+            relr[rela.len()..],
+            ["-C", "link-arg=-z", "-C", "link-arg=pack-relative-relocs"]
+        );
+        assert_ne!(
+            PieRelocs::Rela.target_subdir(),
+            PieRelocs::Relr.target_subdir()
+        );
+        // The flags the script uses, so the two stay in step.
+        let build_sh = std::fs::read_to_string(workspace_root().join("loader/pie-kernel/build.sh"))
+            .expect("build.sh");
+        for flag in [
+            "relocation-model=pie",
+            "link-arg=-pie",
+            "pack-relative-relocs",
+        ] {
+            assert!(build_sh.contains(flag), "build.sh lacks {flag}");
+        }
     }
 
     #[test]

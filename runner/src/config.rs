@@ -1,9 +1,9 @@
 //! `limine.conf` generation.
 //!
 //! The runner writes the one boot entry every Evergreen image has, in the syntax both our
-//! loader and real Limine read (see `/work/shared/docs/limine-protocol.md`): the kernel at
-//! `boot():/boot/kernel`, an optional command line, KASLR off and any number of modules, each
-//! with its own command line.
+//! loader and real Limine read (see `loader/README.md`): the kernel at
+//! `boot():/boot/kernel`, an optional command line, KASLR (off unless a test turns it on) and
+//! any number of modules, each with its own command line.
 
 use std::fmt::Write as _;
 
@@ -25,6 +25,9 @@ pub struct BootEntry {
     pub cmdline: String,
     /// Modules in the order the kernel will see them.
     pub modules: Vec<Module>,
+    /// `kaslr: yes`: let the loader slide a relocatable kernel. Evergreen's kernel is an
+    /// `ET_EXEC`, on which the setting has no effect; only the PIE test kernel uses it.
+    pub kaslr: bool,
 }
 
 /// Renders `entry` as the contents of `limine.conf`.
@@ -39,7 +42,7 @@ pub fn render(entry: &BootEntry) -> Result<String> {
     if !entry.cmdline.is_empty() {
         writeln!(out, "    cmdline: {}", entry.cmdline)?;
     }
-    out.push_str("    kaslr: no\n");
+    writeln!(out, "    kaslr: {}", if entry.kaslr { "yes" } else { "no" })?;
     for module in &entry.modules {
         check_file_name(&module.file_name)?;
         check_value("module command line", &module.cmdline)?;
@@ -87,6 +90,7 @@ mod tests {
                 file_name: "testmod.bin".into(),
                 cmdline: "testmod size=3 fnv1a=0123456789abcdef".into(),
             }],
+            kaslr: false,
         };
         let text = render(&entry).expect("valid entry");
         assert_eq!(
@@ -95,6 +99,17 @@ mod tests {
              cmdline: test=conformance\n    kaslr: no\n    module_path: boot():/boot/testmod.bin\n    \
              module_cmdline: testmod size=3 fnv1a=0123456789abcdef\n"
         );
+    }
+
+    #[test]
+    fn kaslr_can_be_turned_on() {
+        let entry = BootEntry {
+            kaslr: true,
+            ..BootEntry::default()
+        };
+        let text = render(&entry).expect("valid entry");
+        assert!(text.contains("\n    kaslr: yes\n"), "{text}");
+        assert!(!text.contains("kaslr: no"), "{text}");
     }
 
     #[test]
@@ -108,7 +123,7 @@ mod tests {
     fn multi_line_values_are_rejected() {
         let entry = BootEntry {
             cmdline: "a\n    kernel_path: x".into(),
-            modules: vec![],
+            ..BootEntry::default()
         };
         assert!(render(&entry).is_err());
         let entry = BootEntry {
@@ -117,6 +132,7 @@ mod tests {
                 file_name: "m".into(),
                 cmdline: "x\ry".into(),
             }],
+            kaslr: false,
         };
         assert!(render(&entry).is_err());
     }
@@ -130,6 +146,7 @@ mod tests {
                     file_name: bad.into(),
                     cmdline: String::new(),
                 }],
+                kaslr: false,
             };
             assert!(render(&entry).is_err(), "{bad:?} accepted");
         }

@@ -100,6 +100,7 @@ pub fn standard_image(
                 cmdline: m.cmdline.clone(),
             })
             .collect(),
+        kaslr: false,
     };
     let mut spec = ImageSpec::new(app.data.clone(), config::render(&entry)?, kernel);
     for module in modules {

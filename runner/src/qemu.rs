@@ -192,6 +192,45 @@ pub enum Serial {
     File(PathBuf),
     /// The terminal, and a copy of the output in a file.
     StdioAndFile(PathBuf),
+    /// Output to the file `log` (truncated at start) and input from a FIFO the runner writes:
+    /// QEMU's `pipe` backend on `input`, whose `<input>.in` is that FIFO and whose `<input>.out`
+    /// is a link to `/dev/null` (the chardev's log file keeps the output). [`Qemu::spawn`]
+    /// creates both; write to [`input_fifo`]`(input)`.
+    FileWithInput {
+        /// The serial log.
+        log: PathBuf,
+        /// The base path of the pipe (`<input>.in`, `<input>.out`).
+        input: PathBuf,
+    },
+}
+
+impl Serial {
+    /// The file that receives the serial output, if any.
+    pub fn log(&self) -> Option<&Path> {
+        match self {
+            Self::Stdio => None,
+            Self::File(log) | Self::StdioAndFile(log) | Self::FileWithInput { log, .. } => {
+                Some(log)
+            }
+        }
+    }
+}
+
+/// The FIFO through which the runner types into the serial port of a
+/// [`Serial::FileWithInput`] run with this `input` base path.
+pub fn input_fifo(input: &Path) -> PathBuf {
+    with_suffix(input, ".in")
+}
+
+/// The pipe backend's output path, linked to `/dev/null`.
+fn output_sink(input: &Path) -> PathBuf {
+    with_suffix(input, ".out")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Everything that varies between QEMU runs.
@@ -311,6 +350,14 @@ impl Qemu {
                     ))
                     .args(["-serial", "chardev:serial0"]);
             }
+            Serial::FileWithInput { log, input } => {
+                let mut arg = prefixed("pipe,id=serial0,path=", input);
+                arg.push(",logappend=off,logfile=");
+                arg.push(escape_commas(log));
+                cmd.arg("-chardev")
+                    .arg(arg)
+                    .args(["-serial", "chardev:serial0"]);
+            }
         }
         if !opts.window {
             cmd.args(["-display", "none"]);
@@ -326,7 +373,7 @@ impl Qemu {
         cmd
     }
 
-    /// Starts QEMU. With serial on a file, QEMU's stdin is closed and its stderr goes to
+    /// Starts QEMU. With serial on a file (with or without input), QEMU's stdin is closed and its stderr goes to
     /// [`qemu_messages_path`]; with serial on the terminal both are inherited.
     pub fn spawn(&self, opts: &RunOptions) -> Result<Running> {
         let template = match &self.firmware {
@@ -337,13 +384,14 @@ impl Qemu {
             .context("creating a temporary copy of the OVMF variable store")?;
         fs::copy(template, writable.path())
             .with_context(|| format!("copying {}", template.display()))?;
-        if let Serial::File(log) | Serial::StdioAndFile(log) = &opts.serial
-            && let Some(dir) = log.parent()
-        {
+        if let Some(dir) = opts.serial.log().and_then(Path::parent) {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        if let Serial::FileWithInput { input, .. } = &opts.serial {
+            make_input_pipe(input)?;
+        }
         let mut cmd = self.command(opts, writable.path());
-        if let Serial::File(log) = &opts.serial {
+        if let Serial::File(log) | Serial::FileWithInput { log, .. } = &opts.serial {
             // Unattended: no input, and QEMU's own messages go next to the serial log.
             cmd.stdin(Stdio::null());
             let path = qemu_messages_path(log);
@@ -359,6 +407,24 @@ impl Qemu {
             _firmware_copy: writable,
         })
     }
+}
+
+/// Creates the FIFO `<input>.in` and the link `<input>.out` -> `/dev/null` of a
+/// [`Serial::FileWithInput`] run, replacing any left by an earlier run.
+fn make_input_pipe(input: &Path) -> Result<()> {
+    let fifo = input_fifo(input);
+    let sink = output_sink(input);
+    for path in [&fifo, &sink] {
+        if path.symlink_metadata().is_ok() {
+            fs::remove_file(path)
+                .with_context(|| format!("removing the old {}", path.display()))?;
+        }
+    }
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("creating the FIFO {}", fifo.display()))?;
+    std::os::unix::fs::symlink("/dev/null", &sink)
+        .with_context(|| format!("linking {} to /dev/null", sink.display()))?;
+    Ok(())
 }
 
 /// Where QEMU's own messages go when the serial port goes to `serial_log`:
@@ -531,6 +597,57 @@ mod tests {
             );
         }
         assert!(!joined.contains("-display none"));
+    }
+
+    #[test]
+    fn serial_with_input_uses_a_logged_pipe() {
+        let mut opts = RunOptions::headless("/d.img".into(), "/l".into());
+        opts.serial = Serial::FileWithInput {
+            log: "/t/in,put.log".into(),
+            input: "/tmp/x/serial".into(),
+        };
+        let a = args(&split_fw().command(&opts, Path::new("/v")));
+        let joined = a.join(" ");
+        assert!(
+            joined.contains(
+                "-chardev pipe,id=serial0,path=/tmp/x/serial,logappend=off,logfile=/t/in,,put.log \
+                 -serial chardev:serial0"
+            ),
+            "{joined}"
+        );
+        assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 1, "{joined}");
+        assert_eq!(opts.serial.log(), Some(Path::new("/t/in,put.log")));
+        assert_eq!(
+            input_fifo(Path::new("/tmp/x/serial")),
+            Path::new("/tmp/x/serial.in")
+        );
+    }
+
+    #[test]
+    fn input_pipe_is_a_fifo_and_a_sink() {
+        use std::{io::Write, os::unix::fs::FileTypeExt};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().join("serial");
+        // Twice: leftovers of an earlier run are replaced.
+        make_input_pipe(&base).expect("first");
+        make_input_pipe(&base).expect("again");
+        let fifo = fs::metadata(input_fifo(&base)).expect("fifo");
+        assert!(fifo.file_type().is_fifo());
+        assert_eq!(
+            fs::read_link(output_sink(&base)).expect("link"),
+            Path::new("/dev/null")
+        );
+        // What QEMU does with the FIFO: open it read-write (never blocks), then read.
+        let mut writer = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(input_fifo(&base))
+            .expect("open fifo");
+        writer.write_all(b"hi\r").expect("write");
+        let mut got = [0u8; 3];
+        std::io::Read::read_exact(&mut writer, &mut got).expect("read back");
+        assert_eq!(&got, b"hi\r");
     }
 
     #[test]

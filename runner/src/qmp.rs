@@ -1,4 +1,4 @@
-//! A minimal QMP client: enough to take screendumps and to ask QEMU to quit.
+//! A minimal QMP client: enough to take screendumps, press keys and ask QEMU to quit.
 //!
 //! QMP is line-delimited JSON over the socket QEMU opens for `-qmp unix:PATH,server=on`.
 //! After the greeting the client must send `qmp_capabilities`; then each command gets one
@@ -85,6 +85,27 @@ impl Qmp {
         Ok(())
     }
 
+    /// Presses and releases one key, named by its QEMU `QKeyCode` (`"a"`, `"spc"`, `"ret"`).
+    ///
+    /// QEMU queues the release after its hold time (100 ms) and keeps later keys behind it,
+    /// so keys sent one after another arrive in order.
+    pub fn send_key(&mut self, qcode: &str) -> Result<()> {
+        self.execute(
+            "send-key",
+            Some(json!({ "keys": [{ "type": "qcode", "data": qcode }] })),
+        )?;
+        Ok(())
+    }
+
+    /// Types `text` on the guest's keyboard, one `send-key` per character (see [`qcode`]).
+    pub fn type_text(&mut self, text: &str) -> Result<()> {
+        for c in text.chars() {
+            let key = qcode(c).with_context(|| format!("no key types {c:?}"))?;
+            self.send_key(key)?;
+        }
+        Ok(())
+    }
+
     /// Asks QEMU to exit.
     pub fn quit(&mut self) -> Result<()> {
         self.execute("quit", None).map(|_| ())
@@ -103,6 +124,25 @@ impl Qmp {
     }
 }
 
+/// The QEMU `QKeyCode` of the unshifted key that types `c` on a US keyboard: lower-case
+/// letters, digits, space and Enter (`\r` or `\n`).
+pub fn qcode(c: char) -> Option<&'static str> {
+    const LETTERS: [&str; 26] = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r",
+        "s", "t", "u", "v", "w", "x", "y", "z",
+    ];
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match c {
+        'a'..='z' => Some(LETTERS[usize::from(c as u8 - b'a')]),
+        '0'..='9' => Some(DIGITS[usize::from(c as u8 - b'0')]),
+        ' ' => Some("spc"),
+        '\r' | '\n' => Some("ret"),
+        '-' => Some("minus"),
+        '.' => Some("dot"),
+        _ => None,
+    }
+}
+
 /// Connects to the QMP socket and writes a PNG screendump of the guest's screen to `png`.
 pub fn screendump(socket: &Path, png: &Path) -> Result<()> {
     let png = std::path::absolute(png).context("resolving the screendump path")?;
@@ -115,13 +155,33 @@ mod tests {
 
     use super::*;
 
-    /// A fake QEMU QMP server: checks the client's requests in order and answers them.
     #[test]
-    fn screendump_speaks_qmp() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("qmp.sock");
-        let listener = UnixListener::bind(&socket).expect("bind");
-        let server = thread::spawn(move || {
+    fn characters_map_to_qcodes() {
+        let keys: Vec<_> = "hi 09\r".chars().map(qcode).collect();
+        assert_eq!(
+            keys,
+            [
+                Some("h"),
+                Some("i"),
+                Some("spc"),
+                Some("0"),
+                Some("9"),
+                Some("ret")
+            ]
+        );
+        assert_eq!(qcode('z'), Some("z"));
+        assert_eq!(qcode('\n'), Some("ret"));
+        // Shifted characters need two keys: not supported.
+        for c in ['A', '!', 'é', '\t'] {
+            assert_eq!(qcode(c), None, "{c:?}");
+        }
+    }
+
+    /// A fake QEMU QMP server: answers the greeting and `replies.len()` requests, and returns
+    /// the requests it got.
+    fn fake_server(socket: &Path, replies: Vec<&'static str>) -> thread::JoinHandle<Vec<Value>> {
+        let listener = UnixListener::bind(socket).expect("bind");
+        thread::spawn(move || {
             let (stream, _) = listener.accept().expect("accept");
             let mut writer = stream.try_clone().expect("clone");
             let mut reader = BufReader::new(stream);
@@ -129,10 +189,7 @@ mod tests {
             writer
                 .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
                 .expect("w");
-            for reply in [
-                "{\"return\": {}}\r\n",
-                "{\"timestamp\": {}, \"event\": \"RESUME\"}\r\n{\"return\": {}}\r\n",
-            ] {
+            for reply in replies {
                 let mut line = String::new();
                 reader.read_line(&mut line).expect("request");
                 requests.push(serde_json::from_str::<Value>(&line).expect("json request"));
@@ -141,7 +198,63 @@ mod tests {
             let mut rest = String::new();
             reader.read_to_string(&mut rest).expect("eof");
             requests
-        });
+        })
+    }
+
+    #[test]
+    fn typing_sends_one_key_per_character() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("qmp.sock");
+        let server = fake_server(&socket, vec!["{\"return\": {}}\r\n"; 4]);
+        let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).expect("connect");
+        qmp.type_text("a1\r").expect("typing works");
+        assert!(qmp.type_text("A").is_err(), "upper case needs shift");
+        drop(qmp);
+        let requests = server.join().expect("server thread");
+        let key = |k: &str| {
+            json!({"execute": "send-key",
+                   "arguments": {"keys": [{"type": "qcode", "data": k}]}})
+        };
+        assert_eq!(
+            requests,
+            [
+                json!({"execute": "qmp_capabilities"}),
+                key("a"),
+                key("1"),
+                key("ret")
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_are_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("qmp.sock");
+        let server = fake_server(
+            &socket,
+            vec![
+                "{\"return\": {}}\r\n",
+                "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n",
+            ],
+        );
+        let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).expect("connect");
+        let err = qmp.send_key("nope").expect_err("QEMU said no");
+        assert!(err.to_string().contains("GenericError"), "{err}");
+        drop(qmp);
+        server.join().expect("server thread");
+    }
+
+    #[test]
+    fn screendump_speaks_qmp() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("qmp.sock");
+        let server = fake_server(
+            &socket,
+            vec![
+                "{\"return\": {}}\r\n",
+                "{\"timestamp\": {}, \"event\": \"RESUME\"}\r\n{\"return\": {}}\r\n",
+            ],
+        );
         let png = dir.path().join("shot.png");
         screendump(&socket, &png).expect("screendump works");
         let requests = server.join().expect("server thread");

@@ -3,7 +3,13 @@
 //! Each case writes its own image, runs QEMU headless with a timeout, keeps the serial output
 //! in `target/test-logs/<name>.log` and prints one PASS/FAIL line. Positive cases use real
 //! Limine when `LIMINE_PATH` is set; negative cases always test our loader, whose contract is
-//! to print a line starting with `loader: error:` and wait for a key.
+//! to print a line starting with `loader: error:` and wait for a key, and so do the PIE cases,
+//! which test our loader's relocation and KASLR. Interactive cases (typing, the screen) live
+//! in the submodules.
+
+mod input;
+mod pie;
+mod screen;
 
 use std::{
     fs,
@@ -13,8 +19,9 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use self::pie::check_pie_log;
 use crate::{
-    build::{self, Profile},
+    build::{self, PieRelocs, Profile},
     config::{self, BootEntry},
     image::{self, ImageSpec},
     interrupt,
@@ -50,6 +57,12 @@ enum Kind {
     LoaderError(Broken),
     /// Boot the kernel with a command line and check how the run ends and what it printed.
     Kernel(KernelRun),
+    /// Boot the relocatable test kernel through our loader with KASLR on: its checks pass.
+    Pie(PieRelocs),
+    /// Normal boot: type a line after `boot complete` and expect its echo on serial.
+    Input(input::Source),
+    /// Normal boot: after `boot complete`, a screendump shows the console.
+    Screen,
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -185,6 +198,31 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "input-serial",
+        about: "a line typed on COM1 after boot is echoed back on serial",
+        kind: Kind::Input(input::Source::Serial),
+    },
+    Case {
+        name: "input-keyboard",
+        about: "a line typed on the PS/2 keyboard (QMP send-key) is echoed on serial",
+        kind: Kind::Input(input::Source::Keyboard),
+    },
+    Case {
+        name: "screen",
+        about: "a screendump after boot shows the console: background, banner text, empty bottom",
+        kind: Kind::Screen,
+    },
+    Case {
+        name: "pie-kaslr",
+        about: "our loader relocates and slides the PIE test kernel (RELA, kaslr: yes)",
+        kind: Kind::Pie(PieRelocs::Rela),
+    },
+    Case {
+        name: "pie-relr",
+        about: "our loader applies the PIE test kernel's RELR relocations (kaslr: yes)",
+        kind: Kind::Pie(PieRelocs::Relr),
+    },
+    Case {
         name: "bad-elf",
         about: "our loader reports a kernel ELF with truncated program headers",
         kind: Kind::LoaderError(Broken::Elf),
@@ -235,6 +273,8 @@ pub fn list() {
 /// Everything the cases share.
 struct Suite {
     kernel: Vec<u8>,
+    /// The PIE test kernels the selected cases need, or why building one failed.
+    pie: Vec<(PieRelocs, Result<Vec<u8>, String>)>,
     loader: EfiApp,
     limine: Option<EfiApp>,
     qemu: Qemu,
@@ -275,7 +315,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
         results.push(("lint".into(), passed));
     }
 
-    let ctx = prepare(opts)?;
+    let ctx = prepare(opts, &cases)?;
     for case in cases {
         if interrupt::interrupted() {
             status!("interrupted: skipping the remaining tests");
@@ -318,8 +358,9 @@ fn secs(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// Builds the boot components and finds QEMU.
-fn prepare(opts: &SuiteOptions) -> Result<Suite> {
+/// Builds the boot components (and the PIE test kernels if a selected case needs them) and
+/// finds QEMU.
+fn prepare(opts: &SuiteOptions, cases: &[Case]) -> Result<Suite> {
     let qemu = Qemu::locate()?;
     status!("using {} with {}", qemu.binary.display(), qemu.firmware);
     let artifacts = build::build_all(opts.profile)?;
@@ -330,6 +371,19 @@ fn prepare(opts: &SuiteOptions) -> Result<Suite> {
     if let Some(limine) = &limine {
         status!("positive tests boot {}", limine.source);
     }
+    let mut pie = Vec::new();
+    for case in cases {
+        if let Kind::Pie(relocs) = case.kind
+            && !pie.iter().any(|(r, _)| *r == relocs)
+        {
+            let built = build::build_pie_kernel(relocs)
+                .and_then(|path| {
+                    fs::read(&path).with_context(|| format!("reading {}", path.display()))
+                })
+                .map_err(|e| format!("{e:#}"));
+            pie.push((relocs, built));
+        }
+    }
     let target = build::target_dir()?;
     let logs = target.join("test-logs");
     let images = target.join("test-images");
@@ -338,6 +392,7 @@ fn prepare(opts: &SuiteOptions) -> Result<Suite> {
     }
     Ok(Suite {
         kernel,
+        pie,
         loader,
         limine,
         qemu,
@@ -363,6 +418,9 @@ fn run_case(ctx: &Suite, case: Case, log: &Path) -> Result<String> {
         Kind::Conformance => boot_and_check(ctx, &opts, log, check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
         Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
+        Kind::Pie(_) => boot_and_check(ctx, &opts, log, check_pie_log),
+        Kind::Input(source) => input::run(ctx, &opts, log, source),
+        Kind::Screen => screen::run(ctx, &opts, log),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -399,6 +457,11 @@ fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
             opts.memory_mib = run.memory_mib;
             payload::standard_image(positive_app, ctx.kernel.clone(), run.cmdline, &[])?
         }
+        Kind::Pie(relocs) => pie::image(ctx, relocs)?,
+        // The normal boot: no test, the kernel ends in its echo loop.
+        Kind::Input(_) | Kind::Screen => {
+            payload::standard_image(positive_app, ctx.kernel.clone(), "", &[])?
+        }
     };
     Ok((spec, opts))
 }
@@ -408,7 +471,7 @@ fn broken_image(ctx: &Suite, broken: Broken) -> Result<ImageSpec> {
     let app = ctx.loader.data.clone();
     let standard = config::render(&BootEntry {
         cmdline: "test=boot".into(),
-        modules: vec![],
+        ..BootEntry::default()
     })?;
     Ok(match broken {
         Broken::Elf => ImageSpec::new(app, standard, truncated_elf()),
@@ -570,6 +633,52 @@ fn expect_loader_error(ctx: &Suite, opts: &RunOptions, log: &Path) -> Result<Str
         ),
         Outcome::Interrupted => anyhow::bail!("interrupted"),
     }
+}
+
+/// The line the kernel logs when its normal boot is done and it starts echoing input.
+const BOOT_COMPLETE: &str = "boot complete";
+
+/// Follows the serial log until the kernel's `boot complete` line, passing every line to
+/// `seen`. Fails on a loader error, an exit, the `deadline` or Ctrl-C.
+fn wait_for_boot_complete(
+    child: &mut std::process::Child,
+    log: &Path,
+    deadline: Instant,
+    mut seen: impl FnMut(&str),
+) -> Result<()> {
+    let outcome = watch::watch(child, Some(log), Some(remaining(deadline)), |line| {
+        seen(line);
+        line.contains(BOOT_COMPLETE) || line.trim_start().starts_with(LOADER_ERROR)
+    })?;
+    match outcome {
+        Outcome::Matched(line) if line.contains(BOOT_COMPLETE) => Ok(()),
+        Outcome::Matched(line) => anyhow::bail!("the loader failed: {line}"),
+        Outcome::Exited(status) => anyhow::bail!(
+            "expected a `{BOOT_COMPLETE}` line, but QEMU exited first: {}",
+            GuestExit::from_status(status).describe()
+        ),
+        Outcome::TimedOut => anyhow::bail!("no `{BOOT_COMPLETE}` line in time (QEMU stopped)"),
+        Outcome::Interrupted => anyhow::bail!("interrupted"),
+    }
+}
+
+/// The time left until `deadline` (zero once it has passed).
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Runs `interact` on a QEMU started with `opts`, then stops QEMU whatever happened.
+fn with_qemu(
+    ctx: &Suite,
+    opts: &RunOptions,
+    interact: impl FnOnce(&mut std::process::Child) -> Result<String>,
+) -> Result<String> {
+    let mut running = ctx.qemu.spawn(opts)?;
+    let result = interact(&mut running.child);
+    let stopped = watch::terminate(&mut running.child, Duration::from_secs(3));
+    let note = result?;
+    stopped.context("stopping QEMU")?;
+    Ok(note)
 }
 
 /// Stops QEMU if it is still running after `outcome`.
@@ -751,10 +860,24 @@ mod tests {
     }
 
     #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<_> = CASES.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CASES.len());
+    }
+
+    #[test]
     fn filter_selects_by_substring() {
         assert_eq!(select(None).len(), CASES.len());
         let names: Vec<_> = select(Some("bad")).iter().map(|c| c.name).collect();
         assert_eq!(names, ["bad-elf", "bad-config"]);
+        let names: Vec<_> = select(Some("pie")).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["pie-kaslr", "pie-relr"]);
+        let names: Vec<_> = select(Some("input")).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["input-serial", "input-keyboard"]);
+        let names: Vec<_> = select(Some("screen")).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["screen"]);
         assert!(select(Some("nothing")).is_empty());
     }
 }
