@@ -73,10 +73,14 @@ struct KernelRun {
     memory_mib: u64,
     /// The run must end with this exit.
     exit: GuestExit,
-    /// Every one of these must appear in some serial line (`{n}` is replaced by the CPU
-    /// count minus one, `{cpus}` by the CPU count).
+    /// Every one of these must appear in some serial line.
     expect: &'static [&'static str],
+    /// A further check of the whole log.
+    extra: Option<LogCheck>,
 }
+
+/// A check of a whole serial log, given the number of CPUs the machine had.
+type LogCheck = fn(&[String], u8) -> Result<(), String>;
 
 #[derive(Clone, Copy, Debug)]
 enum Broken {
@@ -109,6 +113,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 1024,
             exit: GuestExit::Success,
             expect: &["ktest: ", " 0 failed"],
+            extra: Some(check_log_storm),
         }),
     },
     Case {
@@ -125,6 +130,7 @@ pub const CASES: &[Case] = &[
                 "cpu 3 online",
                 "4 CPU(s) online",
             ],
+            extra: None,
         }),
     },
     Case {
@@ -136,6 +142,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 1024,
             exit: GuestExit::Success,
             expect: &["cpu 15 online", "16 CPU(s) online"],
+            extra: None,
         }),
     },
     Case {
@@ -151,6 +158,7 @@ pub const CASES: &[Case] = &[
                 "panic: stopped 3 of 3 other CPU(s)",
                 "stack trace:",
             ],
+            extra: None,
         }),
     },
     Case {
@@ -162,6 +170,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 512,
             exit: GuestExit::Quit,
             expect: &["KERNEL PANIC", "panic: rebooting"],
+            extra: None,
         }),
     },
     Case {
@@ -173,6 +182,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 512,
             exit: GuestExit::Quit,
             expect: &["power: switching off"],
+            extra: None,
         }),
     },
     Case {
@@ -184,6 +194,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 512,
             exit: GuestExit::Quit,
             expect: &["power: restarting"],
+            extra: None,
         }),
     },
     Case {
@@ -195,6 +206,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 512,
             exit: GuestExit::Success,
             expect: &["guard page", "double fault", "stack trace:"],
+            extra: None,
         }),
     },
     Case {
@@ -566,7 +578,10 @@ fn run_kernel(ctx: &Suite, opts: &RunOptions, log: &Path, run: KernelRun) -> Res
     match stop_unless_exited(&mut running.child, outcome)? {
         Outcome::Exited(status) => {
             let exit = GuestExit::from_status(status);
-            let verdict = check_kernel_log(&lines, run.expect);
+            let verdict = check_kernel_log(&lines, run.expect).and_then(|note| match run.extra {
+                Some(extra) => extra(&lines, opts.smp).map(|()| note),
+                None => Ok(note),
+            });
             if exit != run.exit {
                 let why = verdict
                     .err()
@@ -613,6 +628,47 @@ pub fn check_kernel_log(lines: &[String], expect: &[&str]) -> Result<String, Str
         .find(|l| l.contains("ktest: "))
         .map(|l| l.trim());
     Ok(summary.map(|s| format!(": {s}")).unwrap_or_default())
+}
+
+/// Lines each CPU logs in the kernel's `smp-log-concurrent` test.
+const LOG_STORM_LINES: usize = 40;
+
+/// The kernel's `smp-log-concurrent` test has every CPU log at once: each of its lines must
+/// arrive whole (`[time cpu] [INFO ] log-storm cpu C line N end`, from the CPU it names) and
+/// none may be missing.
+pub fn check_log_storm(lines: &[String], cpus: u8) -> Result<(), String> {
+    let mut seen = vec![vec![false; LOG_STORM_LINES]; usize::from(cpus)];
+    for line in lines.iter().filter(|l| l.contains("log-storm")) {
+        let torn = || format!("torn or garbled log line: {line:?}");
+        let (prefix, rest) = line
+            .split_once("] [INFO ] log-storm cpu ")
+            .ok_or_else(torn)?;
+        let logged_by: usize = prefix
+            .rsplit(' ')
+            .next()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(torn)?;
+        let mut words = rest.split(' ');
+        let (cpu, word, n, end) = (words.next(), words.next(), words.next(), words.next());
+        let (Some(Ok(cpu)), Some("line"), Some(Ok(n)), Some("end"), None) = (
+            cpu.map(str::parse::<usize>),
+            word,
+            n.map(str::parse::<usize>),
+            end,
+            words.next(),
+        ) else {
+            return Err(torn());
+        };
+        if cpu != logged_by || cpu >= seen.len() || n >= LOG_STORM_LINES {
+            return Err(torn());
+        }
+        seen[cpu][n] = true;
+    }
+    let missing = seen.iter().flatten().filter(|&&s| !s).count();
+    if missing > 0 {
+        return Err(format!("{missing} log-storm lines are missing"));
+    }
+    Ok(())
 }
 
 /// Boots a broken image and waits for our loader's error line.
@@ -865,6 +921,27 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), CASES.len());
+    }
+
+    #[test]
+    fn log_storm_lines_must_be_whole_and_complete() {
+        let good: Vec<String> = (0..2)
+            .flat_map(|cpu| {
+                (0..LOG_STORM_LINES).map(move |n| {
+                    format!("[    0.100000 {cpu}] [INFO ] log-storm cpu {cpu} line {n} end")
+                })
+            })
+            .collect();
+        assert_eq!(check_log_storm(&good, 2), Ok(()));
+        let mut missing = good.clone();
+        missing.pop();
+        assert!(check_log_storm(&missing, 2).is_err_and(|e| e.contains("1 log-storm")));
+        let mut torn = good.clone();
+        torn[3] = "[    0.100000 0] [INFO ] log-storm cpu 0 line[    0.1 1] 3 end".into();
+        assert!(check_log_storm(&torn, 2).is_err_and(|e| e.contains("torn")));
+        let mut wrong_cpu = good;
+        wrong_cpu[0] = "[    0.100000 1] [INFO ] log-storm cpu 0 line 0 end".into();
+        assert!(check_log_storm(&wrong_cpu, 2).is_err());
     }
 
     #[test]
