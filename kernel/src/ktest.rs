@@ -27,6 +27,10 @@ pub const TESTS: &[Test] = &[
     ("breakpoint-resumes", crate::cpu::tests::breakpoint_resumes),
     ("console-ansi-escapes", crate::console::tests::ansi_escapes),
     (
+        "symbols-resolve",
+        crate::symbols::tests::resolve_known_function,
+    ),
+    (
         "page-fault-reports-cr2",
         crate::cpu::tests::page_fault_reports_cr2,
     ),

@@ -109,7 +109,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// Prints the return addresses on the panicking stack, with function names.
 fn print_trace() {
     hal::serial::write_fmt_emergency(format_args!("stack trace:\n"));
-    hal::backtrace::walk(32, |address| match crate::symbols::lookup(address) {
+    hal::backtrace::walk(32, |address| match crate::symbols::lookup_return(address) {
         Some(symbol) => {
             hal::serial::write_fmt_emergency(format_args!("  {address:#018x} {symbol}\n"));
             crate::console::try_write_fmt(format_args!("  {address:#x} {symbol}\n"));

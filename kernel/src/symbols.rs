@@ -38,9 +38,12 @@ fn u64_at(data: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
-/// Finds the function symbol containing `address`. Every read is bounds-checked: a damaged
-/// file gives `None`, never a fault.
-pub fn lookup(address: u64) -> Option<Symbol> {
+/// Finds the function a return address belongs to: the one containing `address - 1` (a call
+/// to a function that never returns can be the caller's last instruction, so the return
+/// address itself may lie just past its end). Every read is bounds-checked: a damaged file
+/// gives `None`, never a fault.
+pub fn lookup_return(address: u64) -> Option<Symbol> {
+    let call = address.checked_sub(1)?;
     let elf = hal::boot::executable_file()?.data;
     if !elf.starts_with(b"\x7fELF") {
         return None;
@@ -67,7 +70,7 @@ pub fn lookup(address: u64) -> Option<Symbol> {
         let is_function = sym[4] & 0xf == 2;
         let value = u64_at(sym, 8)?;
         let size = u64_at(sym, 16)?;
-        if !is_function || address < value || address - value >= size.max(1) {
+        if !is_function || call < value || call - value >= size.max(1) {
             return None;
         }
         let name_at = usize::try_from(u32_at(sym, 0)?).ok()?;
@@ -79,4 +82,28 @@ pub fn lookup(address: u64) -> Option<Symbol> {
             offset: address - value,
         })
     })
+}
+
+/// Tests of symbol lookup.
+pub mod tests {
+    use alloc::format;
+
+    use crate::{check, ktest::TestResult};
+
+    /// A return address inside a known function resolves to that function's name.
+    pub fn resolve_known_function() -> TestResult {
+        let address = super::lookup_return as *const () as u64;
+        let symbol = super::lookup_return(address + 5);
+        check!(symbol.is_some(), "no symbol for {address:#x}");
+        let text = format!("{}", symbol.expect("checked above"));
+        check!(
+            text.starts_with("kernel::symbols::lookup_return+0x5"),
+            "{address:#x}+5 resolved to {text}"
+        );
+        check!(
+            super::lookup_return(0x1000).is_none(),
+            "a lower-half address resolved"
+        );
+        Ok(())
+    }
 }
