@@ -295,6 +295,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         },
         gdb: args.gdb,
         qmp: args.qmp.clone(),
+        machine: Vec::new(),
     };
     status!(
         "starting QEMU ({}, {} CPU{}, {}, {})",

@@ -252,6 +252,8 @@ pub struct RunOptions {
     pub gdb: bool,
     /// A QMP socket to create (for screendumps).
     pub qmp: Option<PathBuf>,
+    /// Extra properties of the q35 machine, e.g. `hpet=off` (tests of degraded firmware).
+    pub machine: Vec<String>,
 }
 
 impl RunOptions {
@@ -266,6 +268,7 @@ impl RunOptions {
             serial: Serial::File(log),
             gdb: false,
             qmp: None,
+            machine: Vec::new(),
         }
     }
 }
@@ -304,7 +307,12 @@ impl Qemu {
     /// variable store, or the whole combined image).
     pub fn command(&self, opts: &RunOptions, writable_fw: &Path) -> Command {
         let mut cmd = Command::new(&self.binary);
-        cmd.args(["-machine", "q35"])
+        let machine = std::iter::once("q35")
+            .chain(opts.machine.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(",");
+        cmd.arg("-machine")
+            .arg(machine)
             .arg("-m")
             .arg(format!("{}M", opts.memory_mib))
             .arg("-smp")

@@ -77,6 +77,8 @@ struct KernelRun {
     expect: &'static [&'static str],
     /// A further check of the whole log.
     extra: Option<LogCheck>,
+    /// Extra q35 machine properties (firmware the kernel must cope with).
+    machine: &'static [&'static str],
 }
 
 /// A check of a whole serial log, given the number of CPUs the machine had.
@@ -114,6 +116,7 @@ pub const CASES: &[Case] = &[
             exit: GuestExit::Success,
             expect: &["ktest: ", " 0 failed"],
             extra: Some(check_log_storm),
+            machine: &[],
         }),
     },
     Case {
@@ -131,6 +134,7 @@ pub const CASES: &[Case] = &[
                 "4 CPU(s) online",
             ],
             extra: None,
+            machine: &[],
         }),
     },
     Case {
@@ -143,6 +147,7 @@ pub const CASES: &[Case] = &[
             exit: GuestExit::Success,
             expect: &["cpu 15 online", "16 CPU(s) online"],
             extra: None,
+            machine: &[],
         }),
     },
     Case {
@@ -159,6 +164,7 @@ pub const CASES: &[Case] = &[
                 "stack trace:",
             ],
             extra: None,
+            machine: &[],
         }),
     },
     Case {
@@ -171,6 +177,7 @@ pub const CASES: &[Case] = &[
             exit: GuestExit::Quit,
             expect: &["KERNEL PANIC", "panic: rebooting"],
             extra: None,
+            machine: &[],
         }),
     },
     Case {
@@ -183,6 +190,7 @@ pub const CASES: &[Case] = &[
             exit: GuestExit::Quit,
             expect: &["power: switching off"],
             extra: None,
+            machine: &[],
         }),
     },
     Case {
@@ -195,6 +203,41 @@ pub const CASES: &[Case] = &[
             exit: GuestExit::Quit,
             expect: &["power: restarting"],
             extra: None,
+            machine: &[],
+        }),
+    },
+    Case {
+        name: "no-hpet",
+        about: "without an HPET the TSC is calibrated against the ACPI PM timer",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=boot",
+            smp: 2,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "acpi: no HPET",
+                "calibrated against the ACPI PM timer",
+                "2 CPU(s) online",
+            ],
+            extra: None,
+            machine: &["hpet=off"],
+        }),
+    },
+    Case {
+        name: "no-acpi",
+        about: "without ACPI tables the kernel boots on one CPU with PIT calibration and polling",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=boot",
+            smp: 2,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "no usable MADT: one CPU",
+                "calibrated against the PIT",
+                "1 CPU(s) online",
+            ],
+            extra: None,
+            machine: &["acpi=off"],
         }),
     },
     Case {
@@ -207,6 +250,7 @@ pub const CASES: &[Case] = &[
             exit: GuestExit::Success,
             expect: &["guard page", "double fault", "stack trace:"],
             extra: None,
+            machine: &[],
         }),
     },
     Case {
@@ -467,6 +511,7 @@ fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
         Kind::Kernel(run) => {
             opts.smp = run.smp;
             opts.memory_mib = run.memory_mib;
+            opts.machine = run.machine.iter().map(|p| (*p).to_owned()).collect();
             payload::standard_image(positive_app, ctx.kernel.clone(), run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
