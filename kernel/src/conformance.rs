@@ -702,7 +702,7 @@ impl Probe {
             let Some(expected) = TestModule::parse(module.string) else {
                 ensure!(
                     false,
-                    "module {} has string '{}', not 'testmod size=N fnv1a=H'",
+                    "module {} has string '{}', not 'testmod size=N fnv1a=H seed=S'",
                     module.path,
                     module.string
                 );
@@ -723,6 +723,11 @@ impl Probe {
                 "module is {} bytes, file is {}",
                 module.data.len(),
                 expected.size
+            );
+            let diff = expected.first_difference(module.data);
+            ensure!(
+                diff.is_none(),
+                "module contents differ from the file at byte {diff:?}"
             );
             let hash = fnv1a(module.data);
             ensure!(
@@ -852,10 +857,13 @@ fn type_name(ty: MemoryType) -> &'static str {
     }
 }
 
-/// What the runner says about the test module: `testmod size=<decimal> fnv1a=<16 hex>`.
+/// What the runner says about the test module:
+/// `testmod size=<decimal> fnv1a=<16 hex> seed=<16 hex>`.
 struct TestModule {
     size: u64,
     fnv1a: u64,
+    /// Seed of the xorshift64* stream the bytes were made from.
+    seed: u64,
 }
 
 impl TestModule {
@@ -864,17 +872,33 @@ impl TestModule {
         if words.next()? != "testmod" {
             return None;
         }
-        let (mut size, mut hash) = (None, None);
+        let (mut size, mut hash, mut seed) = (None, None, None);
         for word in words {
             match word.split_once('=')? {
                 ("size", v) => size = v.parse().ok(),
                 ("fnv1a", v) => hash = u64::from_str_radix(v, 16).ok(),
+                ("seed", v) => seed = u64::from_str_radix(v, 16).ok(),
                 _ => return None,
             }
         }
         Some(Self {
             size: size?,
             fnv1a: hash?,
+            seed: seed?,
+        })
+    }
+
+    /// The offset of the first byte of `data` that differs from the stream the runner wrote
+    /// (xorshift64*, eight little-endian bytes per step), if any.
+    fn first_difference(&self, data: &[u8]) -> Option<usize> {
+        let mut state = self.seed | 1;
+        data.chunks(8).enumerate().find_map(|(i, chunk)| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let expected = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            let at = chunk.iter().zip(expected).position(|(a, b)| *a != b)?;
+            Some(i * 8 + at)
         })
     }
 }

@@ -35,20 +35,24 @@ impl TestModule {
     pub const SIZE: usize = 300 * 1024 + 1234;
     /// The file name under `/boot/`.
     pub const FILE_NAME: &'static str = "testmod.bin";
+    /// The seed of its bytes; the probe regenerates them to compare byte by byte.
+    pub const SEED: u64 = 0x4576_6572_6772_6565;
 
     /// Makes the module.
     pub fn new() -> Self {
         Self {
-            data: pseudo_random_bytes(Self::SIZE, 0x4576_6572_6772_6565),
+            data: pseudo_random_bytes(Self::SIZE, Self::SEED),
         }
     }
 
-    /// The module command line the conformance probe checks against.
+    /// The module command line the conformance probe checks against: the size, the checksum
+    /// and the seed of the xorshift64* stream the bytes come from.
     pub fn cmdline(&self) -> String {
         format!(
-            "testmod size={} fnv1a={:016x}",
+            "testmod size={} fnv1a={:016x} seed={:016x}",
             self.data.len(),
-            fnv1a64(&self.data)
+            fnv1a64(&self.data),
+            Self::SEED
         )
     }
 }
@@ -78,7 +82,12 @@ mod tests {
         assert_eq!(a.data.len(), TestModule::SIZE);
         assert_ne!(a.data.len() % 4096, 0);
         let cmdline = a.cmdline();
-        let hash = cmdline.rsplit("fnv1a=").next().expect("hash present");
+        let hash = cmdline
+            .split(' ')
+            .find_map(|w| w.strip_prefix("fnv1a="))
+            .expect("hash present");
+        let seed = cmdline.split(' ').find_map(|w| w.strip_prefix("seed="));
+        assert_eq!(seed, Some("4576657267726565"));
         assert_eq!(hash.len(), 16);
         assert!(
             hash.chars()
