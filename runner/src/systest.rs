@@ -349,26 +349,23 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
         );
     }
     let mut results: Vec<(String, bool)> = Vec::new();
-    if !opts.skip_unit && opts.filter.is_none() {
-        let start = Instant::now();
-        let outcome = build::run_host_tests();
-        let passed = outcome.is_ok();
-        match outcome {
-            Ok(()) => println!("test host-unit-tests ... PASS ({:.1} s)", secs(start)),
-            Err(e) => println!("test host-unit-tests ... FAIL: {e:#}"),
+    // The whole-tree steps run only in a full run (no filter).
+    type Step = fn() -> Result<()>;
+    let host_steps: [(&str, bool, Step); 2] = [
+        ("host-unit-tests", opts.skip_unit, build::run_host_tests),
+        ("lint", opts.skip_lint, build::run_lints),
+    ];
+    for (name, skip, step) in host_steps {
+        if skip || opts.filter.is_some() {
+            continue;
         }
-        results.push(("host-unit-tests".into(), passed));
-    }
-
-    if !opts.skip_lint && opts.filter.is_none() {
         let start = Instant::now();
-        let outcome = build::run_lints();
-        let passed = outcome.is_ok();
-        match outcome {
-            Ok(()) => println!("test lint ... PASS ({:.1} s)", secs(start)),
-            Err(e) => println!("test lint ... FAIL: {e:#}"),
+        let outcome = step();
+        match &outcome {
+            Ok(()) => println!("test {name} ... PASS ({:.1} s)", secs(start)),
+            Err(e) => println!("test {name} ... FAIL: {e:#}"),
         }
-        results.push(("lint".into(), passed));
+        results.push((name.into(), outcome.is_ok()));
     }
 
     let ctx = prepare(opts, &cases)?;
