@@ -189,3 +189,10 @@ pub fn disable_interrupts() {
 pub fn idle() {
     interrupts::enable_and_hlt();
 }
+
+/// Executes `ud2`, which raises an invalid-opcode exception: for the test that checks how
+/// the kernel reports CPU exceptions.
+pub fn invalid_opcode() -> ! {
+    // SAFETY: `ud2` only raises #UD; the exception handler reports it and never returns here.
+    unsafe { asm!("ud2", options(noreturn, nomem, nostack)) }
+}

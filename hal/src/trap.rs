@@ -380,8 +380,18 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
     }
 }
 
+/// The instruction pointer of the last fatal exception (0 if none): the panic handler names
+/// the function it belongs to.
+static FATAL_RIP: AtomicU64 = AtomicU64::new(0);
+
+/// Where the last fatal CPU exception happened, if one did.
+pub fn fatal_exception_rip() -> Option<u64> {
+    Some(FATAL_RIP.load(Ordering::Acquire)).filter(|&rip| rip != 0)
+}
+
 /// Reports an exception the kernel cannot recover from, then panics.
 fn fatal_exception(frame: &TrapFrame) -> ! {
+    FATAL_RIP.store(frame.rip, Ordering::Release);
     let vector = frame.vector as usize;
     let name = EXCEPTION_NAMES[vector];
     let cpu = crate::percpu::current_index();

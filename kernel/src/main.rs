@@ -115,6 +115,16 @@ extern "C" fn main_on_kernel_stack() -> ! {
             panic!("deliberate panic (test=panic) with {cpus} CPU(s) online");
         }
         Some("stack-overflow") => cpu::overflow_the_stack(),
+        Some("fault-gp") => {
+            // A read of a non-canonical address raises #GP, which must be reported in full.
+            panic::expect(panic::Expect::GeneralProtection);
+            let value = hal::trap::probe_read(0x8000_0000_0000_0000);
+            panic!("a non-canonical read returned {value:x?} instead of faulting");
+        }
+        Some("fault-ud") => {
+            panic::expect(panic::Expect::InvalidOpcode);
+            hal::cpu::invalid_opcode()
+        }
         Some("panic-reboot") => {
             // Not a pass/fail run: with panic=reboot the machine must reset (QEMU, started
             // with -no-reboot, then exits), so the test-mode exit is turned off.
@@ -126,7 +136,8 @@ extern "C" fn main_on_kernel_stack() -> ! {
         Some(other) => {
             log::error!(
                 "unknown test '{other}' (known: boot, conformance, kernel, kernel:FILTER, \
-                 panic, panic-reboot, stack-overflow, bench-frames, poweroff, reboot)"
+                 panic, panic-reboot, stack-overflow, fault-gp, fault-ud, bench-frames, \
+                 poweroff, reboot)"
             );
             finish_test(false)
         }

@@ -25,6 +25,35 @@ pub enum Expect {
     AllCpusStop,
     /// A double fault (the stack-overflow test).
     DoubleFault,
+    /// A general protection fault (the exception-report test).
+    GeneralProtection,
+    /// An invalid opcode (the exception-report test).
+    InvalidOpcode,
+}
+
+impl Expect {
+    /// The words the panic message must contain.
+    fn message(self) -> Option<&'static str> {
+        match self {
+            Expect::Nothing | Expect::AllCpusStop => None,
+            Expect::DoubleFault => Some("double fault"),
+            Expect::GeneralProtection => Some("general protection fault"),
+            Expect::InvalidOpcode => Some("invalid opcode"),
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        [
+            Expect::Nothing,
+            Expect::AllCpusStop,
+            Expect::DoubleFault,
+            Expect::GeneralProtection,
+            Expect::InvalidOpcode,
+        ]
+        .into_iter()
+        .find(|e| *e as u8 == value)
+        .unwrap_or(Expect::Nothing)
+    }
 }
 
 /// Makes a panic end the QEMU test run with a failure instead of halting.
@@ -78,14 +107,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     ));
 
     if TEST_MODE.load(Ordering::Relaxed) {
-        let passed = match EXPECTED.load(Ordering::SeqCst) {
-            x if x == Expect::AllCpusStop as u8 => stopped == online.saturating_sub(1),
-            x if x == Expect::DoubleFault as u8 => {
+        let expected = Expect::from_u8(EXPECTED.load(Ordering::SeqCst));
+        let passed = match (expected, expected.message()) {
+            (Expect::AllCpusStop, _) => stopped == online.saturating_sub(1),
+            (_, Some(words)) => {
                 let mut text = LineBuf::new();
                 let _ = write!(text, "{}", info.message());
-                text.as_str().contains("double fault")
+                text.as_str().contains(words)
             }
-            _ => false,
+            (_, None) => false,
         };
         let verdict = if passed {
             "expected: test passed"
@@ -106,8 +136,22 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     hal::cpu::halt_forever()
 }
 
-/// Prints the return addresses on the panicking stack, with function names.
+/// Prints the return addresses on the panicking stack, with function names (first the
+/// instruction that raised a fatal CPU exception, if that is what panicked).
 fn print_trace() {
+    if let Some(rip) = hal::trap::fatal_exception_rip() {
+        match crate::symbols::lookup(rip) {
+            Some(symbol) => {
+                hal::serial::write_fmt_emergency(format_args!(
+                    "faulting instruction in {symbol}\n"
+                ));
+                crate::console::try_write_fmt(format_args!("faulting instruction in {symbol}\n"));
+            }
+            None => {
+                hal::serial::write_fmt_emergency(format_args!("faulting instruction at {rip:#x}\n"))
+            }
+        }
+    }
     hal::serial::write_fmt_emergency(format_args!("stack trace:\n"));
     hal::backtrace::walk(32, |address| match crate::symbols::lookup_return(address) {
         Some(symbol) => {

@@ -40,10 +40,18 @@ fn u64_at(data: &[u8], at: usize) -> Option<u64> {
 
 /// Finds the function a return address belongs to: the one containing `address - 1` (a call
 /// to a function that never returns can be the caller's last instruction, so the return
-/// address itself may lie just past its end). Every read is bounds-checked: a damaged file
-/// gives `None`, never a fault.
+/// address itself may lie just past its end).
 pub fn lookup_return(address: u64) -> Option<Symbol> {
-    let call = address.checked_sub(1)?;
+    let symbol = lookup(address.checked_sub(1)?)?;
+    Some(Symbol {
+        offset: symbol.offset + 1,
+        ..symbol
+    })
+}
+
+/// Finds the function containing `address`. Every read is bounds-checked: a damaged file
+/// gives `None`, never a fault.
+pub fn lookup(address: u64) -> Option<Symbol> {
     let elf = hal::boot::executable_file()?.data;
     if !elf.starts_with(b"\x7fELF") {
         return None;
@@ -70,7 +78,7 @@ pub fn lookup_return(address: u64) -> Option<Symbol> {
         let is_function = sym[4] & 0xf == 2;
         let value = u64_at(sym, 8)?;
         let size = u64_at(sym, 16)?;
-        if !is_function || call < value || call - value >= size.max(1) {
+        if !is_function || address < value || address - value >= size.max(1) {
             return None;
         }
         let name_at = usize::try_from(u32_at(sym, 0)?).ok()?;

@@ -207,6 +207,41 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "fault-gp",
+        about: "a general protection fault is reported: vector, error code, registers, where, trace",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=fault-gp",
+            smp: 1,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "general protection fault (vector 13), error code",
+                "rip 0x",
+                "faulting instruction in hal::trap::probe_read_raw",
+                "stack trace:",
+            ],
+            extra: None,
+            machine: &[],
+        }),
+    },
+    Case {
+        name: "fault-ud",
+        about: "an invalid opcode is reported with the function that executed it",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=fault-ud",
+            smp: 1,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "invalid opcode (vector 6)",
+                "faulting instruction in ",
+                "stack trace:",
+            ],
+            extra: None,
+            machine: &[],
+        }),
+    },
+    Case {
         name: "no-hpet",
         about: "without an HPET the TSC is calibrated against the ACPI PM timer",
         kind: Kind::Kernel(KernelRun {
