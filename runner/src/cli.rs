@@ -191,6 +191,10 @@ struct ScreenshotArgs {
     /// Give up after SECS seconds
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     timeout: u64,
+    /// Number of CPUs
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    smp: u8,
 }
 
 /// Parses `512`, `512M`, `512MiB`, `2G` into MiB.
@@ -411,6 +415,7 @@ fn screenshot(args: &ScreenshotArgs) -> Result<ExitCode> {
     }
     let mut opts = RunOptions::headless(image, log.clone());
     opts.qmp = Some(socket.clone());
+    opts.smp = args.smp;
     status!(
         "starting QEMU (headless, QMP); waiting for a serial line containing {:?}",
         args.wait_for
