@@ -3,16 +3,66 @@
 //! Used by diagnostics and by the loader conformance probe to check what is mapped, where, and
 //! with which permissions and caching.
 
-use x86_64::registers::control::Cr3;
+use x86_64::{registers::control::Cr3, structures::paging::PageTableFlags as F};
 
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const PWT: u64 = 1 << 3;
-const PCD: u64 = 1 << 4;
-const HUGE: u64 = 1 << 7;
-const NO_EXECUTE: u64 = 1 << 63;
 const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// The PAT bit of a 4 KiB entry (bit 7; in larger pages bit 7 means "huge").
+const PAT_4K: u64 = 1 << 7;
+/// The PAT bit of a 2 MiB or 1 GiB entry.
+const PAT_LARGE: u64 = 1 << 12;
+
+/// Permissions accumulated down the hierarchy: a page is only writable, executable or
+/// user-accessible if every level says so.
+#[derive(Clone, Copy)]
+struct Access {
+    writable: bool,
+    executable: bool,
+    user: bool,
+}
+
+impl Access {
+    const ALL: Self = Self {
+        writable: true,
+        executable: true,
+        user: true,
+    };
+
+    fn narrowed_by(self, entry: u64) -> Self {
+        let flags = F::from_bits_truncate(entry);
+        Self {
+            writable: self.writable && flags.contains(F::WRITABLE),
+            executable: self.executable && !flags.contains(F::NO_EXECUTE),
+            user: self.user && flags.contains(F::USER_ACCESSIBLE),
+        }
+    }
+}
+
+/// Whether `entry`, found at `level` (3 = PML4 .. 0 = PT), maps a page itself.
+fn is_leaf(entry: u64, level: u32) -> bool {
+    level == 0 || (level < 3 && F::from_bits_truncate(entry).contains(F::HUGE_PAGE))
+}
+
+/// Decodes the leaf `entry` at `level` covering `virt`.
+fn leaf(virt: u64, level: u32, entry: u64, access: Access) -> Mapping {
+    let size = 1u64 << (12 + 9 * level);
+    let (pat_bit, phys_mask) = if level == 0 {
+        (PAT_4K, ADDRESS_MASK)
+    } else {
+        (PAT_LARGE, ADDRESS_MASK & !(size - 1))
+    };
+    let flags = F::from_bits_truncate(entry);
+    Mapping {
+        virt: virt & !(size - 1),
+        phys: entry & phys_mask,
+        size,
+        writable: access.writable,
+        executable: access.executable,
+        user: access.user,
+        pat_index: (u8::from(entry & pat_bit != 0) << 2)
+            | (u8::from(flags.contains(F::NO_CACHE)) << 1)
+            | u8::from(flags.contains(F::WRITE_THROUGH)),
+    }
+}
 
 /// One leaf mapping: a 4 KiB, 2 MiB or 1 GiB page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,39 +115,15 @@ impl ActiveTables {
     /// Translates `virt` to its mapping, if it has one.
     pub fn translate(&self, virt: u64) -> Option<Mapping> {
         let mut table = self.root;
-        let mut writable = true;
-        let mut user = true;
-        let mut executable = true;
+        let mut access = Access::ALL;
         for level in (0..4u32).rev() {
-            let shift = 12 + 9 * level;
-            let entry = self.entry(table, (virt >> shift) & 0x1ff);
-            if entry & PRESENT == 0 {
+            let entry = self.entry(table, (virt >> (12 + 9 * level)) & 0x1ff);
+            if entry & F::PRESENT.bits() == 0 {
                 return None;
             }
-            writable &= entry & WRITABLE != 0;
-            user &= entry & USER != 0;
-            executable &= entry & NO_EXECUTE == 0;
-            let leaf = level == 0 || (level < 3 && entry & HUGE != 0);
-            if leaf {
-                let size = 1u64 << shift;
-                let pat_bit = if level == 0 { 1 << 7 } else { 1 << 12 };
-                let pat_index = (u8::from(entry & pat_bit != 0) << 2)
-                    | (u8::from(entry & PCD != 0) << 1)
-                    | u8::from(entry & PWT != 0);
-                let phys_mask = if level == 0 {
-                    ADDRESS_MASK
-                } else {
-                    ADDRESS_MASK & !(size - 1)
-                };
-                return Some(Mapping {
-                    virt: virt & !(size - 1),
-                    phys: entry & phys_mask,
-                    size,
-                    writable,
-                    executable,
-                    user,
-                    pat_index,
-                });
+            access = access.narrowed_by(entry);
+            if is_leaf(entry, level) {
+                return Some(leaf(virt, level, entry, access));
             }
             table = entry & ADDRESS_MASK;
         }
@@ -106,27 +132,22 @@ impl ActiveTables {
 
     /// Whether any entry of the lower half (PML4 entries 0..256) is present.
     pub fn lower_half_mapped(&self) -> bool {
-        (0..256).any(|i| self.entry(self.root, i) & PRESENT != 0)
+        (0..256).any(|i| self.entry(self.root, i) & F::PRESENT.bits() != 0)
     }
 
     /// Calls `f` for every leaf mapping whose virtual address lies in `[start, end)`, in
     /// address order. `start` and `end` are canonical higher- or lower-half addresses.
     pub fn for_each_mapping(&self, start: u64, end: u64, mut f: impl FnMut(Mapping)) {
-        self.walk(self.root, 3, 0, start, end, (true, true, true), &mut f);
+        self.walk(self.root, 3, 0, (start, end), Access::ALL, &mut f);
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a recursive walk carries its context"
-    )]
     fn walk(
         &self,
         table: u64,
         level: u32,
         base: u64,
-        start: u64,
-        end: u64,
-        perms: (bool, bool, bool),
+        (start, end): (u64, u64),
+        access: Access,
         f: &mut impl FnMut(Mapping),
     ) {
         let shift = 12 + 9 * level;
@@ -140,34 +161,21 @@ impl ActiveTables {
                 continue;
             }
             let entry = self.entry(table, index);
-            if entry & PRESENT == 0 {
+            if entry & F::PRESENT.bits() == 0 {
                 continue;
             }
-            let perms = (
-                perms.0 && entry & WRITABLE != 0,
-                perms.1 && entry & NO_EXECUTE == 0,
-                perms.2 && entry & USER != 0,
-            );
-            if level == 0 || (level < 3 && entry & HUGE != 0) {
-                let pat_bit = if level == 0 { 1 << 7 } else { 1 << 12 };
-                let mask = if level == 0 {
-                    ADDRESS_MASK
-                } else {
-                    ADDRESS_MASK & !(size - 1)
-                };
-                f(Mapping {
-                    virt,
-                    phys: entry & mask,
-                    size,
-                    writable: perms.0,
-                    executable: perms.1,
-                    user: perms.2,
-                    pat_index: (u8::from(entry & pat_bit != 0) << 2)
-                        | (u8::from(entry & PCD != 0) << 1)
-                        | u8::from(entry & PWT != 0),
-                });
+            let access = access.narrowed_by(entry);
+            if is_leaf(entry, level) {
+                f(leaf(virt, level, entry, access));
             } else {
-                self.walk(entry & ADDRESS_MASK, level - 1, virt, start, end, perms, f);
+                self.walk(
+                    entry & ADDRESS_MASK,
+                    level - 1,
+                    virt,
+                    (start, end),
+                    access,
+                    f,
+                );
             }
         }
     }
