@@ -31,9 +31,9 @@ pub fn start_aps() -> usize {
     if arrived < expected {
         log::warn!("smp: only {arrived} of {expected} application processors came online");
     }
-    if let Some(calibration) = hal::time::calibration() {
-        let cycles = hal::time::rdtsc().saturating_sub(hal::entry::entry_state().tsc);
-        let micros = u128::from(cycles) * 1_000_000 / u128::from(calibration.tsc_hz.max(1));
+    if hal::time::calibrated() {
+        // The clock counts from kernel entry.
+        let micros = hal::time::now_ns() / 1000;
         log::info!(
             "bench: smp-online {}.{:03} ms",
             micros / 1000,

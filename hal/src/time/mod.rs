@@ -166,7 +166,8 @@ fn calibrate_with(measure_once: impl Fn() -> Option<u64>) -> Result<u64, &'stati
 }
 
 /// Calibrates the TSC against the best reference timer the ACPI tables offer (call after
-/// `acpi::init`; without ACPI only the PIT is tried), and starts the clock at 0.
+/// `acpi::init`; without ACPI only the PIT is tried), and starts the clock: it counts from
+/// kernel entry (the entry stub's TSC reading), so log timestamps are time since boot.
 pub fn init() -> Result<Calibration, Error> {
     if let Some(calibration) = CALIBRATION.get() {
         return Ok(*calibration);
@@ -214,7 +215,11 @@ pub fn init() -> Result<Calibration, Error> {
         ),
     };
     let ns_per_tick = ((1_000_000_000u128 << 32) / u128::from(tsc_hz)) as u64;
-    TSC_BASE.store(rdtsc(), Ordering::Relaxed);
+    // Count from kernel entry when the entry stub recorded the TSC (it always does; the
+    // fallback only guards against a TSC that went backwards).
+    let now = rdtsc();
+    let entry = crate::entry::entry_state().tsc;
+    TSC_BASE.store(if entry != 0 && entry <= now { entry } else { now }, Ordering::Relaxed);
     NS_PER_TICK.store(ns_per_tick, Ordering::Release);
     let calibration = Calibration {
         tsc_hz,
@@ -235,7 +240,8 @@ pub fn calibrated() -> bool {
     NS_PER_TICK.load(Ordering::Acquire) != 0
 }
 
-/// Nanoseconds since [`init`]; never less than a value returned before, on any CPU.
+/// Nanoseconds since kernel entry (0 until [`init`] has run); never less than a value returned
+/// before, on any CPU.
 pub fn now_ns() -> u64 {
     let per_tick = NS_PER_TICK.load(Ordering::Acquire);
     if per_tick == 0 {
