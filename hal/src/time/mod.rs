@@ -219,7 +219,12 @@ pub fn init() -> Result<Calibration, Error> {
     // fallback only guards against a TSC that went backwards).
     let now = rdtsc();
     let entry = crate::entry::entry_state().tsc;
-    TSC_BASE.store(if entry != 0 && entry <= now { entry } else { now }, Ordering::Relaxed);
+    let base = if entry != 0 && entry <= now {
+        entry
+    } else {
+        now
+    };
+    TSC_BASE.store(base, Ordering::Relaxed);
     NS_PER_TICK.store(ns_per_tick, Ordering::Release);
     let calibration = Calibration {
         tsc_hz,
