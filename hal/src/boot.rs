@@ -223,9 +223,12 @@ struct Preserved {
 
 static PRESERVED: Once<Preserved> = Once::new();
 
-/// Copies the file records (paths and strings; the contents stay where they are, in
-/// EXECUTABLE_AND_MODULES memory) into kernel memory, so that [`modules`] and
-/// [`executable_file`] keep working after the loader's memory is reclaimed. Needs the heap.
+/// Copies the file records (paths and strings) into kernel memory, so that [`modules`] and
+/// [`executable_file`] keep working after the loader's memory is reclaimed. The contents stay
+/// where the loader put them: the protocol places modules in EXECUTABLE_AND_MODULES memory but
+/// the executable file may sit in bootloader-reclaimable memory, so reclaiming keeps every
+/// preserved file's pages out of the frame allocator ([`preserved_file_pages`]). Needs the
+/// heap; reclaiming calls it first.
 pub fn preserve() {
     let leak = |s: &str| -> &'static str { alloc::boxed::Box::leak(s.into()) };
     let copy = |f: BootFile| BootFile {
@@ -237,6 +240,27 @@ pub fn preserve() {
         executable: live_executable_file().map(copy),
         modules: live_modules().map(copy).collect(),
     });
+}
+
+/// The physical page ranges holding the contents of the files [`preserve`] kept: the frame
+/// allocator must never receive them, whatever memory type the loader gave them (real Limine
+/// puts the executable file in bootloader-reclaimable memory; the protocol allows it).
+pub(crate) fn preserved_file_pages() -> Vec<core::ops::Range<u64>> {
+    let hhdm = crate::mm::hhdm_offset();
+    let Some(p) = PRESERVED.get() else {
+        return Vec::new();
+    };
+    p.executable
+        .iter()
+        .chain(&p.modules)
+        .filter(|f| !f.data.is_empty())
+        .map(|f| {
+            let start = f.address.wrapping_sub(hhdm) & !(crate::mm::PAGE_SIZE - 1);
+            let end = (f.address.wrapping_sub(hhdm) + f.data.len() as u64)
+                .next_multiple_of(crate::mm::PAGE_SIZE);
+            start..end
+        })
+        .collect()
 }
 
 fn live_modules() -> impl Iterator<Item = BootFile> {

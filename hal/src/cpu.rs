@@ -144,6 +144,24 @@ impl Features {
     }
 }
 
+/// RFLAGS.AC, the alignment-check flag, which also lifts SMAP: while it is set, supervisor
+/// code may touch user pages.
+pub const RFLAGS_AC: u64 = 1 << 18;
+
+/// This CPU's RFLAGS.
+pub fn rflags() -> u64 {
+    x86_64::registers::rflags::read_raw()
+}
+
+/// Puts RFLAGS in a known state at a CPU's first kernel instruction: only the reserved bit 1
+/// (interrupts stay off). The Limine protocol fixes IF, VM and DF at entry and leaves every
+/// other flag undefined; AC in particular would silently disable SMAP.
+pub(crate) fn reset_rflags() {
+    // SAFETY: writing 0x2 clears IF (already clear at entry), DF, AC, TF and the arithmetic
+    // flags, none of which any code relies on across this point; the push and pop balance.
+    unsafe { asm!("push 2", "popfq") };
+}
+
 /// Executes `int3`; the breakpoint handler reports it and execution continues.
 pub fn breakpoint() {
     x86_64::instructions::interrupts::int3();

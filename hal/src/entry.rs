@@ -148,6 +148,7 @@ unsafe extern "Rust" {
 
 /// First Rust code: brings up the serial port, then runs the kernel.
 extern "C" fn rust_entry() -> ! {
+    crate::cpu::reset_rflags();
     crate::serial::init();
     __evergreen_kernel_main()
 }

@@ -77,6 +77,7 @@ pub fn start_aps(ap_main: fn(usize) -> !) -> usize {
 /// Only the loader calls this, with the CPU's own `Cpu` record, in the protocol's machine
 /// state.
 unsafe extern "C" fn ap_entry(cpu: &Cpu) -> ! {
+    crate::cpu::reset_rflags();
     // A panic elsewhere may have begun stopping the machine before this CPU could take NMIs.
     if trap::stopping() {
         crate::cpu::halt_forever();

@@ -128,10 +128,24 @@ impl Probe {
     }
 
     /// Whether `[phys, phys + len)` lies inside one entry of type `ty`.
+    /// Whether `phys..phys + len` lies in memory of type `ty`, possibly across several
+    /// adjacent entries (the protocol never promises that neighbours of one type are merged).
     fn inside(&self, phys: u64, len: u64, ty: MemoryType) -> bool {
-        self.entries.iter().any(|e| {
-            e.entry_type == ty && e.base <= phys && phys.saturating_add(len) <= e.base + e.length
-        })
+        let end = phys.saturating_add(len);
+        let mut at = phys;
+        loop {
+            let Some(e) = self
+                .entries
+                .iter()
+                .find(|e| e.entry_type == ty && e.base <= at && at < e.base + e.length)
+            else {
+                return false;
+            };
+            at = e.base + e.length;
+            if at >= end {
+                return true;
+            }
+        }
     }
 
     /// The physical address of an HHDM pointer.
@@ -679,14 +693,17 @@ impl Probe {
             file.string,
             hal::boot::cmdline()
         );
+        // The protocol places responses "and associated data structures" in bootloader-
+        // reclaimable memory and the loaded kernel in EXECUTABLE_AND_MODULES memory; the raw
+        // file may be either (real Limine uses reclaimable memory, our loader the other
+        // unless strict), so the kernel must keep it across reclaim itself.
         let phys = file.address - self.hhdm;
+        let len = file.data.len() as u64;
         ensure!(
-            self.inside(
-                phys,
-                file.data.len() as u64,
-                MemoryType::EXECUTABLE_AND_MODULES
-            ),
-            "executable file not in EXECUTABLE_AND_MODULES memory"
+            self.inside(phys, len, MemoryType::EXECUTABLE_AND_MODULES)
+                || self.inside(phys, len, MemoryType::BOOTLOADER_RECLAIMABLE),
+            "executable file at {phys:#x}+{len:#x} is neither in EXECUTABLE_AND_MODULES nor in \
+             bootloader-reclaimable memory"
         );
         Ok(())
     }

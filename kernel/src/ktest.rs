@@ -70,6 +70,7 @@ pub const TESTS: &[Test] = &[
     ("mm-map-unmap", crate::mm::tests::map_unmap),
     ("smp-all-cpus-online", crate::smp::tests::all_cpus_online),
     ("smp-heap-concurrent", crate::smp::tests::heap_concurrent),
+    ("smp-smap-not-lifted", crate::smp::tests::smap_not_lifted),
     ("smp-log-concurrent", crate::smp::tests::log_from_all_cpus),
     (
         "smp-time-monotonic",

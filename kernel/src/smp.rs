@@ -168,6 +168,15 @@ pub mod tests {
         Ok(())
     }
 
+    /// No CPU runs the kernel with RFLAGS.AC set, whatever the loader left in RFLAGS (strict
+    /// mode sets it): AC would let supervisor code reach user pages despite SMAP.
+    pub fn smap_not_lifted() -> TestResult {
+        on_all(|cpu| {
+            let ac = hal::cpu::rflags() & hal::cpu::RFLAGS_AC != 0;
+            RESULTS[cpu].store(if ac { 2 } else { 1 }, Ordering::Release);
+        })
+    }
+
     /// All CPUs allocate, fill, check and free heap memory at the same time.
     pub fn heap_concurrent() -> TestResult {
         on_all(|cpu| {

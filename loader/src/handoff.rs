@@ -7,8 +7,8 @@
 //! into CS = 0x28, loads 0x30 into the data segments, and jumps to its own HHDM alias. From
 //! there it reloads the GDT with its HHDM address, zeroes PML4 entries 0..256 (dropping the
 //! identity map, as real Limine does), reloads CR3, switches to the HHDM stack, pushes a zero
-//! return address, zeroes every general-purpose register, sets RFLAGS to 0x2 and jumps to the
-//! kernel.
+//! return address, zeroes every general-purpose register, sets RFLAGS to 0x2 (strict mode: also AC) and jumps
+//! to the kernel.
 //!
 //! Control-register choice (base revision 3 leaves other bits to the loader): CR0 =
 //! PE | ET | WP | PG exactly; CR4 = PAE | OSFXSR | OSXMMEXCPT (SSE stays usable as under
@@ -48,6 +48,7 @@ const OFF_CR4: usize = 0xA0;
 const OFF_EFER: usize = 0xA8;
 const OFF_PAT: usize = 0xB0;
 const OFF_HAS_PAT: usize = 0xB8;
+const OFF_RFLAGS: usize = 0xC0;
 
 /// CR0 at entry (BSP and APs): PE | ET | WP | PG.
 pub const CR0: u64 = 1 | (1 << 4) | (1 << 16) | (1 << 31);
@@ -80,7 +81,12 @@ pub struct Params {
     pub nx: bool,
     /// Write the PAT MSR.
     pub pat: bool,
+    /// RFLAGS at entry: 0x2, plus [`crate::strict::ENTRY_RFLAGS_EXTRA`] in strict mode.
+    pub rflags: u64,
 }
+
+/// RFLAGS at entry outside strict mode: only the reserved bit 1.
+pub const RFLAGS: u64 = 0x2;
 
 /// Writes the GDT and the stub's parameters into the hand-off page.
 pub fn prepare(page: &mut Region, params: &Params) -> Result<(), Error> {
@@ -115,6 +121,7 @@ pub fn prepare(page: &mut Region, params: &Params) -> Result<(), Error> {
     put(OFF_EFER, &efer(params.nx).to_le_bytes())?;
     put(OFF_PAT, &PAT.to_le_bytes())?;
     put(OFF_HAS_PAT, &u64::from(params.pat).to_le_bytes())?;
+    put(OFF_RFLAGS, &params.rflags.to_le_bytes())?;
     Ok(())
 }
 
@@ -205,7 +212,7 @@ global_asm!(
     // Stack: zero return address, then the entry point and RFLAGS for popfq/ret.
     "push 0",
     "push qword ptr [r9 + {entry}]",
-    "push 2",
+    "push qword ptr [r9 + {rflags}]",
     "xor eax, eax",
     "xor ebx, ebx",
     "xor ecx, ecx",
@@ -236,4 +243,5 @@ global_asm!(
     idtr = const OFF_IDTR,
     hhdm = const OFF_HHDM,
     entry = const OFF_ENTRY,
+    rflags = const OFF_RFLAGS,
 );

@@ -13,6 +13,7 @@ use crate::{
     mem::Region,
     memory, mp, out, platform,
     responses::Pending,
+    strict,
     tables::{self, Identity},
 };
 
@@ -69,6 +70,9 @@ pub fn exit_and_enter(mut l: Launch<'_>) -> ! {
         Ok(entries) => entries,
         Err(e) => fail::after_exit(format_args!("{e}")),
     };
+    if strict::on() {
+        strict::poison_usable(entries);
+    }
     let pool_base = l.pool.base();
     let cr3 = match tables::build(
         l.pool.tables_mut(),
@@ -90,6 +94,11 @@ pub fn exit_and_enter(mut l: Launch<'_>) -> ! {
         entry: l.entry,
         nx: l.features.nx,
         pat: l.features.pat,
+        rflags: if strict::on() {
+            handoff::RFLAGS | strict::ENTRY_RFLAGS_EXTRA
+        } else {
+            handoff::RFLAGS
+        },
     };
     // The GDT goes in place first: APs load the same one.
     if let Err(e) = handoff::prepare(&mut l.handoff_page, &params) {

@@ -30,6 +30,7 @@ mod port;
 mod responses;
 mod run;
 mod serial;
+mod strict;
 mod tables;
 mod wants;
 

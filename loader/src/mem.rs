@@ -7,9 +7,12 @@
 
 use alloc::vec::Vec;
 
-use uefi::boot::{self, AllocateType, MemoryType};
+use uefi::{
+    boot::{self, AllocateType, MemoryType},
+    mem::memory_map::MemoryMap,
+};
 
-use crate::error::Error;
+use crate::{error::Error, strict};
 
 /// Size of a page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -134,6 +137,11 @@ impl Allocations {
         if align <= PAGE_SIZE {
             return self.pages(pages, kind, what);
         }
+        if let Some(base) = strict_placement(pages, align, u64::MAX)
+            && let Ok(region) = self.allocate(AllocateType::Address(base), pages, kind, what)
+        {
+            return Ok(region);
+        }
         let extra = align / PAGE_SIZE - 1;
         let total = pages
             .checked_add(extra)
@@ -161,8 +169,26 @@ impl Allocations {
         what: &'static str,
     ) -> Result<Region, Error> {
         let pages = pages.max(1);
-        let ptr = boot::allocate_pages(ty, MemoryType::LOADER_DATA, pages as usize)
-            .map_err(|_| Error::OutOfMemory { what, pages })?;
+        let limit = match ty {
+            AllocateType::AnyPages => Some(u64::MAX),
+            AllocateType::MaxAddress(max) => Some(max.saturating_add(1)),
+            AllocateType::Address(_) => None,
+        };
+        let placed = limit
+            .and_then(|limit| strict_placement(pages, PAGE_SIZE, limit))
+            .and_then(|base| {
+                boot::allocate_pages(
+                    AllocateType::Address(base),
+                    MemoryType::LOADER_DATA,
+                    pages as usize,
+                )
+                .ok()
+            });
+        let ptr = match placed {
+            Some(ptr) => ptr,
+            None => boot::allocate_pages(ty, MemoryType::LOADER_DATA, pages as usize)
+                .map_err(|_| Error::OutOfMemory { what, pages })?,
+        };
         self.record(ptr.as_ptr() as u64, pages, kind, what)
     }
 
@@ -201,6 +227,30 @@ impl Allocations {
             free(region.base, region.pages);
         }
     }
+}
+
+/// In strict mode, the highest `align`-aligned base of `pages` free pages that end at or below
+/// `limit`: the protocol promises no physical placement ("No specific physical memory
+/// placement is guaranteed"), so strict mode puts everything as high as memory goes, above
+/// 4 GiB when the machine has memory there. `None` outside strict mode or when nothing fits
+/// (the caller then lets the firmware choose).
+fn strict_placement(pages: u64, align: u64, limit: u64) -> Option<u64> {
+    if !strict::on() {
+        return None;
+    }
+    let bytes = pages.checked_mul(PAGE_SIZE)?;
+    let map = boot::memory_map(MemoryType::LOADER_DATA).ok()?;
+    map.entries()
+        .filter(|d| d.ty == MemoryType::CONVENTIONAL)
+        .filter_map(|d| {
+            let end = d
+                .phys_start
+                .checked_add(d.page_count.checked_mul(PAGE_SIZE)?)?
+                .min(limit);
+            let base = end.checked_sub(bytes)? & !(align - 1);
+            (base >= d.phys_start && base != 0).then_some(base)
+        })
+        .max()
 }
 
 fn free(base: u64, pages: u64) {

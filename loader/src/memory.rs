@@ -17,6 +17,7 @@ use crate::{
     error::Error,
     gop::Framebuffer,
     mem::{Allocations, Kind, Region, pages_for},
+    strict,
 };
 
 /// Pre-allocated homes for the memory maps.
@@ -91,7 +92,11 @@ pub fn prepare(
     // Worst case for the final map: today's descriptors, two per allocation (each may split a
     // free range), the allocations still to come, and slack for the firmware's own changes.
     let efi_count = efi_now.len() + 2 * allocs.regions().len() + 64;
-    let capacity = memmap::max_entries(efi_count, overlay_count + 8);
+    let mut capacity = memmap::max_entries(efi_count, overlay_count + 8);
+    if strict::on() {
+        // Room for [`memmap::split_for_strict`] to halve every entry.
+        capacity *= 2;
+    }
     let arena_bytes = capacity * (8 + MemmapEntry::SIZE) + 64;
     let region = allocs.pages(
         pages_for(arena_bytes as u64),
@@ -155,8 +160,12 @@ impl Prepared {
         let meta = final_map.meta();
         let raw =
             RawEfiMap::new(final_map.buffer(), meta.desc_size).map_err(FinishError::Convert)?;
-        let count = memmap::convert_iter_into(raw.regions(), overlays, &mut self.scratch)
+        let mut count = memmap::convert_iter_into(raw.regions(), overlays, &mut self.scratch)
             .map_err(FinishError::Convert)?;
+        if strict::on() {
+            count =
+                memmap::split_for_strict(&mut self.scratch, count).map_err(FinishError::Convert)?;
+        }
         for (entry, slot) in self.scratch[..count].iter().zip(&self.slots) {
             self.arena
                 .write(*slot, entry)

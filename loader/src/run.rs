@@ -1,4 +1,4 @@
-//! The boot sequence (brief §6): everything is read, loaded, answered and allocated while boot
+//! The boot sequence: everything is read, loaded, answered and allocated while boot
 //! services run; after ExitBootServices only pure work on pre-allocated memory remains.
 
 use alloc::{vec, vec::Vec};
@@ -19,6 +19,7 @@ use crate::{
     mem::{Allocations, Kind, pages_for},
     memory, modules, mp, out,
     responses::{self, Context, Responder},
+    strict,
     tables::{self, Identity},
     wants,
 };
@@ -38,6 +39,9 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     let loaded = conf::load(&mut volume)?;
     let config_path = loaded.path;
     out::set_verbose(loaded.config.verbose);
+    if loaded.config.strict {
+        strict::enable();
+    }
     let (entry, limine) = loaded
         .config
         .entry_to_boot()
@@ -53,14 +57,17 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
         .ok_or(Error::Internal("entry without path"))?;
     let kernel_path = conf::resolve(&volume, kernel_conf_path)?;
 
-    // Kernel file and image.
+    // Kernel file and image. The raw file is handed to the kernel (Executable File feature)
+    // but is not the loaded image; strict mode puts it in reclaimable memory, as real Limine
+    // does ("All responses and associated data structures are placed in bootloader-reclaimable
+    // memory regions").
+    let file_kind = if strict::on() {
+        Kind::Reclaimable
+    } else {
+        Kind::ExecutableAndModules
+    };
     let kernel_file = volume
-        .read_into_pages(
-            &kernel_path,
-            allocs,
-            Kind::ExecutableAndModules,
-            "kernel file",
-        )?
+        .read_into_pages(&kernel_path, allocs, file_kind, "kernel file")?
         .ok_or_else(|| Error::FileNotFound {
             what: "kernel",
             path: conf::display(kernel_conf_path),
@@ -85,7 +92,9 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     let (scan, revision, entry_point) = (&wants.scan, wants.revision, wants.entry);
 
     // HHDM base, randomised in 1 GiB steps within 32 TiB if configured.
-    let hhdm = if limine.randomise_hhdm() {
+    let hhdm = if strict::on() {
+        strict::HHDM_BASE
+    } else if limine.randomise_hhdm() {
         HHDM_BASE_4LVL + (kernel::random_u64(&features) % (32 * 1024)) * (1 << 30)
     } else {
         HHDM_BASE_4LVL

@@ -14,7 +14,7 @@ use crate::{
     bench,
     build::{self, Component, Profile},
     image, interrupt,
-    payload::{self, ModuleFile},
+    payload::{self, LoaderMode, ModuleFile},
     qemu::{self, Accel, GuestExit, Qemu, RunOptions, Serial},
     qmp, systest,
     watch::{self, Outcome},
@@ -27,6 +27,8 @@ Examples:
   cargo run -- --headless --smp 2 --memory 1G
   cargo run -- --cmdline 'log=debug'      boot with a kernel command line
   cargo run -- --gdb                      wait for GDB on localhost:1234
+  cargo run -- --loader-strict            our loader makes every open protocol choice against
+                                          the kernel (a kernel relying on luck fails)
   cargo run -- --headless --timeout 60    stop QEMU after 60 s (exit status 124)
   cargo run -- image --out evergreen.img  write a disk image for a USB stick
   cargo run -- test                       host unit tests + QEMU system tests
@@ -101,6 +103,10 @@ struct BuildArgs {
     /// Add FILE as a module under /boot/ (its module_cmdline is its file name); repeatable
     #[arg(long, value_name = "FILE")]
     module: Vec<PathBuf>,
+    /// Boot our loader in strict mode: every choice the Limine protocol leaves open is made
+    /// against the kernel (see loader/README.md); not with LIMINE_PATH
+    #[arg(long)]
+    loader_strict: bool,
 }
 
 impl BuildArgs {
@@ -257,6 +263,12 @@ fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
         .map(|p| ModuleFile::from_host_file(p))
         .collect::<Result<Vec<_>>>()?;
     let limine = payload::limine_from_env()?;
+    if args.loader_strict && limine.is_some() {
+        bail!(
+            "--loader-strict is a mode of our loader, but {} is set: unset it to use our loader",
+            payload::LIMINE_PATH_VAR
+        );
+    }
     let kernel_path = build::build(Component::Kernel, args.profile())?;
     // Our loader is only built when it goes into the image.
     let app = match limine {
@@ -265,7 +277,12 @@ fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
     };
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("reading {}", kernel_path.display()))?;
-    let spec = payload::standard_image(&app, kernel, &args.cmdline, &modules)?;
+    let mode = if args.loader_strict {
+        LoaderMode::Strict
+    } else {
+        LoaderMode::Normal
+    };
+    let spec = payload::standard_image_in(mode, &app, kernel, &args.cmdline, &modules)?;
     status!("writing image {} (boot loader: {})", show(out), app.source);
     image::write_image(&spec, out).with_context(|| format!("writing {}", out.display()))?;
     Ok(kernel_path)

@@ -28,6 +28,9 @@ pub struct BootEntry {
     /// `kaslr: yes`: let the loader slide a relocatable kernel. Evergreen's kernel is an
     /// `ET_EXEC`, on which the setting has no effect; only the PIE test kernel uses it.
     pub kaslr: bool,
+    /// `evergreen_strict: yes`: our loader's strict mode (`loader/README.md`); real Limine
+    /// ignores the option.
+    pub strict: bool,
 }
 
 /// Renders `entry` as the contents of `limine.conf`.
@@ -36,7 +39,11 @@ pub struct BootEntry {
 /// is rejected, as is a module file name that is not a plain file name.
 pub fn render(entry: &BootEntry) -> Result<String> {
     check_value("kernel command line", &entry.cmdline)?;
-    let mut out = String::from("timeout: 0\n\n/Evergreen\n");
+    let mut out = String::from("timeout: 0\n");
+    if entry.strict {
+        out.push_str("evergreen_strict: yes\n");
+    }
+    out.push_str("\n/Evergreen\n");
     out.push_str("    protocol: limine\n");
     out.push_str("    kernel_path: boot():/boot/kernel\n");
     if !entry.cmdline.is_empty() {
@@ -91,6 +98,7 @@ mod tests {
                 cmdline: "testmod size=3 fnv1a=0123456789abcdef".into(),
             }],
             kaslr: false,
+            strict: false,
         };
         let text = render(&entry).expect("valid entry");
         assert_eq!(
@@ -113,6 +121,21 @@ mod tests {
     }
 
     #[test]
+    fn strict_mode_is_a_global_option() {
+        let text = render(&BootEntry {
+            strict: true,
+            ..BootEntry::default()
+        })
+        .expect("valid entry");
+        assert!(
+            text.starts_with("timeout: 0\nevergreen_strict: yes\n\n/Evergreen\n"),
+            "{text}"
+        );
+        let normal = render(&BootEntry::default()).expect("valid entry");
+        assert!(!normal.contains("strict"), "{normal}");
+    }
+
+    #[test]
     fn empty_cmdline_is_left_out() {
         let text = render(&BootEntry::default()).expect("valid entry");
         assert!(!text.contains("cmdline"), "{text}");
@@ -132,7 +155,7 @@ mod tests {
                 file_name: "m".into(),
                 cmdline: "x\ry".into(),
             }],
-            kaslr: false,
+            ..BootEntry::default()
         };
         assert!(render(&entry).is_err());
     }
@@ -146,7 +169,7 @@ mod tests {
                     file_name: bad.into(),
                     cmdline: String::new(),
                 }],
-                kaslr: false,
+                ..BootEntry::default()
             };
             assert!(render(&entry).is_err(), "{bad:?} accepted");
         }

@@ -91,7 +91,30 @@ pub fn standard_image(
     cmdline: &str,
     modules: &[ModuleFile],
 ) -> Result<ImageSpec> {
+    standard_image_in(LoaderMode::Normal, app, kernel, cmdline, modules)
+}
+
+/// How our loader is asked to boot: normally, or in strict mode (`evergreen_strict: yes`),
+/// where it makes every choice the Limine protocol leaves open against the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoaderMode {
+    /// The loader's usual choices.
+    #[default]
+    Normal,
+    /// Strict mode (`loader/README.md`, "Strict mode").
+    Strict,
+}
+
+/// [`standard_image`] with the loader mode spelled out.
+pub fn standard_image_in(
+    mode: LoaderMode,
+    app: &EfiApp,
+    kernel: Vec<u8>,
+    cmdline: &str,
+    modules: &[ModuleFile],
+) -> Result<ImageSpec> {
     let entry = BootEntry {
+        strict: mode == LoaderMode::Strict,
         cmdline: cmdline.to_owned(),
         modules: modules
             .iter()

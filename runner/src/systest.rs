@@ -25,7 +25,7 @@ use crate::{
     config::{self, BootEntry},
     image::{self, ImageSpec},
     interrupt,
-    payload::{self, EfiApp, ModuleFile},
+    payload::{self, EfiApp, LoaderMode, ModuleFile},
     qemu::{self, GuestExit, Qemu, RunOptions},
     testdata::TestModule,
     watch::{self, Outcome},
@@ -345,19 +345,72 @@ pub struct SuiteOptions {
     pub skip_lint: bool,
 }
 
-/// The cases `filter` selects.
-pub fn select(filter: Option<&str>) -> Vec<Case> {
-    CASES
-        .iter()
-        .copied()
-        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+/// One run of a case: the case, and the mode our loader boots it in.
+///
+/// Every case that boots the normal kernel also runs with our loader in strict mode, named
+/// `<case>[strict]`: wherever the Limine protocol leaves a choice open, the loader then makes
+/// the one least convenient for the kernel, so a kernel that leans on an unpromised detail
+/// fails here.
+#[derive(Clone, Copy, Debug)]
+pub struct Test {
+    /// What is checked.
+    pub case: Case,
+    /// How the loader boots it.
+    pub mode: LoaderMode,
+}
+
+impl Test {
+    /// The name used by `--filter`, the PASS/FAIL line and the log file.
+    pub fn name(&self) -> String {
+        match self.mode {
+            LoaderMode::Normal => self.case.name.to_owned(),
+            LoaderMode::Strict => format!("{}[strict]", self.case.name),
+        }
+    }
+}
+
+impl Case {
+    /// Whether the case boots the normal kernel through a loader that may be strict: loader
+    /// error cases test our loader's refusals and PIE cases its relocation of another kernel.
+    fn runs_strict(&self) -> bool {
+        match self.kind {
+            Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
+                true
+            }
+            Kind::LoaderError(_) | Kind::Pie(_) => false,
+        }
+    }
+}
+
+/// Every test in the order they run: all cases, then the strict-mode runs.
+pub fn all_tests() -> Vec<Test> {
+    let normal = CASES.iter().map(|&case| Test {
+        case,
+        mode: LoaderMode::Normal,
+    });
+    let strict = CASES.iter().filter(|c| c.runs_strict()).map(|&case| Test {
+        case,
+        mode: LoaderMode::Strict,
+    });
+    normal.chain(strict).collect()
+}
+
+/// The tests whose name contains `filter`.
+pub fn select(filter: Option<&str>) -> Vec<Test> {
+    all_tests()
+        .into_iter()
+        .filter(|t| filter.is_none_or(|f| t.name().contains(f)))
         .collect()
 }
 
-/// Prints the cases, one a line.
+/// Prints the tests, one a line.
 pub fn list() {
-    for case in CASES {
-        println!("{:<16} {}", case.name, case.about);
+    for test in all_tests() {
+        let about = match test.mode {
+            LoaderMode::Normal => test.case.about.to_owned(),
+            LoaderMode::Strict => format!("{}; our loader in strict mode", test.case.about),
+        };
+        println!("{:<24} {about}", test.name());
     }
 }
 
@@ -404,24 +457,25 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
     }
 
     let ctx = prepare(opts, &cases)?;
-    for case in cases {
+    for test in cases {
+        let name = test.name();
         if interrupt::interrupted() {
             status!("interrupted: skipping the remaining tests");
-            results.push((case.name.into(), false));
+            results.push((name, false));
             continue;
         }
-        status!("system test {}: {}", case.name, case.about);
+        status!("system test {name}: {}", test.case.about);
         let start = Instant::now();
-        let log = ctx.logs.join(format!("{}.log", case.name));
-        match run_case(&ctx, case, &log) {
+        let log = ctx.logs.join(format!("{name}.log"));
+        match run_case(&ctx, test, &log) {
             Ok(note) => {
-                println!("test {} ... PASS ({:.1} s){note}", case.name, secs(start));
-                results.push((case.name.into(), true));
+                println!("test {name} ... PASS ({:.1} s){note}", secs(start));
+                results.push((name, true));
             }
             Err(e) => {
-                println!("test {} ... FAIL ({:.1} s): {e:#}", case.name, secs(start));
+                println!("test {name} ... FAIL ({:.1} s): {e:#}", secs(start));
                 print_log_tail(&log);
-                results.push((case.name.into(), false));
+                results.push((name, false));
             }
         }
     }
@@ -448,7 +502,7 @@ fn secs(start: Instant) -> f64 {
 
 /// Builds the boot components (and the PIE test kernels if a selected case needs them) and
 /// finds QEMU.
-fn prepare(opts: &SuiteOptions, cases: &[Case]) -> Result<Suite> {
+fn prepare(opts: &SuiteOptions, cases: &[Test]) -> Result<Suite> {
     let qemu = Qemu::locate()?;
     status!("using {} with {}", qemu.binary.display(), qemu.firmware);
     let artifacts = build::build_all(opts.profile)?;
@@ -460,8 +514,8 @@ fn prepare(opts: &SuiteOptions, cases: &[Case]) -> Result<Suite> {
         status!("positive tests boot {}", limine.source);
     }
     let mut pie = Vec::new();
-    for case in cases {
-        if let Kind::Pie(relocs) = case.kind
+    for test in cases {
+        if let Kind::Pie(relocs) = test.case.kind
             && !pie.iter().any(|(r, _)| *r == relocs)
         {
             let built = build::build_pie_kernel(relocs)
@@ -491,9 +545,10 @@ fn prepare(opts: &SuiteOptions, cases: &[Case]) -> Result<Suite> {
 }
 
 /// Runs one case; `Ok` carries a note for the PASS line.
-fn run_case(ctx: &Suite, case: Case, log: &Path) -> Result<String> {
-    let image_path = ctx.images.join(format!("{}.img", case.name));
-    let (spec, mut opts) = case_setup(ctx, case)?;
+fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
+    let case = test.case;
+    let image_path = ctx.images.join(format!("{}.img", test.name()));
+    let (spec, mut opts) = case_setup(ctx, test)?;
     image::write_image(&spec, &image_path)
         .with_context(|| format!("writing {}", image_path.display()))?;
     opts.image = image_path.clone();
@@ -518,11 +573,24 @@ fn run_case(ctx: &Suite, case: Case, log: &Path) -> Result<String> {
 }
 
 /// The image and QEMU options of a case (image path and serial are filled in by the caller).
-fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
+fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
     let mut opts = RunOptions::headless(PathBuf::new(), PathBuf::new());
-    let positive_app = ctx.limine.as_ref().unwrap_or(&ctx.loader);
-    let spec = match case.kind {
-        Kind::Boot => payload::standard_image(positive_app, ctx.kernel.clone(), "test=boot", &[])?,
+    // Strict mode is our loader's; the normal runs boot real Limine when it is given.
+    let positive_app = match test.mode {
+        LoaderMode::Normal => ctx.limine.as_ref().unwrap_or(&ctx.loader),
+        LoaderMode::Strict => &ctx.loader,
+    };
+    let standard = |cmdline: &str, modules: &[ModuleFile]| {
+        payload::standard_image_in(
+            test.mode,
+            positive_app,
+            ctx.kernel.clone(),
+            cmdline,
+            modules,
+        )
+    };
+    let spec = match test.case.kind {
+        Kind::Boot => standard("test=boot", &[])?,
         Kind::Conformance => {
             opts.smp = 2;
             opts.memory_mib = 1024;
@@ -532,25 +600,18 @@ fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
                 cmdline: module.cmdline(),
                 data: module.data,
             };
-            payload::standard_image(
-                positive_app,
-                ctx.kernel.clone(),
-                "test=conformance cpus=2",
-                &[file],
-            )?
+            standard("test=conformance cpus=2", &[file])?
         }
         Kind::LoaderError(broken) => broken_image(ctx, broken)?,
         Kind::Kernel(run) => {
             opts.smp = run.smp;
             opts.memory_mib = run.memory_mib;
             opts.machine = run.machine.iter().map(|p| (*p).to_owned()).collect();
-            payload::standard_image(positive_app, ctx.kernel.clone(), run.cmdline, &[])?
+            standard(run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
         // The normal boot: no test, the kernel ends in its echo loop.
-        Kind::Input(_) | Kind::Screen => {
-            payload::standard_image(positive_app, ctx.kernel.clone(), "", &[])?
-        }
+        Kind::Input(_) | Kind::Screen => standard("", &[])?,
     };
     Ok((spec, opts))
 }
@@ -994,10 +1055,11 @@ mod tests {
 
     #[test]
     fn case_names_are_unique() {
-        let mut names: Vec<_> = CASES.iter().map(|c| c.name).collect();
+        let mut names: Vec<_> = all_tests().iter().map(Test::name).collect();
+        let count = names.len();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), CASES.len());
+        assert_eq!(names.len(), count);
     }
 
     #[test]
@@ -1022,16 +1084,38 @@ mod tests {
     }
 
     #[test]
+    fn every_case_booting_the_normal_kernel_also_runs_strict() {
+        let strict: Vec<String> = all_tests()
+            .iter()
+            .filter(|t| t.mode == LoaderMode::Strict)
+            .map(Test::name)
+            .collect();
+        for case in CASES {
+            let boots_kernel = !matches!(case.kind, Kind::LoaderError(_) | Kind::Pie(_));
+            let name = format!("{}[strict]", case.name);
+            assert_eq!(strict.contains(&name), boots_kernel, "{name}");
+        }
+        assert!(strict.iter().any(|n| n == "kernel-tests[strict]"));
+    }
+
+    #[test]
     fn filter_selects_by_substring() {
-        assert_eq!(select(None).len(), CASES.len());
-        let names: Vec<_> = select(Some("bad")).iter().map(|c| c.name).collect();
-        assert_eq!(names, ["bad-elf", "bad-config"]);
-        let names: Vec<_> = select(Some("pie")).iter().map(|c| c.name).collect();
-        assert_eq!(names, ["pie-kaslr", "pie-relr"]);
-        let names: Vec<_> = select(Some("input")).iter().map(|c| c.name).collect();
-        assert_eq!(names, ["input-serial", "input-keyboard"]);
-        let names: Vec<_> = select(Some("screen")).iter().map(|c| c.name).collect();
-        assert_eq!(names, ["screen"]);
+        let names =
+            |filter| -> Vec<String> { select(Some(filter)).iter().map(Test::name).collect() };
+        assert_eq!(select(None).len(), all_tests().len());
+        assert_eq!(names("bad"), ["bad-elf", "bad-config"]);
+        assert_eq!(names("pie"), ["pie-kaslr", "pie-relr"]);
+        assert_eq!(
+            names("input"),
+            [
+                "input-serial",
+                "input-keyboard",
+                "input-serial[strict]",
+                "input-keyboard[strict]"
+            ]
+        );
+        assert_eq!(names("screen"), ["screen", "screen[strict]"]);
+        assert_eq!(names("conformance[strict]"), ["conformance[strict]"]);
         assert!(select(Some("nothing")).is_empty());
     }
 }

@@ -7,7 +7,11 @@
 //! - [`Frame`]: an owned frame readable and writable through the HHDM, freed on drop;
 //! - hal itself (page tables, heap, stacks), which safe code cannot free at all.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use alloc::vec::Vec;
+use core::{
+    ops::Range,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 pub use frames::Error as FrameError;
 use frames::{FrameAllocator, Owner};
@@ -112,23 +116,52 @@ pub fn reclaim_bootloader_memory() -> Result<u64, FrameError> {
         // Still in use: report the stack's frame as not releasable.
         return Err(FrameError::NotReserved(rsp & !(PAGE_SIZE - 1)));
     }
+    // The files the kernel keeps using (its own ELF for symbols, the modules) may live in
+    // reclaimable memory: their records are copied and their pages stay reserved.
+    crate::boot::preserve();
+    let kept = crate::boot::preserved_file_pages();
     // The memory map itself lives in reclaimable memory: hold the lock (so nothing can be
     // handed out and overwritten) until the last entry has been read.
     let mut guard = locked();
     let frames = guard.as_mut().ok_or(FrameError::NotManaged(0))?;
-    let mut total = 0;
+    let (mut total, mut held) = (0, 0);
     for entry in reclaimable() {
         // The same clipping as at set-up: frame 0 was never handed to the allocator.
         let start = entry.base.max(PAGE_SIZE);
-        total += frames.release_reserved(start..(entry.base + entry.length).max(start))?;
+        let end = (entry.base + entry.length).max(start);
+        for piece in subtract(start..end, &kept) {
+            total += frames.release_reserved(piece)?;
+        }
+        held += kept
+            .iter()
+            .map(|k| k.end.min(end).saturating_sub(k.start.max(start)))
+            .sum::<u64>();
     }
     RECLAIMED.store(true, Ordering::Release);
     drop(guard);
     log::info!(
-        "mm: reclaimed {} KiB of bootloader memory",
-        total * PAGE_SIZE / 1024
+        "mm: reclaimed {} KiB of bootloader memory ({} KiB kept: boot files in it)",
+        total * PAGE_SIZE / 1024,
+        held / 1024
     );
     Ok(total)
+}
+
+/// The parts of `range` outside every range of `holes`, in order.
+fn subtract(range: Range<u64>, holes: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut pieces = alloc::vec![range];
+    for hole in holes {
+        pieces = pieces
+            .into_iter()
+            .flat_map(|p| {
+                let below = p.start..p.end.min(hole.start);
+                let above = p.start.max(hole.end)..p.end;
+                [below, above]
+            })
+            .filter(|p| p.start < p.end)
+            .collect();
+    }
+    pieces
 }
 
 /// A 4 KiB physical frame this value owns, readable and writable through the HHDM; freed

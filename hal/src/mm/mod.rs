@@ -122,7 +122,7 @@ pub fn phys_to_virt(phys: u64) -> u64 {
 }
 
 /// The HHDM offset.
-fn hhdm_offset() -> u64 {
+pub(crate) fn hhdm_offset() -> u64 {
     match HHDM_OFFSET.load(Ordering::Relaxed) {
         0 => {
             let offset = crate::boot::responses()

@@ -404,5 +404,14 @@ pub fn bootloader_memory_reclaimed() -> TestResult {
         file.is_some_and(|f| f.data.starts_with(b"\x7fELF") && f.path.ends_with("kernel")),
         "the kernel's ELF file record was lost"
     );
+    // The symbol table sits at the far end of the file from its header: both survive.
+    let here = bootloader_memory_reclaimed as fn() -> TestResult as usize as u64;
+    let name = crate::symbols::lookup(here)
+        .map(|s| alloc::format!("{s}"))
+        .unwrap_or_default();
+    check!(
+        name.contains("bootloader_memory_reclaimed"),
+        "symbols no longer resolve after reclaim: {here:#x} gives {name:?}"
+    );
     Ok(())
 }

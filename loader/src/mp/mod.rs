@@ -258,16 +258,25 @@ pub fn finish(
         if let Some(mut page) = plan.trampoline.take() {
             start::start_all(plan, &mut page, boot, &pending.infos, &mut pending.running);
         }
-        // Running CPUs first, in MADT order; the unused tail of the array is zeroed.
-        pending.scratch.clear();
-        pending.scratch.extend(
+        // Running CPUs first, in MADT order; the unused tail of the array is zeroed. Strict
+        // mode lists the BSP last: the protocol says only that the array "includes the
+        // bootstrap processor", not where.
+        let listed = |bsp: Option<bool>| {
             pending
                 .infos
                 .iter()
                 .zip(&pending.running)
-                .filter(|(_, running)| **running)
-                .map(|(info, _)| *info),
-        );
+                .zip(&plan.cpus)
+                .filter(move |((_, running), cpu)| **running && bsp.is_none_or(|b| cpu.bsp == b))
+                .map(|((info, _), _)| *info)
+        };
+        pending.scratch.clear();
+        if crate::strict::on() {
+            pending.scratch.extend(listed(Some(false)));
+            pending.scratch.extend(listed(Some(true)));
+        } else {
+            pending.scratch.extend(listed(None));
+        }
         let count = pending.scratch.len();
         pending.scratch.resize(pending.infos.len(), 0);
         arena

@@ -62,6 +62,7 @@ pub(super) fn image(ctx: &Suite, relocs: PieRelocs) -> Result<ImageSpec> {
             cmdline: "config".into(),
         }],
         kaslr: true,
+        ..BootEntry::default()
     })?;
     Ok(ImageSpec::new(ctx.loader.data.clone(), conf, kernel)
         .with_file(format!("boot/{INTERNAL_MODULE}"), b"internal\n".to_vec())

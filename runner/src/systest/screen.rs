@@ -34,8 +34,8 @@ pub(super) fn run(ctx: &Suite, opts: &RunOptions, log: &Path) -> Result<String> 
     let deadline = Instant::now() + ctx.timeout;
     let sockets = tempfile::tempdir().context("creating a directory for the QMP socket")?;
     let socket = sockets.path().join("qmp.sock");
-    let png = std::path::absolute(ctx.logs.join("screen.png"))
-        .context("resolving the screendump path")?;
+    let png =
+        std::path::absolute(log.with_extension("png")).context("resolving the screendump path")?;
     if png.exists() {
         fs::remove_file(&png).with_context(|| format!("removing the old {}", png.display()))?;
     }

@@ -36,6 +36,10 @@ pub struct Config {
     pub verbose: bool,
     /// `quiet: yes`.
     pub quiet: bool,
+    /// `evergreen_strict: yes`: Evergreen's loader makes, wherever the Limine protocol leaves
+    /// a choice open, the one least convenient for the kernel (see `loader/README.md`).
+    /// Real Limine ignores the option.
+    pub strict: bool,
     /// Every entry in file order; `depth` gives the nesting.
     pub entries: Vec<Entry>,
 }
@@ -551,6 +555,7 @@ fn apply_global(cfg: &mut Config, key: &str, value: &str) -> Result<bool, Config
         "serial" => cfg.serial = parse_bool(key, value)?,
         "verbose" => cfg.verbose = parse_bool(key, value)?,
         "quiet" => cfg.quiet = parse_bool(key, value)?,
+        "evergreen_strict" => cfg.strict = parse_bool(key, value)?,
         _ if IGNORED_GLOBALS.contains(&key) => {}
         _ if IGNORED_GLOBAL_PREFIXES.iter().any(|p| key.starts_with(p)) => {}
         _ => return Ok(false),
@@ -575,6 +580,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         serial: false,
         verbose: false,
         quiet: false,
+        strict: false,
         entries: Vec::new(),
     };
     let mut current: Option<RawEntry> = None;

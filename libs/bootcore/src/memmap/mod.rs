@@ -312,6 +312,59 @@ fn align_entries(entries: &mut [MemmapEntry]) -> usize {
     kept
 }
 
+/// Strict mode: splits every USABLE and BOOTLOADER_RECLAIMABLE entry of two pages or more in
+/// two, at a page boundary that is not 2 MiB aligned, so the map has adjacent entries of the
+/// same type and runs that do not start on large-page boundaries. The protocol promises only
+/// that such entries are sorted, 4 KiB aligned and disjoint ("Memory Map Feature"), never
+/// that neighbours are merged. Works in place in `out[..count]`; returns the new count, or
+/// `TooManyEntries` when `out` cannot hold the halves (nothing is changed then).
+pub fn split_for_strict(out: &mut [MemmapEntry], count: usize) -> Result<usize, MemmapError> {
+    let splits = |e: &MemmapEntry| {
+        (e.ty == mt::USABLE || e.ty == mt::BOOTLOADER_RECLAIMABLE) && e.length >= 2 * PAGE_SIZE
+    };
+    let count = count.min(out.len());
+    let extra = out[..count].iter().filter(|e| splits(e)).count();
+    let total = count + extra;
+    if total > out.len() {
+        return Err(MemmapError::TooManyEntries {
+            capacity: out.len(),
+        });
+    }
+    // From the back, so every entry moves only into slots already read.
+    let mut to = total;
+    for from in (0..count).rev() {
+        let e = out[from];
+        if splits(&e) {
+            let mut cut = e.base + (e.length / PAGE_SIZE / 2) * PAGE_SIZE;
+            if cut.is_multiple_of(LARGE_PAGE) {
+                cut += PAGE_SIZE;
+            }
+            if cut >= e.base + e.length {
+                cut = e.base + PAGE_SIZE;
+            }
+            to -= 1;
+            out[to] = MemmapEntry {
+                base: cut,
+                length: e.base + e.length - cut,
+                ty: e.ty,
+            };
+            to -= 1;
+            out[to] = MemmapEntry {
+                base: e.base,
+                length: cut - e.base,
+                ty: e.ty,
+            };
+        } else {
+            to -= 1;
+            out[to] = e;
+        }
+    }
+    Ok(total)
+}
+
+/// 2 MiB, the size of a large page.
+const LARGE_PAGE: u64 = 2 << 20;
+
 /// [`convert_into`] into a fresh vector (allocates; for use before ExitBootServices/tests).
 pub fn convert(efi: &[EfiRegion], overlays: &[Overlay]) -> Result<Vec<MemmapEntry>, MemmapError> {
     let mut out = alloc::vec![MemmapEntry::default(); max_entries(efi.len(), overlays.len())];

@@ -464,3 +464,50 @@ fn random_maps_convert_like_the_model() {
         "both outcomes exercised ({conflicts})"
     );
 }
+
+#[test]
+fn strict_split_halves_usable_and_reclaimable_runs() {
+    let mut out = vec![MemmapEntry::default(); 8];
+    out[0] = entry(0, 0x1000, mt::USABLE); // one page: kept whole
+    out[1] = entry(0x1000, 0x9f000, mt::USABLE);
+    out[2] = entry(0xa0000, 0x60000, mt::RESERVED); // not split
+    out[3] = entry(0x20_0000, 0x40_0000, mt::BOOTLOADER_RECLAIMABLE); // half point 2 MiB aligned
+    let n = split_for_strict(&mut out, 4).expect("room");
+    assert_eq!(n, 6);
+    let got = &out[..n];
+    assert_eq!(got[0], entry(0, 0x1000, mt::USABLE));
+    assert_eq!(got[1], entry(0x1000, 0x4f000, mt::USABLE));
+    assert_eq!(got[2], entry(0x50000, 0x50000, mt::USABLE));
+    assert_eq!(got[3], entry(0xa0000, 0x60000, mt::RESERVED));
+    // The cut avoids the 2 MiB boundary at 0x400000.
+    assert_eq!(
+        got[4],
+        entry(0x20_0000, 0x20_1000, mt::BOOTLOADER_RECLAIMABLE)
+    );
+    assert_eq!(
+        got[5],
+        entry(0x40_1000, 0x1f_f000, mt::BOOTLOADER_RECLAIMABLE)
+    );
+    // Still sorted, aligned, disjoint and covering the same bytes.
+    for pair in got.windows(2) {
+        assert!(pair[0].base + pair[0].length <= pair[1].base);
+    }
+    assert!(
+        got.iter()
+            .all(|e| e.base % P == 0 && e.length % P == 0 && e.length > 0)
+    );
+}
+
+#[test]
+fn strict_split_refuses_without_room_and_changes_nothing() {
+    let mut out = vec![
+        entry(0x1000, 0x2000, mt::USABLE),
+        entry(0x4000, 0x2000, mt::USABLE),
+    ];
+    let before = out.clone();
+    assert!(matches!(
+        split_for_strict(&mut out, 2),
+        Err(MemmapError::TooManyEntries { capacity: 2 })
+    ));
+    assert_eq!(out, before);
+}
