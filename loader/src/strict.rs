@@ -43,23 +43,37 @@ pub const ENTRY_RFLAGS_EXTRA: u64 = 1 << 18;
 /// memory is zeroed, so a kernel that uses a fresh frame without clearing it sees this.
 pub const POISON: u8 = 0xa5;
 
-/// Fills every USABLE range of the final memory map with [`POISON`]. Runs after
-/// ExitBootServices on the firmware's page tables, which identity-map all memory.
+/// How much usable memory [`poison_usable`] fills whole; beyond it, only the first
+/// [`POISON_HEAD`] bytes of every page (filling 5 GiB whole costs half a minute under TCG).
+pub const POISON_WHOLE_BUDGET: u64 = 1 << 30;
+
+/// The bytes at the start of each page poisoned beyond the budget.
+pub const POISON_HEAD: usize = 64;
+
+/// Fills usable memory with [`POISON`]: whole pages up to [`POISON_WHOLE_BUDGET`], then the
+/// first [`POISON_HEAD`] bytes of every further page. Runs after ExitBootServices on the
+/// firmware's page tables, which identity-map all memory.
 pub fn poison_usable(entries: &[MemmapEntry]) {
+    let mut whole_left = POISON_WHOLE_BUDGET;
     for e in entries.iter().filter(|e| e.ty == memmap_type::USABLE) {
         // Page 0 stays as it is: a null pointer cannot be written through in Rust.
-        let base = e.base.max(0x1000);
-        let Some(len) = (e.base + e.length)
-            .checked_sub(base)
-            .and_then(|l| usize::try_from(l).ok())
-        else {
-            continue;
-        };
-        // SAFETY: USABLE entries are EFI conventional memory (boot-services memory, where the
-        // loader's stack still lives, is reported bootloader-reclaimable), so after
-        // ExitBootServices nothing owns them: no loader allocation, no firmware data. The
-        // firmware's page tables, still active, identity-map all memory, so `base` (never 0)
-        // is a valid pointer to `len` writable bytes.
-        unsafe { core::ptr::write_bytes(base as *mut u8, POISON, len) };
+        let mut page = e.base.max(PAGE);
+        while page < e.base + e.length {
+            let len = if whole_left > 0 {
+                whole_left -= PAGE;
+                PAGE as usize
+            } else {
+                POISON_HEAD
+            };
+            // SAFETY: USABLE entries are EFI conventional memory (boot-services memory, where
+            // the loader's stack still lives, is reported bootloader-reclaimable), so after
+            // ExitBootServices nothing owns them: no loader allocation, no firmware data. The
+            // firmware's page tables, still active, identity-map all memory, so `page` (never
+            // 0, page aligned, inside the entry) points to `len` <= 4096 writable bytes.
+            unsafe { core::ptr::write_bytes(page as *mut u8, POISON, len) };
+            page += PAGE;
+        }
     }
 }
+
+const PAGE: u64 = 4096;

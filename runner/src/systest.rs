@@ -151,6 +151,19 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "memory-above-4g",
+        about: "with 5 GiB, memory above 4 GiB is mapped and used (strict: the kernel lives there)",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=kernel:mm-",
+            smp: 2,
+            memory_mib: 5 * 1024,
+            exit: GuestExit::Success,
+            expect: &["ktest: ", " 0 failed", "2 CPU(s) online"],
+            extra: Some(check_memory_above_4g),
+            machine: &[],
+        }),
+    },
+    Case {
         name: "panic-stops-cpus",
         about: "a panic stops every other CPU (test=panic; 4 CPUs)",
         kind: Kind::Kernel(KernelRun {
@@ -766,6 +779,22 @@ pub fn check_kernel_log(lines: &[String], expect: &[&str]) -> Result<String, Str
         .find(|l| l.contains("ktest: "))
         .map(|l| l.trim());
     Ok(summary.map(|s| format!(": {s}")).unwrap_or_default())
+}
+
+/// The `memory-above-4g` check: the boot summary counts more than 4 GiB of usable memory, so
+/// the kernel took the memory above 4 GiB into its map.
+pub fn check_memory_above_4g(lines: &[String], _cpus: u8) -> Result<(), String> {
+    let usable = lines
+        .iter()
+        .find_map(|l| {
+            let rest = &l[l.find("memory: ")? + "memory: ".len()..];
+            rest.split_once(" MiB usable")?.0.trim().parse::<u64>().ok()
+        })
+        .ok_or("no `memory: N MiB usable` summary line")?;
+    if usable <= 4096 {
+        return Err(format!("only {usable} MiB usable of a 5 GiB machine"));
+    }
+    Ok(())
 }
 
 /// Lines each CPU logs in the kernel's `smp-log-concurrent` test.
