@@ -1066,6 +1066,18 @@ mod tests {
     }
 
     #[test]
+    fn memory_above_4g_needs_more_than_4_gib_usable() {
+        let summary = |mib: u64| {
+            lines(&format!(
+                "[ 0.0 0] [INFO ] memory: {mib} MiB usable, 44 MiB bootloader-reclaimable"
+            ))
+        };
+        assert_eq!(check_memory_above_4g(&summary(5000), 2), Ok(()));
+        assert!(check_memory_above_4g(&summary(3000), 2).is_err_and(|e| e.contains("3000")));
+        assert!(check_memory_above_4g(&lines("nothing"), 2).is_err());
+    }
+
+    #[test]
     fn truncated_elf_cuts_its_program_headers() {
         let elf = truncated_elf();
         assert_eq!(&elf[..4], b"\x7fELF");
