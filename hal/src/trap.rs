@@ -206,8 +206,10 @@ pub fn init_this_cpu() {
     unsafe { lidt(&pointer) };
 }
 
-/// A device-interrupt or IPI handler.
-pub type Handler = fn(&mut TrapFrame);
+/// A device-interrupt or IPI handler. It sees the interrupted context's registers but cannot
+/// change them: the frame belongs to kernel code, and a rewritten `rip`, `rsp` or `cs` would
+/// make `iretq` jump anywhere. (Mutable register state will exist only for user contexts.)
+pub type Handler = fn(&TrapFrame);
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 static EOI: AtomicUsize = AtomicUsize::new(0);
@@ -215,15 +217,48 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 static STOPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs `handler` for `vector` (>= 32) on every CPU.
-///
-/// # Panics
-/// If `vector` is an exception vector (< 32).
-pub fn register(vector: u8, handler: Handler) {
-    assert!(
-        vector >= FIRST_IRQ_VECTOR,
-        "vector {vector} is a CPU exception"
-    );
+/// Vectors whose handlers hal installs itself and the rest of the kernel may not replace:
+/// hal's own safety rests on them (a TLB shootdown that is never served leaves stale
+/// mappings of freed frames).
+const HAL_VECTORS: [u8; 3] = [
+    vectors::TLB_SHOOTDOWN,
+    vectors::APIC_ERROR,
+    vectors::SPURIOUS,
+];
+
+/// Why [`register`] refused a vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Vectors below 32 are CPU exceptions, handled by hal.
+    Exception(u8),
+    /// hal handles this vector itself.
+    Reserved(u8),
+}
+
+impl core::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Exception(v) => write!(f, "vector {v} is a CPU exception"),
+            Self::Reserved(v) => write!(f, "vector {v:#x} is handled by hal"),
+        }
+    }
+}
+
+/// Installs `handler` for `vector` on every CPU: a device interrupt or IPI vector (32 and
+/// up) that hal does not handle itself.
+pub fn register(vector: u8, handler: Handler) -> Result<(), RegisterError> {
+    if vector < FIRST_IRQ_VECTOR {
+        return Err(RegisterError::Exception(vector));
+    }
+    if HAL_VECTORS.contains(&vector) {
+        return Err(RegisterError::Reserved(vector));
+    }
+    HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
+    Ok(())
+}
+
+/// [`register`] for hal's own vectors.
+pub(crate) fn register_hal(vector: u8, handler: Handler) {
     HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
 }
 
@@ -366,7 +401,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             if handler != 0 {
                 // SAFETY: only `register` stores here, and it stores a `Handler`.
                 let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
-                handler(frame);
+                handler(&*frame);
             } else if vector != usize::from(SPURIOUS_VECTOR) {
                 log::warn!("unexpected interrupt on vector {vector}");
             }

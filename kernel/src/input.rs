@@ -143,11 +143,11 @@ fn drain_com1() {
     hal::serial::drain_received(64, |byte| push_bytes(&[byte]));
 }
 
-fn on_keyboard(_frame: &mut TrapFrame) {
+fn on_keyboard(_frame: &TrapFrame) {
     drain_keyboard();
 }
 
-fn on_com1(_frame: &mut TrapFrame) {
+fn on_com1(_frame: &TrapFrame) {
     drain_com1();
 }
 
@@ -187,8 +187,12 @@ pub fn init() {
         log::info!("input: the firmware reports no 8042 keyboard controller");
         false
     };
-    trap::register(vectors::KEYBOARD, on_keyboard);
-    trap::register(vectors::COM1, on_com1);
+    for (vector, handler) in [
+        (vectors::KEYBOARD, on_keyboard as trap::Handler),
+        (vectors::COM1, on_com1),
+    ] {
+        trap::register(vector, handler).expect("the keyboard and COM1 vectors are the kernel's");
+    }
     hal::serial::enable_receive_interrupt();
     let bsp = hal::apic::id();
     let mut routed = true;

@@ -16,7 +16,7 @@ static PINGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Whether the local APIC works (else no timer tick and no IPIs).
 static APIC_UP: AtomicBool = AtomicBool::new(false);
 
-fn on_ping(_frame: &mut TrapFrame) {
+fn on_ping(_frame: &TrapFrame) {
     if let Some(count) = PINGS.get(hal::percpu::current_index()) {
         count.fetch_add(1, Ordering::Relaxed);
     }
@@ -45,8 +45,12 @@ pub fn init_bsp() {
             return;
         }
     };
-    trap::register(vectors::TIMER, crate::time::on_tick);
-    trap::register(vectors::PING, on_ping);
+    for (vector, handler) in [
+        (vectors::TIMER, crate::time::on_tick as trap::Handler),
+        (vectors::PING, on_ping),
+    ] {
+        trap::register(vector, handler).expect("the timer and ping vectors are the kernel's");
+    }
     if let Err(error) = hal::apic::init_this_cpu() {
         log::warn!("irq: cpu 0: {error}");
         return;
@@ -113,6 +117,30 @@ pub fn wait_until(timeout_ns: u64, mut condition: impl FnMut() -> bool) -> bool 
 pub mod tests {
     use super::pings;
     use crate::{check, ktest::TestResult};
+
+    /// hal refuses handlers for CPU exceptions and for the vectors it serves itself (the TLB
+    /// shootdown, APIC error and spurious vectors); the shootdown still works afterwards.
+    pub fn hal_vectors_refused() -> TestResult {
+        use hal::trap::{RegisterError, TrapFrame, register, vectors};
+        fn nothing(_: &TrapFrame) {}
+        for vector in [
+            vectors::TLB_SHOOTDOWN,
+            vectors::APIC_ERROR,
+            vectors::SPURIOUS,
+        ] {
+            let got = register(vector, nothing);
+            check!(
+                got == Err(RegisterError::Reserved(vector)),
+                "registering vector {vector:#x} gave {got:?}"
+            );
+        }
+        let got = register(14, nothing);
+        check!(
+            got == Err(RegisterError::Exception(14)),
+            "registering the page-fault vector gave {got:?}"
+        );
+        tlb_shootdown()
+    }
 
     /// A fixed IPI to this CPU reaches the PING handler.
     pub fn ipi_self() -> TestResult {

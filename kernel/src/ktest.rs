@@ -54,6 +54,10 @@ pub const TESTS: &[Test] = &[
     ("ipi-each-cpu", crate::irq::tests::ipi_each_cpu),
     ("ipi-tlb-shootdown", crate::irq::tests::tlb_shootdown),
     (
+        "irq-hal-vectors-refused",
+        crate::irq::tests::hal_vectors_refused,
+    ),
+    (
         "irq-controllers-quiet",
         crate::irq::tests::controllers_quiet,
     ),

@@ -88,7 +88,7 @@ pub fn ticks(cpu: usize) -> u64 {
 }
 
 /// The timer interrupt handler (every CPU).
-pub fn on_tick(_frame: &mut TrapFrame) {
+pub fn on_tick(_frame: &TrapFrame) {
     let cpu = hal::percpu::current_index();
     if let Some(ticks) = TICKS.get(cpu) {
         ticks.fetch_add(1, Ordering::Relaxed);

@@ -118,7 +118,7 @@ static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
 /// Registers the shootdown IPI handler and hands [`shootdown`] to `hal::mm`. Call once on
 /// the bootstrap CPU.
 pub fn init_tlb_shootdown() {
-    trap::register(vectors::TLB_SHOOTDOWN, |_frame: &mut TrapFrame| serve());
+    trap::register_hal(vectors::TLB_SHOOTDOWN, |_frame: &TrapFrame| serve());
     crate::mm::set_tlb_shootdown(shootdown);
 }
 

@@ -193,8 +193,8 @@ pub fn init(madt_address: Option<u64>) -> Result<Mode, Error> {
         }
     };
     let mode = LAPIC.call_once(|| lapic).mode;
-    trap::register(vectors::APIC_ERROR, on_error);
-    trap::register(vectors::SPURIOUS, on_spurious);
+    trap::register_hal(vectors::APIC_ERROR, on_error);
+    trap::register_hal(vectors::SPURIOUS, on_spurious);
     trap::set_eoi(eoi);
     Ok(mode)
 }
@@ -282,7 +282,7 @@ pub fn eoi() {
     }
 }
 
-fn on_error(_frame: &mut TrapFrame) {
+fn on_error(_frame: &TrapFrame) {
     if let Some(lapic) = lapic() {
         lapic.write(reg::ESR, 0);
         LAST_ERROR.store(lapic.read(reg::ESR), Ordering::Relaxed);
@@ -290,7 +290,7 @@ fn on_error(_frame: &mut TrapFrame) {
     ERRORS.fetch_add(1, Ordering::Relaxed);
 }
 
-fn on_spurious(_frame: &mut TrapFrame) {
+fn on_spurious(_frame: &TrapFrame) {
     SPURIOUS.fetch_add(1, Ordering::Relaxed);
 }
 
