@@ -19,7 +19,7 @@ pub mod gdt;
 pub mod image;
 pub mod ioapic;
 pub mod mm;
-pub mod mm_hooks;
+pub(crate) mod mm_hooks;
 pub mod paging;
 pub mod percpu;
 pub mod pic;

@@ -5,8 +5,8 @@ use spin::Once;
 
 static AP_START: Once<fn()> = Once::new();
 
-/// Registers the function every AP calls first (only the first registration counts).
-pub fn set_ap_start(hook: fn()) {
+/// Registers the function every AP calls first (hal's memory set-up is the only caller).
+pub(crate) fn set_ap_start(hook: fn()) {
     AP_START.call_once(|| hook);
 }
 

@@ -182,7 +182,8 @@ pub mod tests {
         let me = hal::percpu::current_index();
         let others: [usize; hal::percpu::MAX_CPUS] =
             core::array::from_fn(hal::apic::shootdowns_served);
-        super::with_interrupts(|| hal::apic::shootdown(0xffff_c180_0000_0000, 4096));
+        let complete = super::with_interrupts(|| hal::apic::shootdown(0xffff_c180_0000_0000, 4096));
+        check!(complete, "the shootdown reports a CPU that did not answer");
         for cpu in (0..hal::percpu::MAX_CPUS).filter(|&c| c != me && hal::percpu::is_online(c)) {
             check!(
                 hal::apic::shootdowns_served(cpu) > others[cpu],
@@ -193,6 +194,11 @@ pub mod tests {
             hal::apic::shootdown_timeouts() == 0,
             "{} shootdowns timed out",
             hal::apic::shootdown_timeouts()
+        );
+        check!(
+            hal::mm::frames_kept_after_failed_shootdowns() == 0,
+            "{} frames were kept after unconfirmed shootdowns",
+            hal::mm::frames_kept_after_failed_shootdowns()
         );
         Ok(())
     }

@@ -146,15 +146,16 @@ fn serve() {
 }
 
 /// Makes every other CPU with an enabled local APIC flush `[start, start + len)` from its
-/// TLB, and waits until they all have. The caller flushes its own TLB.
+/// TLB, and waits until they all have; returns `false` if some CPU did not answer within a
+/// second (the range may then still be cached there). The caller flushes its own TLB.
 ///
 /// Safe to call with interrupts disabled: while waiting for a concurrent shootdown to finish
 /// this CPU serves it by polling, so two CPUs shooting at each other cannot deadlock.
-pub fn shootdown(start: u64, len: u64) {
+pub fn shootdown(start: u64, len: u64) -> bool {
     let me = 1u64 << percpu::current_index();
     let targets = APIC_READY.load(Ordering::Acquire) & !me;
     if targets == 0 {
-        return;
+        return true;
     }
     while SHOOTDOWN
         .busy
@@ -174,6 +175,7 @@ pub fn shootdown(start: u64, len: u64) {
     }
     let deadline = crate::time::now_ns() + 1_000_000_000;
     let mut spins = 0u64;
+    let mut complete = true;
     while SHOOTDOWN.pending.load(Ordering::Acquire) != 0 {
         core::hint::spin_loop();
         spins += 1;
@@ -181,10 +183,12 @@ pub fn shootdown(start: u64, len: u64) {
         if crate::time::now_ns() > deadline || spins > 500_000_000 {
             TIMEOUTS.fetch_add(1, Ordering::Relaxed);
             SHOOTDOWN.pending.store(0, Ordering::Release);
+            complete = false;
             break;
         }
     }
     SHOOTDOWN.busy.store(false, Ordering::Release);
+    complete
 }
 
 /// How many shootdowns gave up waiting for a CPU that never answered.

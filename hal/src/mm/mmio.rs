@@ -107,7 +107,11 @@ fn unmap(virt: u64, count: u64) {
             let _ = t.unmap(m, virt + i * PAGE_SIZE);
         }
     });
-    super::tlb::shootdown(virt, count * PAGE_SIZE);
+    // The virtual range is never handed out again (the window is a bump allocator), so an
+    // unconfirmed flush can only leave a stale mapping of the same device pages.
+    if !super::tlb::shootdown(virt, count * PAGE_SIZE) {
+        log::warn!("mm: a CPU did not confirm the TLB shootdown of MMIO at {virt:#x}");
+    }
 }
 
 macro_rules! accessors {

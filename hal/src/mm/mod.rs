@@ -47,8 +47,9 @@ pub use mmio::{Mmio, map_firmware, map_firmware_raw, map_mmio};
 pub use protect::Protections;
 pub use setup::{InitSummary, init};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
-pub use tables::{map_page, translate, unmap_page};
-pub use tlb::{flush_local, set_tlb_shootdown};
+pub use tables::{frames_kept_after_failed_shootdowns, map_page, translate, unmap_page};
+pub use tlb::flush_local;
+pub(crate) use tlb::set_tlb_shootdown;
 
 /// Size of a page.
 pub const PAGE_SIZE: u64 = frames::PAGE_SIZE;
@@ -83,6 +84,8 @@ pub enum MapError {
     OutOfMemory,
     /// A page-table edit failed.
     Table(frames::table::Error),
+    /// The page at this address was unmapped, but a CPU did not confirm flushing it.
+    ShootdownIncomplete(u64),
 }
 
 impl fmt::Display for MapError {
@@ -96,6 +99,12 @@ impl fmt::Display for MapError {
             Self::WindowFull => write!(f, "the virtual window is full"),
             Self::OutOfMemory => write!(f, "out of physical memory"),
             Self::Table(e) => write!(f, "page tables: {e}"),
+            Self::ShootdownIncomplete(a) => {
+                write!(
+                    f,
+                    "{a:#x} was unmapped but a CPU did not confirm the TLB flush"
+                )
+            }
         }
     }
 }

@@ -106,8 +106,16 @@ pub(super) fn map_fresh(virt: u64, pages: u64, attributes: Attributes) -> Result
     Ok(())
 }
 
+/// Frames kept out of the allocator because a shootdown was not confirmed.
+static LEAKED_FRAMES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// How many frames were kept (never freed) because a CPU did not confirm a TLB shootdown.
+pub fn frames_kept_after_failed_shootdowns() -> u64 {
+    LEAKED_FRAMES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Unmaps `pages` pages from `virt` (mapped by [`map_fresh`]), flushes them from every
-/// CPU's TLB, then frees their frames.
+/// CPU's TLB, then frees their frames (or keeps them if a CPU did not confirm the flush).
 pub(super) fn unmap_and_free(virt: u64, pages: u64) {
     let mut freed = [0u64; 64];
     let mut start = 0;
@@ -119,8 +127,23 @@ pub(super) fn unmap_and_free(virt: u64, pages: u64) {
                 freed[i as usize] = t.unmap(m, base + i * PAGE_SIZE).map_or(0, |m| m.phys);
             }
         });
-        // Frames are reused only after no TLB can still reach them.
-        super::tlb::shootdown(base, count * PAGE_SIZE);
+        // Frames are reused only after no TLB can still reach them: if a CPU never confirmed
+        // its flush, they stay allocated for good.
+        if !super::tlb::shootdown(base, count * PAGE_SIZE) {
+            let kept = freed
+                .iter()
+                .take(count as usize)
+                .filter(|&&p| p != 0)
+                .count();
+            LEAKED_FRAMES.fetch_add(kept as u64, core::sync::atomic::Ordering::Relaxed);
+            log::error!(
+                "mm: a CPU did not confirm the TLB shootdown of {base:#x}+{:#x}; keeping its \
+                 {kept} frame(s) out of the allocator",
+                count * PAGE_SIZE
+            );
+            start += count;
+            continue;
+        }
         for &phys in freed.iter().take(count as usize).filter(|&&p| p != 0) {
             if let Err(e) = frame::free_for(phys, 1, frame::HAL) {
                 log::error!("mm: freeing unmapped frame {phys:#x}: {e}");
@@ -157,6 +180,8 @@ pub fn map_page(virt: u64, phys: u64) -> Result<(), MapError> {
 pub fn unmap_page(virt: u64) -> Result<u64, MapError> {
     check_scratch(virt)?;
     let mapping = with(|t, m| t.unmap(m, virt))??;
-    super::tlb::shootdown(virt, PAGE_SIZE);
+    if !super::tlb::shootdown(virt, PAGE_SIZE) {
+        return Err(MapError::ShootdownIncomplete(virt));
+    }
     Ok(mapping.phys)
 }
