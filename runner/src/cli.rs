@@ -128,7 +128,7 @@ struct RunArgs {
     /// Guest memory: a number of MiB or a size like 512M or 2G
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
     memory: u64,
-    /// Start halted and wait for GDB on localhost:1234 (QEMU -s -S)
+    /// Start halted and wait for GDB on localhost:1234 (QEMU -s -S, i.e. -S -gdb tcp::1234)
     #[arg(long)]
     gdb: bool,
     /// Like --gdb, with GDB's port PORT instead of 1234

@@ -46,13 +46,20 @@ const QUOTED_LINES: usize = 15;
 /// Boots normally under GDB with a breakpoint on `function`, and checks GDB's transcript.
 pub(super) fn run(ctx: &Suite, opts: &RunOptions, log: &Path, function: &str) -> Result<String> {
     let deadline = Instant::now() + ctx.timeout;
+    let transcript = transcript_path(log);
+    // A failure before QEMU and GDB start (no gdb, say) must not be shown an earlier run's
+    // messages as its own.
+    for old in [transcript.clone(), qemu::qemu_messages_path(log)] {
+        if old.exists() {
+            fs::remove_file(&old).with_context(|| format!("removing the old {}", old.display()))?;
+        }
+    }
     let gdb = find_gdb(std::env::var_os("PATH"))?;
     // GDB reads the very bytes QEMU boots, even if the kernel is rebuilt meanwhile.
     let dir = tempfile::tempdir().context("creating a directory for the kernel ELF")?;
     let kernel = dir.path().join("kernel");
     fs::write(&kernel, &ctx.kernel).with_context(|| format!("writing {}", kernel.display()))?;
     let port = free_port()?;
-    let transcript = transcript_path(log);
     let mut opts = opts.clone();
     opts.gdb = Some(port);
     with_qemu(ctx, &opts, |_qemu| {
