@@ -27,6 +27,7 @@ Examples:
   cargo run -- --headless --smp 2 --memory 1G
   cargo run -- --cmdline 'log=debug'      boot with a kernel command line
   cargo run -- --gdb                      wait for GDB on localhost:1234
+  cargo run -- --gdb-port 4321            the same on port 4321
   cargo run -- --loader-strict            our loader makes every open protocol choice against
                                           the kernel (a kernel relying on luck fails)
   cargo run -- --headless --timeout 60    stop QEMU after 60 s (exit status 124)
@@ -133,9 +134,12 @@ struct RunArgs {
     /// Guest memory: a number of MiB or a size like 512M or 2G
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
     memory: u64,
-    /// Start halted and wait for GDB on localhost:1234 (QEMU -s -S)
+    /// Start halted and wait for GDB on localhost:1234 (QEMU -s -S, i.e. -S -gdb tcp::1234)
     #[arg(long)]
     gdb: bool,
+    /// Like --gdb, with GDB's port PORT instead of 1234
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    gdb_port: Option<u16>,
     /// Stop QEMU after SECS seconds and exit with status 124
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
@@ -148,6 +152,13 @@ struct RunArgs {
     /// Open a QMP socket at PATH (e.g. for `screendump`)
     #[arg(long, value_name = "PATH")]
     qmp: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The gdbstub's port: `--gdb-port`, or the default with plain `--gdb`.
+    fn gdb_port(&self) -> Option<u16> {
+        self.gdb_port.or(self.gdb.then_some(qemu::DEFAULT_GDB_PORT))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -314,7 +325,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             Some(log) => Serial::StdioAndFile(log.clone()),
             None => Serial::Stdio,
         },
-        gdb: args.gdb,
+        gdb: args.gdb_port(),
         qmp: args.qmp.clone(),
         machine: Vec::new(),
     };
@@ -326,9 +337,10 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         memory_label(args.memory),
         if accel == Accel::Kvm { "KVM" } else { "TCG" },
     );
-    if args.gdb {
+    if let Some(port) = opts.gdb {
         status!(
-            "QEMU waits for GDB on localhost:1234; attach with:\n    gdb {} -ex 'target remote :1234'",
+            "QEMU waits for GDB on localhost:{port}; attach with:\n    gdb {} -ex 'target remote \
+             :{port}'",
             show(&kernel)
         );
     }
@@ -514,6 +526,17 @@ mod tests {
         };
         assert_eq!(args.out, Some(PathBuf::from("x.img")));
         assert_eq!(args.build.cmdline, "a b");
+    }
+
+    #[test]
+    fn gdb_port_defaults_to_1234_and_implies_gdb() {
+        let port = |argv: &[&str]| Cli::try_parse_from(argv).expect("parses").run.gdb_port();
+        assert_eq!(port(&["runner"]), None);
+        assert_eq!(port(&["runner", "--gdb"]), Some(1234));
+        assert_eq!(port(&["runner", "--gdb-port", "4321"]), Some(4321));
+        assert_eq!(port(&["runner", "--gdb", "--gdb-port", "4321"]), Some(4321));
+        assert!(Cli::try_parse_from(["runner", "--gdb-port", "0"]).is_err());
+        assert!(Cli::try_parse_from(["runner", "--gdb-port", "65536"]).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub const OVMF_PACKAGE: &str = "ovmf";
 pub const EXIT_SUCCESS: i32 = 33;
 /// Exit status QEMU reports when the kernel writes 0x11 to `isa-debug-exit` ((0x11<<1)|1).
 pub const EXIT_FAILURE: i32 = 35;
+/// The TCP port QEMU's gdbstub listens on unless told otherwise (the one QEMU's `-s` uses).
+pub const DEFAULT_GDB_PORT: u16 = 1234;
 
 /// Where distributions install OVMF: (code, vars) pairs, best first.
 const OVMF_CANDIDATES: &[(&str, &str)] = &[
@@ -87,7 +89,8 @@ pub fn find_qemu() -> Result<PathBuf> {
     })
 }
 
-fn find_in_path(program: &str, path: Option<OsString>) -> Option<PathBuf> {
+/// The first file named `program` in the directories of `path` (a `PATH` value).
+pub(crate) fn find_in_path(program: &str, path: Option<OsString>) -> Option<PathBuf> {
     env::split_paths(&path?)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
@@ -248,8 +251,9 @@ pub struct RunOptions {
     pub window: bool,
     /// Where the serial port goes.
     pub serial: Serial,
-    /// `-s -S`: wait for GDB on port 1234 before starting the CPUs.
-    pub gdb: bool,
+    /// Start with the CPUs stopped (`-S`) and wait for GDB on this TCP port (`-gdb tcp::PORT`,
+    /// which is what `-s` means for port 1234).
+    pub gdb: Option<u16>,
     /// A QMP socket to create (for screendumps).
     pub qmp: Option<PathBuf>,
     /// Extra properties of the q35 machine, e.g. `hpet=off` (tests of degraded firmware).
@@ -266,7 +270,7 @@ impl RunOptions {
             accel: Accel::Tcg,
             window: false,
             serial: Serial::File(log),
-            gdb: false,
+            gdb: None,
             qmp: None,
             machine: Vec::new(),
         }
@@ -370,8 +374,9 @@ impl Qemu {
         if !opts.window {
             cmd.args(["-display", "none"]);
         }
-        if opts.gdb {
-            cmd.args(["-s", "-S"]);
+        if let Some(port) = opts.gdb {
+            // No host: QEMU listens on every address, exactly as `-s` does.
+            cmd.arg("-gdb").arg(format!("tcp::{port}")).arg("-S");
         }
         if let Some(qmp) = &opts.qmp {
             let mut arg = prefixed("unix:", qmp);
@@ -576,6 +581,7 @@ mod tests {
             );
         }
         assert!(!a.contains(&"-S".to_owned()));
+        assert!(!joined.contains("-gdb"));
         assert!(!joined.contains("kvm"));
     }
 
@@ -584,7 +590,7 @@ mod tests {
         let mut opts = RunOptions::headless("/d.img".into(), "/l".into());
         opts.serial = Serial::StdioAndFile("/t/copy.log".into());
         opts.window = true;
-        opts.gdb = true;
+        opts.gdb = Some(DEFAULT_GDB_PORT);
         opts.accel = Accel::Kvm;
         opts.smp = 4;
         opts.memory_mib = 2048;
@@ -596,7 +602,7 @@ mod tests {
             "-accel kvm",
             "-chardev stdio,id=serial0,signal=on,logappend=off,logfile=/t/copy.log",
             "-serial chardev:serial0",
-            "-s -S",
+            "-gdb tcp::1234 -S",
             "-qmp unix:/t/qmp.sock,server=on,wait=off",
         ] {
             assert!(
@@ -605,6 +611,20 @@ mod tests {
             );
         }
         assert!(!joined.contains("-display none"));
+    }
+
+    #[test]
+    fn gdb_on_another_port() {
+        let mut opts = RunOptions::headless("/d.img".into(), "/l".into());
+        opts.gdb = Some(40123);
+        let a = args(&split_fw().command(&opts, Path::new("/v")));
+        let joined = a.join(" ");
+        assert!(joined.contains("-gdb tcp::40123 -S"), "{joined}");
+        assert_eq!(a.iter().filter(|x| *x == "-gdb").count(), 1, "{joined}");
+        assert!(
+            !a.contains(&"-s".to_owned()),
+            "-s would also open port 1234"
+        );
     }
 
     #[test]

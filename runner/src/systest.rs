@@ -4,9 +4,10 @@
 //! in `target/test-logs/<name>.log` and prints one PASS/FAIL line. Positive cases use real
 //! Limine when `LIMINE_PATH` is set; negative cases always test our loader, whose contract is
 //! to print a line starting with `loader: error:` and wait for a key, and so do the PIE cases,
-//! which test our loader's relocation and KASLR. Interactive cases (typing, the screen) live
-//! in the submodules.
+//! which test our loader's relocation and KASLR. Interactive cases (typing, the screen, GDB)
+//! live in the submodules.
 
+mod gdb;
 mod input;
 mod pie;
 mod screen;
@@ -63,6 +64,8 @@ enum Kind {
     Input(input::Source),
     /// Normal boot: after `boot complete`, a screendump shows the console.
     Screen,
+    /// Normal boot under GDB: a breakpoint on this kernel function is hit and backtraced.
+    Gdb(&'static str),
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -317,6 +320,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::Screen,
     },
     Case {
+        name: "gdb",
+        about: "GDB attaches to QEMU's gdbstub, stops at kernel::main and prints its backtrace",
+        kind: Kind::Gdb("kernel::main"),
+    },
+    Case {
         name: "pie-kaslr",
         about: "our loader relocates and slides the PIE test kernel (RELA, kaslr: yes)",
         kind: Kind::Pie(PieRelocs::Rela),
@@ -390,7 +398,8 @@ impl Case {
             Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
                 true
             }
-            Kind::LoaderError(_) | Kind::Pie(_) => false,
+            // The GDB case checks the debugging recipe, not the kernel's boot contract.
+            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) => false,
         }
     }
 }
@@ -577,6 +586,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Pie(_) => boot_and_check(ctx, &opts, log, check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
+        Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -624,7 +634,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
         // The normal boot: no test, the kernel ends in its echo loop.
-        Kind::Input(_) | Kind::Screen => standard("", &[])?,
+        Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,
     };
     Ok((spec, opts))
 }
@@ -1132,7 +1142,10 @@ mod tests {
             .map(Test::name)
             .collect();
         for case in CASES {
-            let boots_kernel = !matches!(case.kind, Kind::LoaderError(_) | Kind::Pie(_));
+            let boots_kernel = !matches!(
+                case.kind,
+                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_)
+            );
             let name = format!("{}[strict]", case.name);
             assert_eq!(strict.contains(&name), boots_kernel, "{name}");
         }
