@@ -289,6 +289,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     let opts = RunOptions {
         image,
+        boot: qemu::Boot::UefiDisk,
         memory_mib: args.memory,
         smp: args.smp,
         accel,
