@@ -89,7 +89,8 @@ pub fn find_qemu() -> Result<PathBuf> {
     })
 }
 
-fn find_in_path(program: &str, path: Option<OsString>) -> Option<PathBuf> {
+/// The first `program` in the directories of `path` (a `PATH` value).
+pub(crate) fn find_in_path(program: &str, path: Option<OsString>) -> Option<PathBuf> {
     env::split_paths(&path?)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
