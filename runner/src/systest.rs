@@ -4,10 +4,12 @@
 //! in `target/test-logs/<name>.log` and prints one PASS/FAIL line. Positive cases use real
 //! Limine when `LIMINE_PATH` is set; negative cases always test our loader, whose contract is
 //! to print a line starting with `loader: error:` and wait for a key, and so do the PIE cases,
-//! which test our loader's relocation and KASLR. Interactive cases (typing, the screen) live
-//! in the submodules.
+//! which test our loader's relocation and KASLR. Interactive cases (typing, the screen) and
+//! the ISO cases live in the submodules. A case this machine cannot run (booting under BIOS
+//! without real Limine) is reported as skipped and counted apart, never as passed.
 
 mod input;
+mod iso;
 mod pie;
 mod screen;
 
@@ -63,6 +65,8 @@ enum Kind {
     Input(input::Source),
     /// Normal boot: after `boot complete`, a screendump shows the console.
     Screen,
+    /// Like [`Kind::Boot`], from an ISO on a CD-ROM drive.
+    Iso(iso::Firmware),
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -304,6 +308,16 @@ pub const CASES: &[Case] = &[
         kind: Kind::Screen,
     },
     Case {
+        name: "iso",
+        about: "the ISO (cargo run -- iso) boots from a CD-ROM under OVMF, checked like boot",
+        kind: Kind::Iso(iso::Firmware::Uefi),
+    },
+    Case {
+        name: "iso-bios",
+        about: "Limine's hybrid ISO boots under SeaBIOS, checked like boot (needs LIMINE_PATH)",
+        kind: Kind::Iso(iso::Firmware::Bios),
+    },
+    Case {
         name: "pie-kaslr",
         about: "our loader relocates and slides the PIE test kernel (RELA, kaslr: yes)",
         kind: Kind::Pie(PieRelocs::Rela),
@@ -404,7 +418,13 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
     }
 
     let ctx = prepare(opts, &cases)?;
+    let mut skipped = 0;
     for case in cases {
+        if let Some(why) = skip_reason(case) {
+            println!("test {} ... SKIPPED: {why}", case.name);
+            skipped += 1;
+            continue;
+        }
         if interrupt::interrupted() {
             status!("interrupted: skipping the remaining tests");
             results.push((case.name.into(), false));
@@ -435,11 +455,23 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
         println!("failed: {}", failed.join(", "));
     }
     println!(
-        "summary: {} passed, {} failed",
+        "summary: {} passed, {} failed{}",
         results.len() - failed.len(),
-        failed.len()
+        failed.len(),
+        match skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        }
     );
     Ok(failed.is_empty())
+}
+
+/// Why `case` cannot run on this machine, if it cannot.
+fn skip_reason(case: Case) -> Option<&'static str> {
+    match case.kind {
+        Kind::Iso(firmware) => iso::skip_reason(firmware),
+        _ => None,
+    }
 }
 
 fn secs(start: Instant) -> f64 {
@@ -492,17 +524,21 @@ fn prepare(opts: &SuiteOptions, cases: &[Case]) -> Result<Suite> {
 
 /// Runs one case; `Ok` carries a note for the PASS line.
 fn run_case(ctx: &Suite, case: Case, log: &Path) -> Result<String> {
-    let image_path = ctx.images.join(format!("{}.img", case.name));
     let (spec, mut opts) = case_setup(ctx, case)?;
-    image::write_image(&spec, &image_path)
-        .with_context(|| format!("writing {}", image_path.display()))?;
+    let image_path = if let Kind::Iso(firmware) = case.kind {
+        iso::write(&ctx.images, case.name, &spec, firmware, &mut opts)?
+    } else {
+        let path = ctx.images.join(format!("{}.img", case.name));
+        image::write_image(&spec, &path).with_context(|| format!("writing {}", path.display()))?;
+        path
+    };
     opts.image = image_path.clone();
     opts.serial = qemu::Serial::File(log.to_path_buf());
     if log.exists() {
         fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
     }
     let result = match case.kind {
-        Kind::Boot => boot_and_check(ctx, &opts, log, check_boot_log),
+        Kind::Boot | Kind::Iso(_) => boot_and_check(ctx, &opts, log, check_boot_log),
         Kind::Conformance => boot_and_check(ctx, &opts, log, check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
         Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
@@ -522,7 +558,9 @@ fn case_setup(ctx: &Suite, case: Case) -> Result<(ImageSpec, RunOptions)> {
     let mut opts = RunOptions::headless(PathBuf::new(), PathBuf::new());
     let positive_app = ctx.limine.as_ref().unwrap_or(&ctx.loader);
     let spec = match case.kind {
-        Kind::Boot => payload::standard_image(positive_app, ctx.kernel.clone(), "test=boot", &[])?,
+        Kind::Boot | Kind::Iso(_) => {
+            payload::standard_image(positive_app, ctx.kernel.clone(), "test=boot", &[])?
+        }
         Kind::Conformance => {
             opts.smp = 2;
             opts.memory_mib = 1024;
@@ -1032,6 +1070,8 @@ mod tests {
         assert_eq!(names, ["input-serial", "input-keyboard"]);
         let names: Vec<_> = select(Some("screen")).iter().map(|c| c.name).collect();
         assert_eq!(names, ["screen"]);
+        let names: Vec<_> = select(Some("iso")).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["iso", "iso-bios"]);
         assert!(select(Some("nothing")).is_empty());
     }
 }
