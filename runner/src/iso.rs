@@ -80,8 +80,8 @@ impl LimineRelease {
             bail!(
                 "{LIMINE_PATH_VAR}={} lacks {}: a hybrid BIOS + UEFI ISO needs Limine's binary \
                  release there (e.g. the files of the v9.x-binary branch of \
-                 https://github.com/limine-bootloader/limine); unset {LIMINE_PATH_VAR} for a \
-                 UEFI ISO with our loader",
+                 https://github.com/limine-bootloader/limine); without {LIMINE_PATH_VAR} the \
+                 ISO is a UEFI one with our loader",
                 dir.display(),
                 missing.join(", ")
             );
@@ -391,7 +391,7 @@ mod tests {
             LimineRelease::open(dir.path()).expect_err("incomplete")
         );
         assert!(err.contains("lacks limine-bios.sys, limine.c:"), "{err}");
-        assert!(err.contains("unset LIMINE_PATH"), "{err}");
+        assert!(err.contains("without LIMINE_PATH the ISO is a UEFI one"), "{err}");
     }
 
     #[test]
