@@ -391,7 +391,10 @@ mod tests {
             LimineRelease::open(dir.path()).expect_err("incomplete")
         );
         assert!(err.contains("lacks limine-bios.sys, limine.c:"), "{err}");
-        assert!(err.contains("without LIMINE_PATH the ISO is a UEFI one"), "{err}");
+        assert!(
+            err.contains("without LIMINE_PATH the ISO is a UEFI one"),
+            "{err}"
+        );
     }
 
     #[test]
