@@ -2,8 +2,8 @@
 # Prepares a machine to build, run and test Evergreen. Safe to run again: it only installs
 # what is missing.
 #
-#   1. Debian/Ubuntu packages: qemu-system-x86 (QEMU), ovmf (UEFI firmware for QEMU) and gdb
-#      (the debugger; the `gdb` system test drives it).
+#   1. Debian/Ubuntu packages: qemu-system-x86 (QEMU), ovmf (UEFI firmware for QEMU), gdb
+#      (the debugger; the `gdb` system test drives it) and xorriso (makes the ISO images).
 #   2. rustup, if missing.
 #   3. The pinned Rust toolchain of rust-toolchain.toml with its targets and components
 #      (needed explicitly where RUSTUP_AUTO_INSTALL=0).
@@ -27,7 +27,7 @@ as_root() {
 # --- 1. System packages -------------------------------------------------------------------
 
 install_debian_packages() {
-    local wanted=(qemu-system-x86 ovmf gdb) missing=() pkg
+    local wanted=(qemu-system-x86 ovmf gdb xorriso) missing=() pkg
     for pkg in "${wanted[@]}"; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing+=("$pkg")
@@ -54,11 +54,12 @@ if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     install_debian_packages
 elif command -v qemu-system-x86_64 >/dev/null 2>&1; then
     say "not a Debian/Ubuntu system; found qemu-system-x86_64 (make sure OVMF is installed:" \
-        "edk2-ovmf on Fedora/Arch, or set OVMF_PATH; and gdb, for the gdb test)"
+        "edk2-ovmf on Fedora/Arch, or set OVMF_PATH; gdb, for the gdb test; and xorriso for" \
+        "ISOs: xorriso on Fedora, libisoburn on Arch)"
 else
-    die "not a Debian/Ubuntu system: install QEMU for x86-64, OVMF and gdb (e.g. Fedora:" \
-        "qemu-system-x86 edk2-ovmf gdb; Arch: qemu-system-x86 edk2-ovmf gdb), then run this" \
-        "again"
+    die "not a Debian/Ubuntu system: install QEMU for x86-64, OVMF, gdb and xorriso (e.g." \
+        "Fedora: qemu-system-x86 edk2-ovmf gdb xorriso; Arch: qemu-system-x86 edk2-ovmf gdb" \
+        "libisoburn), then run this again"
 fi
 
 # --- 2. rustup ----------------------------------------------------------------------------

@@ -13,9 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     bench,
     build::{self, Component, Profile},
-    image, interrupt,
+    image::{self, ImageSpec},
+    interrupt,
+    iso::{self, LimineRelease},
     payload::{self, LoaderMode, ModuleFile},
-    qemu::{self, Accel, GuestExit, Qemu, RunOptions, Serial},
+    qemu::{self, Accel, Boot, GuestExit, Qemu, RunOptions, Serial},
     qmp, systest,
     watch::{self, Outcome},
 };
@@ -32,13 +34,19 @@ Examples:
                                           the kernel (a kernel relying on luck fails)
   cargo run -- --headless --timeout 60    stop QEMU after 60 s (exit status 124)
   cargo run -- image --out evergreen.img  write a disk image for a USB stick
+  cargo run -- iso --out evergreen.iso    write a UEFI ISO (xorriso) with our loader
+  cargo run -- --iso                      boot the ISO from a CD-ROM drive instead of the disk
   cargo run -- test                       host unit tests + QEMU system tests
   cargo run -- test --filter bad --skip-unit
   cargo run -- bench boot --runs 5        median time from QEMU start to the kernel banner
   LIMINE_PATH=~/limine cargo run          boot with real Limine's BOOTX64.EFI
+  LIMINE_PATH=~/limine cargo run -- --bios
+                                          boot Limine's hybrid BIOS + UEFI ISO under SeaBIOS
 
 Environment:
-  LIMINE_PATH  folder holding Limine's BOOTX64.EFI, used instead of our loader
+  LIMINE_PATH  folder holding Limine's BOOTX64.EFI, used instead of our loader; for `iso`,
+               `--iso` and `--bios` also limine-uefi-cd.bin, limine-bios-cd.bin,
+               limine-bios.sys and limine.c (Limine's binary release): a hybrid ISO
   OVMF_PATH    an OVMF_CODE*.fd file, a combined OVMF.fd, or a folder holding them
 
 Exit status of a boot: 0 when the kernel reports success (isa-debug-exit 0x10) or QEMU is
@@ -67,6 +75,8 @@ enum Command {
     Run(RunArgs),
     /// Build and write a raw disk image, e.g. to copy to a USB stick with dd
     Image(ImageArgs),
+    /// Build and write a bootable ISO (UEFI; hybrid BIOS + UEFI with LIMINE_PATH) with xorriso
+    Iso(IsoArgs),
     /// Run the test suite: host unit tests, then QEMU system tests
     Test(TestArgs),
     /// Boot headless and save a PNG screenshot of the screen (through QMP)
@@ -152,6 +162,13 @@ struct RunArgs {
     /// Open a QMP socket at PATH (e.g. for `screendump`)
     #[arg(long, value_name = "PATH")]
     qmp: Option<PathBuf>,
+    /// Boot target/evergreen.iso from a CD-ROM drive instead of the disk image
+    #[arg(long)]
+    iso: bool,
+    /// Boot the ISO with SeaBIOS instead of OVMF (implies --iso; needs LIMINE_PATH: our loader
+    /// is UEFI-only)
+    #[arg(long)]
+    bios: bool,
 }
 
 impl RunArgs {
@@ -166,6 +183,15 @@ struct ImageArgs {
     #[command(flatten)]
     build: BuildArgs,
     /// Where to write the image [default: target/evergreen.img]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct IsoArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Where to write the ISO [default: target/evergreen.iso]
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -242,6 +268,7 @@ pub fn main() -> Result<ExitCode> {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Image(args)) => write_image(&args),
+        Some(Command::Iso(args)) => write_iso(&args),
         Some(Command::Test(args)) => test(&args),
         Some(Command::Screenshot(args)) => screenshot(&args),
         Some(Command::Bench(args)) => {
@@ -266,8 +293,18 @@ fn show(path: &Path) -> String {
         .to_string()
 }
 
-/// Builds what the image needs, writes it to `out` and returns the kernel's path.
-fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
+/// What a build produced: the files to boot, which loader boots them, where the kernel is.
+struct BootFiles {
+    spec: ImageSpec,
+    /// The loader, for messages.
+    loader: String,
+    /// The kernel ELF (for GDB).
+    kernel: PathBuf,
+}
+
+/// Builds the kernel, and our loader unless `LIMINE_PATH` names real Limine, and gathers the
+/// files of an image.
+fn boot_files(args: &BuildArgs) -> Result<BootFiles> {
     let modules = args
         .module
         .iter()
@@ -293,13 +330,74 @@ fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
     } else {
         LoaderMode::Normal
     };
-    let spec = payload::standard_image_in(mode, &app, kernel, &args.cmdline, &modules)?;
-    status!("writing image {} (boot loader: {})", show(out), app.source);
-    image::write_image(&spec, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(kernel_path)
+    Ok(BootFiles {
+        spec: payload::standard_image_in(mode, &app, kernel, &args.cmdline, &modules)?,
+        loader: app.source,
+        kernel: kernel_path,
+    })
+}
+
+/// Builds what the image needs, writes it to `out` and returns the kernel's path.
+fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
+    let files = boot_files(args)?;
+    status!(
+        "writing image {} (boot loader: {})",
+        show(out),
+        files.loader
+    );
+    image::write_image(&files.spec, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(files.kernel)
+}
+
+/// Builds what the ISO needs, writes it to `out` (Limine's hybrid ISO with `LIMINE_PATH`) and
+/// returns the kernel's path.
+fn build_iso(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
+    // Both fail in a moment, before minutes of building.
+    let limine = LimineRelease::from_env()?;
+    iso::find_xorriso()?;
+    let files = boot_files(args)?;
+    let kind = match &limine {
+        Some(_) => "hybrid BIOS + UEFI",
+        None => "UEFI",
+    };
+    status!(
+        "writing {kind} ISO {} (boot loader: {})",
+        show(out),
+        files.loader
+    );
+    iso::write_iso(&files.spec, limine.as_ref(), out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(files.kernel)
+}
+
+/// Why `--bios` needs `LIMINE_PATH`, and how to provide it.
+fn bios_needs_limine() -> String {
+    format!(
+        "--bios boots a hybrid BIOS + UEFI ISO, which needs real Limine: our loader is \
+         UEFI-only. Put Limine's binary release ({}; e.g. from the v9.x-binary branch of \
+         https://github.com/limine-bootloader/limine) in a folder and point {} at it: \
+         LIMINE_PATH=~/limine cargo run -- --bios",
+        LimineRelease::FILES.join(", "),
+        payload::LIMINE_PATH_VAR
+    )
+}
+
+/// The medium and firmware `args` ask for.
+fn boot_of(args: &RunArgs) -> Boot {
+    if args.bios {
+        Boot::BiosCdrom
+    } else if args.iso {
+        Boot::UefiCdrom
+    } else {
+        Boot::UefiDisk
+    }
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
+    let boot = boot_of(args);
+    if boot == Boot::BiosCdrom && LimineRelease::from_env()?.is_none() {
+        bail!("{}", bios_needs_limine());
+    }
     let qemu = Qemu::locate()?;
     let accel = if args.kvm {
         qemu::check_kvm()?;
@@ -307,8 +405,15 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     } else {
         Accel::Tcg
     };
-    let image = build::target_dir()?.join("evergreen.img");
-    let kernel = build_image(&args.build, &image)?;
+    let (image, kernel) = if boot == Boot::UefiDisk {
+        let image = build::target_dir()?.join("evergreen.img");
+        let kernel = build_image(&args.build, &image)?;
+        (image, kernel)
+    } else {
+        let image = build::target_dir()?.join("evergreen.iso");
+        let kernel = build_iso(&args.build, &image)?;
+        (image, kernel)
+    };
 
     let mut window = !args.headless && display_available();
     if window && !qemu.has_window_backend() {
@@ -317,6 +422,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     let opts = RunOptions {
         image,
+        boot,
         memory_mib: args.memory,
         smp: args.smp,
         accel,
@@ -330,12 +436,17 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         machine: Vec::new(),
     };
     status!(
-        "starting QEMU ({}, {} CPU{}, {}, {})",
+        "starting QEMU ({}, {} CPU{}, {}, {}, {})",
         if window { "window" } else { "headless" },
         args.smp,
         if args.smp == 1 { "" } else { "s" },
         memory_label(args.memory),
         if accel == Accel::Kvm { "KVM" } else { "TCG" },
+        match boot {
+            Boot::UefiDisk => "disk, OVMF",
+            Boot::UefiCdrom => "CD-ROM, OVMF",
+            Boot::BiosCdrom => "CD-ROM, SeaBIOS",
+        },
     );
     if let Some(port) = opts.gdb {
         status!(
@@ -402,6 +513,21 @@ fn write_image(args: &ImageArgs) -> Result<ExitCode> {
         "done. To boot a PC from a USB stick, write the image to the whole stick (ALL DATA ON \
          IT IS LOST; check the device name with lsblk):\n    sudo dd if={} of=/dev/sdX bs=4M \
          conv=fsync status=progress",
+        show(&out)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_iso(args: &IsoArgs) -> Result<ExitCode> {
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => build::target_dir()?.join("evergreen.iso"),
+    };
+    build_iso(&args.build, &out)?;
+    status!(
+        "done. Boot it in QEMU with `cargo run -- --iso`, burn it to a CD, or write it to a USB \
+         stick like the disk image (ALL DATA ON THE STICK IS LOST; check the device name with \
+         lsblk):\n    sudo dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
         show(&out)
     );
     Ok(ExitCode::SUCCESS)
@@ -537,6 +663,53 @@ mod tests {
         assert_eq!(port(&["runner", "--gdb", "--gdb-port", "4321"]), Some(4321));
         assert!(Cli::try_parse_from(["runner", "--gdb-port", "0"]).is_err());
         assert!(Cli::try_parse_from(["runner", "--gdb-port", "65536"]).is_err());
+    }
+
+    #[test]
+    fn iso_command_and_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "runner",
+            "iso",
+            "--out",
+            "x.iso",
+            "--cmdline",
+            "test=boot",
+            "--module",
+            "m.bin",
+            "--debug",
+        ])
+        .expect("parses");
+        let Some(Command::Iso(args)) = cli.command else {
+            panic!("iso expected")
+        };
+        assert_eq!(args.out, Some(PathBuf::from("x.iso")));
+        assert_eq!(args.build.cmdline, "test=boot");
+        assert_eq!(args.build.module, [PathBuf::from("m.bin")]);
+        assert_eq!(args.build.profile(), Profile::Debug);
+
+        let run = |flags: &[&str]| {
+            let cli = Cli::try_parse_from(["runner"].iter().chain(flags)).expect("parses");
+            boot_of(&cli.run)
+        };
+        assert_eq!(run(&[]), Boot::UefiDisk);
+        assert_eq!(run(&["--iso"]), Boot::UefiCdrom);
+        assert_eq!(run(&["--bios"]), Boot::BiosCdrom, "--bios implies --iso");
+        assert_eq!(run(&["--iso", "--bios"]), Boot::BiosCdrom);
+        let Some(Command::Run(args)) = Cli::try_parse_from(["runner", "run", "--iso"])
+            .expect("parses")
+            .command
+        else {
+            panic!("run expected")
+        };
+        assert_eq!(boot_of(&args), Boot::UefiCdrom);
+    }
+
+    #[test]
+    fn bios_without_limine_says_what_to_do() {
+        let text = bios_needs_limine();
+        for needed in ["UEFI-only", "LIMINE_PATH", "limine-bios-cd.bin", "limine.c"] {
+            assert!(text.contains(needed), "{needed}: {text}");
+        }
     }
 
     #[test]

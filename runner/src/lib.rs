@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod image;
 pub mod interrupt;
+pub mod iso;
 pub mod payload;
 pub mod qemu;
 pub mod qmp;

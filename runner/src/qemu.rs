@@ -3,7 +3,9 @@
 //! The machine is a q35 PC with OVMF as firmware (code read-only, variables in a writable
 //! per-run copy of the template), the disk image as a raw drive, the `isa-debug-exit` device
 //! through which the kernel reports test results, and `-no-reboot` so a guest reset (a
-//! triple fault, say) ends the run instead of looping.
+//! triple fault, say) ends the run instead of looping. An ISO goes on a CD-ROM drive instead
+//! ([`Boot`]), booted by OVMF or, for a hybrid ISO made with real Limine, by QEMU's default
+//! BIOS (SeaBIOS): our loader is UEFI-only.
 
 use std::{
     env,
@@ -236,11 +238,33 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// What the machine boots, and with which firmware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Boot {
+    /// The image is a raw disk (the GPT image); OVMF boots its ESP.
+    #[default]
+    UefiDisk,
+    /// The image is an ISO on a CD-ROM drive; OVMF boots its El Torito EFI image.
+    UefiCdrom,
+    /// The image is a hybrid ISO on a CD-ROM drive; SeaBIOS, QEMU's default firmware, boots
+    /// its El Torito BIOS image (no OVMF flash is attached).
+    BiosCdrom,
+}
+
+impl Boot {
+    /// Whether the firmware is OVMF (else SeaBIOS).
+    pub fn is_uefi(self) -> bool {
+        self != Self::BiosCdrom
+    }
+}
+
 /// Everything that varies between QEMU runs.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The raw disk image.
+    /// The raw disk image, or the ISO when [`Self::boot`] says CD-ROM.
     pub image: PathBuf,
+    /// Disk or CD-ROM, OVMF or SeaBIOS.
+    pub boot: Boot,
     /// Guest memory in MiB.
     pub memory_mib: u64,
     /// Number of CPUs.
@@ -265,6 +289,7 @@ impl RunOptions {
     pub fn headless(image: PathBuf, log: PathBuf) -> Self {
         Self {
             image,
+            boot: Boot::UefiDisk,
             memory_mib: 512,
             smp: 1,
             accel: Accel::Tcg,
@@ -308,7 +333,7 @@ impl Qemu {
     }
 
     /// The QEMU command for `opts`, with `writable_fw` as the per-run firmware copy (the
-    /// variable store, or the whole combined image).
+    /// variable store, or the whole combined image; unused when SeaBIOS boots).
     pub fn command(&self, opts: &RunOptions, writable_fw: &Path) -> Command {
         let mut cmd = Command::new(&self.binary);
         let machine = std::iter::once("q35")
@@ -321,19 +346,25 @@ impl Qemu {
             .arg(format!("{}M", opts.memory_mib))
             .arg("-smp")
             .arg(opts.smp.to_string());
-        match &self.firmware {
-            Firmware::Split { code, .. } => {
+        // Without flash drives QEMU starts its default firmware, SeaBIOS.
+        match (&self.firmware, opts.boot.is_uefi()) {
+            (_, false) => {}
+            (Firmware::Split { code, .. }, true) => {
                 cmd.arg("-drive")
                     .arg(drive_arg("if=pflash,format=raw,readonly=on", code));
                 cmd.arg("-drive")
                     .arg(drive_arg("if=pflash,format=raw", writable_fw));
             }
-            Firmware::Combined(_) => {
+            (Firmware::Combined(_), true) => {
                 cmd.arg("-drive")
                     .arg(drive_arg("if=pflash,format=raw", writable_fw));
             }
         }
-        cmd.arg("-drive").arg(drive_arg("format=raw", &opts.image));
+        let drive = match opts.boot {
+            Boot::UefiDisk => "format=raw",
+            Boot::UefiCdrom | Boot::BiosCdrom => "format=raw,media=cdrom",
+        };
+        cmd.arg("-drive").arg(drive_arg(drive, &opts.image));
         cmd.args([
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
@@ -583,6 +614,7 @@ mod tests {
         assert!(!a.contains(&"-S".to_owned()));
         assert!(!joined.contains("-gdb"));
         assert!(!joined.contains("kvm"));
+        assert!(!joined.contains("media=cdrom"));
     }
 
     #[test]
@@ -676,6 +708,48 @@ mod tests {
         let mut got = [0u8; 3];
         std::io::Read::read_exact(&mut writer, &mut got).expect("read back");
         assert_eq!(&got, b"hi\r");
+    }
+
+    #[test]
+    fn isos_go_on_a_cdrom_drive() {
+        let mut opts = RunOptions::headless("/t/evergreen.iso".into(), "/t/serial.log".into());
+        let flashes = |a: &[String]| a.iter().filter(|x| x.contains("if=pflash")).count();
+
+        opts.boot = Boot::UefiCdrom;
+        let a = args(&split_fw().command(&opts, Path::new("/tmp/vars")));
+        let joined = a.join(" ");
+        assert!(
+            joined.contains("-drive format=raw,media=cdrom,file=/t/evergreen.iso"),
+            "{joined}"
+        );
+        assert_eq!(flashes(&a), 2, "OVMF boots a UEFI CD-ROM: {joined}");
+        assert_eq!(a.iter().filter(|x| *x == "-drive").count(), 3, "{joined}");
+
+        opts.boot = Boot::BiosCdrom;
+        let a = args(&split_fw().command(&opts, Path::new("/tmp/vars")));
+        let joined = a.join(" ");
+        assert!(
+            joined.contains("-drive format=raw,media=cdrom,file=/t/evergreen.iso"),
+            "{joined}"
+        );
+        assert_eq!(flashes(&a), 0, "SeaBIOS needs no flash: {joined}");
+        assert_eq!(a.iter().filter(|x| *x == "-drive").count(), 1, "{joined}");
+        assert!(
+            !joined.contains("-bios"),
+            "QEMU's default BIOS is SeaBIOS: {joined}"
+        );
+        // The rest of the machine is the same.
+        for expected in [
+            "-machine q35",
+            "isa-debug-exit",
+            "-no-reboot",
+            "-display none",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in {joined}"
+            );
+        }
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! Limine when `LIMINE_PATH` is set; negative cases always test our loader, whose contract is
 //! to print a line starting with `loader: error:` and wait for a key, and so do the PIE cases,
 //! which test our loader's relocation and KASLR. Interactive cases (typing, the screen, GDB)
-//! live in the submodules.
+//! and the ISO cases live in the submodules. A case this machine cannot run (booting under
+//! BIOS without real Limine) is reported as skipped and counted apart, never as passed.
 
 mod gdb;
 mod input;
+mod iso;
 mod pie;
 mod screen;
 
@@ -66,6 +68,8 @@ enum Kind {
     Screen,
     /// Normal boot under GDB: a breakpoint on this kernel function is hit and backtraced.
     Gdb(&'static str),
+    /// Like [`Kind::Boot`], from an ISO on a CD-ROM drive.
+    Iso(iso::Firmware),
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -325,6 +329,16 @@ pub const CASES: &[Case] = &[
         kind: Kind::Gdb("kernel::main"),
     },
     Case {
+        name: "iso",
+        about: "the ISO (cargo run -- iso) boots from a CD-ROM under OVMF, checked like boot",
+        kind: Kind::Iso(iso::Firmware::Uefi),
+    },
+    Case {
+        name: "iso-bios",
+        about: "Limine's hybrid ISO boots under SeaBIOS, checked like boot (needs LIMINE_PATH)",
+        kind: Kind::Iso(iso::Firmware::Bios),
+    },
+    Case {
         name: "pie-kaslr",
         about: "our loader relocates and slides the PIE test kernel (RELA, kaslr: yes)",
         kind: Kind::Pie(PieRelocs::Rela),
@@ -399,7 +413,8 @@ impl Case {
                 true
             }
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
-            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) => false,
+            // ISO cases check the CD-ROM boot path; iso-bios boots real Limine.
+            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) => false,
         }
     }
 }
@@ -479,8 +494,14 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
     }
 
     let ctx = prepare(opts, &cases)?;
+    let mut skipped = 0;
     for test in cases {
         let name = test.name();
+        if let Some(why) = skip_reason(test.case) {
+            println!("test {name} ... SKIPPED: {why}");
+            skipped += 1;
+            continue;
+        }
         if interrupt::interrupted() {
             status!("interrupted: skipping the remaining tests");
             results.push((name, false));
@@ -511,11 +532,23 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
         println!("failed: {}", failed.join(", "));
     }
     println!(
-        "summary: {} passed, {} failed",
+        "summary: {} passed, {} failed{}",
         results.len() - failed.len(),
-        failed.len()
+        failed.len(),
+        match skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        }
     );
     Ok(failed.is_empty())
+}
+
+/// Why `case` cannot run on this machine, if it cannot.
+fn skip_reason(case: Case) -> Option<&'static str> {
+    match case.kind {
+        Kind::Iso(firmware) => iso::skip_reason(firmware),
+        _ => None,
+    }
 }
 
 fn secs(start: Instant) -> f64 {
@@ -569,17 +602,22 @@ fn prepare(opts: &SuiteOptions, cases: &[Test]) -> Result<Suite> {
 /// Runs one case; `Ok` carries a note for the PASS line.
 fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
     let case = test.case;
-    let image_path = ctx.images.join(format!("{}.img", test.name()));
+    let name = test.name();
     let (spec, mut opts) = case_setup(ctx, test)?;
-    image::write_image(&spec, &image_path)
-        .with_context(|| format!("writing {}", image_path.display()))?;
+    let image_path = if let Kind::Iso(firmware) = case.kind {
+        iso::write(&ctx.images, &name, &spec, firmware, &mut opts)?
+    } else {
+        let path = ctx.images.join(format!("{name}.img"));
+        image::write_image(&spec, &path).with_context(|| format!("writing {}", path.display()))?;
+        path
+    };
     opts.image = image_path.clone();
     opts.serial = qemu::Serial::File(log.to_path_buf());
     if log.exists() {
         fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
     }
     let result = match case.kind {
-        Kind::Boot => boot_and_check(ctx, &opts, log, check_boot_log),
+        Kind::Boot | Kind::Iso(_) => boot_and_check(ctx, &opts, log, check_boot_log),
         Kind::Conformance => boot_and_check(ctx, &opts, log, check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
         Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
@@ -613,7 +651,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         )
     };
     let spec = match test.case.kind {
-        Kind::Boot => standard("test=boot", &[])?,
+        Kind::Boot | Kind::Iso(_) => standard("test=boot", &[])?,
         Kind::Conformance => {
             opts.smp = 2;
             opts.memory_mib = 1024;
@@ -1144,7 +1182,7 @@ mod tests {
         for case in CASES {
             let boots_kernel = !matches!(
                 case.kind,
-                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_)
+                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_)
             );
             let name = format!("{}[strict]", case.name);
             assert_eq!(strict.contains(&name), boots_kernel, "{name}");
@@ -1170,6 +1208,7 @@ mod tests {
         );
         assert_eq!(names("screen"), ["screen", "screen[strict]"]);
         assert_eq!(names("conformance[strict]"), ["conformance[strict]"]);
+        assert_eq!(names("iso"), ["iso", "iso-bios"]);
         assert!(select(Some("nothing")).is_empty());
     }
 }

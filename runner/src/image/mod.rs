@@ -1,9 +1,12 @@
-//! GPT disk images with one EFI System Partition, written without root or external tools.
+//! GPT disk images with one EFI System Partition, written without root or external tools, and
+//! the FAT image an ISO boots from under UEFI.
 //!
 //! The whole disk is built in memory: a protective MBR and GPT (crate `gpt`) around one ESP
 //! whose FAT32 file system (crate `fatfs`) is formatted directly inside the disk buffer. The
 //! buffer is then written to a temporary file next to the destination and renamed over it, so
-//! a reader never sees half an image.
+//! a reader never sees half an image. The same FAT writer makes the El Torito EFI boot image
+//! of an ISO ([`efi_boot_image`]), as FAT16: El Torito counts that image in 16 bits of
+//! 512-byte sectors, too few for FAT32's minimum of 65525 clusters.
 
 use std::{
     collections::BTreeSet,
@@ -28,6 +31,10 @@ pub const ESP_OFFSET: u64 = 1024 * 1024;
 pub const MIN_ESP_SIZE: u64 = 64 * 1024 * 1024;
 /// Space left after the ESP for the backup GPT (33 sectors), rounded up to 1 MiB.
 const TAIL_SIZE: u64 = 1024 * 1024;
+/// The largest El Torito boot image: its boot catalog entry counts 512-byte sectors in 16 bits.
+pub const MAX_EL_TORITO_SIZE: u64 = 65535 * SECTOR_SIZE;
+/// The smallest El Torito image we write: comfortably above FAT16's 4085-cluster minimum.
+const MIN_EL_TORITO_SIZE: u64 = 4 * 1024 * 1024;
 /// Where the firmware looks for a removable medium's boot loader.
 pub const EFI_APP_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 /// The loader's configuration file at the ESP's root.
@@ -63,7 +70,7 @@ impl ImageSpec {
     }
 
     /// Every file of the ESP, the fixed ones first.
-    fn all_files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    pub fn all_files(&self) -> impl Iterator<Item = (&str, &[u8])> {
         [
             (EFI_APP_PATH, self.efi_app.as_slice()),
             (CONFIG_PATH, self.config.as_bytes()),
@@ -137,7 +144,7 @@ fn esp_size_for(spec: &ImageSpec) -> u64 {
 }
 
 /// Rejects paths fatfs would misread or that would collide.
-fn check_paths(spec: &ImageSpec) -> Result<()> {
+pub fn check_paths(spec: &ImageSpec) -> Result<()> {
     let mut seen = BTreeSet::new();
     for (path, _) in spec.all_files() {
         let ok = !path.is_empty()
@@ -192,23 +199,73 @@ fn cluster_size_for(size: u64) -> u32 {
 
 /// Formats `esp` as FAT32 and copies the files in.
 fn write_esp(esp: &mut [u8], spec: &ImageSpec, esp_size: u64) -> Result<()> {
+    write_fat(
+        esp,
+        spec,
+        FatType::Fat32,
+        cluster_size_for(esp_size),
+        "the ESP",
+    )
+}
+
+/// A FAT16 image holding the files of `spec`, to be an ISO's El Torito EFI boot image: UEFI
+/// firmware reads no ISO 9660, so it starts `EFI/BOOT/BOOTX64.EFI` from this image, and our
+/// loader reads `limine.conf` and the kernel from the same volume.
+pub fn efi_boot_image(spec: &ImageSpec) -> Result<Vec<u8>> {
+    const MIB: u64 = 1024 * 1024;
+    check_paths(spec)?;
+    let payload: u64 = spec.all_files().map(|(_, d)| d.len() as u64).sum();
+    // The FATs take 1/128 of the volume with 512-byte clusters; a file wastes under a cluster.
+    let wanted = payload + payload / 32 + MIB;
+    if wanted > MAX_EL_TORITO_SIZE {
+        bail!(
+            "the boot files ({} MiB) do not fit in an El Torito boot image (at most 32 MiB): \
+             boot the disk image instead (`cargo run -- image`), which has no such limit",
+            payload.div_ceil(MIB)
+        );
+    }
+    let size = wanted
+        .next_multiple_of(MIB)
+        .clamp(MIN_EL_TORITO_SIZE, MAX_EL_TORITO_SIZE);
+    let mut volume = vec![0u8; usize::try_from(size).context("El Torito image size")?];
+    write_fat(
+        &mut volume,
+        spec,
+        FatType::Fat16,
+        512,
+        "the El Torito image",
+    )?;
+    Ok(volume)
+}
+
+/// Formats `volume` as `fat_type` with `cluster`-byte clusters and copies the files in;
+/// `what` names the volume in errors.
+fn write_fat(
+    volume: &mut [u8],
+    spec: &ImageSpec,
+    fat_type: FatType,
+    cluster: u32,
+    what: &str,
+) -> Result<()> {
     let options = FormatVolumeOptions::new()
-        .fat_type(FatType::Fat32)
-        .bytes_per_cluster(cluster_size_for(esp_size))
+        .fat_type(fat_type)
+        .bytes_per_cluster(cluster)
         .volume_label(*b"EVERGREEN  ");
-    fatfs::format_volume(Cursor::new(&mut *esp), options).context("formatting the ESP as FAT32")?;
-    let fs =
-        FileSystem::new(Cursor::new(&mut *esp), FsOptions::new()).context("mounting the ESP")?;
-    if fs.fat_type() != FatType::Fat32 {
-        bail!("the ESP came out as {:?}, not FAT32", fs.fat_type());
+    fatfs::format_volume(Cursor::new(&mut *volume), options)
+        .with_context(|| format!("formatting {what} as {fat_type:?}"))?;
+    let fs = FileSystem::new(Cursor::new(&mut *volume), FsOptions::new())
+        .with_context(|| format!("mounting {what}"))?;
+    if fs.fat_type() != fat_type {
+        bail!("{what} came out as {:?}, not {fat_type:?}", fs.fat_type());
     }
     for (path, data) in spec.all_files() {
-        add_file(&fs, path, data).with_context(|| format!("adding /{path} to the ESP"))?;
+        add_file(&fs, path, data).with_context(|| format!("adding /{path} to {what}"))?;
     }
     // Records the free-cluster count in FSInfo (fatfs leaves it "unknown").
     fs.stats().context("counting free clusters")?;
-    fs.unmount().context("unmounting the ESP")?;
-    fatfix::fix_dot_entries(esp).context("repairing the ESP's directory entries")?;
+    fs.unmount().with_context(|| format!("unmounting {what}"))?;
+    fatfix::fix_dot_entries(volume)
+        .with_context(|| format!("repairing the directory entries of {what}"))?;
     Ok(())
 }
 
@@ -342,6 +399,32 @@ mod tests {
             build_image(&spec).is_err(),
             "case-insensitive duplicate accepted"
         );
+    }
+
+    #[test]
+    fn el_torito_image_is_small_fat16_with_every_file() {
+        let spec = sample_spec();
+        let mut bytes = efi_boot_image(&spec).expect("image built");
+        assert!(bytes.len() as u64 <= MAX_EL_TORITO_SIZE);
+        assert_eq!(bytes.len() as u64, MIN_EL_TORITO_SIZE);
+        let fs = FileSystem::new(Cursor::new(&mut bytes[..]), FsOptions::new()).expect("mounts");
+        assert_eq!(fs.fat_type(), FatType::Fat16);
+        assert_eq!(read_file(&fs, "EFI/BOOT/BOOTX64.EFI"), spec.efi_app);
+        assert_eq!(read_file(&fs, "limine.conf"), spec.config.as_bytes());
+        for (path, data) in &spec.files {
+            assert_eq!(&read_file(&fs, path), data, "{path}");
+        }
+        // The largest payload that fits comes out at most 65535 sectors; a bigger one is an
+        // error that says what to do instead.
+        let near_max = ImageSpec::new(vec![1], String::new(), vec![0x5a; 30 * 1024 * 1024]);
+        let mut bytes = efi_boot_image(&near_max).expect("30 MiB fits");
+        assert_eq!(bytes.len() as u64, MAX_EL_TORITO_SIZE);
+        let fs = FileSystem::new(Cursor::new(&mut bytes[..]), FsOptions::new()).expect("mounts");
+        assert_eq!(fs.fat_type(), FatType::Fat16);
+        assert_eq!(read_file(&fs, "boot/kernel").len(), 30 * 1024 * 1024);
+        let too_big = ImageSpec::new(vec![1], String::new(), vec![0; 32 * 1024 * 1024]);
+        let err = efi_boot_image(&too_big).expect_err("32 MiB of files do not fit");
+        assert!(format!("{err}").contains("cargo run -- image"), "{err}");
     }
 
     #[test]
