@@ -617,11 +617,15 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
     }
     let result = match case.kind {
-        Kind::Boot | Kind::Iso(_) => boot_and_check(ctx, &opts, log, check_boot_log),
-        Kind::Conformance => boot_and_check(ctx, &opts, log, check_conformance_log),
+        Kind::Boot | Kind::Iso(_) => boot_and_check(ctx, &opts, log, &|lines| {
+            let note = check_boot_log(lines)?;
+            check_boot_values(lines, opts.smp, opts.memory_mib)?;
+            Ok(note)
+        }),
+        Kind::Conformance => boot_and_check(ctx, &opts, log, &check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
         Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
-        Kind::Pie(_) => boot_and_check(ctx, &opts, log, check_pie_log),
+        Kind::Pie(_) => boot_and_check(ctx, &opts, log, &check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
@@ -651,7 +655,12 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         )
     };
     let spec = match test.case.kind {
-        Kind::Boot | Kind::Iso(_) => standard("test=boot", &[])?,
+        Kind::Boot | Kind::Iso(_) => {
+            // Not the defaults, so the values the kernel reports are told apart from them.
+            opts.smp = 2;
+            opts.memory_mib = 768;
+            standard("test=boot", &[])?
+        }
         Kind::Conformance => {
             opts.smp = 2;
             opts.memory_mib = 1024;
@@ -736,7 +745,7 @@ fn boot_and_check(
     ctx: &Suite,
     opts: &RunOptions,
     log: &Path,
-    check: fn(&[String]) -> Result<String, String>,
+    check: &dyn Fn(&[String]) -> Result<String, String>,
 ) -> Result<String> {
     let mut running = ctx.qemu.spawn(opts)?;
     let mut lines = Vec::new();
@@ -991,6 +1000,55 @@ pub fn check_boot_log(lines: &[String]) -> Result<String, String> {
     Ok(format!(": {}", lines[banner].trim()))
 }
 
+/// The boot test's value check: the summary reports the machine QEMU was given: `smp` CPUs
+/// (in the MP response and online), most of `memory_mib` usable but never more, and an HHDM
+/// offset in the higher half below the kernel's 2 GiB.
+pub fn check_boot_values(lines: &[String], smp: u8, memory_mib: u64) -> Result<(), String> {
+    let after = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| Some(l[l.find(key)? + key.len()..].trim().to_owned()))
+            .ok_or_else(|| format!("no `{key}` line"))
+    };
+    let cpus: u8 = after("] cpus: ")?
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("unreadable `cpus:` line")?;
+    if cpus != smp {
+        return Err(format!(
+            "the MP response lists {cpus} CPU(s); QEMU has {smp}"
+        ));
+    }
+    if !lines
+        .iter()
+        .any(|l| l.contains(&format!("] {smp} CPU(s) online")))
+    {
+        return Err(format!("no `{smp} CPU(s) online` line"));
+    }
+    let usable: u64 = after("] memory: ")?
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("unreadable `memory:` line")?;
+    if usable > memory_mib || usable < memory_mib * 8 / 10 {
+        return Err(format!(
+            "{usable} MiB usable reported for a {memory_mib} MiB machine"
+        ));
+    }
+    let hhdm = after("] hhdm: ")?;
+    let offset = hhdm
+        .strip_prefix("0x")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| format!("unreadable HHDM offset {hhdm:?}"))?;
+    if !(0xffff_8000_0000_0000..0xffff_ffff_8000_0000).contains(&offset) {
+        return Err(format!(
+            "HHDM offset {offset:#x} is outside the higher half below the kernel"
+        ));
+    }
+    Ok(())
+}
+
 /// The conformance test's log check: a `conformance: N passed, 0 failed` line with N > 0 and
 /// no `FAILED` anywhere.
 pub fn check_conformance_log(lines: &[String]) -> Result<String, String> {
@@ -1094,6 +1152,38 @@ mod tests {
                 .expect_err("kernel before banner")
                 .contains("kernel")
         );
+    }
+
+    #[test]
+    fn boot_values_must_match_the_machine() {
+        let log = |cpus: u8, online: u8, mib: u64, hhdm: &str| {
+            lines(&format!(
+                "[ 0.0 0] [INFO ] hhdm: {hhdm}\n[ 0.0 0] [INFO ] memory: {mib} MiB usable, 44 MiB \
+                 bootloader-reclaimable\n[ 0.0 0] [INFO ] cpus: {cpus} (bsp lapic id 0)\n\
+                 [ 0.1 0] [INFO ] {online} CPU(s) online"
+            ))
+        };
+        assert_eq!(
+            check_boot_values(&log(2, 2, 700, "0xffff800000000000"), 2, 768),
+            Ok(())
+        );
+        assert_eq!(
+            check_boot_values(&log(2, 2, 700, "0xffff9fffc0000000"), 2, 768),
+            Ok(())
+        );
+        let wrong = [
+            (log(1, 1, 700, "0xffff800000000000"), "1 CPU"),
+            (log(2, 1, 700, "0xffff800000000000"), "online"),
+            (log(2, 2, 900, "0xffff800000000000"), "900 MiB"),
+            (log(2, 2, 300, "0xffff800000000000"), "300 MiB"),
+            (log(2, 2, 700, "0x0000800000000000"), "HHDM"),
+            (log(2, 2, 700, "0xffffffff80000000"), "HHDM"),
+        ];
+        for (log, says) in wrong {
+            let err = check_boot_values(&log, 2, 768).expect_err(says);
+            assert!(err.contains(says), "{err}");
+        }
+        assert!(check_boot_values(&lines("nothing"), 2, 768).is_err());
     }
 
     #[test]
