@@ -2,11 +2,22 @@
 //!
 //! The requests live in `.requests`, between the start and end markers the linker script
 //! keeps in their own segment. A loader (ours or real Limine) fills in their response
-//! pointers before jumping to the kernel; nothing writes them afterwards, so handing out
-//! `&'static` references to the responses is sound.
+//! pointers before jumping to the kernel; nothing writes them afterwards.
+//!
+//! The responses themselves live in bootloader-reclaimable memory (PROTOCOL.md, "Memory
+//! Map": the loader's structures are placed there), which the frame allocator takes over
+//! once the kernel reclaims it. So they are reachable only through [`Boot`]: hal makes one,
+//! hands it to the kernel's `main`, and `hal::mm::reclaim_bootloader_memory` consumes it.
+//! Every reference a [`Responses`] holds borrows the token, so none can outlive the reclaim:
+//! the borrow checker, not a convention, keeps them apart. What the kernel needs afterwards
+//! (the command line, the boot files' records, the HHDM offset, the framebuffer's geometry)
+//! hal copies out first.
 
 use alloc::vec::Vec;
-use core::ffi::CStr;
+use core::{
+    ffi::CStr,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use limine::{
     BaseRevision, paging,
@@ -81,6 +92,53 @@ requests! {
 #[unsafe(link_section = ".requests_end_marker")]
 static END_MARKER: RequestsEndMarker = RequestsEndMarker::new();
 
+/// Proof that the loader's memory has not been reclaimed, and the only way to its responses.
+///
+/// hal creates exactly one, at kernel entry, and passes it to the kernel's `main`; it cannot
+/// be copied, cloned or made elsewhere. `hal::mm::reclaim_bootloader_memory` takes it by
+/// value.
+pub struct Boot {
+    _private: (),
+}
+
+static BOOT_MADE: AtomicBool = AtomicBool::new(false);
+
+impl Boot {
+    /// The token, the first time only (the entry stub calls this once).
+    pub(crate) fn take() -> Option<Self> {
+        (!BOOT_MADE.swap(true, Ordering::AcqRel)).then_some(Self { _private: () })
+    }
+
+    /// The loader's answers, borrowed from the token.
+    pub fn responses(&self) -> Responses<'_> {
+        live()
+    }
+
+    /// Width, height and bits per pixel of the first framebuffer.
+    pub fn framebuffer_info(&self) -> Option<(u64, u64, u16)> {
+        let fb = FRAMEBUFFER.get_response()?.framebuffers().next()?;
+        Some((fb.width(), fb.height(), fb.bpp()))
+    }
+
+    /// The virtual address of the first framebuffer.
+    pub fn framebuffer_address(&self) -> Option<u64> {
+        Some(FRAMEBUFFER.get_response()?.framebuffers().next()?.addr() as u64)
+    }
+
+    /// The kernel's own ELF file as the loader placed it.
+    pub fn executable_file(&self) -> Option<BootFile<'_>> {
+        live_executable_file()
+    }
+
+    /// The modules as the loader placed them, in order.
+    pub fn modules(&self) -> impl Iterator<Item = BootFile<'_>> + '_ {
+        fn borrowed<'a>(file: BootFile<'static>) -> BootFile<'a> {
+            file
+        }
+        live_modules().map(borrowed)
+    }
+}
+
 /// Whether the loader supports the base revision the kernel asked for (3).
 pub fn base_revision_supported() -> bool {
     BASE_REVISION.is_supported()
@@ -92,37 +150,38 @@ pub fn loaded_revision() -> Option<u64> {
     BASE_REVISION.loaded_revision()
 }
 
-/// The loader's answers. Every field is `None` when the loader did not answer that request.
+/// The loader's answers, borrowed from [`Boot`]. Every field is `None` when the loader did not
+/// answer that request.
 #[derive(Clone, Copy)]
-pub struct Responses {
+pub struct Responses<'a> {
     /// Loader name and version.
-    pub bootloader_info: Option<&'static BootloaderInfoResponse>,
+    pub bootloader_info: Option<&'a BootloaderInfoResponse>,
     /// Firmware type.
-    pub firmware_type: Option<&'static FirmwareTypeResponse>,
+    pub firmware_type: Option<&'a FirmwareTypeResponse>,
     /// Acknowledgement of the stack size request.
-    pub stack_size: Option<&'static StackSizeResponse>,
+    pub stack_size: Option<&'a StackSizeResponse>,
     /// Higher-half direct map offset.
-    pub hhdm: Option<&'static HhdmResponse>,
+    pub hhdm: Option<&'a HhdmResponse>,
     /// Paging mode in use.
-    pub paging_mode: Option<&'static PagingModeResponse>,
+    pub paging_mode: Option<&'a PagingModeResponse>,
     /// Processors.
-    pub mp: Option<&'static MpResponse>,
+    pub mp: Option<&'a MpResponse>,
     /// Physical memory map.
-    pub memory_map: Option<&'static MemoryMapResponse>,
+    pub memory_map: Option<&'a MemoryMapResponse>,
     /// Where the kernel image sits.
-    pub executable_address: Option<&'static ExecutableAddressResponse>,
+    pub executable_address: Option<&'a ExecutableAddressResponse>,
     /// The kernel command line.
-    pub executable_cmdline: Option<&'static ExecutableCmdlineResponse>,
+    pub executable_cmdline: Option<&'a ExecutableCmdlineResponse>,
     /// ACPI RSDP (a physical address under revision 3).
-    pub rsdp: Option<&'static RsdpResponse>,
+    pub rsdp: Option<&'a RsdpResponse>,
     /// SMBIOS entry points (physical under revision 3).
-    pub smbios: Option<&'static SmbiosResponse>,
+    pub smbios: Option<&'a SmbiosResponse>,
     /// EFI system table (physical under revision 3).
-    pub efi_system_table: Option<&'static EfiSystemTableResponse>,
+    pub efi_system_table: Option<&'a EfiSystemTableResponse>,
     /// EFI memory map.
-    pub efi_memory_map: Option<&'static EfiMemoryMapResponse>,
+    pub efi_memory_map: Option<&'a EfiMemoryMapResponse>,
     /// Wall-clock time at boot.
-    pub date_at_boot: Option<&'static DateAtBootResponse>,
+    pub date_at_boot: Option<&'a DateAtBootResponse>,
     /// Whether the entry point request was answered.
     pub entry_point_answered: bool,
     /// Whether the executable file request was answered.
@@ -133,7 +192,7 @@ pub struct Responses {
     pub framebuffer_answered: bool,
 }
 
-impl Responses {
+impl Responses<'_> {
     /// No answers at all.
     const NONE: Self = Self {
         bootloader_info: None,
@@ -157,9 +216,9 @@ impl Responses {
     };
 }
 
-/// Returns the loader's answers — all absent once the memory holding them has been reclaimed
-/// (`hal::mm::reclaim_bootloader_memory`); [`preserve`] keeps what the kernel needs later.
-pub fn responses() -> Responses {
+/// The loader's answers for hal's own use — all absent once the memory holding them has been
+/// reclaimed. hal never keeps a reference from them past its own bring-up.
+pub(crate) fn live() -> Responses<'static> {
     if crate::mm::bootloader_memory_reclaimed() {
         return Responses::NONE;
     }
@@ -185,20 +244,21 @@ pub fn responses() -> Responses {
     }
 }
 
-/// A file the loader put in memory: a module or the kernel's own ELF file.
+/// A file the loader put in memory: a module or the kernel's own ELF file. `'a` is the
+/// token's borrow for the loader's records, `'static` for hal's preserved copies.
 #[derive(Clone, Copy)]
-pub struct BootFile {
-    /// The file's contents.
+pub struct BootFile<'a> {
+    /// The file's contents (their pages are never reclaimed, so these outlive the token).
     pub data: &'static [u8],
     /// Its path on the boot volume.
-    pub path: &'static str,
+    pub path: &'a str,
     /// The string given to it in `limine.conf` (the kernel command line for the kernel file).
-    pub string: &'static str,
+    pub string: &'a str,
     /// The address of its contents (HHDM), for alignment checks.
     pub address: u64,
 }
 
-fn boot_file(file: &'static limine::file::File) -> BootFile {
+fn boot_file(file: &'static limine::file::File) -> BootFile<'static> {
     let size = usize::try_from(file.size()).unwrap_or(0);
     // SAFETY: the protocol guarantees that `addr` points to `size` bytes of the file in
     // EXECUTABLE_AND_MODULES memory, mapped in the HHDM, that nothing else writes.
@@ -217,21 +277,21 @@ fn cstr(s: &'static CStr) -> &'static str {
 
 /// Copies of what the kernel still needs after the loader's memory is reclaimed.
 struct Preserved {
-    executable: Option<BootFile>,
-    modules: Vec<BootFile>,
+    executable: Option<BootFile<'static>>,
+    modules: Vec<BootFile<'static>>,
 }
 
 static PRESERVED: Once<Preserved> = Once::new();
 
 /// Copies the file records (paths and strings) into kernel memory, so that [`modules`] and
-/// [`executable_file`] keep working after the loader's memory is reclaimed. The contents stay
-/// where the loader put them: the protocol places modules in EXECUTABLE_AND_MODULES memory but
-/// the executable file may sit in bootloader-reclaimable memory, so reclaiming keeps every
-/// preserved file's pages out of the frame allocator ([`preserved_file_pages`]). Needs the
-/// heap; reclaiming calls it first.
-pub fn preserve() {
+/// [`executable_file`] work for good. The contents stay where the loader put them: the
+/// protocol places modules in EXECUTABLE_AND_MODULES memory but the executable file may sit in
+/// bootloader-reclaimable memory, so reclaiming keeps every preserved file's pages out of the
+/// frame allocator ([`preserved_file_pages`]). Needs the heap: `hal::init` calls it once
+/// memory management is up.
+pub(crate) fn preserve() {
     let leak = |s: &str| -> &'static str { alloc::boxed::Box::leak(s.into()) };
-    let copy = |f: BootFile| BootFile {
+    let copy = |f: BootFile<'_>| BootFile {
         path: leak(f.path),
         string: leak(f.string),
         ..f
@@ -263,7 +323,7 @@ pub(crate) fn preserved_file_pages() -> Vec<core::ops::Range<u64>> {
         .collect()
 }
 
-fn live_modules() -> impl Iterator<Item = BootFile> {
+fn live_modules() -> impl Iterator<Item = BootFile<'static>> {
     let modules = if crate::mm::bootloader_memory_reclaimed() {
         None
     } else {
@@ -274,40 +334,43 @@ fn live_modules() -> impl Iterator<Item = BootFile> {
         .flat_map(|r| r.modules().iter().map(|f| boot_file(f)))
 }
 
-fn live_executable_file() -> Option<BootFile> {
+fn live_executable_file() -> Option<BootFile<'static>> {
     if crate::mm::bootloader_memory_reclaimed() {
         return None;
     }
     EXECUTABLE_FILE.get_response().map(|r| boot_file(r.file()))
 }
 
-/// The modules the loader loaded, in order.
-pub fn modules() -> impl Iterator<Item = BootFile> {
-    let preserved = PRESERVED.get().map(|p| p.modules.iter().copied());
-    let live = preserved.is_none().then(live_modules);
-    preserved
+/// The modules the loader loaded, in order (none before `hal::init`: until then use
+/// [`Boot::modules`]).
+pub fn modules() -> impl Iterator<Item = BootFile<'static>> {
+    PRESERVED
+        .get()
         .into_iter()
-        .flatten()
-        .chain(live.into_iter().flatten())
+        .flat_map(|p| p.modules.iter().copied())
 }
 
-/// The kernel's own ELF file.
-pub fn executable_file() -> Option<BootFile> {
-    match PRESERVED.get() {
-        Some(p) => p.executable,
-        None => live_executable_file(),
-    }
+/// The kernel's own ELF file (none before `hal::init`: until then use
+/// [`Boot::executable_file`]).
+pub fn executable_file() -> Option<BootFile<'static>> {
+    PRESERVED.get().and_then(|p| p.executable)
 }
 
 /// The longest command line kept (Limine truncates values at 4095 characters).
 const CMDLINE_MAX: usize = 4096;
 
-/// The command line, copied out of loader memory on first use.
+/// The command line, copied out of loader memory at kernel entry.
 static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
 
 /// The kernel command line (empty if the loader gave none).
 pub fn cmdline() -> &'static str {
-    let (bytes, len) = CMDLINE.call_once(|| {
+    let (bytes, len) = CMDLINE.get().unwrap_or(&([0; CMDLINE_MAX], 0));
+    core::str::from_utf8(&bytes[..*len]).unwrap_or("")
+}
+
+/// Copies the command line out of loader memory (the entry stub calls this first thing).
+pub(crate) fn copy_cmdline() {
+    CMDLINE.call_once(|| {
         let live = if crate::mm::bootloader_memory_reclaimed() {
             ""
         } else {
@@ -325,7 +388,6 @@ pub fn cmdline() -> &'static str {
         bytes[..len].copy_from_slice(&live.as_bytes()[..len]);
         (bytes, len)
     });
-    core::str::from_utf8(&bytes[..*len]).unwrap_or("")
 }
 
 /// Where the entry point request asked the loader to jump.
@@ -333,18 +395,11 @@ pub fn requested_entry_point() -> u64 {
     crate::entry::limine_entry as *const () as u64
 }
 
-/// The framebuffer response (for [`crate::framebuffer`]).
+/// The framebuffer response, for hal's bring-up and for [`crate::framebuffer::take`] (which
+/// holds the token's borrow). `None` once the loader's memory is reclaimed.
 pub(crate) fn framebuffer_response() -> Option<&'static limine::response::FramebufferResponse> {
+    if crate::mm::bootloader_memory_reclaimed() {
+        return None;
+    }
     FRAMEBUFFER.get_response()
-}
-
-/// Width, height and bits per pixel of the first framebuffer.
-pub fn framebuffer_info() -> Option<(u64, u64, u16)> {
-    let fb = FRAMEBUFFER.get_response()?.framebuffers().next()?;
-    Some((fb.width(), fb.height(), fb.bpp()))
-}
-
-/// The virtual address of the first framebuffer.
-pub fn framebuffer_address() -> Option<u64> {
-    Some(FRAMEBUFFER.get_response()?.framebuffers().next()?.addr() as u64)
 }

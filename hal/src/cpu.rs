@@ -1,6 +1,7 @@
 //! The processor itself: halting, interrupt flag, and read-only views of its control state
 //! (used by diagnostics and by the loader conformance probe).
 
+use alloc::boxed::Box;
 use core::arch::asm;
 
 use x86_64::{
@@ -167,17 +168,50 @@ pub fn breakpoint() {
     x86_64::instructions::interrupts::int3();
 }
 
-/// Switches to `stack` and calls `f` there; `f` never returns (so the stack is never
+/// Switches to `stack` and runs `f` there; `f` never returns (so the stack is never
 /// freed: it is leaked on purpose).
 ///
 /// Used to run code on a kernel stack with a guard page (the stack-overflow test, and CPUs
-/// leaving the loader's stacks).
-pub fn run_on_stack(stack: crate::mm::KernelStack, f: extern "C" fn() -> !) -> ! {
+/// leaving the loader's stacks). `f` is moved to the heap for the switch.
+pub fn run_on_stack<F: FnOnce() + Send + 'static>(stack: crate::mm::KernelStack, f: F) -> ! {
     let top = stack.top();
     core::mem::forget(stack);
+    let f: Box<dyn FnOnce()> = Box::new(f);
+    let boxed = Box::into_raw(Box::new(f));
     // SAFETY: `top` is the top of a mapped, writable kernel stack that is never unmapped
-    // (forgotten above); `f` never returns, so abandoning the current stack is fine. The
-    // stack is aligned to 16 before the call as the ABI requires.
+    // (forgotten above); the trampoline never returns, so abandoning the current stack is
+    // fine. The stack is aligned to 16 before the call as the ABI requires, and `boxed` is
+    // the pointer the trampoline takes back.
+    unsafe {
+        asm!(
+            "mov rsp, {top}",
+            "and rsp, -16",
+            "xor ebp, ebp",
+            "call {trampoline}",
+            "ud2",
+            top = in(reg) top,
+            trampoline = sym run_boxed,
+            in("rdi") boxed,
+            options(noreturn),
+        )
+    }
+}
+
+/// Takes back the closure [`run_on_stack`] boxed and runs it.
+extern "C" fn run_boxed(boxed: *mut Box<dyn FnOnce()>) -> ! {
+    // SAFETY: `run_on_stack` made `boxed` with `Box::into_raw` and passes it here once.
+    let f = *unsafe { Box::from_raw(boxed) };
+    f();
+    panic!("a function given to run_on_stack returned; its stack has no caller")
+}
+
+/// Switches to the stack whose top is `top` and calls `f` there, for hal's own static stacks.
+///
+/// # Safety
+/// `top` is the top of mapped, writable memory that nothing else uses as anything but a
+/// stack this CPU may write, for as long as `f` runs (forever).
+pub(crate) unsafe fn switch_stack_and_call(top: u64, f: extern "C" fn() -> !) -> ! {
+    // SAFETY: the caller promises `top` is a stack this CPU may use; `f` never returns.
     unsafe {
         asm!(
             "mov rsp, {top}",

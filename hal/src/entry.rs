@@ -143,24 +143,32 @@ extern "C" fn entry_common() -> ! {
 
 unsafe extern "Rust" {
     /// The kernel's main function, defined by [`entry_point!`](crate::entry_point).
-    safe fn __evergreen_kernel_main() -> !;
+    safe fn __evergreen_kernel_main(boot: crate::boot::Boot) -> !;
 }
 
-/// First Rust code: brings up the serial port, then runs the kernel.
+/// First Rust code: brings up the serial port, copies the command line out of loader memory,
+/// then runs the kernel with the one [`Boot`](crate::boot::Boot) token.
 extern "C" fn rust_entry() -> ! {
     crate::cpu::reset_rflags();
     crate::serial::init();
-    __evergreen_kernel_main()
+    crate::boot::copy_cmdline();
+    let Some(boot) = crate::boot::Boot::take() else {
+        // Only a jump back to the entry point gets here: the token exists already.
+        crate::serial::write_str("Evergreen: kernel entered twice; halting.\n");
+        crate::cpu::halt_forever()
+    };
+    __evergreen_kernel_main(boot)
 }
 
-/// Declares the kernel's main function: `hal::entry_point!(main)` with `fn main() -> !`.
+/// Declares the kernel's main function: `hal::entry_point!(main)` with
+/// `fn main(boot: hal::boot::Boot) -> !`.
 #[macro_export]
 macro_rules! entry_point {
     ($main:path) => {
         #[unsafe(export_name = "__evergreen_kernel_main")]
-        fn __evergreen_kernel_main() -> ! {
-            let main: fn() -> ! = $main;
-            main()
+        fn __evergreen_kernel_main(boot: $crate::boot::Boot) -> ! {
+            let main: fn($crate::boot::Boot) -> ! = $main;
+            main(boot)
         }
     };
 }

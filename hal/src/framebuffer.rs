@@ -33,11 +33,34 @@ unsafe impl Send for Framebuffer {}
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Takes ownership of the first framebuffer, if the loader gave one in a format Evergreen can
-/// draw (32 bpp RGB). Returns `None` on later calls.
-pub fn take() -> Option<Framebuffer> {
+/// draw (32 bpp RGB) at a place it can trust. Returns `None` on later calls.
+///
+/// The loader's description is checked before any pixel is written: the size must not
+/// overflow, the address must be aligned and in the HHDM, and no byte of it may be memory
+/// the memory map gives to anything else (usable, reclaimable, kernel or modules) — a wrong
+/// answer then costs the screen, not memory safety.
+pub fn take(boot: &crate::boot::Boot) -> Option<Framebuffer> {
     let response = crate::boot::framebuffer_response()?;
     let fb = response.framebuffers().next()?;
     if fb.bpp() != 32 || fb.pitch() % 4 != 0 || fb.pitch() / 4 < fb.width() {
+        return None;
+    }
+    let bytes = fb.pitch().checked_mul(fb.height())?;
+    let address = fb.addr() as u64;
+    let hhdm = boot.responses().hhdm?.offset();
+    let phys = address.checked_sub(hhdm)?;
+    let end = phys.checked_add(bytes)?;
+    if !address.is_multiple_of(4) || bytes == 0 {
+        return None;
+    }
+    let map = boot.responses().memory_map?;
+    let clash = map.entries().iter().any(|e| {
+        let other = e.entry_type != crate::boot::MemoryType::FRAMEBUFFER
+            && e.entry_type != crate::boot::MemoryType::RESERVED;
+        other && e.base < end && phys < e.base.saturating_add(e.length)
+    });
+    if clash {
+        log::warn!("framebuffer: {phys:#x}..{end:#x} overlaps memory given to something else");
         return None;
     }
     if TAKEN.swap(true, Ordering::AcqRel) {

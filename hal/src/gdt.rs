@@ -52,12 +52,13 @@ struct CpuTables {
 static TSS: [Once<TaskStateSegment>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 static TABLES: [Once<CpuTables>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
-/// Builds and loads CPU `index`'s GDT and TSS and reloads every segment register.
-/// Call once per CPU, before [`crate::percpu::init_this_cpu`].
+/// Builds and loads CPU `index`'s GDT and TSS and reloads every segment register. hal calls
+/// it once per CPU, with the index it assigned that CPU, before
+/// [`crate::percpu::init_this_cpu`]: two CPUs never share a TSS or IST stacks.
 ///
 /// # Panics
 /// If `index >= MAX_CPUS`.
-pub fn init_this_cpu(index: usize) {
+pub(crate) fn init_this_cpu(index: usize) {
     let tss = TSS[index].call_once(|| {
         let mut tss = TaskStateSegment::new();
         for (slot, stack) in IST_STACKS[index].iter().enumerate() {
@@ -88,5 +89,26 @@ pub fn init_this_cpu(index: usize) {
         FS::set_reg(SegmentSelector(0));
         GS::set_reg(SegmentSelector(0));
         load_tss(tables.tss_selector);
+    }
+}
+
+/// Loads the bootstrap CPU's GDT on a CPU hal parks for good, and reloads the segment
+/// registers from it — without loading its TSS, which belongs to CPU 0. A parked CPU's IDT has
+/// no IST gates, so it never needs a TSS of its own.
+///
+/// # Panics
+/// If the bootstrap CPU's tables have not been built (`hal::init` builds them first).
+pub(crate) fn load_for_parking() {
+    let tables = TABLES[0]
+        .get()
+        .expect("hal::init builds the bootstrap CPU's GDT before any CPU is parked");
+    tables.gdt.load();
+    // SAFETY: the selectors index the kernel code and data descriptors of the GDT just
+    // loaded, which stays in hal's static memory for good.
+    unsafe {
+        CS::set_reg(KERNEL_CODE);
+        SS::set_reg(KERNEL_DATA);
+        DS::set_reg(KERNEL_DATA);
+        ES::set_reg(KERNEL_DATA);
     }
 }

@@ -5,6 +5,7 @@
 //! page-table walks, the framebuffer — lives here behind safe interfaces, so that `kernel/`
 //! can be `#![deny(unsafe_code)]` (the framekernel idea, see `docs/STYLE.md`).
 #![no_std]
+#![feature(abi_x86_interrupt)]
 
 extern crate alloc;
 
@@ -17,6 +18,7 @@ pub mod entry;
 pub mod framebuffer;
 pub mod gdt;
 pub mod image;
+mod init;
 pub mod ioapic;
 pub mod mm;
 pub(crate) mod mm_hooks;
@@ -33,3 +35,5 @@ pub mod smp;
 pub mod sync;
 pub mod time;
 pub mod trap;
+
+pub use init::{Apic, InitError, Machine, init};

@@ -8,8 +8,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 
-/// The most CPUs Evergreen runs on.
-pub const MAX_CPUS: usize = 16;
+/// The most CPUs Evergreen runs on (QEMU's q35 with xAPIC ids goes this far). hal moves any
+/// CPU beyond it to a halt loop outside the loader's memory (`hal::smp`).
+pub const MAX_CPUS: usize = 64;
 
 /// What hal knows about one CPU.
 #[repr(C)]
@@ -38,12 +39,12 @@ static CPUS: [PerCpu; MAX_CPUS] = {
     cpus
 };
 
-/// Points this CPU's GS base at block `index`. Call after loading the GDT (segment loads
-/// clear the GS base).
+/// Points this CPU's GS base at block `index`, the index hal assigned it. hal calls it after
+/// loading the GDT (segment loads clear the GS base).
 ///
 /// # Panics
 /// If `index >= MAX_CPUS`.
-pub fn init_this_cpu(index: usize, lapic_id: u32) {
+pub(crate) fn init_this_cpu(index: usize, lapic_id: u32) {
     let block = &CPUS[index];
     block.lapic_id.store(lapic_id, Ordering::Relaxed);
     let address = x86_64::VirtAddr::from_ptr(block);
@@ -52,7 +53,7 @@ pub fn init_this_cpu(index: usize, lapic_id: u32) {
 }
 
 /// Marks this CPU as fully set up (its IDT can handle NMIs).
-pub fn mark_online() {
+pub(crate) fn mark_online() {
     if let Some(block) = this_block() {
         block.online.store(true, Ordering::Release);
     }

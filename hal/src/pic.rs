@@ -22,7 +22,7 @@ pub fn masks() -> (u8, u8) {
 }
 
 /// Reprograms both PICs to vectors [`VECTOR_BASE`]`..+16` and masks every line.
-pub fn disable() {
+pub(crate) fn disable() {
     // SAFETY: these are the 8259 command and data ports of every PC; only the PIC pair is
     // affected, and it is left fully masked. Port 0x80 (POST diagnostics) is the customary
     // I/O delay and has no other effect.

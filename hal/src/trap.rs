@@ -195,7 +195,7 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
 
 /// Loads the IDT on this CPU. Call after [`gdt::init_this_cpu`] (the gates use its IST
 /// stacks and code selector).
-pub fn init_this_cpu() {
+pub(crate) fn init_this_cpu() {
     let idt: &'static Idt = &IDT;
     let pointer = DescriptorTablePointer {
         limit: (size_of::<Idt>() - 1) as u16,

@@ -6,10 +6,10 @@
 
 use hal::acpi::{Platform, Processor};
 
-/// Parses the ACPI tables and logs a summary. Call once, after memory management is up.
-pub fn init() -> Option<&'static Platform> {
-    let platform = match hal::acpi::init() {
-        Ok(platform) => platform,
+/// Logs a summary of the ACPI tables `hal::init` parsed.
+pub fn report(parsed: &Result<&'static Platform, hal::acpi::Error>) -> Option<&'static Platform> {
+    let platform = match parsed {
+        Ok(platform) => *platform,
         Err(error) => {
             log::warn!("acpi: {error}; continuing without ACPI (one CPU, PIT calibration)");
             return None;

@@ -13,6 +13,8 @@ pub struct Options<'a> {
     pub reboot_on_panic: bool,
     /// `cpus=N`: how many CPUs the machine has, for tests that check the loader found them.
     pub expect_cpus: Option<usize>,
+    /// `maxcpus=N` (as in Linux): run on at most N CPUs; hal parks the rest in a halt loop.
+    pub max_cpus: usize,
 }
 
 impl<'a> Options<'a> {
@@ -23,6 +25,7 @@ impl<'a> Options<'a> {
             test: None,
             reboot_on_panic: false,
             expect_cpus: None,
+            max_cpus: hal::smp::MAX_CPUS,
         };
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').unwrap_or((word, ""));
@@ -35,6 +38,10 @@ impl<'a> Options<'a> {
                 "cpus" => match value.parse() {
                     Ok(n) => options.expect_cpus = Some(n),
                     Err(_) => unknown(word),
+                },
+                "maxcpus" => match value.parse() {
+                    Ok(n) if n >= 1 => options.max_cpus = n,
+                    _ => unknown(word),
                 },
                 "panic" => match value {
                     "reboot" => options.reboot_on_panic = true,

@@ -11,7 +11,7 @@
 use core::fmt::Write;
 
 use hal::{
-    boot::{MemoryMapEntry, MemoryType, Responses},
+    boot::{Boot, MemoryMapEntry, MemoryType, Responses},
     paging::ActiveTables,
 };
 
@@ -23,7 +23,7 @@ struct Failure(LineBuf);
 type CheckResult = Result<(), Failure>;
 
 /// A named check.
-type Check = (&'static str, fn(&Probe) -> CheckResult);
+type Check<'a> = (&'static str, fn(&Probe<'a>) -> CheckResult);
 
 /// Fails the current check with a formatted reason unless `cond` holds.
 macro_rules! ensure {
@@ -37,12 +37,13 @@ macro_rules! ensure {
 }
 
 /// Everything the checks look at.
-struct Probe {
+struct Probe<'a> {
     /// How many CPUs the machine has (`cpus=N` on the command line), if the runner said.
     expect_cpus: Option<usize>,
-    r: Responses,
+    boot: &'a Boot,
+    r: Responses<'a>,
     hhdm: u64,
-    entries: &'static [&'static MemoryMapEntry],
+    entries: &'a [&'a MemoryMapEntry],
     tables: ActiveTables,
 }
 
@@ -58,20 +59,21 @@ const PROTOCOL_PAT: u64 = 0x0000_0105_0007_0406;
 
 /// Runs every check; returns whether all passed. `expect_cpus` is the number of CPUs the
 /// machine has, if known: the MP response must list exactly that many.
-pub fn run(expect_cpus: Option<usize>) -> bool {
-    let r = hal::boot::responses();
+pub fn run(boot: &Boot, expect_cpus: Option<usize>) -> bool {
+    let r = boot.responses();
     let (Some(hhdm), Some(map)) = (r.hhdm, r.memory_map) else {
         log::error!("conformance: no HHDM or memory map response; nothing can be checked");
         return false;
     };
     let probe = Probe {
         expect_cpus,
+        boot,
         r,
         hhdm: hhdm.offset(),
         entries: map.entries(),
         tables: ActiveTables::current(hhdm.offset()),
     };
-    let checks: &[Check] = &[
+    let checks: &[Check<'_>] = &[
         ("base-revision", Probe::base_revision),
         ("entry-registers", Probe::entry_registers),
         ("entry-point-request", Probe::entry_point_request),
@@ -118,7 +120,7 @@ pub fn run(expect_cpus: Option<usize>) -> bool {
     failed == 0
 }
 
-impl Probe {
+impl Probe<'_> {
     /// The memory-map type of the entry containing physical address `phys`.
     fn type_at(&self, phys: u64) -> Option<MemoryType> {
         self.entries
@@ -638,7 +640,7 @@ impl Probe {
 
     fn framebuffer(&self) -> CheckResult {
         ensure!(self.r.framebuffer_answered, "no framebuffer response");
-        let Some(address) = hal::boot::framebuffer_address() else {
+        let Some(address) = self.boot.framebuffer_address() else {
             ensure!(false, "framebuffer response lists no framebuffer");
             return Ok(());
         };
@@ -670,7 +672,7 @@ impl Probe {
     }
 
     fn executable_file(&self) -> CheckResult {
-        let file = hal::boot::executable_file();
+        let file = self.boot.executable_file();
         ensure!(file.is_some(), "no executable file response");
         let file = file.expect("checked above");
         ensure!(
@@ -714,7 +716,7 @@ impl Probe {
             "no module response (the test image has one module)"
         );
         let mut count = 0;
-        for module in hal::boot::modules() {
+        for module in self.boot.modules() {
             count += 1;
             let Some(expected) = TestModule::parse(module.string) else {
                 ensure!(

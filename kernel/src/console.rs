@@ -237,8 +237,8 @@ pub static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 
 /// Claims the boot framebuffer for the console. Returns its size in cells, or `None` if the
 /// loader gave no usable framebuffer (the kernel then talks on serial only).
-pub fn init() -> Option<(usize, usize)> {
-    let console = Console::new(hal::framebuffer::take()?);
+pub fn init(boot: &hal::boot::Boot) -> Option<(usize, usize)> {
+    let console = Console::new(hal::framebuffer::take(boot)?);
     let size = console.size();
     *CONSOLE.lock() = Some(console);
     Some(size)

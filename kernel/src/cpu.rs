@@ -1,14 +1,4 @@
-//! Bringing a CPU to the kernel's own state: its GDT and TSS, per-CPU identity and IDT.
-
-/// Sets up the bootstrap CPU (index 0).
-pub fn init_bsp() {
-    let lapic_id = hal::boot::responses().mp.map_or(0, |mp| mp.bsp_lapic_id());
-    hal::gdt::init_this_cpu(0);
-    hal::percpu::init_this_cpu(0, lapic_id);
-    hal::trap::init_this_cpu();
-    hal::percpu::mark_online();
-    log::debug!("cpu 0 (lapic {lapic_id}): GDT, TSS and IDT loaded");
-}
+//! The CPU's exception handling, tested; and the stack-overflow test.
 
 /// Tests of the CPU's exception handling.
 pub mod tests {
@@ -59,10 +49,10 @@ pub fn overflow_the_stack() -> ! {
         stack.pages() * 4,
         stack.guard_page()
     );
-    hal::cpu::run_on_stack(stack, recurse_forever)
+    hal::cpu::run_on_stack(stack, || recurse_forever())
 }
 
-extern "C" fn recurse_forever() -> ! {
+fn recurse_forever() -> ! {
     let depth = recurse(0);
     panic!("recursion returned at depth {depth}: the guard page did not stop it");
 }

@@ -32,16 +32,14 @@ pub fn apic_up() -> bool {
     APIC_UP.load(Ordering::Acquire)
 }
 
-/// Sets up interrupts on the bootstrap CPU: masks the 8259 PIC, enables the local APIC,
-/// calibrates its timer and starts the tick, and hands the TLB shootdown to `hal::mm`.
-/// Call after [`crate::time::init`] and before the APs start. Interrupts stay disabled.
-pub fn init_bsp() {
-    hal::pic::disable();
-    let madt_address = hal::acpi::platform().and_then(|p| p.local_apic_address);
-    let mode = match hal::apic::init(madt_address) {
-        Ok(mode) => mode,
+/// Sets up the kernel's interrupts on the bootstrap CPU once `hal::init` has brought up the
+/// local APIC: registers the timer and ping handlers and starts the tick. Call before the
+/// APs start. Interrupts stay disabled.
+pub fn init_bsp(machine: &hal::Machine) {
+    let apic = match &machine.apic {
+        Ok(apic) => apic,
         Err(error) => {
-            log::warn!("irq: {error}: no timer interrupts or IPIs");
+            log::warn!("irq: local APIC: {error}: no timer interrupts or IPIs");
             return;
         }
     };
@@ -51,15 +49,11 @@ pub fn init_bsp() {
     ] {
         trap::register(vector, handler).expect("the timer and ping vectors are the kernel's");
     }
-    if let Err(error) = hal::apic::init_this_cpu() {
-        log::warn!("irq: cpu 0: {error}");
-        return;
-    }
     APIC_UP.store(true, Ordering::Release);
-    hal::apic::init_tlb_shootdown();
-    match hal::apic::calibrate_timer() {
+    match apic.timer_hz {
         Some(hz) => log::info!(
-            "irq: local APIC ({mode}), id {}, timer {}.{:03} MHz, tick {} Hz",
+            "irq: local APIC ({}), id {}, timer {}.{:03} MHz, tick {} Hz",
+            apic.mode,
             hal::apic::id(),
             hz / 1_000_000,
             hz / 1_000 % 1_000,
@@ -70,20 +64,15 @@ pub fn init_bsp() {
     crate::time::start_tick();
 }
 
-/// Sets up interrupts on an application processor: enables its local APIC and starts its
-/// tick. Call on each AP after its IDT is loaded; then enable interrupts on it.
+/// Starts this AP's timer tick (hal has enabled its local APIC). Call on each AP; then enable
+/// interrupts on it.
 pub fn init_this_cpu() {
     if !apic_up() {
         return;
     }
     let cpu = hal::percpu::current_index();
-    match hal::apic::init_this_cpu() {
-        Ok(()) => {
-            if !crate::time::start_tick() {
-                log::warn!("irq: cpu {cpu}: no timer tick");
-            }
-        }
-        Err(error) => log::warn!("irq: cpu {cpu}: {error}"),
+    if !crate::time::start_tick() {
+        log::warn!("irq: cpu {cpu}: no timer tick");
     }
 }
 

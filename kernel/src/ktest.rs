@@ -75,6 +75,10 @@ pub const TESTS: &[Test] = &[
     ("smp-all-cpus-online", crate::smp::tests::all_cpus_online),
     ("smp-heap-concurrent", crate::smp::tests::heap_concurrent),
     ("smp-smap-not-lifted", crate::smp::tests::smap_not_lifted),
+    (
+        "smp-loader-memory-overwritten",
+        crate::smp::tests::loader_memory_overwritten,
+    ),
     ("smp-log-concurrent", crate::smp::tests::log_from_all_cpus),
     (
         "smp-time-monotonic",

@@ -34,7 +34,7 @@ pub const GIT_HASH: &str = env!("EVERGREEN_GIT_HASH");
 
 hal::entry_point!(main);
 
-fn main() -> ! {
+fn main(boot: hal::boot::Boot) -> ! {
     if !hal::boot::base_revision_supported() {
         // Without revision 3 no response can be trusted: say so on serial and stop.
         hal::serial::write_str(
@@ -57,7 +57,7 @@ fn main() -> ! {
         panic::set_reboot_on_panic();
     }
     logger::init(options.log_level);
-    let screen = console::init();
+    let screen = console::init(&boot);
 
     log::info!("Evergreen {VERSION} ({GIT_HASH}) booting");
     for word in unknown.iter().take(unknown_count) {
@@ -66,38 +66,36 @@ fn main() -> ! {
     if screen.is_none() {
         log::warn!("no usable framebuffer: output on serial only");
     }
-    summary::log(&hal::boot::responses());
+    summary::log(&boot);
     if options.test == Some("conformance") {
         // The probe checks the machine state the loader handed over, so it runs before the
         // kernel replaces any of it (GDT, IDT, page tables).
-        finish_test(conformance::run(options.expect_cpus));
+        finish_test(conformance::run(&boot, options.expect_cpus));
     }
-    cpu::init_bsp();
-    mm::init();
-    acpi::init();
-    time::init();
-    irq::init_bsp();
+    let machine = match hal::init(&boot) {
+        Ok(machine) => machine,
+        Err(e) => panic!("hal: {e}"),
+    };
+    mm::report(&machine.memory);
+    acpi::report(&machine.acpi);
+    time::init(&boot, &machine.time);
+    irq::init_bsp(&machine);
     input::init();
-    // From here on the kernel must not depend on the loader's memory: keep copies of what it
-    // still needs, and leave the loader's stack for a kernel stack with a guard page.
-    hal::boot::preserve();
+    // Leave the loader's stack for a kernel stack with a guard page, taking the token along.
     let stack = hal::mm::alloc_kernel_stack(smp::STACK_PAGES)
         .expect("the first kernel stack: memory management has just been set up");
-    hal::cpu::run_on_stack(stack, main_on_kernel_stack)
+    hal::cpu::run_on_stack(stack, move || main_on_kernel_stack(boot))
 }
 
 /// The rest of the boot, on the bootstrap CPU's kernel stack.
-extern "C" fn main_on_kernel_stack() -> ! {
-    // The command line was copied out of loader memory when it was first parsed.
+fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
     let options = cmdline::Options::parse(hal::boot::cmdline(), |_| {});
-    let cpus = smp::start_aps();
+    let cpus = smp::start_aps(&boot, options.max_cpus);
     log::info!("{cpus} CPU(s) online");
-    if smp::all_arrived() {
-        if let Err(e) = hal::mm::reclaim_bootloader_memory() {
-            log::warn!("mm: bootloader memory not reclaimed: {e}");
-        }
-    } else {
-        log::warn!("mm: an AP may still run loader code; bootloader memory is kept");
+    // hal refuses while any CPU may still use the loader's memory; the token is gone either
+    // way, so nothing can read the loader's responses from here on.
+    if let Err(e) = hal::mm::reclaim_bootloader_memory(boot) {
+        log::warn!("mm: bootloader memory not reclaimed: {e}");
     }
 
     match options.test {

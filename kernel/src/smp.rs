@@ -1,35 +1,40 @@
 //! Bringing the application processors online, and running work on all of them.
 //!
-//! Every CPU leaves the stack the loader gave it for a kernel stack with a guard page; once
-//! all have, nothing uses the loader's memory any more and it is reclaimed.
+//! hal moves every CPU off the loader's stack onto a kernel stack with a guard page before
+//! the kernel sees it, and knows when none uses the loader's memory any more.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hal::percpu::MAX_CPUS;
 use spin::Mutex;
 
-/// Kernel stack size of every CPU, in 4 KiB pages.
-pub const STACK_PAGES: u64 = 16;
+/// Kernel stack size of the bootstrap CPU, in 4 KiB pages (the same as hal gives each AP).
+pub const STACK_PAGES: u64 = hal::smp::AP_STACK_PAGES;
 
-/// How many APs have reached the kernel's AP main on their kernel stack.
-static ARRIVED: AtomicUsize = AtomicUsize::new(0);
-/// How many APs were released.
-static RELEASED: AtomicUsize = AtomicUsize::new(0);
+/// What hal reported when it started the APs.
+static STARTED: spin::Once<hal::smp::Started> = spin::Once::new();
 
-/// Releases every AP the loader parked and waits (boundedly) for all to come online.
-/// Returns the number of CPUs online, the bootstrap CPU included.
-pub fn start_aps() -> usize {
-    let expected = hal::smp::start_aps(ap_main);
-    RELEASED.store(expected, Ordering::Release);
-    // An AP needs well under a millisecond on hardware; under emulation allow two seconds
-    // per CPU so a dead AP cannot hang the boot.
-    let deadline = hal::time::now_ns() + 2_000_000_000 * expected.max(1) as u64;
-    while ARRIVED.load(Ordering::Acquire) < expected && hal::time::now_ns() < deadline {
-        core::hint::spin_loop();
-    }
-    let arrived = ARRIVED.load(Ordering::Acquire);
-    if arrived < expected {
-        log::warn!("smp: only {arrived} of {expected} application processors came online");
+/// Releases every AP the loader parked, up to `max_cpus` CPUs in all (`maxcpus=`), and waits
+/// (boundedly) for them. Returns the number of CPUs online, the bootstrap CPU included.
+pub fn start_aps(boot: &hal::boot::Boot, max_cpus: usize) -> usize {
+    match hal::smp::start_aps(boot, max_cpus, ap_main) {
+        Ok(started) => {
+            STARTED.call_once(|| started);
+            if started.arrived < started.released {
+                log::warn!(
+                    "smp: only {} of {} application processors came online",
+                    started.arrived,
+                    started.released
+                );
+            }
+            if started.parked > 0 {
+                log::info!(
+                    "smp: {} CPU(s) beyond maxcpus={max_cpus} halted by hal",
+                    started.parked
+                );
+            }
+        }
+        Err(e) => log::warn!("smp: {e}; running on one CPU"),
     }
     if hal::time::calibrated() {
         // The clock counts from kernel entry.
@@ -43,32 +48,21 @@ pub fn start_aps() -> usize {
     hal::percpu::online_count()
 }
 
-/// Whether every released AP has arrived on its kernel stack (none runs loader code).
+/// Whether every released AP reached the kernel (none was left running loader code).
 pub fn all_arrived() -> bool {
-    ARRIVED.load(Ordering::Acquire) == RELEASED.load(Ordering::Acquire)
+    STARTED
+        .get()
+        .is_none_or(|s| s.all_left && s.arrived == s.released)
 }
 
-/// Where each AP arrives once hal has given it its GDT, TSS, per-CPU block and IDT: it moves
-/// to a kernel stack with a guard page, then sets up its interrupts.
+/// Where each AP arrives once hal has given it its GDT, TSS, per-CPU block, IDT, local APIC
+/// and kernel stack: it sets up its tick and waits for work.
 fn ap_main(index: usize) -> ! {
-    match hal::mm::alloc_kernel_stack(STACK_PAGES) {
-        Ok(stack) => hal::cpu::run_on_stack(stack, ap_on_kernel_stack),
-        Err(e) => {
-            // Stay on the loader's stack; the loader's memory is then never reclaimed.
-            log::error!("cpu {index}: no kernel stack ({e}); halting this CPU");
-            hal::cpu::halt_forever()
-        }
-    }
-}
-
-extern "C" fn ap_on_kernel_stack() -> ! {
-    let index = hal::percpu::current_index();
     crate::irq::init_this_cpu();
     log::info!(
         "cpu {index} online (lapic {})",
         hal::percpu::lapic_id(index).unwrap_or(0)
     );
-    ARRIVED.fetch_add(1, Ordering::AcqRel);
     let mut seen = 0;
     loop {
         seen = run_pending_work(index, seen);
@@ -152,17 +146,25 @@ pub mod tests {
         Ok(())
     }
 
-    /// Every CPU the firmware lists (up to the kernel's limit) is online.
+    /// Every CPU the firmware lists (up to `maxcpus=`) is online, and the rest are in hal's
+    /// halt loop.
     pub fn all_cpus_online() -> TestResult {
         let listed = crate::acpi::processors()
             .iter()
             .filter(|p| p.enabled)
-            .count()
-            .min(MAX_CPUS);
+            .count();
+        let limit = crate::cmdline::Options::parse(hal::boot::cmdline(), |_| {}).max_cpus;
+        let expected = listed.min(limit).min(MAX_CPUS);
         let online = hal::percpu::online_count();
         check!(
-            online == listed,
-            "{online} CPUs online, the MADT lists {listed}"
+            online == expected,
+            "{online} CPUs online, the MADT lists {listed}, maxcpus={limit}"
+        );
+        let parked = hal::smp::parked_count();
+        check!(
+            parked == listed - expected,
+            "{parked} CPUs halted by hal, expected {}",
+            listed - expected
         );
         check!(super::all_arrived(), "an AP never reached its kernel stack");
         Ok(())
@@ -175,6 +177,45 @@ pub mod tests {
             let ac = hal::cpu::rflags() & hal::cpu::RFLAGS_AC != 0;
             RESULTS[cpu].store(if ac { 2 } else { 1 }, Ordering::Release);
         })
+    }
+
+    /// Once the loader's memory is reclaimed no CPU depends on it, not even those hal halted
+    /// beyond `maxcpus=`: every free frame (the reclaimed ones among them) is filled with
+    /// `int3` bytes, and every CPU must still be where it was. A CPU still spinning in the
+    /// loader's parking loop would read a garbage goto address or execute the filler, and the
+    /// machine would fault or reset.
+    pub fn loader_memory_overwritten() -> TestResult {
+        check!(
+            hal::mm::bootloader_memory_reclaimed(),
+            "the loader's memory was not reclaimed"
+        );
+        let online = hal::percpu::online_count();
+        let parked = hal::smp::parked_count();
+        let mut frames = Vec::with_capacity(hal::mm::stats().frames.free as usize);
+        while frames.len() < frames.capacity() {
+            let Some(mut frame) = hal::mm::Frame::alloc() else {
+                break;
+            };
+            frame.fill(0xcc);
+            frames.push(frame);
+        }
+        let filled = frames.len();
+        // Give any CPU still in loader code time to trip over it.
+        hal::time::delay_ns(50_000_000);
+        drop(frames);
+        check!(filled > 0, "no free frame to fill");
+        check!(
+            hal::smp::parked_count() == parked,
+            "halted CPUs went from {parked} to {}",
+            hal::smp::parked_count()
+        );
+        on_all(|cpu| RESULTS[cpu].store(1, Ordering::Release))?;
+        check!(
+            hal::percpu::online_count() == online,
+            "{online} CPUs were online, now {}",
+            hal::percpu::online_count()
+        );
+        Ok(())
     }
 
     /// All CPUs allocate, fill, check and free heap memory at the same time.

@@ -1,9 +1,10 @@
 //! The boot summary: what the loader handed over, one line per fact.
 
-use hal::boot::{MemoryType, Responses};
+use hal::boot::{Boot, MemoryType};
 
 /// Logs what the loader gave the kernel.
-pub fn log(r: &Responses) {
+pub fn log(boot: &Boot) {
+    let r = &boot.responses();
     match r.bootloader_info {
         Some(info) => log::info!("loader: {} {}", info.name(), info.version()),
         None => log::warn!("loader: did not say who it is"),
@@ -37,7 +38,10 @@ pub fn log(r: &Responses) {
     let console_size = crate::console::CONSOLE.lock().as_ref().map(|c| c.size());
     match console_size {
         Some((cols, rows)) => {
-            log::info!("framebuffer: {}, console {cols}x{rows}", FramebufferText);
+            log::info!(
+                "framebuffer: {}, console {cols}x{rows}",
+                FramebufferText(boot)
+            );
         }
         None if r.framebuffer_answered => log::info!("framebuffer: present but not 32 bpp"),
         None => log::info!("framebuffer: none"),
@@ -51,8 +55,8 @@ pub fn log(r: &Responses) {
         None => log::warn!("kernel: address not reported"),
     }
     log::info!("cmdline: \"{}\"", hal::boot::cmdline());
-    let modules = hal::boot::modules();
-    log::info!("modules: {}", hal::boot::modules().count());
+    let modules = boot.modules();
+    log::info!("modules: {}", boot.modules().count());
     for module in modules {
         log::info!(
             "  module {} ({} bytes) \"{}\"",
@@ -78,11 +82,11 @@ pub fn log(r: &Responses) {
 }
 
 /// Formats the framebuffer's geometry (the console owns the framebuffer itself).
-struct FramebufferText;
+struct FramebufferText<'a>(&'a Boot);
 
-impl core::fmt::Display for FramebufferText {
+impl core::fmt::Display for FramebufferText<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match hal::boot::framebuffer_info() {
+        match self.0.framebuffer_info() {
             Some((w, h, bpp)) => write!(f, "{w}x{h}, {bpp} bpp"),
             None => write!(f, "unknown"),
         }

@@ -16,10 +16,13 @@ static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static EPOCH_AT_ZERO: AtomicU64 = AtomicU64::new(0);
 static HAVE_WALL_CLOCK: AtomicBool = AtomicBool::new(false);
 
-/// Calibrates the clock (after ACPI, which names the reference timers) and sets the wall
-/// clock. Logs what was found; failures degrade, they do not stop the boot.
-pub fn init() {
-    match hal::time::init() {
+/// Reports the clock's calibration (done by `hal::init`) and sets the wall clock. Failures
+/// degrade, they do not stop the boot.
+pub fn init(
+    boot: &hal::boot::Boot,
+    calibration: &Result<hal::time::Calibration, hal::time::Error>,
+) {
+    match calibration {
         Ok(c) => {
             for (reference, why) in c.fallbacks.iter().flatten() {
                 log::warn!("time: could not calibrate against the {reference}: {why}");
@@ -44,13 +47,20 @@ pub fn init() {
         }
         Err(error) => log::warn!("time: {error}; the monotonic clock stands still at 0"),
     }
-    init_wall_clock();
+    init_wall_clock(boot);
 }
 
-fn init_wall_clock() {
-    let responses = hal::boot::responses();
-    let (seconds, source) = if let Some(date) = responses.date_at_boot {
-        (date.timestamp().as_secs(), "loader")
+/// The loader's date at boot (Unix seconds), if it gave one.
+static LOADER_DATE: AtomicU64 = AtomicU64::new(0);
+
+fn init_wall_clock(boot: &hal::boot::Boot) {
+    let loader_date = boot
+        .responses()
+        .date_at_boot
+        .map(|d| d.timestamp().as_secs());
+    LOADER_DATE.store(loader_date.unwrap_or(0), Ordering::Relaxed);
+    let (seconds, source) = if let Some(date) = loader_date {
+        (date, "loader")
     } else {
         let century = hal::acpi::platform()
             .and_then(|p| p.fadt)
@@ -152,6 +162,8 @@ pub fn civil_from_unix(seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
 
 /// Tests of the clock, the tick and the calendar.
 pub mod tests {
+    use core::sync::atomic::Ordering;
+
     use super::{civil_from_unix, ticks};
     use crate::{check, ktest::TestResult};
 
@@ -315,8 +327,8 @@ pub mod tests {
         };
         let rtc = super::unix_seconds(&date);
         check!(rtc >= 1_704_067_200, "RTC date {date:?} is before 2024");
-        if let Some(boot) = hal::boot::responses().date_at_boot {
-            let boot = boot.timestamp().as_secs();
+        let boot = super::LOADER_DATE.load(Ordering::Relaxed);
+        if boot != 0 {
             let uptime = super::now_ns() / 1_000_000_000;
             // The RTC read now; the loader read it before the clock started.
             check!(

@@ -158,6 +158,25 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "smp-maxcpus",
+        about: "with maxcpus=2 of 4 CPUs, hal halts the other two off loader memory, which is then reclaimed and overwritten",
+        kind: Kind::Kernel(KernelRun {
+            cmdline: "test=kernel:smp- maxcpus=2",
+            smp: 4,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "smp: 2 CPU(s) beyond maxcpus=2 halted by hal",
+                "2 CPU(s) online",
+                "mm: reclaimed",
+                "test smp-loader-memory-overwritten ... ok",
+                " 0 failed",
+            ],
+            extra: None,
+            machine: &[],
+        }),
+    },
+    Case {
         name: "memory-above-4g",
         about: "with 5 GiB, memory above 4 GiB is mapped and used (strict: the kernel lives there)",
         kind: Kind::Kernel(KernelRun {

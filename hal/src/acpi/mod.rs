@@ -210,6 +210,8 @@ pub struct SleepType {
 pub struct Platform {
     /// ACPI revision of the RSDP (0 for ACPI 1.0, 2 for 2.0+).
     pub rsdp_revision: u8,
+    /// Where the RSDP is (physical).
+    pub rsdp_address: u64,
     /// The signatures of every table listed in the RSDT/XSDT, in order.
     pub tables: Vec<Sig>,
     /// Warnings about malformed or missing tables (also logged).
@@ -272,12 +274,13 @@ static PLATFORM: Once<Platform> = Once::new();
 /// Parses the ACPI tables from the RSDP the loader reported (its physical address under base
 /// revision 3). Table-level problems are logged as warnings and leave the affected part out;
 /// an error means nothing usable was found at all.
-pub fn init() -> Result<&'static Platform, Error> {
+pub(crate) fn init() -> Result<&'static Platform, Error> {
     if PLATFORM.is_completed() {
         return Err(Error::AlreadyInitialised);
     }
-    let rsdp = crate::boot::responses().rsdp.ok_or(Error::NoRsdp)?;
-    let platform = tables::parse(rsdp.address() as u64)?;
+    let rsdp = crate::boot::live().rsdp.ok_or(Error::NoRsdp)?;
+    let mut platform = tables::parse(rsdp.address() as u64)?;
+    platform.rsdp_address = rsdp.address() as u64;
     Ok(PLATFORM.call_once(|| platform))
 }
 

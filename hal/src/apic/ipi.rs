@@ -117,7 +117,7 @@ static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
 
 /// Registers the shootdown IPI handler and hands [`shootdown`] to `hal::mm`. Call once on
 /// the bootstrap CPU.
-pub fn init_tlb_shootdown() {
+pub(crate) fn init_tlb_shootdown() {
     trap::register_hal(vectors::TLB_SHOOTDOWN, |_frame: &TrapFrame| serve());
     crate::mm::set_tlb_shootdown(shootdown);
 }

@@ -10,14 +10,15 @@ mod timer;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+pub(crate) use ipi::init_tlb_shootdown;
 pub use ipi::{
-    init_tlb_shootdown, send_fixed, send_nmi, send_self, shootdown, shootdown_timeouts,
-    shootdowns_served, stop_other_cpus,
+    send_fixed, send_nmi, send_self, shootdown, shootdown_timeouts, shootdowns_served,
+    stop_other_cpus,
 };
 use spin::Once;
+pub(crate) use timer::calibrate_timer;
 pub use timer::{
-    calibrate_timer, timer_frequency, timer_oneshot_ns, timer_periodic, timer_remaining_ns,
-    timer_stop,
+    timer_frequency, timer_oneshot_ns, timer_periodic, timer_remaining_ns, timer_stop,
 };
 use x86_64::registers::model_specific::Msr;
 
@@ -162,7 +163,7 @@ fn present() -> bool {
 /// Finds the local APIC on the bootstrap CPU, maps its registers if it is in xAPIC mode, and
 /// takes over end-of-interrupt signalling. `madt_address` (from ACPI) is only cross-checked:
 /// IA32_APIC_BASE is what the hardware uses. Call before [`init_this_cpu`].
-pub fn init(madt_address: Option<u64>) -> Result<Mode, Error> {
+pub(crate) fn init(madt_address: Option<u64>) -> Result<Mode, Error> {
     if let Some(lapic) = lapic() {
         return Ok(lapic.mode);
     }
@@ -202,7 +203,7 @@ pub fn init(madt_address: Option<u64>) -> Result<Mode, Error> {
 /// Enables the local APIC of the CPU running this: spurious vector, error vector, the LINT
 /// pins (LINT0 — the 8259's virtual-wire input — masked; the NMI pin as the MADT says), task
 /// priority 0, timer stopped. Call on every CPU after [`init`] and after its IDT is loaded.
-pub fn init_this_cpu() -> Result<(), Error> {
+pub(crate) fn init_this_cpu() -> Result<(), Error> {
     let lapic = lapic().ok_or(Error::NotInitialised)?;
     let base = read_msr(MSR_APIC_BASE);
     match lapic.mode {

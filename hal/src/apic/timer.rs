@@ -21,7 +21,7 @@ static FREQUENCY: AtomicU64 = AtomicU64::new(0);
 
 /// Measures the APIC timer's rate against the TSC (call after [`crate::time::init`], with
 /// this CPU's APIC enabled). Returns the rate in counter ticks per second.
-pub fn calibrate_timer() -> Option<u64> {
+pub(crate) fn calibrate_timer() -> Option<u64> {
     let lapic = lapic()?;
     if !crate::time::calibrated() {
         return None;

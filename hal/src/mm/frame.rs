@@ -96,16 +96,59 @@ pub fn bootloader_memory_reclaimed() -> bool {
     RECLAIMED.load(Ordering::Acquire)
 }
 
-/// Hands the bootloader-reclaimable memory to the frame allocator.
+/// Why [`reclaim_bootloader_memory`] refused. The memory then stays the loader's for good
+/// (the token is gone either way, so nothing can read the responses afterwards).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReclaimError {
+    /// `hal::init` has not run (no frame allocator, and this CPU may still use the loader's
+    /// GDT and IDT).
+    NotInitialised,
+    /// An AP may still run in the loader's memory: the APs were never released, or one did not
+    /// leave in time.
+    CpusInLoaderMemory,
+    /// The calling CPU's stack (at this physical address) is in the loader's memory.
+    StackInLoaderMemory(u64),
+    /// The loader gave no memory map.
+    NoMemoryMap,
+    /// The frame allocator refused a range.
+    Frames(FrameError),
+}
+
+impl core::fmt::Display for ReclaimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotInitialised => write!(f, "hal::init has not run"),
+            Self::CpusInLoaderMemory => {
+                write!(f, "an application processor may still run in loader memory")
+            }
+            Self::StackInLoaderMemory(a) => {
+                write!(f, "this CPU's stack ({a:#x}) is in loader memory")
+            }
+            Self::NoMemoryMap => write!(f, "the loader gave no memory map"),
+            Self::Frames(e) => write!(f, "frame allocator: {e}"),
+        }
+    }
+}
+
+/// Hands the bootloader-reclaimable memory to the frame allocator, consuming the [`Boot`]
+/// token: no reference into the loader's responses can outlive this call.
 ///
-/// Call once, when nothing uses the loader's memory any more: every AP has left the loader's
-/// parking code and page tables, no CPU runs on a loader-provided stack, and nothing reads the
-/// loader's responses (`hal::boot`) again — they live in that memory. Refused if the calling
-/// CPU's stack is still in it. Returns the number of frames reclaimed.
-pub fn reclaim_bootloader_memory() -> Result<u64, FrameError> {
-    let map = crate::boot::responses()
+/// Refused, with the memory left alone, unless `hal::init` has run, every AP has left the
+/// loader's memory (hal tracks each one: `hal::smp`), and the calling CPU's stack is not in
+/// it. Returns the number of frames reclaimed.
+///
+/// [`Boot`]: crate::boot::Boot
+pub fn reclaim_bootloader_memory(boot: crate::boot::Boot) -> Result<u64, ReclaimError> {
+    if !crate::init::done() {
+        return Err(ReclaimError::NotInitialised);
+    }
+    if !crate::smp::all_left_loader_memory() {
+        return Err(ReclaimError::CpusInLoaderMemory);
+    }
+    let map = boot
+        .responses()
         .memory_map
-        .ok_or(FrameError::NotManaged(0))?;
+        .ok_or(ReclaimError::NoMemoryMap)?;
     let rsp = crate::cpu::stack_pointer().wrapping_sub(super::hhdm_offset());
     let reclaimable = || {
         map.entries()
@@ -113,8 +156,7 @@ pub fn reclaim_bootloader_memory() -> Result<u64, FrameError> {
             .filter(|e| e.entry_type == MemoryType::BOOTLOADER_RECLAIMABLE)
     };
     if reclaimable().any(|e| (e.base..e.base + e.length).contains(&rsp)) {
-        // Still in use: report the stack's frame as not releasable.
-        return Err(FrameError::NotReserved(rsp & !(PAGE_SIZE - 1)));
+        return Err(ReclaimError::StackInLoaderMemory(rsp));
     }
     // The files the kernel keeps using (its own ELF for symbols, the modules) may live in
     // reclaimable memory: their records are copied and their pages stay reserved.
@@ -123,14 +165,16 @@ pub fn reclaim_bootloader_memory() -> Result<u64, FrameError> {
     // The memory map itself lives in reclaimable memory: hold the lock (so nothing can be
     // handed out and overwritten) until the last entry has been read.
     let mut guard = locked();
-    let frames = guard.as_mut().ok_or(FrameError::NotManaged(0))?;
+    let frames = guard.as_mut().ok_or(ReclaimError::NotInitialised)?;
     let (mut total, mut held) = (0, 0);
     for entry in reclaimable() {
         // The same clipping as at set-up: frame 0 was never handed to the allocator.
         let start = entry.base.max(PAGE_SIZE);
         let end = (entry.base + entry.length).max(start);
         for piece in subtract(start..end, &kept) {
-            total += frames.release_reserved(piece)?;
+            total += frames
+                .release_reserved(piece)
+                .map_err(ReclaimError::Frames)?;
         }
         held += kept
             .iter()

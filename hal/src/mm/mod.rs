@@ -39,13 +39,14 @@ use core::{
 };
 
 pub use frame::{
-    Frame, FrameError, alloc_contiguous, alloc_frame, bootloader_memory_reclaimed, free_contiguous,
-    free_frame, reclaim_bootloader_memory,
+    Frame, FrameError, ReclaimError, alloc_contiguous, alloc_frame, bootloader_memory_reclaimed,
+    free_contiguous, free_frame, reclaim_bootloader_memory,
 };
 pub use frames::table::{Error as TableError, Mapping, PageSize};
 pub use mmio::{Mmio, map_firmware, map_firmware_raw, map_mmio};
 pub use protect::Protections;
-pub use setup::{InitSummary, init};
+pub(crate) use setup::init;
+pub use setup::{InitError, InitSummary};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
 pub use tables::{frames_kept_after_failed_shootdowns, map_page, translate, unmap_page};
 pub use tlb::flush_local;
@@ -134,7 +135,7 @@ pub fn phys_to_virt(phys: u64) -> u64 {
 pub(crate) fn hhdm_offset() -> u64 {
     match HHDM_OFFSET.load(Ordering::Relaxed) {
         0 => {
-            let offset = crate::boot::responses()
+            let offset = crate::boot::live()
                 .hhdm
                 .expect("the loader answers the HHDM request")
                 .offset();

@@ -109,11 +109,11 @@ pub struct InitSummary {
 /// Builds the frame allocator and the kernel's page tables, switches to them and enables the
 /// paging protections. Call once on the bootstrap CPU, after its GDT and IDT are loaded and
 /// before any AP is released.
-pub fn init() -> Result<InitSummary, InitError> {
+pub(crate) fn init() -> Result<InitSummary, InitError> {
     if STARTED.swap(true, Ordering::AcqRel) {
         return Err(InitError::AlreadyDone);
     }
-    let r = crate::boot::responses();
+    let r = crate::boot::live();
     let map = r.memory_map.ok_or(InitError::NoMemoryMap)?.entries();
     let hhdm = r.hhdm.ok_or(InitError::NoHhdm)?.offset();
     super::HHDM_OFFSET.store(hhdm, Ordering::Relaxed);

@@ -168,7 +168,7 @@ fn calibrate_with(measure_once: impl Fn() -> Option<u64>) -> Result<u64, &'stati
 /// Calibrates the TSC against the best reference timer the ACPI tables offer (call after
 /// `acpi::init`; without ACPI only the PIT is tried), and starts the clock: it counts from
 /// kernel entry (the entry stub's TSC reading), so log timestamps are time since boot.
-pub fn init() -> Result<Calibration, Error> {
+pub(crate) fn init() -> Result<Calibration, Error> {
     if let Some(calibration) = CALIBRATION.get() {
         return Ok(*calibration);
     }

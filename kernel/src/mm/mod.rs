@@ -5,17 +5,8 @@
 pub mod bench;
 pub mod tests;
 
-/// Builds the frame allocator and the kernel's page tables and switches to them. Call on the
-/// bootstrap CPU after its GDT and IDT are loaded, before any AP starts and before anything
-/// maps MMIO or allocates from the heap.
-///
-/// # Panics
-/// If memory management cannot be set up: the kernel cannot run without it.
-pub fn init() {
-    let summary = match hal::mm::init() {
-        Ok(summary) => summary,
-        Err(e) => panic!("mm: {e}"),
-    };
+/// Reports what `hal::init` set up: the frame allocator and the kernel's page tables.
+pub fn report(summary: &hal::mm::InitSummary) {
     log::info!(
         "mm: {} MiB free, {} MiB held for the loader, {} KiB of frame bookkeeping",
         (summary.free_frames * hal::mm::PAGE_SIZE) >> 20,
