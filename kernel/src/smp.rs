@@ -167,6 +167,23 @@ pub mod tests {
             listed - expected
         );
         check!(super::all_arrived(), "an AP never reached its kernel stack");
+        // Each CPU runs on its own per-CPU block: the index hal gave it and its own APIC id.
+        on_all(|cpu| {
+            let own = hal::percpu::current_index() == cpu
+                && hal::percpu::lapic_id(cpu) == Some(hal::apic::id());
+            RESULTS[cpu].store(if own { 1 } else { 5 }, Ordering::Release);
+        })?;
+        let mut ids: Vec<u32> = (0..MAX_CPUS)
+            .filter(|&c| hal::percpu::is_online(c))
+            .filter_map(hal::percpu::lapic_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        check!(
+            ids.len() == online,
+            "{online} CPUs online share {} APIC ids",
+            ids.len()
+        );
         Ok(())
     }
 

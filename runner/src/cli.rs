@@ -137,9 +137,9 @@ struct RunArgs {
     /// No window: serial on the terminal only (also the default without DISPLAY/WAYLAND_DISPLAY)
     #[arg(long)]
     headless: bool,
-    /// Number of CPUs
+    /// Number of CPUs (1 to 64, the most the kernel runs on)
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(1..=16))]
+          value_parser = clap::value_parser!(u8).range(1..=64))]
     smp: u8,
     /// Guest memory: a number of MiB or a size like 512M or 2G
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
@@ -715,7 +715,8 @@ mod tests {
     #[test]
     fn bad_values_are_rejected() {
         assert!(Cli::try_parse_from(["runner", "--smp", "0"]).is_err());
-        assert!(Cli::try_parse_from(["runner", "--smp", "17"]).is_err());
+        assert!(Cli::try_parse_from(["runner", "--smp", "65"]).is_err());
+        assert!(Cli::try_parse_from(["runner", "--smp", "64"]).is_ok());
         assert!(Cli::try_parse_from(["runner", "--memory", "12X"]).is_err());
     }
 
