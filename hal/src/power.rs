@@ -1,5 +1,6 @@
 //! Switching the machine off (ACPI S5) and resetting it (the FADT reset register, then the
-//! keyboard controller's reset line, then a triple fault).
+//! keyboard controller's reset line, then a triple fault, which [`triple_fault`] also offers
+//! on its own for the test that tells the two apart).
 
 use x86_64::{
     VirtAddr,
@@ -158,12 +159,22 @@ pub fn reboot() -> ! {
     }
     crate::ps2::pulse_reset();
     crate::time::delay_ns(100_000_000);
+    triple_fault()
+}
+
+/// Resets the machine with a triple fault: loads an empty IDT and raises an exception. The
+/// last resort of [`reboot`], and on its own the `test=triple-fault` run, which checks that
+/// the runner tells a triple fault apart from a reset.
+pub fn triple_fault() -> ! {
+    interrupts::disable();
     let empty = DescriptorTablePointer {
         limit: 0,
         base: VirtAddr::zero(),
     };
     // SAFETY: deliberately loads an empty IDT and raises an exception: the CPU cannot deliver
-    // it, double-faults, cannot deliver that either and resets. Nothing runs afterwards.
+    // it (#GP), cannot deliver that either (#DF), then not that (a triple fault) and resets,
+    // or on QEMU with -no-reboot stops. No code of ours runs after the `int3`, so nothing
+    // can depend on the IDT that was replaced.
     unsafe {
         lidt(&empty);
         core::arch::asm!("int3", options(nomem, nostack));

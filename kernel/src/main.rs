@@ -106,6 +106,7 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         Some("boot") => finish_test(true),
         Some("poweroff") => power::shutdown(),
         Some("reboot") => power::reboot(),
+        Some("triple-fault") => power::triple_fault(),
         Some("kernel") => finish_test(ktest::run("")),
         Some("panic") => {
             // The panic handler must stop every other CPU; it then reports the test passed.
@@ -135,7 +136,7 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
             log::error!(
                 "unknown test '{other}' (known: boot, conformance, kernel, kernel:FILTER, \
                  panic, panic-reboot, stack-overflow, fault-gp, fault-ud, bench-frames, \
-                 poweroff, reboot)"
+                 poweroff, reboot, triple-fault)"
             );
             finish_test(false)
         }

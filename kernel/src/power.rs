@@ -17,6 +17,14 @@ pub fn reboot() -> ! {
     hal::power::reboot()
 }
 
+/// Resets the machine with a deliberate triple fault (`test=triple-fault`): a reset the
+/// runner must not mistake for the one [`reboot`] makes.
+pub fn triple_fault() -> ! {
+    log::info!("power: triple-faulting on purpose");
+    hal::apic::stop_other_cpus();
+    hal::power::triple_fault()
+}
+
 /// Tests of the power paths (without using them).
 pub mod tests {
     use crate::{check, ktest::TestResult};

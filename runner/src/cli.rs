@@ -433,6 +433,8 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         },
         gdb: args.gdb_port(),
         qmp: args.qmp.clone(),
+        paused: false,
+        reset_log: None,
         machine: Vec::new(),
     };
     status!(

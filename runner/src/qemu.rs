@@ -278,8 +278,15 @@ pub struct RunOptions {
     /// Start with the CPUs stopped (`-S`) and wait for GDB on this TCP port (`-gdb tcp::PORT`,
     /// which is what `-s` means for port 1234).
     pub gdb: Option<u16>,
-    /// A QMP socket to create (for screendumps).
+    /// A QMP socket to create (for screendumps, keys and recording events).
     pub qmp: Option<PathBuf>,
+    /// Start with the CPUs stopped (`-S`) until a QMP `cont` (as [`Self::gdb`] does until
+    /// GDB continues).
+    pub paused: bool,
+    /// Log every CPU reset to this file (`-d cpu_reset -D FILE`). Under TCG QEMU also writes
+    /// `Triple fault` there when the guest triple-faults, which is otherwise reported exactly
+    /// like a reset.
+    pub reset_log: Option<PathBuf>,
     /// Extra properties of the q35 machine, e.g. `hpet=off` (tests of degraded firmware).
     pub machine: Vec<String>,
 }
@@ -297,6 +304,8 @@ impl RunOptions {
             serial: Serial::File(log),
             gdb: None,
             qmp: None,
+            paused: false,
+            reset_log: None,
             machine: Vec::new(),
         }
     }
@@ -408,6 +417,12 @@ impl Qemu {
         if let Some(port) = opts.gdb {
             // No host: QEMU listens on every address, exactly as `-s` does.
             cmd.arg("-gdb").arg(format!("tcp::{port}")).arg("-S");
+        } else if opts.paused {
+            cmd.arg("-S");
+        }
+        if let Some(log) = &opts.reset_log {
+            // `-D` takes a plain file name, not a `key=value` option: no comma escaping.
+            cmd.args(["-d", "cpu_reset", "-D"]).arg(log);
         }
         if let Some(qmp) = &opts.qmp {
             let mut arg = prefixed("unix:", qmp);
@@ -612,6 +627,7 @@ mod tests {
             );
         }
         assert!(!a.contains(&"-S".to_owned()));
+        assert!(!a.contains(&"-d".to_owned()));
         assert!(!joined.contains("-gdb"));
         assert!(!joined.contains("kvm"));
         assert!(!joined.contains("media=cdrom"));
@@ -643,6 +659,23 @@ mod tests {
             );
         }
         assert!(!joined.contains("-display none"));
+    }
+
+    #[test]
+    fn recorded_runs_start_paused_and_log_resets() {
+        let mut opts = RunOptions::headless("/d.img".into(), "/l".into());
+        opts.paused = true;
+        opts.reset_log = Some("/t/re,boot.resets.log".into());
+        let a = args(&split_fw().command(&opts, Path::new("/v")));
+        let joined = a.join(" ");
+        assert!(
+            joined.contains("-S -d cpu_reset -D /t/re,boot.resets.log"),
+            "{joined}"
+        );
+        // Paused for GDB too: still one -S.
+        opts.gdb = Some(DEFAULT_GDB_PORT);
+        let a = args(&split_fw().command(&opts, Path::new("/v")));
+        assert_eq!(a.iter().filter(|x| *x == "-S").count(), 1, "{a:?}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! A minimal QMP client: enough to take screendumps, press keys and ask QEMU to quit.
+//! A minimal QMP client: enough to take screendumps, press keys, ask QEMU to quit and record
+//! the events that tell how a run ended.
 //!
 //! QMP is line-delimited JSON over the socket QEMU opens for `-qmp unix:PATH,server=on`.
 //! After the greeting the client must send `qmp_capabilities`; then each command gets one
-//! `return` or `error` reply, possibly after asynchronous `event` messages, which are skipped.
+//! `return` or `error` reply, possibly after asynchronous `event` messages, which are kept
+//! (see [`Qmp::resume_and_record`]).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -20,6 +22,27 @@ use serde_json::{Value, json};
 pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// The events that arrived while a command waited for its reply.
+    events: Vec<Event>,
+}
+
+/// An asynchronous QMP message: `{"event": NAME, "data": {...}, "timestamp": {...}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The event's name, e.g. `SHUTDOWN`.
+    pub name: String,
+    /// Its `data` (`null` if it has none).
+    pub data: Value,
+}
+
+impl Event {
+    /// The event in `message`, if it is one.
+    fn from_message(message: &Value) -> Option<Self> {
+        Some(Self {
+            name: message.get("event")?.as_str()?.to_owned(),
+            data: message.get("data").cloned().unwrap_or(Value::Null),
+        })
+    }
 }
 
 impl Qmp {
@@ -43,6 +66,7 @@ impl Qmp {
         let mut qmp = Self {
             reader: BufReader::new(stream),
             writer,
+            events: Vec::new(),
         };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
@@ -71,8 +95,30 @@ impl Qmp {
             if let Some(error) = reply.get("error") {
                 bail!("QMP command {command} failed: {error}");
             }
-            // Anything else is an asynchronous event.
+            self.events.extend(Event::from_message(&reply));
         }
+    }
+
+    /// Lets a guest that QEMU started paused (`-S`) run, and records every event from then
+    /// on, on a thread that ends when QEMU closes the connection (when it exits, or is
+    /// stopped). Started this way no event of the guest's run can be missed: the guest runs
+    /// only once the recorder is listening.
+    pub fn resume_and_record(mut self) -> Result<thread::JoinHandle<Result<Vec<Event>>>> {
+        self.execute("cont", None)?;
+        // QEMU may run for minutes between events; it closes the socket when it exits.
+        self.reader
+            .get_ref()
+            .set_read_timeout(None)
+            .context("QMP socket timeout")?;
+        Ok(thread::spawn(move || self.events_until_closed()))
+    }
+
+    /// Reads until QEMU closes the connection; returns every event received, in order.
+    fn events_until_closed(mut self) -> Result<Vec<Event>> {
+        while let Some(message) = self.next_message()? {
+            self.events.extend(Event::from_message(&message));
+        }
+        Ok(self.events)
     }
 
     /// Writes the guest's screen to `png` (a path QEMU can write to).
@@ -112,15 +158,23 @@ impl Qmp {
     }
 
     fn read_message(&mut self) -> Result<Value> {
+        self.next_message()?
+            .context("QEMU closed the QMP connection")
+    }
+
+    /// The next message, or `None` once QEMU has closed the connection.
+    fn next_message(&mut self) -> Result<Option<Value>> {
         let mut line = String::new();
         let n = self
             .reader
             .read_line(&mut line)
             .context("reading from QMP")?;
         if n == 0 {
-            bail!("QEMU closed the QMP connection");
+            return Ok(None);
         }
-        serde_json::from_str(&line).with_context(|| format!("parsing QMP message {line:?}"))
+        serde_json::from_str(&line)
+            .map(Some)
+            .with_context(|| format!("parsing QMP message {line:?}"))
     }
 }
 
@@ -242,6 +296,64 @@ mod tests {
         assert!(err.to_string().contains("GenericError"), "{err}");
         drop(qmp);
         server.join().expect("server thread");
+    }
+
+    #[test]
+    fn recording_lets_the_guest_run_and_keeps_every_event() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut writer = stream.try_clone().expect("clone");
+            let mut reader = BufReader::new(stream);
+            let mut requests = Vec::new();
+            writer
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .expect("w");
+            let replies = [
+                "{\"return\": {}}\r\n",
+                // QEMU sends RESUME before the reply to `cont`.
+                "{\"timestamp\": {}, \"event\": \"RESUME\"}\r\n{\"return\": {}}\r\n",
+            ];
+            for reply in replies {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request");
+                requests.push(serde_json::from_str::<Value>(&line).expect("json request"));
+                writer.write_all(reply.as_bytes()).expect("reply");
+            }
+            // The guest's run, then QEMU exits and the socket closes.
+            writer
+                .write_all(
+                    b"{\"timestamp\": {}, \"event\": \"SHUTDOWN\", \
+                      \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\r\n",
+                )
+                .expect("event");
+            requests
+        });
+        let qmp = Qmp::connect(&socket, Duration::from_secs(5)).expect("connect");
+        let recorder = qmp.resume_and_record().expect("cont works");
+        let events = recorder.join().expect("recorder thread").expect("recorded");
+        assert_eq!(
+            server.join().expect("server thread"),
+            [
+                json!({"execute": "qmp_capabilities"}),
+                json!({"execute": "cont"})
+            ]
+        );
+        assert_eq!(
+            events,
+            [
+                Event {
+                    name: "RESUME".into(),
+                    data: Value::Null
+                },
+                Event {
+                    name: "SHUTDOWN".into(),
+                    data: json!({"guest": true, "reason": "guest-reset"})
+                }
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod gdb;
 mod input;
 mod iso;
 mod pie;
+mod power;
 mod screen;
 
 use std::{
@@ -22,7 +23,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use self::pie::check_pie_log;
+use self::{
+    pie::check_pie_log,
+    power::{Ending, PowerRun},
+};
 use crate::{
     build::{self, PieRelocs, Profile},
     config::{self, BootEntry},
@@ -60,6 +64,9 @@ enum Kind {
     LoaderError(Broken),
     /// Boot the kernel with a command line and check how the run ends and what it printed.
     Kernel(KernelRun),
+    /// Boot the kernel with a command line that ends the run by powering off, resetting or
+    /// triple-faulting, and check how QEMU says it ended (QMP events, its CPU-reset log).
+    Power(PowerRun),
     /// Boot the relocatable test kernel through our loader with KASLR on: its checks pass.
     Pie(PieRelocs),
     /// Normal boot: type a line after `boot complete` and expect its echo on serial.
@@ -226,41 +233,39 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "panic-reboot",
-        about: "with panic=reboot a panic resets the machine",
-        kind: Kind::Kernel(KernelRun {
+        about: "with panic=reboot a panic resets the machine (a reset, not a triple fault)",
+        kind: Kind::Power(PowerRun {
             cmdline: "test=panic-reboot panic=reboot",
-            smp: 2,
-            memory_mib: 512,
-            exit: GuestExit::Quit,
             expect: &["KERNEL PANIC", "panic: rebooting"],
-            extra: None,
-            machine: &[],
+            end: Ending::Reset,
         }),
     },
     Case {
         name: "poweroff",
-        about: "ACPI S5 power-off ends the run (test=poweroff; 2 CPUs)",
-        kind: Kind::Kernel(KernelRun {
+        about: "test=poweroff ends in an ACPI power-off (QMP SHUTDOWN reason guest-shutdown)",
+        kind: Kind::Power(PowerRun {
             cmdline: "test=poweroff",
-            smp: 2,
-            memory_mib: 512,
-            exit: GuestExit::Quit,
             expect: &["power: switching off"],
-            extra: None,
-            machine: &[],
+            end: Ending::PowerOff,
         }),
     },
     Case {
         name: "reboot",
-        about: "the reset path restarts the machine (test=reboot; 2 CPUs)",
-        kind: Kind::Kernel(KernelRun {
+        about: "test=reboot ends in a guest reset that is not a triple fault",
+        kind: Kind::Power(PowerRun {
             cmdline: "test=reboot",
-            smp: 2,
-            memory_mib: 512,
-            exit: GuestExit::Quit,
             expect: &["power: restarting"],
-            extra: None,
-            machine: &[],
+            end: Ending::Reset,
+        }),
+    },
+    Case {
+        name: "triple-fault-not-reset",
+        about: "a test=triple-fault run is classified as one; the poweroff and reboot verdicts \
+                refuse it",
+        kind: Kind::Power(PowerRun {
+            cmdline: "test=triple-fault",
+            expect: &["power: triple-faulting on purpose"],
+            end: Ending::TripleFault,
         }),
     },
     Case {
@@ -452,6 +457,8 @@ impl Case {
             Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
                 true
             }
+            // The triple-fault case checks the runner's verdicts, not the kernel: one boot.
+            Kind::Power(run) => run.end != Ending::TripleFault,
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
             // ISO cases check the CD-ROM boot path; iso-bios boots real Limine.
             Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) => false,
@@ -665,6 +672,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Conformance => boot_and_check(ctx, &opts, log, &check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
         Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
+        Kind::Power(run) => power::run(ctx, &opts, log, run),
         Kind::Pie(_) => boot_and_check(ctx, &opts, log, &check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
@@ -717,6 +725,10 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             opts.smp = run.smp;
             opts.memory_mib = run.memory_mib;
             opts.machine = run.machine.iter().map(|p| (*p).to_owned()).collect();
+            standard(run.cmdline, &[])?
+        }
+        Kind::Power(run) => {
+            opts.smp = 2;
             standard(run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
@@ -1314,10 +1326,17 @@ mod tests {
                 case.kind,
                 Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_)
             );
+            let checks_the_runner =
+                matches!(case.kind, Kind::Power(run) if run.end == Ending::TripleFault);
             let name = format!("{}[strict]", case.name);
-            assert_eq!(strict.contains(&name), boots_kernel, "{name}");
+            assert_eq!(
+                strict.contains(&name),
+                boots_kernel && !checks_the_runner,
+                "{name}"
+            );
         }
         assert!(strict.iter().any(|n| n == "kernel-tests[strict]"));
+        assert!(strict.iter().any(|n| n == "reboot[strict]"));
     }
 
     #[test]
@@ -1339,6 +1358,16 @@ mod tests {
         assert_eq!(names("screen"), ["screen", "screen[strict]"]);
         assert_eq!(names("conformance[strict]"), ["conformance[strict]"]);
         assert_eq!(names("iso"), ["iso", "iso-bios"]);
+        assert_eq!(names("triple"), ["triple-fault-not-reset"]);
+        assert_eq!(
+            names("reboot"),
+            [
+                "panic-reboot",
+                "reboot",
+                "panic-reboot[strict]",
+                "reboot[strict]"
+            ]
+        );
         assert!(select(Some("nothing")).is_empty());
     }
 }
