@@ -5,7 +5,8 @@
 //! can be made on plain bytes, so that the decisions get unit tests:
 //!
 //! - [`config`]: `limine.conf` parsing and entry selection.
-//! - [`elf`]: executable validation, loading and relocation.
+//! - [`elf`]: executable validation, loading and relocation (Limine's policy; the bytes are
+//!   read by the crates.io `elf` crate).
 //! - [`requests`]: marker-aware request scanning and base revision policy.
 //! - [`proto`]: protocol constants and response layouts with a safe byte encoding.
 //! - [`madt`]: the ACPI MADT's CPUs, I/O APICs and local APIC address.

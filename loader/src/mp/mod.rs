@@ -1,5 +1,7 @@
 //! The MP request: starting the application processors and parking them for the kernel
-//! (brief §3.4 and §6 "AP start-up").
+//! (the "SMP (multiprocessor) Feature" of Limine's `PROTOCOL.md`, named MP in base revision 3,
+//! and "Machine state at entry" for the state an AP is released in; the sequence is written
+//! down in `loader/README.md`, "Application processors").
 //!
 //! [`plan`] runs before ExitBootServices: it chooses the APIC mode, lists the CPUs (MADT
 //! order, BSP included) and allocates the trampoline page below 1 MiB and one stack per AP;

@@ -1,4 +1,24 @@
-//! ELF64 executable validation, loading and relocation (the checks of Limine v8 `elf.c`).
+//! Validation, loading and relocation of the kernel's ELF64 file, with the checks Limine's
+//! `common/lib/elf.c` makes (the protocol's "Entry memory layout" section states the rule
+//! they enforce: the image ends up at or above `0xffffffff80000000`).
+//!
+//! The bytes are read by the crates.io `elf` crate, the one ELF reader of the workspace: the
+//! kernel reads its own symbol table with it (`kernel/src/symbols.rs`), and a future user-space
+//! `exec` of a static Linux ELF will read its header, program headers and entry the same way,
+//! with its own policy (ET_EXEC, user half) in place of Limine's. It was chosen over a crate of
+//! our own in `libs/` because it already is what such a crate would have to be: `no_std`,
+//! without allocation, without `unsafe` (`#![forbid(unsafe_code)]`), every read bounds-checked
+//! with checked arithmetic, fuzzed upstream, and it decodes every structure used here (file
+//! header, program headers, dynamic entries, RELA entries, symbols, section headers, string
+//! tables). A crate of our own would re-implement all of that; with `elf` nothing here decodes
+//! an ELF structure by hand. What stays in this module is policy: which files Limine accepts
+//! and how it places and relocates them. The one format detail left is RELR, which the crate
+//! does not know; its entries are plain little-endian words.
+//!
+//! Only the file header and the program headers matter for loading: section headers are never
+//! read, so a stripped or damaged section header table does not stop a boot (Limine reads them
+//! only for base revision 0's `.limine_reqs`). One check goes beyond Limine's: `EI_VERSION`
+//! must be `EV_CURRENT` (1), as the crate insists; every linker writes 1 there.
 //!
 //! The file is untrusted: every offset and size is checked with overflow-safe arithmetic and
 //! every access is bounds-checked, so malformed input yields an [`ElfError`], never a panic.
@@ -6,15 +26,24 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use elf::{
+    ParseError,
+    abi::{EI_NIDENT, EM_X86_64, ET_DYN, ET_EXEC, PN_XNUM, PT_DYNAMIC, PT_LOAD},
+    endian::LittleEndian,
+    file::{Class, FileHeader, parse_ident},
+    parse::ParseAt,
+    segment::ProgramHeader,
+};
+
 use self::reloc::Dynamic;
 use crate::{HIGHER_HALF_KERNEL_BASE, PAGE_SIZE, align_down};
 
 /// `PF_X`.
-pub const PF_X: u32 = 1;
+pub const PF_X: u32 = elf::abi::PF_X;
 /// `PF_W`.
-pub const PF_W: u32 = 2;
+pub const PF_W: u32 = elf::abi::PF_W;
 /// `PF_R`.
-pub const PF_R: u32 = 4;
+pub const PF_R: u32 = elf::abi::PF_R;
 
 /// Why an executable was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,36 +222,73 @@ impl Segment {
     }
 }
 
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
-const EM_X86_64: u16 = 0x3e;
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
+/// Size of the ELF64 file header.
 const EHDR_SIZE: usize = 64;
+/// Size of an ELF64 program header: the smallest `e_phentsize` that holds one.
 const PHDR_SIZE: usize = 56;
-
-fn read<const N: usize>(b: &[u8], off: u64) -> Option<[u8; N]> {
-    let off = usize::try_from(off).ok()?;
-    b.get(off..off.checked_add(N)?)?.try_into().ok()
-}
-
-fn u16_at(b: &[u8], off: u64) -> Option<u16> {
-    read(b, off).map(u16::from_le_bytes)
-}
-
-fn u32_at(b: &[u8], off: u64) -> Option<u32> {
-    read(b, off).map(u32::from_le_bytes)
-}
-
-fn u64_at(b: &[u8], off: u64) -> Option<u64> {
-    read(b, off).map(u64::from_le_bytes)
-}
 
 /// `b[off..off+len]`, or `None` if out of bounds or overflowing.
 fn slice(b: &[u8], off: u64, len: u64) -> Option<&[u8]> {
     let off = usize::try_from(off).ok()?;
     let len = usize::try_from(len).ok()?;
     b.get(off..off.checked_add(len)?)
+}
+
+/// Why the identification bytes were refused, in the words of this module's errors.
+fn ident_error(error: ParseError) -> ElfError {
+    match error {
+        ParseError::BadMagic(_) => ElfError::BadMagic,
+        ParseError::UnsupportedElfClass(_) => ElfError::NotElf64,
+        ParseError::UnsupportedElfEndianness(_) => ElfError::NotLittleEndian,
+        ParseError::UnsupportedVersion(_) => ElfError::BadHeader("EI_VERSION is not EV_CURRENT"),
+        _ => ElfError::Truncated("ELF header"),
+    }
+}
+
+/// The file header of a little-endian ELF64 file for x86-64, of type ET_EXEC or ET_DYN.
+fn file_header(file: &[u8]) -> Result<FileHeader<LittleEndian>, ElfError> {
+    let truncated = ElfError::Truncated("ELF header");
+    let ident = file.get(..EI_NIDENT).ok_or(truncated)?;
+    let tail = file.get(EI_NIDENT..EHDR_SIZE).ok_or(truncated)?;
+    let ident = parse_ident::<LittleEndian>(ident).map_err(ident_error)?;
+    if ident.1 != Class::ELF64 {
+        return Err(ElfError::NotElf64);
+    }
+    let header = FileHeader::parse_tail(ident, tail).map_err(|_| truncated)?;
+    if header.e_machine != EM_X86_64 {
+        return Err(ElfError::WrongMachine(header.e_machine));
+    }
+    if header.e_type != ET_EXEC && header.e_type != ET_DYN {
+        return Err(ElfError::WrongType(header.e_type));
+    }
+    Ok(header)
+}
+
+/// The program headers, in table order, each read when the caller gets to it (so the first
+/// problem in table order is the one reported). `e_phentsize` may exceed 56: the entries are
+/// then spaced that far apart.
+fn program_headers<'f>(
+    file: &'f [u8],
+    header: &FileHeader<LittleEndian>,
+) -> Result<impl Iterator<Item = Result<ProgramHeader, ElfError>> + 'f, ElfError> {
+    if usize::from(header.e_phentsize) < PHDR_SIZE {
+        return Err(ElfError::BadHeader("e_phentsize smaller than 56"));
+    }
+    if header.e_phnum == PN_XNUM {
+        return Err(ElfError::BadHeader(
+            "extended program header count (PN_XNUM)",
+        ));
+    }
+    let (phoff, phentsize) = (header.e_phoff, u64::from(header.e_phentsize));
+    Ok((0..u64::from(header.e_phnum)).map(move |index| {
+        let truncated = ElfError::Truncated("program header table");
+        let mut at = index
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or(truncated)?;
+        ProgramHeader::parse_at(LittleEndian, Class::ELF64, &mut at, file).map_err(|_| truncated)
+    }))
 }
 
 /// A validated executable borrowing its file.
@@ -238,58 +304,27 @@ pub struct Executable<'a> {
     dynamic: Option<Dynamic>,
 }
 
-/// Parses and validates an executable (brief §1.1).
+/// Parses and validates an executable: a little-endian ELF64 x86-64 ET_EXEC or ET_DYN file
+/// whose loadable segments satisfy Limine's rules (the protocol's "Entry memory layout": the
+/// image must end up at or above `0xffffffff80000000`; only relocatable ones may be linked
+/// below and slid there).
 pub fn parse(file: &[u8]) -> Result<Executable<'_>, ElfError> {
-    let ident: [u8; 16] = read(file, 0).ok_or(ElfError::Truncated("ELF header"))?;
-    if file.len() < EHDR_SIZE {
-        return Err(ElfError::Truncated("ELF header"));
-    }
-    if ident[..4] != *b"\x7fELF" {
-        return Err(ElfError::BadMagic);
-    }
-    if ident[4] != 2 {
-        return Err(ElfError::NotElf64);
-    }
-    if ident[5] != 1 {
-        return Err(ElfError::NotLittleEndian);
-    }
-    let hdr16 = |off| u16_at(file, off).ok_or(ElfError::Truncated("ELF header"));
-    let hdr64 = |off| u64_at(file, off).ok_or(ElfError::Truncated("ELF header"));
-    let e_type = hdr16(16)?;
-    let machine = hdr16(18)?;
-    if machine != EM_X86_64 {
-        return Err(ElfError::WrongMachine(machine));
-    }
-    if e_type != ET_EXEC && e_type != ET_DYN {
-        return Err(ElfError::WrongType(e_type));
-    }
-    let entry = hdr64(24)?;
-    let phoff = hdr64(32)?;
-    let phentsize = hdr16(54)?;
-    let phnum = hdr16(56)?;
-    if usize::from(phentsize) < PHDR_SIZE {
-        return Err(ElfError::BadHeader("e_phentsize smaller than 56"));
-    }
-    if phnum == 0xffff {
-        return Err(ElfError::BadHeader(
-            "extended program header count (PN_XNUM)",
-        ));
-    }
-
+    let header = file_header(file)?;
+    let e_type = header.e_type;
+    let entry = header.e_entry;
     let mut segments = Vec::new();
     let mut dynamic_range = None;
-    for index in 0..usize::from(phnum) {
-        let base = (index as u64)
-            .checked_mul(u64::from(phentsize))
-            .and_then(|o| o.checked_add(phoff))
-            .ok_or(ElfError::Truncated("program header table"))?;
-        let ph = slice(file, base, PHDR_SIZE as u64)
-            .ok_or(ElfError::Truncated("program header table"))?;
-        let field = |off| u64_at(ph, off).unwrap_or(0);
-        let p_type = u32_at(ph, 0).unwrap_or(0);
-        let p_flags = u32_at(ph, 4).unwrap_or(0);
-        let (offset, vaddr, filesz, memsz, align) =
-            (field(8), field(16), field(32), field(40), field(48));
+    for (index, ph) in program_headers(file, &header)?.enumerate() {
+        let ProgramHeader {
+            p_type,
+            p_flags,
+            p_offset: offset,
+            p_vaddr: vaddr,
+            p_filesz: filesz,
+            p_memsz: memsz,
+            p_align: align,
+            ..
+        } = ph?;
         match p_type {
             PT_DYNAMIC if filesz > 0 => {
                 slice(file, offset, filesz).ok_or(ElfError::SegmentOutOfFile { index })?;
@@ -544,6 +579,15 @@ impl<'a> Executable<'a> {
             va >= s.vaddr && u128::from(end) <= u128::from(s.vaddr) + u128::from(s.filesz)
         })?;
         slice(self.file, seg.offset.checked_add(va - seg.vaddr)?, len)
+    }
+
+    /// File bytes from `va` (unslid) to the end of the file part of the segment holding it:
+    /// the bytes a table of unknown length (DT_SYMTAB) can use.
+    fn file_bytes_from(&self, va: u64) -> Option<&'a [u8]> {
+        let seg = self.segments.iter().find(|s| {
+            va >= s.vaddr && u128::from(va) < u128::from(s.vaddr) + u128::from(s.filesz)
+        })?;
+        self.file_bytes(va, seg.filesz - (va - seg.vaddr))
     }
 }
 

@@ -1,32 +1,34 @@
 //! Dynamic section parsing and RELA / RELR relocation of a loaded image.
+//!
+//! Dynamic entries, RELA entries and symbols are decoded by the `elf` crate; RELR (which it
+//! does not know) is a table of little-endian words.
 
-use super::{ElfError, Executable, slice, slice_mut, u16_at, u64_at};
+use elf::{
+    abi::{
+        DT_JMPREL, DT_NULL, DT_PLTREL, DT_PLTRELSZ, DT_RELA, DT_RELAENT, DT_RELASZ, DT_RELSZ,
+        DT_SYMENT, DT_SYMTAB, R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_NONE,
+        R_X86_64_RELATIVE, SHN_ABS, SHN_UNDEF, STB_WEAK,
+    },
+    dynamic::DynamicTable,
+    endian::{EndianParse, LittleEndian},
+    file::Class,
+    relocation::RelaIterator,
+    symbol::SymbolTable,
+};
 
-pub(super) const DT_NULL: u64 = 0;
-pub(super) const DT_PLTRELSZ: u64 = 2;
-pub(super) const DT_SYMTAB: u64 = 6;
-pub(super) const DT_RELA: u64 = 7;
-pub(super) const DT_RELASZ: u64 = 8;
-pub(super) const DT_RELAENT: u64 = 9;
-pub(super) const DT_SYMENT: u64 = 11;
-pub(super) const DT_RELSZ: u64 = 18;
-pub(super) const DT_PLTREL: u64 = 20;
-pub(super) const DT_JMPREL: u64 = 23;
-pub(super) const DT_RELRSZ: u64 = 35;
-pub(super) const DT_RELR: u64 = 36;
-pub(super) const DT_RELRENT: u64 = 37;
+use super::{ElfError, Executable, slice, slice_mut};
 
-pub(super) const R_X86_64_NONE: u32 = 0;
-pub(super) const R_X86_64_64: u32 = 1;
-pub(super) const R_X86_64_GLOB_DAT: u32 = 6;
-pub(super) const R_X86_64_JUMP_SLOT: u32 = 7;
-pub(super) const R_X86_64_RELATIVE: u32 = 8;
+/// `DT_RELRSZ` (not in the `elf` crate): size of the RELR table.
+pub(super) const DT_RELRSZ: i64 = 35;
+/// `DT_RELR`: address of the RELR table.
+pub(super) const DT_RELR: i64 = 36;
+/// `DT_RELRENT`: size of a RELR entry (8).
+pub(super) const DT_RELRENT: i64 = 37;
 
+/// Size of an `Elf64_Rela`.
 pub(super) const RELA_SIZE: u64 = 24;
+/// Size of an `Elf64_Sym`.
 pub(super) const SYM_SIZE: u64 = 24;
-pub(super) const SHN_UNDEF: u16 = 0;
-pub(super) const SHN_ABS: u16 = 0xfff1;
-pub(super) const STB_WEAK: u8 = 2;
 
 /// A `(vaddr, size)` table named by dynamic tags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,10 +53,9 @@ impl Executable<'_> {
         let (mut jmprel, mut pltrelsz, mut pltrel) = (None, 0, None);
         let (mut relr, mut relrsz, mut relrent) = (None, 0, 8);
         let (mut symtab, mut syment) = (None, SYM_SIZE);
-        for entry in bytes.chunks_exact(16) {
-            let tag = u64_at(entry, 0).unwrap_or(DT_NULL);
-            let val = u64_at(entry, 8).unwrap_or(0);
-            match tag {
+        for entry in DynamicTable::new(LittleEndian, Class::ELF64, bytes) {
+            let val = entry.d_val();
+            match entry.d_tag {
                 DT_NULL => break,
                 DT_RELA => rela = Some(val),
                 DT_RELASZ => relasz = val,
@@ -71,7 +72,7 @@ impl Executable<'_> {
                 _ => {}
             }
         }
-        if pltrel.is_some_and(|p| p != DT_RELA) {
+        if pltrel.is_some_and(|p| p != DT_RELA as u64) {
             return Err(ElfError::PltRelNotRela);
         }
         if relaent != RELA_SIZE {
@@ -106,20 +107,19 @@ impl Executable<'_> {
         if index == 0 {
             return Ok(0);
         }
-        let symtab = dynamic.symtab.ok_or(ElfError::BadSymbol(index))?;
-        let sym = u64::from(index)
-            .checked_mul(SYM_SIZE)
-            .and_then(|o| o.checked_add(symtab))
-            .and_then(|va| self.file_bytes(va, SYM_SIZE))
-            .ok_or(ElfError::BadSymbol(index))?;
-        let info = sym.get(4).copied().unwrap_or(0);
-        let shndx = u16_at(sym, 6).unwrap_or(0);
-        let value = u64_at(sym, 8).unwrap_or(0);
-        match shndx {
-            SHN_UNDEF if info >> 4 == STB_WEAK => Ok(0),
-            SHN_UNDEF => Err(ElfError::BadSymbol(index)),
-            SHN_ABS => Ok(value),
-            _ => Ok(value.wrapping_add(slide)),
+        let bad = ElfError::BadSymbol(index);
+        let symtab = dynamic
+            .symtab
+            .and_then(|va| self.file_bytes_from(va))
+            .ok_or(bad)?;
+        let sym = SymbolTable::new(LittleEndian, Class::ELF64, symtab)
+            .get(usize::try_from(index).map_err(|_| bad)?)
+            .map_err(|_| bad)?;
+        match sym.st_shndx {
+            SHN_UNDEF if sym.st_bind() == STB_WEAK => Ok(0),
+            SHN_UNDEF => Err(bad),
+            SHN_ABS => Ok(sym.st_value),
+            _ => Ok(sym.st_value.wrapping_add(slide)),
         }
     }
 
@@ -144,11 +144,9 @@ impl Executable<'_> {
             let bytes = self
                 .file_bytes(table.addr, table.size)
                 .ok_or(ElfError::BadDynamic("relocation table"))?;
-            for rela in bytes.chunks_exact(RELA_SIZE as usize) {
-                let offset = u64_at(rela, 0).unwrap_or(0);
-                let info = u64_at(rela, 8).unwrap_or(0);
-                let addend = u64_at(rela, 16).unwrap_or(0);
-                let (ty, sym) = (info as u32, (info >> 32) as u32);
+            for rela in RelaIterator::new(LittleEndian, Class::ELF64, bytes) {
+                let (offset, addend) = (rela.r_offset, rela.r_addend as u64);
+                let (ty, sym) = (rela.r_type, rela.r_sym);
                 let value = match ty {
                     R_X86_64_NONE => continue,
                     R_X86_64_RELATIVE => slide.wrapping_add(addend),
@@ -166,8 +164,8 @@ impl Executable<'_> {
                 .file_bytes(table.addr, table.size)
                 .ok_or(ElfError::BadDynamic("DT_RELR table"))?;
             let mut next = 0u64;
-            for word in bytes.chunks_exact(8) {
-                let entry = u64_at(word, 0).unwrap_or(0);
+            let mut at = 0;
+            while let Ok(entry) = LittleEndian.parse_u64_at(&mut at, bytes) {
                 if entry & 1 == 0 {
                     self.patch(image, entry, |v| v.wrapping_add(slide))?;
                     next = entry.wrapping_add(8);

@@ -1,5 +1,10 @@
 use std::{vec, vec::Vec};
 
+use elf::abi::{
+    DT_JMPREL, DT_NULL, DT_PLTREL, DT_PLTRELSZ, DT_RELA, DT_RELAENT, DT_RELASZ, DT_SYMENT,
+    DT_SYMTAB, SHN_ABS, SHN_UNDEF,
+};
+
 use super::{reloc::*, *};
 
 /// A program header for the test builder.
@@ -192,9 +197,41 @@ fn rejects_bad_identification() {
     let mut f = good.clone();
     put_u16(&mut f, 16, 1);
     expect_err(&f, ElfError::WrongType(1));
+    let mut f = good.clone();
+    f[6] = 2;
+    expect_err(&f, ElfError::BadHeader("EI_VERSION is not EV_CURRENT"));
     let mut f = good;
     put_u16(&mut f, 54, 32);
     expect_err(&f, ElfError::BadHeader("e_phentsize smaller than 56"));
+}
+
+#[test]
+fn program_headers_may_be_spaced_wider_than_56_bytes() {
+    let good = static_kernel();
+    let mut f = good.clone();
+    // Move each of the three entries to a 64-byte stride (last first: they overlap).
+    for i in (0..3).rev() {
+        let entry = good[64 + i * 56..64 + (i + 1) * 56].to_vec();
+        f[64 + i * 64..64 + i * 64 + 56].copy_from_slice(&entry);
+        f[64 + i * 64 + 56..64 + (i + 1) * 64].fill(0xee);
+    }
+    put_u16(&mut f, 54, 64);
+    let wide = parse(&f).expect("valid with e_phentsize 64");
+    let narrow = parse(&good).expect("valid kernel");
+    assert_eq!(wide.segments(), narrow.segments());
+}
+
+#[test]
+fn section_headers_are_not_needed_to_load() {
+    // A loader reads program headers only; a section header table outside the file (as
+    // after careless stripping) is no reason to refuse the kernel.
+    let mut f = static_kernel();
+    put_u64(&mut f, 40, u64::MAX - 8);
+    put_u16(&mut f, 58, 64);
+    put_u16(&mut f, 60, 5);
+    let exe = parse(&f).expect("section headers are ignored");
+    let mut image = vec![0; exe.image_size() as usize];
+    exe.load(&mut image, 0).expect("loads");
 }
 
 #[test]
@@ -342,7 +379,7 @@ fn dyn_kernel() -> (Vec<u8>, Vec<(usize, u64, bool)>) {
         (DT_RELAENT, 24),
         (DT_JMPREL, dv + 0x300),
         (DT_PLTRELSZ, 24),
-        (DT_PLTREL, DT_RELA),
+        (DT_PLTREL, DT_RELA as u64),
         (DT_RELR, dv + 0x380),
         (DT_RELRSZ, 16),
         (DT_RELRENT, 8),
@@ -351,7 +388,7 @@ fn dyn_kernel() -> (Vec<u8>, Vec<(usize, u64, bool)>) {
         (DT_NULL, 0),
     ];
     for (i, (tag, val)) in dynamic.iter().enumerate() {
-        put_u64(&mut d, 0x100 + i * 16, *tag);
+        put_u64(&mut d, 0x100 + i * 16, *tag as u64);
         put_u64(&mut d, 0x108 + i * 16, *val);
     }
     let rela = |d: &mut [u8], at: usize, offset: u64, sym: u64, ty: u64, addend: u64| {
@@ -476,7 +513,7 @@ fn higher_half_pie_is_not_moved_without_kaslr() {
     for tag in [DT_RELA, DT_JMPREL, DT_RELR, DT_SYMTAB] {
         let v = (0..12)
             .map(|i| 0x2100 + i * 16)
-            .find(|&o| get_u64(&file, o) == tag);
+            .find(|&o| get_u64(&file, o) == tag as u64);
         let v = get_u64(&file, v.expect("tag present") + 8);
         patch_dynamic(&mut file, tag, v + KBASE);
     }
@@ -488,10 +525,10 @@ fn higher_half_pie_is_not_moved_without_kaslr() {
 }
 
 /// Patches the dynamic entry with tag `tag` in the `dyn_kernel` file.
-fn patch_dynamic(file: &mut [u8], tag: u64, value: u64) {
+fn patch_dynamic(file: &mut [u8], tag: i64, value: u64) {
     for i in 0..12 {
         let o = 0x2100 + i * 16;
-        if get_u64(file, o) == tag {
+        if get_u64(file, o) == tag as u64 {
             put_u64(file, o + 8, value);
             return;
         }
@@ -552,4 +589,34 @@ fn rejects_bad_relocations_at_load() {
     let (mut f, _) = dyn_kernel();
     f[0x2400 + 2 * 24 + 4] = 0x12;
     assert_eq!(load_err(&f), ElfError::BadSymbol(2));
+    // Just past the file part of the segment holding the symbol table (128 entries fit).
+    let (mut f, _) = dyn_kernel();
+    put_u64(&mut f, 0x2230 + 8, 128 << 32 | 1);
+    assert_eq!(load_err(&f), ElfError::BadSymbol(128));
+}
+
+#[test]
+fn symbol_table_reaches_to_the_end_of_its_segment() {
+    // The last of the 128 entries that fit in the data segment's file part is readable.
+    let (mut f, _) = dyn_kernel();
+    let last = 0x2400 + 127 * 24;
+    f[last + 4] = 0x12; // STB_GLOBAL, STT_FUNC
+    put_u16(&mut f, last + 6, 1);
+    put_u64(&mut f, last + 8, 0x20);
+    put_u64(&mut f, 0x2230 + 8, 127 << 32 | 1); // R_X86_64_64, addend 8
+    let exe = parse(&f).expect("valid PIE");
+    let mut image = vec![0; exe.image_size() as usize];
+    exe.load(&mut image, KBASE).expect("loads");
+    assert_eq!(get_u64(&image, 0x1008), KBASE + 0x20 + 8);
+}
+
+#[test]
+fn negative_addends_wrap() {
+    // R_X86_64_RELATIVE with addend -8: the slide minus 8.
+    let (mut f, _) = dyn_kernel();
+    put_u64(&mut f, 0x2218 + 16, (-8i64) as u64);
+    let exe = parse(&f).expect("valid PIE");
+    let mut image = vec![0; exe.image_size() as usize];
+    exe.load(&mut image, KBASE).expect("loads");
+    assert_eq!(get_u64(&image, 0x1000), KBASE - 8);
 }

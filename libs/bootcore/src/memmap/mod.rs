@@ -1,4 +1,10 @@
-//! EFI memory map to Limine memory map conversion (brief §4), and HHDM range selection.
+//! EFI memory map to Limine memory map conversion, and HHDM range selection.
+//!
+//! What the result must satisfy is the "Memory Map Feature" of Limine's `PROTOCOL.md`: entries
+//! sorted by base, USABLE and BOOTLOADER_RECLAIMABLE entries 4 KiB aligned and overlapping
+//! nothing, the kernel and modules marked EXECUTABLE_AND_MODULES, nothing below 0x1000 usable.
+//! Which EFI type becomes which Limine type the protocol leaves to the loader
+//! ([`limine_type_for_efi`]).
 //!
 //! The conversion runs after ExitBootServices, so it never allocates: it writes into a
 //! caller-provided slice sized with [`max_entries`]. It works as a sweep over every boundary
@@ -111,7 +117,12 @@ impl fmt::Display for MemmapError {
     }
 }
 
-/// The Limine type for an EFI type (revision 3 mapping, brief §4).
+/// The Limine type for an EFI type. `PROTOCOL.md` ("Memory Map Feature") names the types but
+/// not this mapping: memory the firmware and the loader only needed while booting (loader and
+/// boot-services code and data) is BOOTLOADER_RECLAIMABLE, free memory USABLE, the ACPI types
+/// keep their meaning, unusable memory is BAD_MEMORY, and everything else (runtime services,
+/// MMIO, unknown types) RESERVED so that the kernel never takes it. The loader's own
+/// allocations are laid over this with the types it recorded for them.
 pub fn limine_type_for_efi(ty: u32) -> u64 {
     match ty {
         efi_type::LOADER_CODE

@@ -17,7 +17,7 @@ fn entry(base: u64, length: u64, ty: u64) -> MemmapEntry {
 }
 
 #[test]
-fn efi_types_map_per_the_brief() {
+fn efi_types_map_to_limine_types() {
     use efi_type::*;
     let cases = [
         (LOADER_CODE, mt::BOOTLOADER_RECLAIMABLE),

@@ -1,7 +1,11 @@
-//! Application-processor start-up decisions for the MP request (brief §3.4 and §6): which
-//! CPUs the response lists and the loader starts, the local-APIC mode, the interrupt-command
-//! values of INIT-SIPI-SIPI, which MTRRs an AP copies from the BSP, and the layout of the
-//! trampoline page ([`trampoline`]).
+//! Application-processor start-up decisions for the MP request: which CPUs the response lists
+//! and the loader starts, the local-APIC mode, the interrupt-command values of INIT-SIPI-SIPI,
+//! which MTRRs an AP copies from the BSP, and the layout of the trampoline page
+//! ([`trampoline`]).
+//!
+//! The request and response are the "SMP (multiprocessor) Feature" of Limine's `PROTOCOL.md`
+//! (named MP in base revision 3); the start-up sequence is written down in `loader/README.md`,
+//! "Application processors".
 
 pub mod trampoline;
 

@@ -116,7 +116,8 @@ pub enum Feature {
 }
 
 impl Feature {
-    /// Every feature, in the order of the brief's table.
+    /// Every feature, in the order of the "Feature List" of Limine's `PROTOCOL.md` (the
+    /// x86-64 ones only).
     pub const ALL: [Feature; 18] = [
         Feature::BootloaderInfo,
         Feature::ExecutableCmdline,

@@ -102,7 +102,7 @@ fn sizes_match_limine_crate() {
 }
 
 #[test]
-fn sizes_match_the_brief() {
+fn sizes_match_the_protocol() {
     assert_eq!(size_of::<Framebuffer>(), 80);
     assert_eq!(size_of::<VideoMode>(), 40);
     assert_eq!(size_of::<MpResponse>(), 32);

@@ -1,4 +1,7 @@
-//! Request discovery in the loaded image and the base revision policy (brief §1.2).
+//! Request discovery in the loaded image and the base revision policy, as Limine's
+//! `PROTOCOL.md` describes them in "Features" (8-byte aligned request IDs, one of each),
+//! "Requests Delimiters" (the last start marker, the first end marker) and "Base protocol
+//! revisions" (the base revision tag and how the loader answers it).
 //!
 //! The scan walks the relocated image in 8-byte steps up to the end of its file-backed part.
 //! A start marker discards everything found before it; the first end marker stops the scan.
