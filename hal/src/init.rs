@@ -8,7 +8,8 @@
 //!    from here on);
 //! 2. memory management: the frame allocator, the kernel's page tables and protections, the
 //!    heap;
-//! 3. the boot files' records copied out of loader memory;
+//! 3. the boot files' records and the memory map's ranges (for MMIO claims) copied out of
+//!    loader memory;
 //! 4. the ACPI tables;
 //! 5. the clock, calibrated against the HPET, the ACPI PM timer or the PIT;
 //! 6. the 8259 PICs masked, the local APIC enabled, TLB shootdowns, the APIC timer measured.
@@ -78,6 +79,7 @@ pub fn init(_boot: &Boot) -> Result<Machine, InitError> {
     percpu::mark_online();
     let memory = mm::init().map_err(InitError::Memory)?;
     crate::boot::preserve();
+    mm::record_memory_map();
     let acpi = acpi::init();
     let time = time::init();
     pic::disable();

@@ -88,7 +88,7 @@ pub const TESTS: &[Test] = &[
     ("mm-stack-guard-page", crate::mm::tests::stack_guard_page),
     ("mm-heap-grows", crate::mm::tests::heap_grows),
     ("mm-kernel-tables-wx", crate::mm::tests::kernel_tables_wx),
-    ("mm-mmio-firmware", crate::mm::tests::mmio_and_firmware),
+    ("mm-mmio-claims", crate::mm::tests::mmio_claims),
     (
         "mm-bootloader-memory-reclaimed",
         crate::mm::tests::bootloader_memory_reclaimed,

@@ -1,16 +1,25 @@
 //! Device registers and firmware tables: memory the revision-3 HHDM does not map.
 //!
-//! [`map_mmio`] maps device memory uncached and non-executable into the MMIO window and
-//! hands out an owned [`Mmio`] with bounds-checked volatile accessors; dropping it unmaps.
+//! [`claim_mmio`] hands the kernel an owned [`Mmio`] window onto a device range, mapped
+//! uncached and non-executable in the MMIO window, with bounds-checked volatile accessors.
+//! Each physical page is held by at most one window at a time: hal's own devices (local
+//! APIC, I/O APICs, HPET) claim theirs through [`map_mmio`], and a kernel claim is refused
+//! if it overlaps RAM, any memory-map entry (firmware tables, NVS, reserved ranges: memory
+//! hal may have handed out as `&'static [u8]`), or a page already claimed. Dropping the
+//! window unmaps it and releases the claim.
+//!
 //! [`map_firmware`] maps firmware tables (ACPI) read-only and write-back at their HHDM
 //! address, where they then stay for good, so mapping the same table again is free.
 
+use alloc::vec::Vec;
 use core::{
+    ops::Range,
     ptr::NonNull,
     sync::atomic::{AtomicU64, Ordering},
 };
 
 use frames::table::{Attributes, PageSize};
+use spin::{Mutex, Once};
 
 use super::{MMIO_BASE, MapError, PAGE_SIZE, WINDOW_BYTES, frame, tables};
 
@@ -39,6 +48,33 @@ fn page_span(phys: u64, len: u64) -> Result<(u64, u64), MapError> {
     Ok((first, end.div_ceil(PAGE_SIZE) - first / PAGE_SIZE))
 }
 
+/// Physical page ranges held by a live [`Mmio`].
+static CLAIMS: Mutex<Vec<Range<u64>>> = Mutex::new(Vec::new());
+
+/// Every range the loader's memory map lists, whatever its type, copied at `hal::init`:
+/// none of it is a device's to claim.
+static MEMORY_MAP: Once<Vec<Range<u64>>> = Once::new();
+
+/// Copies the memory map's ranges for [`claim_mmio`] (`hal::init` calls this while the
+/// loader's responses are still there).
+pub(crate) fn record_memory_map() {
+    MEMORY_MAP.call_once(|| {
+        crate::boot::live()
+            .memory_map
+            .map(|map| {
+                map.entries()
+                    .iter()
+                    .map(|e| e.base..e.base.saturating_add(e.length))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
 /// Bytes of device memory currently mapped.
 pub(super) fn mapped_bytes() -> u64 {
     MMIO_BYTES.load(Ordering::Relaxed)
@@ -54,6 +90,8 @@ pub struct Mmio {
     len: u64,
     /// First mapped page and page count, for unmapping.
     pages: (u64, u64),
+    /// The physical pages claimed.
+    claim: Range<u64>,
 }
 
 // SAFETY: the mapping belongs to this value alone; device registers may be accessed from any
@@ -62,11 +100,30 @@ unsafe impl Send for Mmio {}
 // SAFETY: as above; concurrent accesses are ordinary device accesses, ordered by the device.
 unsafe impl Sync for Mmio {}
 
-/// Maps the device memory `[phys, phys + len)` uncached (PAT UC) and non-executable.
+/// Claims the device memory `[phys, phys + len)` for the caller alone and maps it uncached
+/// (PAT UC) and non-executable.
 ///
-/// Refused for RAM the kernel maps write-back (mapping it uncached too would alias caching
-/// types), for empty or overflowing ranges, and before [`super::init`].
-pub fn map_mmio(phys: u64, len: u64) -> Result<Mmio, MapError> {
+/// Refused for empty or overflowing ranges, before `hal::init`, for RAM the kernel maps
+/// write-back ([`MapError::Ram`]), for anything the loader's memory map lists — firmware
+/// tables, NVS, reserved ranges ([`MapError::Firmware`]) — and for pages another window
+/// holds, hal's own devices included ([`MapError::Claimed`]).
+pub fn claim_mmio(phys: u64, len: u64) -> Result<Mmio, MapError> {
+    let (first, count) = page_span(phys, len)?;
+    let span = first..first + count * PAGE_SIZE;
+    let map = MEMORY_MAP.get().ok_or(MapError::NotReady)?;
+    if let Some(entry) = map.iter().find(|e| overlaps(e, &span)) {
+        return Err(MapError::Firmware(entry.start.max(span.start)));
+    }
+    map_device(phys, len)
+}
+
+/// Maps one of hal's own devices (local APIC, I/O APIC, HPET) like [`claim_mmio`], without
+/// the memory-map check: firmware commonly lists those registers as reserved.
+pub(crate) fn map_mmio(phys: u64, len: u64) -> Result<Mmio, MapError> {
+    map_device(phys, len)
+}
+
+fn map_device(phys: u64, len: u64) -> Result<Mmio, MapError> {
     let (first, count) = page_span(phys, len)?;
     let hhdm = super::hhdm_offset();
     for page in (0..count).map(|i| first + i * PAGE_SIZE) {
@@ -74,10 +131,20 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<Mmio, MapError> {
             return Err(MapError::Ram(page));
         }
     }
+    let claim = first..first + count * PAGE_SIZE;
+    {
+        let mut claims = CLAIMS.lock();
+        if let Some(held) = claims.iter().find(|c| overlaps(c, &claim)) {
+            return Err(MapError::Claimed(held.start.max(claim.start)));
+        }
+        claims.push(claim.clone());
+    }
+    let release = |claim: &Range<u64>| CLAIMS.lock().retain(|c| c != claim);
     // One unmapped guard page after each mapping catches overruns.
     let size = (count + 1) * PAGE_SIZE;
     let virt = NEXT_MMIO.fetch_add(size, Ordering::Relaxed);
     if virt + size > MMIO_BASE + WINDOW_BYTES {
+        release(&claim);
         return Err(MapError::WindowFull);
     }
     for i in 0..count {
@@ -88,6 +155,7 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<Mmio, MapError> {
         .and_then(|r| r.map_err(MapError::from));
         if let Err(e) = mapped {
             unmap(virt, i);
+            release(&claim);
             return Err(e);
         }
     }
@@ -97,6 +165,7 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<Mmio, MapError> {
         phys,
         len,
         pages: (virt, count),
+        claim,
     })
 }
 
@@ -171,7 +240,7 @@ impl Mmio {
         self.len
     }
 
-    /// Whether the mapping is empty (never: `map_mmio` refuses empty ranges).
+    /// Whether the mapping is empty (never: empty ranges are refused).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -189,6 +258,7 @@ impl Drop for Mmio {
         let (virt, count) = self.pages;
         unmap(virt, count);
         MMIO_BYTES.fetch_sub(count * PAGE_SIZE, Ordering::Relaxed);
+        CLAIMS.lock().retain(|c| *c != self.claim);
     }
 }
 

@@ -43,7 +43,8 @@ pub use frame::{
     free_contiguous, free_frame, reclaim_bootloader_memory,
 };
 pub use frames::table::{Error as TableError, Mapping, PageSize};
-pub use mmio::{Mmio, map_firmware, map_firmware_raw, map_mmio};
+pub use mmio::{Mmio, claim_mmio, map_firmware, map_firmware_raw};
+pub(crate) use mmio::{map_mmio, record_memory_map};
 pub use protect::Protections;
 pub(crate) use setup::init;
 pub use setup::{InitError, InitSummary};
@@ -79,6 +80,10 @@ pub enum MapError {
     Ram(u64),
     /// The range covers memory the frame allocator hands out, which is not firmware's.
     NotFirmware(u64),
+    /// The range covers memory the loader's memory map lists (firmware's, not a device's).
+    Firmware(u64),
+    /// Another MMIO window (perhaps one of hal's own devices) holds this page.
+    Claimed(u64),
     /// The virtual window is full.
     WindowFull,
     /// No memory left for page tables or frames.
@@ -97,6 +102,10 @@ impl fmt::Display for MapError {
             Self::OutsideWindow(a) => write!(f, "{a:#x} is outside the permitted window"),
             Self::Ram(a) => write!(f, "{a:#x} is RAM, not device memory"),
             Self::NotFirmware(a) => write!(f, "{a:#x} is allocatable memory, not firmware's"),
+            Self::Firmware(a) => {
+                write!(f, "{a:#x} is in the memory map: firmware's, not a device's")
+            }
+            Self::Claimed(a) => write!(f, "{a:#x} is already claimed by another MMIO window"),
             Self::WindowFull => write!(f, "the virtual window is full"),
             Self::OutOfMemory => write!(f, "out of physical memory"),
             Self::Table(e) => write!(f, "page tables: {e}"),
@@ -157,7 +166,7 @@ pub struct Stats {
     pub heap_bytes: u64,
     /// Kernel stacks currently allocated.
     pub kernel_stacks: u64,
-    /// Bytes of device memory mapped with [`map_mmio`] and not yet unmapped.
+    /// Bytes of device memory mapped (hal's devices and [`claim_mmio`]) and not yet unmapped.
     pub mmio_bytes: u64,
 }
 

@@ -323,49 +323,80 @@ pub fn kernel_tables_wx() -> TestResult {
     Ok(())
 }
 
-/// Device memory maps uncached and NX, RAM is refused; firmware tables map read-only.
-pub fn mmio_and_firmware() -> TestResult {
-    // The local APIC (xAPIC mode: the loader does not enable x2APIC).
-    let lapic = match mm::map_mmio(0xfee0_0000, 0x400) {
-        Ok(mmio) => mmio,
-        Err(e) => return Err(why(format_args!("mapping the local APIC: {e}"))),
+/// Device memory is claimed by one window at a time and maps uncached and NX; hal's own
+/// devices, memory-map ranges and RAM are refused; firmware tables map read-only.
+pub fn mmio_claims() -> TestResult {
+    // hal's own local APIC (xAPIC mode: the loader leaves x2APIC off) and I/O APIC.
+    if !hal::smp::x2apic_enabled() {
+        let lapic = mm::claim_mmio(0xfee0_0000, 0x400);
+        check!(
+            matches!(lapic, Err(MapError::Claimed(_))),
+            "hal's local APIC was handed out: {lapic:?}"
+        );
+        let version = hal::apic::version().unwrap_or(0) & 0xff;
+        check!(
+            (0x10..=0x15).contains(&version),
+            "local APIC version {version:#x} through hal's own window"
+        );
+    }
+    for ioapic in hal::acpi::platform().map_or(&[][..], |p| &p.io_apics) {
+        let claim = mm::claim_mmio(ioapic.address, 0x20);
+        check!(
+            matches!(claim, Err(MapError::Claimed(_) | MapError::Firmware(_))),
+            "hal's I/O APIC at {:#x} was handed out: {claim:?}",
+            ioapic.address
+        );
+    }
+    // A device range nobody holds: in the 32-bit PCI hole, in no memory-map entry.
+    let Some(free) = [0xfe00_0000u64, 0xfd00_0000, 0xfc00_0000]
+        .into_iter()
+        .find(|&p| mm::claim_mmio(p, 0x1000).is_ok())
+    else {
+        return Err(why(format_args!("no free device range to claim")));
     };
-    let m = mm::translate(lapic.virt());
+    let window = match mm::claim_mmio(free, 0x1000) {
+        Ok(mmio) => mmio,
+        Err(e) => return Err(why(format_args!("claiming {free:#x}: {e}"))),
+    };
+    let m = mm::translate(window.virt());
     check!(
         m.is_some_and(|m| m.pat_index == 3 && !m.executable && m.writable),
         "MMIO mapping {m:x?}"
     );
-    if !hal::smp::x2apic_enabled() {
-        let version = lapic.read_u32(0x30) & 0xff;
-        check!(
-            (0x10..=0x15).contains(&version),
-            "local APIC version {version:#x}"
-        );
-        let id = lapic.read_u32(0x20) >> 24;
-        let bsp = hal::percpu::lapic_id(0).unwrap_or(u32::MAX);
-        check!(
-            id == bsp & 0xff,
-            "local APIC id {id}, bootstrap CPU has {bsp}"
-        );
-    }
-    let virt = lapic.virt();
-    drop(lapic);
+    let second = mm::claim_mmio(free + 0x800, 0x10);
+    check!(
+        matches!(second, Err(MapError::Claimed(_))),
+        "the same device page was handed out twice: {second:?}"
+    );
+    let virt = window.virt();
+    drop(window);
     check!(
         mm::translate(virt).is_none(),
         "MMIO still mapped after drop"
     );
+    check!(
+        mm::claim_mmio(free, 0x1000).is_ok(),
+        "the range could not be claimed again after its window was dropped"
+    );
     let Some(frame) = Frame::alloc() else {
         return Err(why(format_args!("no frame")));
     };
-    let ram = mm::map_mmio(frame.phys(), 8);
+    let ram = mm::claim_mmio(frame.phys(), 8);
     check!(
-        matches!(ram, Err(MapError::Ram(_))),
+        matches!(ram, Err(MapError::Ram(_) | MapError::Firmware(_))),
         "RAM mapped as MMIO: {ram:?}"
     );
     check!(
-        mm::map_mmio(0xfee0_0000, 0).is_err(),
+        mm::claim_mmio(free, 0).is_err(),
         "empty MMIO range accepted"
     );
+    if let Some(rsdp) = hal::acpi::platform().map(|p| p.rsdp_address) {
+        let claim = mm::claim_mmio(rsdp, 20);
+        check!(
+            matches!(claim, Err(MapError::Firmware(_) | MapError::Ram(_))),
+            "the RSDP's page was handed out as MMIO: {claim:?}"
+        );
+    }
     let firmware = mm::map_firmware(frame.phys(), 8);
     check!(
         matches!(firmware, Err(MapError::NotFirmware(_))),
