@@ -104,6 +104,8 @@ pub fn wait_until(timeout_ns: u64, mut condition: impl FnMut() -> bool) -> bool 
 
 /// Tests of the interrupt controllers.
 pub mod tests {
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
     use super::pings;
     use crate::{check, ktest::TestResult};
 
@@ -171,6 +173,10 @@ pub mod tests {
         let me = hal::percpu::current_index();
         let others: [usize; hal::percpu::MAX_CPUS] =
             core::array::from_fn(hal::apic::shootdowns_served);
+        let (timeouts, kept) = (
+            hal::apic::shootdown_timeouts(),
+            hal::mm::frames_kept_after_failed_shootdowns(),
+        );
         let complete = super::with_interrupts(|| hal::apic::shootdown(0xffff_c180_0000_0000, 4096));
         check!(complete, "the shootdown reports a CPU that did not answer");
         for cpu in (0..hal::percpu::MAX_CPUS).filter(|&c| c != me && hal::percpu::is_online(c)) {
@@ -180,16 +186,92 @@ pub mod tests {
             );
         }
         check!(
-            hal::apic::shootdown_timeouts() == 0,
-            "{} shootdowns timed out",
-            hal::apic::shootdown_timeouts()
+            hal::apic::shootdown_timeouts() == timeouts,
+            "the shootdown timed out"
         );
         check!(
-            hal::mm::frames_kept_after_failed_shootdowns() == 0,
-            "{} frames were kept after unconfirmed shootdowns",
-            hal::mm::frames_kept_after_failed_shootdowns()
+            hal::mm::frames_kept_after_failed_shootdowns() == kept,
+            "frames were kept although every CPU answered"
         );
         Ok(())
+    }
+
+    /// Set by the CPU that refuses to answer once its interrupts are off; cleared to let it go.
+    static SILENT: AtomicBool = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    /// What CPU 0 saw: 1 = the frames were kept, 2.. = failure codes.
+    static VERDICT: AtomicU64 = AtomicU64::new(0);
+
+    /// A shootdown that a CPU never confirms keeps the unmapped frames out of the allocator
+    /// (they could still be reached through that CPU's TLB) instead of freeing them: CPU 1
+    /// turns its interrupts off while CPU 0 frees a kernel stack.
+    pub fn shootdown_timeout_keeps_frames() -> TestResult {
+        if hal::percpu::online_count() < 2 {
+            return Ok(()); // Nothing to time out with one CPU.
+        }
+        SILENT.store(false, Ordering::Release);
+        RELEASE.store(false, Ordering::Release);
+        VERDICT.store(0, Ordering::Release);
+        crate::smp::run_on_all(silent_cpu_and_free, 20_000_000_000);
+        let verdict = VERDICT.load(Ordering::Acquire);
+        check!(
+            verdict == 1,
+            "failure code {verdict} (see the test's source)"
+        );
+        Ok(())
+    }
+
+    fn silent_cpu_and_free(cpu: usize) {
+        match cpu {
+            1 => {
+                let were_enabled = hal::cpu::interrupts_enabled();
+                hal::cpu::disable_interrupts();
+                SILENT.store(true, Ordering::Release);
+                let deadline = hal::time::now_ns() + 10_000_000_000;
+                while !RELEASE.load(Ordering::Acquire) && hal::time::now_ns() < deadline {
+                    core::hint::spin_loop();
+                }
+                if were_enabled {
+                    hal::cpu::enable_interrupts();
+                }
+            }
+            0 => {
+                let deadline = hal::time::now_ns() + 5_000_000_000;
+                while !SILENT.load(Ordering::Acquire) && hal::time::now_ns() < deadline {
+                    core::hint::spin_loop();
+                }
+                VERDICT.store(free_with_silent_cpu(), Ordering::Release);
+                RELEASE.store(true, Ordering::Release);
+            }
+            _ => {}
+        }
+    }
+
+    fn free_with_silent_cpu() -> u64 {
+        if !SILENT.load(Ordering::Acquire) {
+            return 2; // CPU 1 never went silent.
+        }
+        const PAGES: u64 = 4;
+        let Ok(stack) = hal::mm::alloc_kernel_stack(PAGES) else {
+            return 3;
+        };
+        let (timeouts, kept) = (
+            hal::apic::shootdown_timeouts(),
+            hal::mm::frames_kept_after_failed_shootdowns(),
+        );
+        let free_before = hal::mm::stats().frames.free;
+        drop(stack);
+        let free_after = hal::mm::stats().frames.free;
+        if hal::apic::shootdown_timeouts() != timeouts + 1 {
+            return 4; // CPU 1 answered, or the shootdown was not attempted.
+        }
+        if hal::mm::frames_kept_after_failed_shootdowns() != kept + PAGES {
+            return 5; // The frames were not counted as kept.
+        }
+        if free_after != free_before {
+            return 6; // Frames went back to the allocator.
+        }
+        1
     }
 
     /// The local APIC has reported no errors and the legacy PIC is fully masked.

@@ -54,6 +54,10 @@ pub const TESTS: &[Test] = &[
     ("ipi-each-cpu", crate::irq::tests::ipi_each_cpu),
     ("ipi-tlb-shootdown", crate::irq::tests::tlb_shootdown),
     (
+        "ipi-shootdown-timeout-keeps-frames",
+        crate::irq::tests::shootdown_timeout_keeps_frames,
+    ),
+    (
         "irq-hal-vectors-refused",
         crate::irq::tests::hal_vectors_refused,
     ),

@@ -87,8 +87,18 @@ pub fn stop_other_cpus() -> usize {
             signalled += 1;
         }
     }
-    for _ in 0..10_000_000 {
-        if trap::stopped_cpus() >= already + signalled {
+    // Wait on the clock (half a second: an NMI is taken within microseconds); before the
+    // clock is calibrated it stands still, so only then bound the wait by iterations.
+    let deadline = crate::time::now_ns().saturating_add(500_000_000);
+    let mut spins = 0u64;
+    while trap::stopped_cpus() < already + signalled {
+        spins += 1;
+        let late = if crate::time::calibrated() {
+            crate::time::now_ns() >= deadline
+        } else {
+            spins > 100_000_000
+        };
+        if late {
             break;
         }
         core::hint::spin_loop();
