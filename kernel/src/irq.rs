@@ -105,10 +105,14 @@ pub fn wait_until(timeout_ns: u64, mut condition: impl FnMut() -> bool) -> bool 
 /// Tests of the interrupt controllers.
 pub mod tests {
     use super::pings;
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// hal refuses handlers for CPU exceptions and for the vectors it serves itself (the TLB
     /// shootdown, APIC error and spurious vectors); the shootdown still works afterwards.
+    #[ktest("irq-hal-vectors-refused")]
     pub fn hal_vectors_refused() -> TestResult {
         use hal::trap::{RegisterError, TrapFrame, register, vectors};
         fn nothing(_: &TrapFrame) {}
@@ -132,6 +136,7 @@ pub mod tests {
     }
 
     /// A fixed IPI to this CPU reaches the PING handler.
+    #[ktest("ipi-self")]
     pub fn ipi_self() -> TestResult {
         check!(super::apic_up(), "the local APIC is not up");
         let cpu = hal::percpu::current_index();
@@ -150,6 +155,7 @@ pub mod tests {
     }
 
     /// A fixed IPI sent by APIC id reaches every online CPU, this one included.
+    #[ktest("ipi-each-cpu")]
     pub fn ipi_each_cpu() -> TestResult {
         check!(super::apic_up(), "the local APIC is not up");
         for cpu in (0..hal::percpu::MAX_CPUS).filter(|&c| hal::percpu::is_online(c)) {
@@ -167,6 +173,7 @@ pub mod tests {
     }
 
     /// A TLB shootdown is served by every other online CPU before it returns.
+    #[ktest("ipi-tlb-shootdown")]
     pub fn tlb_shootdown() -> TestResult {
         let me = hal::percpu::current_index();
         let others: [usize; hal::percpu::MAX_CPUS] =
@@ -193,6 +200,7 @@ pub mod tests {
     }
 
     /// The local APIC has reported no errors and the legacy PIC is fully masked.
+    #[ktest("irq-controllers-quiet")]
     pub fn controllers_quiet() -> TestResult {
         let (errors, status) = hal::apic::errors();
         check!(errors == 0, "{errors} APIC errors, last ESR {status:#x}");
