@@ -20,6 +20,7 @@ pub mod gdt;
 pub mod image;
 mod init;
 pub mod ioapic;
+pub mod ktest;
 pub mod mm;
 pub(crate) mod mm_hooks;
 pub mod paging;

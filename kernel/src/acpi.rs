@@ -77,9 +77,13 @@ pub fn processors() -> &'static [Processor] {
 
 /// Tests of the ACPI table parsing.
 pub mod tests {
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// The MADT lists at least one enabled CPU, including the one running this.
+    #[ktest("acpi-madt-cpus")]
     pub fn madt_lists_cpus() -> TestResult {
         let processors = super::processors();
         check!(!processors.is_empty(), "the MADT lists no processor");
@@ -97,6 +101,7 @@ pub mod tests {
 
     /// QEMU's q35 machine has a FADT with PM1a control and a PM timer, an HPET, an MCFG
     /// region and an I/O APIC.
+    #[ktest("acpi-q35-tables")]
     pub fn q35_tables_present() -> TestResult {
         let Some(platform) = hal::acpi::platform() else {
             check!(false, "ACPI tables were not parsed");
@@ -124,6 +129,7 @@ pub mod tests {
     }
 
     /// The `\_S5` scan reads byte, zero and one encodings and rejects truncated input.
+    #[ktest("acpi-s5-scan")]
     pub fn s5_scan() -> TestResult {
         use hal::acpi::{SleepType, find_s5};
         // Name(\_S5, Package(4) { 0x05, Zero, One, 0x07 }) after some unrelated bytes.
@@ -176,6 +182,7 @@ pub mod tests {
 
     /// Malformed MADT, FADT, HPET and MCFG tables are decoded as far as they make sense,
     /// with warnings, never a hang or a crash.
+    #[ktest("acpi-malformed-tables")]
     pub fn malformed_tables() -> TestResult {
         use hal::acpi::decode_table;
         let mut buf = [0u8; 256];
@@ -263,6 +270,7 @@ pub mod tests {
     }
 
     /// Random bytes under every understood signature decode without a crash or hang.
+    #[ktest("acpi-random-tables")]
     pub fn random_tables() -> TestResult {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {

@@ -287,9 +287,13 @@ impl Console {
 /// colours are restored afterwards).
 pub mod tests {
     use super::{CONSOLE, Console, DEFAULT_BG, DEFAULT_FG, PALETTE};
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// Cursor movement, clamping, colours and reset behave like a VT100-style terminal.
+    #[ktest("console-ansi-escapes")]
     pub fn ansi_escapes() -> TestResult {
         let mut guard = CONSOLE.lock();
         let Some(console) = guard.as_mut() else {

@@ -2,9 +2,13 @@
 
 /// Tests of the CPU's exception handling.
 pub mod tests {
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// `int3` is reported and execution continues after it.
+    #[ktest("breakpoint-resumes")]
     pub fn breakpoint_resumes() -> TestResult {
         let before = hal::trap::breakpoints_handled();
         hal::cpu::breakpoint();
@@ -17,6 +21,7 @@ pub mod tests {
     }
 
     /// A read of an unmapped address faults with CR2 = that address.
+    #[ktest("page-fault-reports-cr2")]
     pub fn page_fault_reports_cr2() -> TestResult {
         // An address in the lower half, which nothing maps at this point.
         let address = 0x0000_1234_5678_9000u64 + 0x123;

@@ -313,7 +313,10 @@ fn echo(bytes: &[u8]) {
 /// Tests of the input path.
 pub mod tests {
     use super::{feed_scancode, read_byte};
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     fn drain() {
         while read_byte().is_some() {}
@@ -322,6 +325,7 @@ pub mod tests {
     /// Scancodes become the bytes a terminal would send: letters, shifted letters, Enter as
     /// `\r`, Backspace as DEL, arrows as escape sequences. (Assumes the set-1 decoder, which
     /// is what QEMU's and most firmware's translated 8042 deliver.)
+    #[ktest("input-keyboard-decoding")]
     pub fn keyboard_decoding() -> TestResult {
         let set1 = matches!(*super::DECODER.lock(), super::Decoder::Set1(_));
         if !set1 {

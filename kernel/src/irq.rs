@@ -107,10 +107,14 @@ pub mod tests {
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::pings;
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// hal refuses handlers for CPU exceptions and for the vectors it serves itself (the TLB
     /// shootdown, APIC error and spurious vectors); the shootdown still works afterwards.
+    #[ktest("irq-hal-vectors-refused")]
     pub fn hal_vectors_refused() -> TestResult {
         use hal::trap::{RegisterError, TrapFrame, register, vectors};
         fn nothing(_: &TrapFrame) {}
@@ -134,6 +138,7 @@ pub mod tests {
     }
 
     /// A fixed IPI to this CPU reaches the PING handler.
+    #[ktest("ipi-self")]
     pub fn ipi_self() -> TestResult {
         check!(super::apic_up(), "the local APIC is not up");
         let cpu = hal::percpu::current_index();
@@ -152,6 +157,7 @@ pub mod tests {
     }
 
     /// A fixed IPI sent by APIC id reaches every online CPU, this one included.
+    #[ktest("ipi-each-cpu")]
     pub fn ipi_each_cpu() -> TestResult {
         check!(super::apic_up(), "the local APIC is not up");
         for cpu in (0..hal::percpu::MAX_CPUS).filter(|&c| hal::percpu::is_online(c)) {
@@ -169,6 +175,7 @@ pub mod tests {
     }
 
     /// A TLB shootdown is served by every other online CPU before it returns.
+    #[ktest("ipi-tlb-shootdown")]
     pub fn tlb_shootdown() -> TestResult {
         let me = hal::percpu::current_index();
         let others: [usize; hal::percpu::MAX_CPUS] =
@@ -205,6 +212,7 @@ pub mod tests {
     /// A shootdown that a CPU never confirms keeps the unmapped frames out of the allocator
     /// (they could still be reached through that CPU's TLB) instead of freeing them: CPU 1
     /// turns its interrupts off while CPU 0 frees a kernel stack.
+    #[ktest("ipi-shootdown-timeout-keeps-frames")]
     pub fn shootdown_timeout_keeps_frames() -> TestResult {
         if hal::percpu::online_count() < 2 {
             return Ok(()); // Nothing to time out with one CPU.
@@ -275,6 +283,7 @@ pub mod tests {
     }
 
     /// The local APIC has reported no errors and the legacy PIC is fully masked.
+    #[ktest("irq-controllers-quiet")]
     pub fn controllers_quiet() -> TestResult {
         let (errors, status) = hal::apic::errors();
         check!(errors == 0, "{errors} APIC errors, last ESR {status:#x}");

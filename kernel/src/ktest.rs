@@ -1,16 +1,38 @@
-//! The in-kernel test runner (`test=kernel`): runs every test function below inside the
-//! kernel, reports each by name on serial, and exits QEMU with pass or fail.
+//! The in-kernel test runner (`test=kernel`, or `test=kernel:FILTER` for the tests whose
+//! name contains FILTER): runs the registered tests inside the kernel, reports each by name
+//! on serial, and exits QEMU with pass or fail.
 //!
-//! A test is a `fn() -> TestResult`; it fails by returning `Err` with a reason (or by
-//! panicking, which ends the run as a failure). Add new tests to [`TESTS`].
+//! A test is a `fn() -> TestResult` that registers itself where it is written:
+//!
+//! ```text
+//! use crate::{check, ktest::{TestResult, ktest}};
+//!
+//! #[ktest("mm-frames-distinct")]
+//! fn frames_distinct() -> TestResult {
+//!     check!(mm::alloc_frame().is_some(), "no frame");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! That is all: there is no list to add it to (and a test function that lost its attribute
+//! is called by nothing, which `dead_code` turns into a lint failure). The attribute (crate
+//! `ktest-macros`) places a `hal::ktest::TestCase` in a linker section and
+//! [`hal::ktest::cases`] reads them back.
+//! Name a test `subsystem-what-it-checks`, lowercase with hyphens; the runner's system tests
+//! select groups by prefix (`test=kernel:mm-`). A test fails by returning `Err` with a
+//! reason (or by panicking, which ends the run as a failure). It runs on the bootstrap CPU
+//! with interrupts disabled, after the whole boot, and must leave the machine as it found it.
+//!
+//! Tests run sorted by name, so the order does not change with the link order. Before any
+//! runs, the registry is checked: an empty one (the section was lost) or two tests of one
+//! name fail the run. The runner's `kernel-tests` case compares the `ktest: N registered`
+//! line with the number that passed.
 
-use alloc::string::String;
+use alloc::{format, string::String, vec::Vec};
 
-/// A test's outcome: `Err` carries the reason it failed.
-pub type TestResult = Result<(), String>;
-
-/// A named in-kernel test.
-pub type Test = (&'static str, fn() -> TestResult);
+use hal::ktest::TestCase;
+pub use hal::ktest::TestResult;
+pub use ktest_macros::ktest;
 
 /// Fails the current test with a formatted reason unless `cond` holds.
 #[macro_export]
@@ -22,90 +44,55 @@ macro_rules! check {
     };
 }
 
-/// Every in-kernel test, in the order they run.
-pub const TESTS: &[Test] = &[
-    ("breakpoint-resumes", crate::cpu::tests::breakpoint_resumes),
-    ("console-ansi-escapes", crate::console::tests::ansi_escapes),
-    (
-        "symbols-resolve",
-        crate::symbols::tests::resolve_known_function,
-    ),
-    (
-        "page-fault-reports-cr2",
-        crate::cpu::tests::page_fault_reports_cr2,
-    ),
-    ("acpi-madt-cpus", crate::acpi::tests::madt_lists_cpus),
-    ("acpi-q35-tables", crate::acpi::tests::q35_tables_present),
-    ("acpi-s5-scan", crate::acpi::tests::s5_scan),
-    (
-        "acpi-malformed-tables",
-        crate::acpi::tests::malformed_tables,
-    ),
-    ("acpi-random-tables", crate::acpi::tests::random_tables),
-    ("power-shutdown-path", crate::power::tests::shutdown_path),
-    ("time-monotonic", crate::time::tests::monotonic),
-    ("time-tsc-calibrated", crate::time::tests::tsc_calibrated),
-    ("time-calendar", crate::time::tests::calendar),
-    ("time-rtc", crate::time::tests::rtc_reads),
-    ("timer-tick-this-cpu", crate::time::tests::tick_this_cpu),
-    ("timer-tick-every-cpu", crate::time::tests::tick_every_cpu),
-    ("timer-oneshot", crate::time::tests::oneshot),
-    ("ipi-self", crate::irq::tests::ipi_self),
-    ("ipi-each-cpu", crate::irq::tests::ipi_each_cpu),
-    ("ipi-tlb-shootdown", crate::irq::tests::tlb_shootdown),
-    (
-        "ipi-shootdown-timeout-keeps-frames",
-        crate::irq::tests::shootdown_timeout_keeps_frames,
-    ),
-    (
-        "irq-hal-vectors-refused",
-        crate::irq::tests::hal_vectors_refused,
-    ),
-    (
-        "irq-controllers-quiet",
-        crate::irq::tests::controllers_quiet,
-    ),
-    (
-        "input-keyboard-decoding",
-        crate::input::tests::keyboard_decoding,
-    ),
-    ("mm-frames-distinct", crate::mm::tests::frames_distinct),
-    ("mm-frames-contiguous", crate::mm::tests::frames_contiguous),
-    (
-        "mm-frames-exhaust-reuse",
-        crate::mm::tests::frames_exhaust_and_reuse,
-    ),
-    ("mm-map-unmap", crate::mm::tests::map_unmap),
-    ("smp-all-cpus-online", crate::smp::tests::all_cpus_online),
-    ("smp-heap-concurrent", crate::smp::tests::heap_concurrent),
-    ("smp-smap-not-lifted", crate::smp::tests::smap_not_lifted),
-    (
-        "smp-loader-memory-overwritten",
-        crate::smp::tests::loader_memory_overwritten,
-    ),
-    ("smp-log-concurrent", crate::smp::tests::log_from_all_cpus),
-    (
-        "smp-time-monotonic",
-        crate::smp::tests::time_monotonic_across_cpus,
-    ),
-    ("smp-tlb-remap", crate::smp::tests::tlb_remap_across_cpus),
-    ("mm-stack-guard-page", crate::mm::tests::stack_guard_page),
-    ("mm-heap-grows", crate::mm::tests::heap_grows),
-    ("mm-kernel-tables-wx", crate::mm::tests::kernel_tables_wx),
-    ("mm-mmio-claims", crate::mm::tests::mmio_claims),
-    (
-        "mm-bootloader-memory-reclaimed",
-        crate::mm::tests::bootloader_memory_reclaimed,
-    ),
-];
+/// Every registered test, sorted by name; or why the registry is unusable.
+fn registered() -> Result<Vec<&'static TestCase>, String> {
+    let mut tests: Vec<&'static TestCase> = hal::ktest::cases().iter().collect();
+    tests.sort_unstable_by_key(|t| t.name);
+    check_registry(&tests)?;
+    Ok(tests)
+}
+
+/// A sorted registry is usable if it holds at least one test, every name is a word (the
+/// command line selects by word) and no two tests share a name.
+fn check_registry(sorted: &[&TestCase]) -> Result<(), String> {
+    if sorted.is_empty() {
+        return Err(format!(
+            "no test is registered: the {} section is empty (is it kept in kernel/linker.ld?)",
+            hal::ktest::SECTION
+        ));
+    }
+    if let Some(bad) = sorted
+        .iter()
+        .find(|t| t.name.is_empty() || t.name.contains(char::is_whitespace))
+    {
+        return Err(format!("the test name {:?} is not a word", bad.name));
+    }
+    if let Some(pair) = sorted.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!("two tests are named {}", pair[0].name));
+    }
+    Ok(())
+}
 
 /// Runs the tests whose name contains `filter` (all if empty); returns whether all passed.
 pub fn run(filter: &str) -> bool {
+    let tests = match registered() {
+        Ok(tests) => tests,
+        Err(why) => {
+            log::error!("ktest: FAILED: {why}");
+            return false;
+        }
+    };
+    log::info!("ktest: {} registered", tests.len());
+    if !filter.is_empty() {
+        let selected = tests.iter().filter(|t| t.name.contains(filter)).count();
+        log::info!("ktest: {selected} match '{filter}'");
+    }
     let mut failed = 0;
     let mut ran = 0;
-    for (name, test) in TESTS.iter().filter(|(name, _)| name.contains(filter)) {
+    for test in tests.iter().filter(|t| t.name.contains(filter)) {
         ran += 1;
-        match test() {
+        let name = test.name;
+        match (test.run)() {
             Ok(()) => log::info!("test {name} ... ok"),
             Err(why) => {
                 failed += 1;
@@ -115,4 +102,46 @@ pub fn run(filter: &str) -> bool {
     }
     log::info!("ktest: {} passed, {failed} failed", ran - failed);
     ran > 0 && failed == 0
+}
+
+/// The registry holds this test, sorted and unique, in read-only memory; and the checks on
+/// it refuse an empty registry and a duplicate name.
+#[ktest("ktest-registry")]
+fn registry() -> TestResult {
+    let tests = registered()?;
+    check!(
+        tests.iter().any(|t| t.name == "ktest-registry"),
+        "this test is not in the registry"
+    );
+    check!(
+        tests.windows(2).all(|w| w[0].name < w[1].name),
+        "the registry is not sorted by name"
+    );
+    let cases = hal::ktest::cases();
+    for address in [cases.as_ptr() as u64, cases.as_ptr_range().end as u64 - 1] {
+        let m = hal::mm::translate(address);
+        check!(
+            m.is_some_and(|m| !m.writable && !m.executable),
+            "the registry at {address:#x} is mapped {m:x?}, not read-only"
+        );
+    }
+    check!(
+        check_registry(&[]).is_err(),
+        "an empty registry was accepted"
+    );
+    let twice = [tests[0], tests[0]];
+    check!(
+        check_registry(&twice).is_err(),
+        "two tests named {} were accepted",
+        tests[0].name
+    );
+    let spaced = TestCase {
+        name: "two words",
+        run: registry,
+    };
+    check!(
+        check_registry(&[&spaced]).is_err(),
+        "a name with a space was accepted"
+    );
+    Ok(())
 }

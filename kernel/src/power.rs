@@ -27,10 +27,14 @@ pub fn triple_fault() -> ! {
 
 /// Tests of the power paths (without using them).
 pub mod tests {
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// ACPI power-off is possible: a PM1a control port and the `\_S5` sleep type are known
     /// (QEMU's q35 DSDT defines `\_S5` as package {0, 0}), and a reset register exists.
+    #[ktest("power-shutdown-path")]
     pub fn shutdown_path() -> TestResult {
         let plan = hal::power::shutdown_plan();
         check!(plan.is_ok(), "no ACPI power-off: {:?}", plan.err());

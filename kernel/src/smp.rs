@@ -125,7 +125,10 @@ pub mod tests {
     use hal::percpu::MAX_CPUS;
 
     use super::{RESULTS, run_on_all};
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     const TIMEOUT_NS: u64 = 20_000_000_000;
 
@@ -148,6 +151,7 @@ pub mod tests {
 
     /// Every CPU the firmware lists (up to `maxcpus=`) is online, and the rest are in hal's
     /// halt loop.
+    #[ktest("smp-all-cpus-online")]
     pub fn all_cpus_online() -> TestResult {
         let listed = crate::acpi::processors()
             .iter()
@@ -189,6 +193,7 @@ pub mod tests {
 
     /// No CPU runs the kernel with RFLAGS.AC set, whatever the loader left in RFLAGS (strict
     /// mode sets it): AC would let supervisor code reach user pages despite SMAP.
+    #[ktest("smp-smap-not-lifted")]
     pub fn smap_not_lifted() -> TestResult {
         on_all(|cpu| {
             let ac = hal::cpu::rflags() & hal::cpu::RFLAGS_AC != 0;
@@ -201,6 +206,7 @@ pub mod tests {
     /// `int3` bytes, and every CPU must still be where it was. A CPU still spinning in the
     /// loader's parking loop would read a garbage goto address or execute the filler, and the
     /// machine would fault or reset.
+    #[ktest("smp-loader-memory-overwritten")]
     pub fn loader_memory_overwritten() -> TestResult {
         check!(
             hal::mm::bootloader_memory_reclaimed(),
@@ -236,6 +242,7 @@ pub mod tests {
     }
 
     /// All CPUs allocate, fill, check and free heap memory at the same time.
+    #[ktest("smp-heap-concurrent")]
     pub fn heap_concurrent() -> TestResult {
         on_all(|cpu| {
             let mut ok = true;
@@ -266,6 +273,7 @@ pub mod tests {
 
     /// Every CPU logs at once; the runner checks on serial that no line was torn or lost
     /// (`log-storm cpu C line N end`, `LOG_STORM_LINES` per CPU).
+    #[ktest("smp-log-concurrent")]
     pub fn log_from_all_cpus() -> TestResult {
         on_all(|cpu| {
             for line in 0..LOG_STORM_LINES {
@@ -279,6 +287,7 @@ pub mod tests {
     static LATEST: AtomicU64 = AtomicU64::new(0);
 
     /// A time read on one CPU after seeing another CPU's reading is never smaller.
+    #[ktest("smp-time-monotonic")]
     pub fn time_monotonic_across_cpus() -> TestResult {
         LATEST.store(0, Ordering::Release);
         on_all(|cpu| {
@@ -299,6 +308,7 @@ pub mod tests {
 
     /// Remapping a page that every CPU has in its TLB: after the shootdown, every CPU sees the
     /// new frame, none the stale one.
+    #[ktest("smp-tlb-remap")]
     pub fn tlb_remap_across_cpus() -> TestResult {
         let (Some(mut a), Some(mut b)) = (hal::mm::Frame::alloc(), hal::mm::Frame::alloc()) else {
             return Err("no frames".into());

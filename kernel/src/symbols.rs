@@ -56,9 +56,13 @@ pub fn lookup(address: u64) -> Option<Symbol> {
 pub mod tests {
     use alloc::format;
 
-    use crate::{check, ktest::TestResult};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
 
     /// A return address inside a known function resolves to that function's name.
+    #[ktest("symbols-resolve")]
     pub fn resolve_known_function() -> TestResult {
         let address = super::lookup_return as *const () as u64;
         let symbol = super::lookup_return(address + 5);

@@ -129,7 +129,7 @@ pub const CASES: &[Case] = &[
             memory_mib: 1024,
             exit: GuestExit::Success,
             expect: &["ktest: ", " 0 failed"],
-            extra: Some(check_log_storm),
+            extra: Some(check_kernel_tests),
             machine: &[],
         }),
     },
@@ -906,6 +906,43 @@ pub fn check_memory_above_4g(lines: &[String], _cpus: u8) -> Result<(), String> 
     Ok(())
 }
 
+/// The `kernel-tests` check: every registered test ran and passed, and the log storm arrived
+/// whole.
+pub fn check_kernel_tests(lines: &[String], cpus: u8) -> Result<(), String> {
+    check_all_registered_ran(lines)?;
+    check_log_storm(lines, cpus)
+}
+
+/// An unfiltered `test=kernel` run passed as many tests as the kernel says are registered
+/// (`ktest: N registered`, then `ktest: P passed, F failed`): none was skipped.
+pub fn check_all_registered_ran(lines: &[String]) -> Result<(), String> {
+    let after =
+        |l: &String, prefix: &str| l.find(prefix).map(|at| l[at + prefix.len()..].to_owned());
+    let registered = lines
+        .iter()
+        .find_map(|l| {
+            after(l, "ktest: ")?
+                .strip_suffix(" registered")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or("no `ktest: N registered` line")?;
+    let summary = lines
+        .iter()
+        .rev()
+        .find_map(|l| after(l, "ktest: ").filter(|s| s.contains(" passed, ")))
+        .ok_or("no `ktest: N passed, M failed` line")?;
+    let (passed, failed) =
+        parse_counts(&summary).ok_or_else(|| format!("unreadable summary `ktest: {summary}`"))?;
+    if registered == 0 || passed + failed != registered || failed != 0 {
+        return Err(format!(
+            "{registered} tests registered, but `ktest: {summary}`"
+        ));
+    }
+    Ok(())
+}
+
 /// Lines each CPU logs in the kernel's `smp-log-concurrent` test.
 const LOG_STORM_LINES: usize = 40;
 
@@ -1291,6 +1328,27 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn every_registered_kernel_test_must_pass() {
+        let log = |registered: u64, passed: u64, failed: u64| {
+            lines(&format!(
+                "[    0.1 0] [INFO ] ktest: {registered} registered\n\
+                 [    0.2 0] [INFO ] test a ... ok\n\
+                 [    0.3 0] [INFO ] ktest: {passed} passed, {failed} failed"
+            ))
+        };
+        assert_eq!(check_all_registered_ran(&log(39, 39, 0)), Ok(()));
+        let err = check_all_registered_ran(&log(39, 38, 0)).expect_err("one test skipped");
+        assert!(err.contains("39 tests registered"), "{err}");
+        assert!(check_all_registered_ran(&log(39, 38, 1)).is_err());
+        assert!(check_all_registered_ran(&log(39, 40, 0)).is_err());
+        assert!(check_all_registered_ran(&log(0, 0, 0)).is_err());
+        let no_count = lines("ktest: 39 passed, 0 failed");
+        assert!(check_all_registered_ran(&no_count).is_err_and(|e| e.contains("registered")));
+        let no_summary = lines("ktest: 39 registered\ntest a ... ok");
+        assert!(check_all_registered_ran(&no_summary).is_err_and(|e| e.contains("passed")));
     }
 
     #[test]

@@ -8,7 +8,10 @@ use hal::{
     trap::probe_read,
 };
 
-use crate::{check, ktest::TestResult};
+use crate::{
+    check,
+    ktest::{TestResult, ktest},
+};
 
 /// A test failure reason.
 fn why(args: core::fmt::Arguments<'_>) -> alloc::string::String {
@@ -16,6 +19,7 @@ fn why(args: core::fmt::Arguments<'_>) -> alloc::string::String {
 }
 
 /// Frames come out page-aligned and distinct; bad frees are refused.
+#[ktest("mm-frames-distinct")]
 pub fn frames_distinct() -> TestResult {
     let before = mm::stats().frames;
     let mut frames = Vec::with_capacity(1000);
@@ -56,6 +60,7 @@ pub fn frames_distinct() -> TestResult {
 
 /// Allocating until memory runs out hands out every free frame once, then nothing; a frame
 /// freed then is the next one handed out.
+#[ktest("mm-frames-exhaust-reuse")]
 pub fn frames_exhaust_and_reuse() -> TestResult {
     // Room for every frame's number, allocated before the frames run out.
     let mut taken = Vec::with_capacity(mm::stats().frames.free as usize + 1024);
@@ -101,6 +106,7 @@ pub fn frames_exhaust_and_reuse() -> TestResult {
 }
 
 /// Contiguous runs are aligned, disjoint, and must be freed whole with the right size.
+#[ktest("mm-frames-contiguous")]
 pub fn frames_contiguous() -> TestResult {
     let requests = [(5, 8), (512, 512), (3, 1), (64, 16)];
     let mut runs = [(0u64, 0u64); 4];
@@ -148,6 +154,7 @@ pub fn frames_contiguous() -> TestResult {
 
 /// A frame mapped in the scratch window reads back through the mapping; after unmapping the
 /// address faults, and a new mapping there shows the new frame (the TLB was flushed).
+#[ktest("mm-map-unmap")]
 pub fn map_unmap() -> TestResult {
     let virt = mm::SCRATCH_BASE + 0x1234_5000;
     let (Some(mut a), Some(mut b)) = (Frame::alloc(), Frame::alloc()) else {
@@ -198,6 +205,7 @@ pub fn map_unmap() -> TestResult {
 
 /// A kernel stack is mapped read-write and NX with an unmapped guard page below it, and is
 /// unmapped again when dropped.
+#[ktest("mm-stack-guard-page")]
 pub fn stack_guard_page() -> TestResult {
     let live = mm::stats().kernel_stacks;
     let stack = match mm::alloc_kernel_stack(4) {
@@ -237,6 +245,7 @@ pub fn stack_guard_page() -> TestResult {
 
 /// The heap serves many small and some large allocations, growing the mapped heap, and
 /// reuses freed memory.
+#[ktest("mm-heap-grows")]
 pub fn heap_grows() -> TestResult {
     let boxes: Vec<Box<u64>> = (0..20_000u64).map(|i| Box::new(i * 3)).collect();
     check!(
@@ -272,6 +281,7 @@ static WRITABLE_STATIC: AtomicU64 = AtomicU64::new(7);
 /// The kernel runs on its own tables with W^X: code read-only and executable, data and the
 /// HHDM non-executable, no page both writable and executable; NX, WP, SMEP, SMAP and UMIP
 /// are on wherever the CPU has them.
+#[ktest("mm-kernel-tables-wx")]
 pub fn kernel_tables_wx() -> TestResult {
     let supported = mm::Protections::supported();
     let active = mm::Protections::active();
@@ -325,6 +335,7 @@ pub fn kernel_tables_wx() -> TestResult {
 
 /// Device memory is claimed by one window at a time and maps uncached and NX; hal's own
 /// devices, memory-map ranges and RAM are refused; firmware tables map read-only.
+#[ktest("mm-mmio-claims")]
 pub fn mmio_claims() -> TestResult {
     // hal's own local APIC (xAPIC mode: the loader leaves x2APIC off) and I/O APIC.
     if !hal::smp::x2apic_enabled() {
@@ -417,6 +428,7 @@ pub fn mmio_claims() -> TestResult {
 
 /// Once every CPU has left the loader's stacks, the loader's memory has been handed to the
 /// frame allocator; what the kernel still needs from the loader was copied first.
+#[ktest("mm-bootloader-memory-reclaimed")]
 pub fn bootloader_memory_reclaimed() -> TestResult {
     check!(
         mm::bootloader_memory_reclaimed(),
