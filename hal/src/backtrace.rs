@@ -1,6 +1,6 @@
 //! Stack traces from frame pointers (the kernel is built with `force-frame-pointers`).
 
-use crate::trap::probe_read;
+use crate::trap::probe as probe_read;
 
 /// Calls `f` with each return address on the current stack, innermost first, up to `max`.
 /// Stops at a zero frame pointer (the entry stub's terminator) or an unreadable frame.

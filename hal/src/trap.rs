@@ -327,10 +327,17 @@ unsafe extern "C" {
     static hal_probe_read_fixup: u8;
 }
 
-/// Reads the qword at `address`, reporting a page fault instead of crashing.
-///
-/// Safe because the read has no effect besides the possible fault, which is caught.
+/// Test hook: reads the qword at `address`, reporting a page fault instead of crashing.
+/// Only with the `test-hooks` feature: a read of any address can race with a writer or have
+/// a device side effect, so it is no part of the normal API.
+#[cfg(feature = "test-hooks")]
 pub fn probe_read(address: u64) -> Result<u64, PageFault> {
+    probe(address)
+}
+
+/// Reads the qword at `address`, reporting a page fault instead of crashing (hal's stack
+/// walker uses it on frame-pointer chains it cannot trust).
+pub(crate) fn probe(address: u64) -> Result<u64, PageFault> {
     let result = probe_read_raw(address);
     if result.faulted == 0 {
         return Ok(result.value);

@@ -76,6 +76,7 @@ pub fn processors() -> &'static [Processor] {
 }
 
 /// Tests of the ACPI table parsing.
+#[cfg(feature = "tests")]
 pub mod tests {
     use crate::{
         check,

@@ -285,6 +285,7 @@ impl Console {
 
 /// Tests of the console's escape-sequence handling (on the live console; its cursor and
 /// colours are restored afterwards).
+#[cfg(feature = "tests")]
 pub mod tests {
     use super::{CONSOLE, Console, DEFAULT_BG, DEFAULT_FG, PALETTE};
     use crate::{

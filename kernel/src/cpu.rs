@@ -1,6 +1,7 @@
 //! The CPU's exception handling, tested; and the stack-overflow test.
 
 /// Tests of the CPU's exception handling.
+#[cfg(feature = "tests")]
 pub mod tests {
     use crate::{
         check,

@@ -311,6 +311,7 @@ fn echo(bytes: &[u8]) {
 }
 
 /// Tests of the input path.
+#[cfg(feature = "tests")]
 pub mod tests {
     use super::{feed_scancode, read_byte};
     use crate::{

@@ -103,6 +103,7 @@ pub fn wait_until(timeout_ns: u64, mut condition: impl FnMut() -> bool) -> bool 
 }
 
 /// Tests of the interrupt controllers.
+#[cfg(feature = "tests")]
 pub mod tests {
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -26,6 +26,7 @@ pub fn triple_fault() -> ! {
 }
 
 /// Tests of the power paths (without using them).
+#[cfg(feature = "tests")]
 pub mod tests {
     use crate::{
         check,

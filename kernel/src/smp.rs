@@ -118,6 +118,7 @@ pub fn run_on_all(work: fn(usize), timeout_ns: u64) -> usize {
 static RESULTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Tests that need every CPU at once.
+#[cfg(feature = "tests")]
 pub mod tests {
     use alloc::vec::Vec;
     use core::sync::atomic::{AtomicU64, Ordering};

@@ -53,6 +53,7 @@ pub fn lookup(address: u64) -> Option<Symbol> {
 }
 
 /// Tests of symbol lookup.
+#[cfg(feature = "tests")]
 pub mod tests {
     use alloc::format;
 

@@ -161,6 +161,7 @@ pub fn civil_from_unix(seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
 }
 
 /// Tests of the clock, the tick and the calendar.
+#[cfg(feature = "tests")]
 pub mod tests {
     use core::sync::atomic::Ordering;
 

@@ -37,8 +37,11 @@ pub enum Profile {
 /// A crate the runner builds for a bare-metal or UEFI target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Component {
-    /// `kernel/` for `x86_64-unknown-none`.
+    /// `kernel/` for `x86_64-unknown-none`, as users run it.
     Kernel,
+    /// `kernel/` with its in-kernel tests and hal's test hooks (`--features tests`): what the
+    /// system tests and any `test=` command line boot.
+    TestKernel,
     /// `loader/` for `x86_64-unknown-uefi`.
     Loader,
 }
@@ -47,15 +50,23 @@ impl Component {
     /// The package (and binary) name.
     pub fn package(self) -> &'static str {
         match self {
-            Self::Kernel => "kernel",
+            Self::Kernel | Self::TestKernel => "kernel",
             Self::Loader => "loader",
+        }
+    }
+
+    /// The cargo features it is built with.
+    pub fn features(self) -> Option<&'static str> {
+        match self {
+            Self::TestKernel => Some("tests"),
+            Self::Kernel | Self::Loader => None,
         }
     }
 
     /// The target triple the component is built for.
     pub fn target(self) -> &'static str {
         match self {
-            Self::Kernel => "x86_64-unknown-none",
+            Self::Kernel | Self::TestKernel => "x86_64-unknown-none",
             Self::Loader => "x86_64-unknown-uefi",
         }
     }
@@ -137,9 +148,9 @@ fn host_packages(packages: &[serde_json::Value], libs: &Path) -> Vec<String> {
     names
 }
 
-/// Builds the kernel and then the loader.
+/// Builds the kernel with its in-kernel tests, then the loader (what the system tests boot).
 pub fn build_all(profile: Profile) -> Result<Artifacts> {
-    let kernel = build(Component::Kernel, profile)?;
+    let kernel = build(Component::TestKernel, profile)?;
     let loader = build(Component::Loader, profile)?;
     Ok(Artifacts { kernel, loader })
 }
@@ -147,7 +158,14 @@ pub fn build_all(profile: Profile) -> Result<Artifacts> {
 /// Builds one component, showing cargo's progress, and returns the built file.
 pub fn build(component: Component, profile: Profile) -> Result<PathBuf> {
     let name = component.package();
-    status!("building {name} ({}, {profile:?})…", component.target());
+    let with = match component.features() {
+        Some(features) => format!(", features {features}"),
+        None => String::new(),
+    };
+    status!(
+        "building {name} ({}, {profile:?}{with})…",
+        component.target()
+    );
     warn_about_scrubbed_vars();
     let mut cmd = cargo();
     cmd.args(["build", "-p", name, "--target", component.target()])
@@ -156,6 +174,9 @@ pub fn build(component: Component, profile: Profile) -> Result<PathBuf> {
         .stderr(Stdio::inherit());
     if profile == Profile::Release {
         cmd.arg("--release");
+    }
+    if let Some(features) = component.features() {
+        cmd.args(["--features", features]);
     }
     run_build(cmd, name, &format!("the {name}"))
 }
@@ -307,7 +328,7 @@ pub fn run_lints() -> Result<()> {
     for package in &host {
         host_args.extend(["-p", package]);
     }
-    let runs: [(&str, Vec<&str>); 4] = [
+    let runs: [(&str, Vec<&str>); 5] = [
         ("cargo fmt --all --check", vec!["fmt", "--all", "--check"]),
         ("clippy (host crates)", host_args),
         (
@@ -318,6 +339,20 @@ pub fn run_lints() -> Result<()> {
                 "kernel",
                 "-p",
                 "hal",
+                "--target",
+                "x86_64-unknown-none",
+            ],
+        ),
+        (
+            "clippy (kernel and hal with the in-kernel tests, x86_64-unknown-none)",
+            vec![
+                "clippy",
+                "-p",
+                "kernel",
+                "-p",
+                "hal",
+                "--features",
+                "kernel/tests",
                 "--target",
                 "x86_64-unknown-none",
             ],

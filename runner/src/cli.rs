@@ -317,7 +317,7 @@ fn boot_files(args: &BuildArgs) -> Result<BootFiles> {
             payload::LIMINE_PATH_VAR
         );
     }
-    let kernel_path = build::build(Component::Kernel, args.profile())?;
+    let kernel_path = build::build(kernel_for(&args.cmdline), args.profile())?;
     // Our loader is only built when it goes into the image.
     let app = match limine {
         Some(limine) => limine,
@@ -614,6 +614,19 @@ fn screenshot(args: &ScreenshotArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The kernel build a command line needs: one that runs a built-in test (`test=…`) gets the
+/// kernel with its in-kernel tests; anything else the kernel as users run it.
+fn kernel_for(cmdline: &str) -> Component {
+    if cmdline
+        .split_ascii_whitespace()
+        .any(|word| word.starts_with("test="))
+    {
+        Component::TestKernel
+    } else {
+        Component::Kernel
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -712,6 +725,17 @@ mod tests {
         for needed in ["UEFI-only", "LIMINE_PATH", "limine-bios-cd.bin", "limine.c"] {
             assert!(text.contains(needed), "{needed}: {text}");
         }
+    }
+
+    #[test]
+    fn test_command_lines_get_the_test_kernel() {
+        assert_eq!(
+            kernel_for("test=kernel:mm- log=debug"),
+            Component::TestKernel
+        );
+        assert_eq!(kernel_for("log=debug test=boot"), Component::TestKernel);
+        assert_eq!(kernel_for(""), Component::Kernel);
+        assert_eq!(kernel_for("log=debug nottest=x"), Component::Kernel);
     }
 
     #[test]

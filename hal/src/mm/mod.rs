@@ -43,13 +43,19 @@ pub use frame::{
     free_contiguous, free_frame, reclaim_bootloader_memory,
 };
 pub use frames::table::{Error as TableError, Mapping, PageSize};
-pub use mmio::{Mmio, claim_mmio, map_firmware, map_firmware_raw};
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) use mmio::map_firmware;
+pub use mmio::{Mmio, claim_mmio};
+#[cfg(feature = "test-hooks")]
+pub use mmio::{map_firmware, map_firmware_raw};
 pub(crate) use mmio::{map_mmio, record_memory_map};
 pub use protect::Protections;
 pub(crate) use setup::init;
 pub use setup::{InitError, InitSummary};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
-pub use tables::{frames_kept_after_failed_shootdowns, map_page, translate, unmap_page};
+pub use tables::{frames_kept_after_failed_shootdowns, translate};
+#[cfg(feature = "test-hooks")]
+pub use tables::{map_page, unmap_page};
 pub use tlb::flush_local;
 pub(crate) use tlb::set_tlb_shootdown;
 

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use frames::table::{Attributes, Mapping, PageSize, PageTables, TableMemory};
 
-use super::{MapError, PAGE_SIZE, SCRATCH_BASE, WINDOW_BYTES, frame};
+use super::{MapError, PAGE_SIZE, frame};
 use crate::sync::IrqMutex;
 
 /// The kernel hierarchy, once built and loaded.
@@ -158,8 +158,9 @@ pub fn translate(virt: u64) -> Option<Mapping> {
     with(|t, m| t.translate(m, virt)).ok().flatten()
 }
 
+#[cfg(feature = "test-hooks")]
 fn check_scratch(virt: u64) -> Result<(), MapError> {
-    if (SCRATCH_BASE..SCRATCH_BASE + WINDOW_BYTES).contains(&virt) {
+    if (super::SCRATCH_BASE..super::SCRATCH_BASE + super::WINDOW_BYTES).contains(&virt) {
         Ok(())
     } else {
         Err(MapError::OutsideWindow(virt))
@@ -169,6 +170,7 @@ fn check_scratch(virt: u64) -> Result<(), MapError> {
 /// Test hook: maps the 4 KiB frame at `phys` read-only at `virt`, which must lie in the
 /// scratch window ([`SCRATCH_BASE`](super::SCRATCH_BASE)). Read it with
 /// [`crate::trap::probe_read`].
+#[cfg(feature = "test-hooks")]
 pub fn map_page(virt: u64, phys: u64) -> Result<(), MapError> {
     check_scratch(virt)?;
     with(|t, m| t.map(m, virt, phys, PageSize::Size4K, Attributes::READ_ONLY))??;
@@ -177,6 +179,7 @@ pub fn map_page(virt: u64, phys: u64) -> Result<(), MapError> {
 
 /// Test hook: unmaps the scratch page at `virt`, flushes it from every CPU's TLB, and
 /// returns the physical address it mapped.
+#[cfg(feature = "test-hooks")]
 pub fn unmap_page(virt: u64) -> Result<u64, MapError> {
     check_scratch(virt)?;
     let mapping = with(|t, m| t.unmap(m, virt))??;

@@ -3,6 +3,7 @@
 //! [`tests`], the frame-allocation benchmark in [`bench`].
 
 pub mod bench;
+#[cfg(feature = "tests")]
 pub mod tests;
 
 /// Reports what `hal::init` set up: the frame allocator and the kernel's page tables.
