@@ -13,6 +13,7 @@ pub mod acpi;
 pub mod apic;
 pub mod backtrace;
 pub mod boot;
+pub mod boundary;
 pub mod cpu;
 pub mod entry;
 pub mod framebuffer;

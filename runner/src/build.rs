@@ -295,10 +295,11 @@ fn warn_about_scrubbed_vars() {
     }
 }
 
-/// Runs the host unit tests (`cargo test -p runner -p <each crate in libs/>`), output shown
-/// as it comes.
+/// Runs the host unit tests (`cargo test -p runner -p <each crate in libs/>`) and hal's
+/// doctests (the boundary's compile-fail checks, `hal::boundary`), output shown as it comes.
 pub fn run_host_tests() -> Result<()> {
-    let packages = host_test_packages()?;
+    let mut packages = host_test_packages()?;
+    packages.push("hal".to_owned());
     let mut cmd = cargo();
     cmd.arg("test");
     for package in &packages {

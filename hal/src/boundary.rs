@@ -1,0 +1,103 @@
+//! The boundary's compile-time checks: misuses of hal that must not compile in a crate that
+//! uses it the way the kernel does. Each example below is a doctest marked `compile_fail`
+//! with the error code the misuse must produce, so it fails the test if the misuse ever
+//! compiles again — or if it stops compiling for some other reason. `cargo run -- test` runs
+//! them (`cargo test -p hal --doc`); `hal/README.md` lists the holes they guard.
+//!
+//! The right way compiles — responses are read while the token lives, then reclaim takes it:
+//!
+//! ```no_run
+//! fn main_like(boot: hal::boot::Boot) {
+//!     let entries = boot.responses().memory_map.map_or(0, |m| m.entries().len());
+//!     let _ = hal::mm::reclaim_bootloader_memory(boot);
+//!     let _ = entries;
+//! }
+//! ```
+//!
+//! A response kept past reclaim does not (hole 2a):
+//!
+//! ```compile_fail,E0505
+//! fn main_like(boot: hal::boot::Boot) {
+//!     let responses = boot.responses();
+//!     let _ = hal::mm::reclaim_bootloader_memory(boot);
+//!     let _ = responses.memory_map;
+//! }
+//! ```
+//!
+//! Nor does a second token, made or copied (2a):
+//!
+//! ```compile_fail,E0451
+//! let _forged = hal::boot::Boot { _private: () };
+//! ```
+//!
+//! ```compile_fail,E0382
+//! fn main_like(boot: hal::boot::Boot) {
+//!     let _ = hal::mm::reclaim_bootloader_memory(boot);
+//!     let _ = boot.responses();
+//! }
+//! ```
+//!
+//! Nor the framebuffer without the token (2c):
+//!
+//! ```compile_fail,E0061
+//! let _ = hal::framebuffer::take();
+//! ```
+//!
+//! An interrupt handler cannot rewrite the interrupted context (hole 1):
+//!
+//! ```compile_fail,E0594
+//! fn handler(frame: &hal::trap::TrapFrame) {
+//!     frame.rip = 0;
+//! }
+//! ```
+//!
+//! ```compile_fail,E0308
+//! fn handler(_: &mut hal::trap::TrapFrame) {}
+//! let _ = hal::trap::register(40, handler);
+//! ```
+//!
+//! The hooks hal's safety rests on are hal's (hole 3a):
+//!
+//! ```compile_fail,E0603
+//! hal::mm::set_tlb_shootdown(|_, _| true);
+//! ```
+//!
+//! ```compile_fail,E0603
+//! hal::mm_hooks::set_ap_start(|| {});
+//! ```
+//!
+//! A CPU's index is hal's to give (hole 4):
+//!
+//! ```compile_fail,E0603
+//! hal::gdt::init_this_cpu(1);
+//! ```
+//!
+//! ```compile_fail,E0603
+//! hal::percpu::init_this_cpu(1, 1);
+//! ```
+//!
+//! Bring-up is one call; its steps are hal's (rule 2):
+//!
+//! ```compile_fail,E0603
+//! let _ = hal::mm::init();
+//! ```
+//!
+//! ```compile_fail,E0603
+//! let _ = hal::apic::init(None);
+//! ```
+//!
+//! Device memory comes only from a claim (hole 5a):
+//!
+//! ```compile_fail,E0603
+//! let _ = hal::mm::map_mmio(0xfee0_0000, 0x1000);
+//! ```
+//!
+//! And the test hooks are not in a normal build (hole 5c):
+//!
+//! ```compile_fail,E0425
+//! let _ = hal::trap::probe_read(0x1000);
+//! ```
+//!
+//! ```compile_fail,E0425
+//! let _ = hal::mm::map_page(hal::mm::SCRATCH_BASE, 0x1000);
+//! ```
