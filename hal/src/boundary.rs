@@ -92,6 +92,17 @@
 //! let _ = hal::mm::map_mmio(0xfee0_0000, 0x1000);
 //! ```
 //!
+//! The active page tables are walked from CR3 and hal's own HHDM offset, never from a
+//! caller's number (hole 5b):
+//!
+//! ```no_run
+//! let _ = hal::paging::ActiveTables::current().translate(0xffff_ffff_8000_0000);
+//! ```
+//!
+//! ```compile_fail,E0061
+//! let _ = hal::paging::ActiveTables::current(0xffff_8000_0000_0000);
+//! ```
+//!
 //! And the test hooks are not in a normal build (hole 5c):
 //!
 //! ```compile_fail,E0425

@@ -71,7 +71,7 @@ pub fn run(boot: &Boot, expect_cpus: Option<usize>) -> bool {
         r,
         hhdm: hhdm.offset(),
         entries: map.entries(),
-        tables: ActiveTables::current(hhdm.offset()),
+        tables: ActiveTables::current(),
     };
     let checks: &[Check<'_>] = &[
         ("base-revision", Probe::base_revision),
@@ -521,7 +521,7 @@ impl Probe<'_> {
                     m.writable && !m.user,
                     "HHDM page {virt:#x} not supervisor-writable"
                 );
-                phys = m.virt + m.size - self.hhdm;
+                phys = m.virt + m.size.bytes() - self.hhdm;
             }
         }
         Ok(())
@@ -537,8 +537,8 @@ impl Probe<'_> {
                     inconsistent.get_or_insert((m.virt, m.phys));
                     return;
                 }
-                if !self.covered(m.phys, m.size) {
-                    bad.get_or_insert((m.phys, m.size));
+                if !self.covered(m.phys, m.size.bytes()) {
+                    bad.get_or_insert((m.phys, m.size.bytes()));
                 }
             });
         ensure!(

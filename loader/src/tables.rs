@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use bootcore::{
     PAGE_SIZE, align_down, align_up,
     memmap::hhdm_ranges,
-    paging::{self, Cache, Flags, MapPlan, Mapper, PagePool, PagingError},
+    paging::{self, Attributes, Cache, MapPlan, Mapper, PagePool, PagingError, RWX},
     proto::MemmapEntry,
 };
 
@@ -26,15 +26,15 @@ pub struct Identity {
     pub len: u64,
 }
 
-/// The kernel's segments as `(va, pa, len, flags)`, page-rounded.
+/// The kernel's segments as `(va, pa, len, attributes)`, page-rounded.
 fn kernel_mappings<'k>(
     kernel: &'k Kernel<'_>,
     nx: bool,
-) -> impl Iterator<Item = (u64, u64, u64, Flags)> + 'k {
+) -> impl Iterator<Item = (u64, u64, u64, Attributes)> + 'k {
     kernel.segments().iter().map(move |s| {
         let start = align_down(s.vaddr.wrapping_add(kernel.slide), PAGE_SIZE);
         let end = align_up(s.vaddr.wrapping_add(kernel.slide) + s.memsz, PAGE_SIZE).unwrap_or(0);
-        let flags = Flags {
+        let attributes = Attributes {
             writable: s.write,
             // Without NX support every page must be executable (the NX bit would be reserved).
             executable: s.exec || !nx,
@@ -44,7 +44,7 @@ fn kernel_mappings<'k>(
             start,
             kernel.phys_base + (start - kernel.virt_base),
             end.wrapping_sub(start),
-            flags,
+            attributes,
         )
     })
 }
@@ -109,23 +109,29 @@ pub fn build(
     let (nx, gib_pages) = features;
     let mut pool = PagePool::new(pool_base, pool)?;
     let mut mapper = Mapper::new(&mut pool)?;
-    for (va, pa, len, flags) in kernel_mappings(kernel, nx) {
-        mapper.map(va, pa, len, flags)?;
+    for (va, pa, len, attributes) in kernel_mappings(kernel, nx) {
+        mapper.map(va, pa, len, attributes)?;
     }
     for range in hhdm_ranges(entries, revision) {
-        let flags = if range.write_combining {
-            Flags {
+        let attributes = if range.write_combining {
+            Attributes {
                 executable: !nx,
-                ..Flags::FRAMEBUFFER
+                ..Attributes::FRAMEBUFFER
             }
         } else {
-            Flags::RWX
+            RWX
         };
-        mapper.map_large(hhdm + range.base, range.base, range.len, flags, gib_pages)?;
+        mapper.map_large(
+            hhdm + range.base,
+            range.base,
+            range.len,
+            attributes,
+            gib_pages,
+        )?;
     }
     for i in identity {
         let (base, len) = page_round(i.base, i.len);
-        mapper.map(base, base, len, Flags::RWX)?;
+        mapper.map(base, base, len, RWX)?;
     }
     let root = mapper.root();
     log::debug!(

@@ -133,7 +133,7 @@ pub(crate) fn init() -> Result<InitSummary, InitError> {
         PageSize::Size2M
     };
     let hhdm_bytes = map_hhdm(&tables, &mut memory, map, hhdm, hhdm_page)?;
-    let kernel_pages = map_kernel_image(&tables, &mut memory, hhdm)?;
+    let kernel_pages = map_kernel_image(&tables, &mut memory)?;
 
     let rsp = crate::cpu::stack_pointer();
     if tables.translate(&memory, rsp).is_none() {
@@ -314,9 +314,9 @@ fn map_hhdm(
 /// linker's section symbols: `.text` RX, `.rodata` R, the requests and data RW + NX. A page
 /// outside every known section keeps the loader's permissions, but never W + X. Returns the
 /// pages mapped.
-fn map_kernel_image(tables: &PageTables, memory: &mut Hhdm, hhdm: u64) -> Result<u64, InitError> {
+fn map_kernel_image(tables: &PageTables, memory: &mut Hhdm) -> Result<u64, InitError> {
     let layout = crate::image::layout();
-    let loader = ActiveTables::current(hhdm);
+    let loader = ActiveTables::current();
     let touches = |range: &core::ops::Range<u64>, page: u64| {
         range.start < range.end
             && page < align_up(range.end, PAGE_SIZE).unwrap_or(u64::MAX)

@@ -6,7 +6,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use frames::table::{Attributes, Mapping, PageSize, PageTables, TableMemory};
+use frames::table::{
+    Attributes, Error as TableError, Mapping, PageSize, PageTables, TableMemory, TableRead,
+};
 
 use super::{MapError, PAGE_SIZE, frame};
 use crate::sync::IrqMutex;
@@ -35,19 +37,22 @@ impl Hhdm {
     }
 }
 
-impl TableMemory for Hhdm {
-    fn read(&self, table: u64, index: usize) -> u64 {
+impl TableRead for Hhdm {
+    fn read(&self, table: u64, index: usize) -> Result<u64, TableError> {
         // SAFETY: `table` is the root or came from a present non-leaf entry, so it is a
         // page-table page; those are usable RAM, mapped in the HHDM by the loader and by the
         // kernel. Entries are aligned u64s.
-        unsafe { self.entry(table, index).read_volatile() }
+        Ok(unsafe { self.entry(table, index).read_volatile() })
     }
+}
 
-    fn write(&mut self, table: u64, index: usize, value: u64) {
+impl TableMemory for Hhdm {
+    fn write(&mut self, table: u64, index: usize, value: u64) -> Result<(), TableError> {
         // SAFETY: as in `read`; the caller holds the page-table lock (or is building tables
         // no CPU uses yet), so no other writer races, and an aligned u64 store is atomic for
         // the CPU's page walker.
-        unsafe { self.entry(table, index).write_volatile(value) }
+        unsafe { self.entry(table, index).write_volatile(value) };
+        Ok(())
     }
 
     fn alloc_table(&mut self) -> Option<u64> {

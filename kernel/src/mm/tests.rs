@@ -46,7 +46,7 @@ pub fn frames_distinct() -> TestResult {
     let again = mm::free_frame(frames[0]);
     check!(again.is_err(), "double free of {:#x} accepted", frames[0]);
     // The page-table root belongs to hal, not to raw-frame callers.
-    let root = hal::paging::ActiveTables::current(mm::phys_to_virt(0)).root();
+    let root = hal::paging::ActiveTables::current().root();
     check!(
         mm::free_frame(root).is_err(),
         "freeing the page-table root accepted"

@@ -12,7 +12,8 @@
 //! - [`madt`]: the ACPI MADT's CPUs, I/O APICs and local APIC address.
 //! - [`mp`]: which APs to start, APIC mode, INIT-SIPI-SIPI values, AP trampoline layout.
 //! - [`memmap`]: EFI memory map to Limine memory map conversion; HHDM range selection.
-//! - [`paging`]: x86-64 4-level page tables built in a pool of physical pages.
+//! - [`paging`]: the kernel's first page tables, built in a pool of physical pages on the
+//!   page-table core `frames::table` shares with hal.
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -3,8 +3,9 @@
 //! - [`buddy`]: a buddy allocator for 4 KiB physical frames. Its bookkeeping lives in a
 //!   caller-provided `&mut [u64]` (one word per frame of the span it covers), so it needs no
 //!   heap and never writes into the frames it hands out.
-//! - [`table`]: editing x86-64 4-level page tables through an abstract view of physical
-//!   memory ([`table::TableMemory`]); `hal::mm` implements that view over the HHDM.
+//! - [`table`]: the one x86-64 4-level page-table core (entry encoding, walks, map, unmap,
+//!   translate) through an abstract view of physical memory ([`table::TableMemory`]): hal
+//!   implements that view over the HHDM, `bootcore::paging` over the loader's page pool.
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -1,10 +1,16 @@
-//! x86-64 4-level page tables built in a pool of 4 KiB pages at known physical addresses.
+//! The kernel's first page tables, built by the loader in a pool of 4 KiB pages at known
+//! physical addresses.
 //!
-//! The loader hands over a pre-allocated, zeroed region as `&mut [[u64; 512]]` plus its
-//! physical base; tables refer to each other by physical address, so the result is valid
-//! once loaded into CR3. Leaf entries: supervisor only, `P`, `W` if writable, NX (bit 63) if
-//! not executable, PAT index 5 for write-combining (4 KiB: PAT bit 7 + PWT; 2 MiB / 1 GiB:
-//! PAT bit 12 + PWT). Intermediate entries are `P | W` and never NX, so leaves decide.
+//! Entries, walks and single mappings come from the one page-table core,
+//! [`frames::table`], which hal uses for the kernel's own tables too. This module adds what
+//! building from scratch needs: the pool ([`PagePool`], the core's [`TableMemory`] over a
+//! pre-allocated, zeroed region handed over as `&mut [[u64; 512]]` plus its physical base;
+//! tables refer to each other by physical address, so the result is valid once loaded into
+//! CR3), the loader's mapping policy ([`Mapper`]: identical overlapping requests are fine,
+//! ranges take the largest pages that fit around what is already mapped) and a pessimistic
+//! page budget ([`pages_needed`]). Leaves are as the core makes them: supervisor only, `W`
+//! if writable, NX if not executable, PAT index 5 for write-combining; intermediate entries
+//! are `P | W` and never NX, so leaves decide.
 //!
 //! Dropping the lower half (PML4 entries 0..256) happens in the loader's hand-off stub after
 //! it has jumped to the higher half, as real Limine does; [`Mapper::clear_lower_half`] does
@@ -12,10 +18,11 @@
 
 use core::fmt;
 
+pub use frames::table::{Attributes, Cache, ENTRIES, Error as TableError};
+use frames::table::{PageSize, PageTables, TableMemory, TableRead};
+
 use crate::PAGE_SIZE;
 
-/// Entries per table.
-pub const ENTRIES: usize = 512;
 /// A page table page.
 pub type Table = [u64; ENTRIES];
 
@@ -24,61 +31,12 @@ pub const SIZE_2M: u64 = 2 << 20;
 /// 1 GiB.
 pub const SIZE_1G: u64 = 1 << 30;
 
-/// Present.
-pub const PTE_PRESENT: u64 = 1 << 0;
-/// Writable.
-pub const PTE_WRITABLE: u64 = 1 << 1;
-/// User accessible (never set by this module).
-pub const PTE_USER: u64 = 1 << 2;
-/// Page-level write-through (PAT index bit 0).
-pub const PTE_PWT: u64 = 1 << 3;
-/// Page-level cache disable (PAT index bit 1).
-pub const PTE_PCD: u64 = 1 << 4;
-/// Large page (in PDPT/PD entries).
-pub const PTE_HUGE: u64 = 1 << 7;
-/// PAT index bit 2 in a 4 KiB PTE.
-pub const PTE_PAT_4K: u64 = 1 << 7;
-/// PAT index bit 2 in a 2 MiB / 1 GiB entry.
-pub const PTE_PAT_LARGE: u64 = 1 << 12;
-/// No execute.
-pub const PTE_NX: u64 = 1 << 63;
-/// Physical address bits of an entry pointing to a table or 4 KiB page.
-pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-
-/// Memory type of a mapping (the PAT layout the loader programs: PA0 = WB, PA5 = WC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cache {
-    /// PAT index 0.
-    WriteBack,
-    /// PAT index 5.
-    WriteCombining,
-}
-
-/// Permissions and caching of a mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flags {
-    /// Writable.
-    pub writable: bool,
-    /// Executable (otherwise NX).
-    pub executable: bool,
-    /// Memory type.
-    pub cache: Cache,
-}
-
-impl Flags {
-    /// Read/write/execute, write-back: HHDM and identity mappings.
-    pub const RWX: Flags = Flags {
-        writable: true,
-        executable: true,
-        cache: Cache::WriteBack,
-    };
-    /// Read/write, not executable, write-combining: the framebuffer.
-    pub const FRAMEBUFFER: Flags = Flags {
-        writable: true,
-        executable: false,
-        cache: Cache::WriteCombining,
-    };
-}
+/// Read/write/execute, write-back: the HHDM and identity mappings, as the protocol has them.
+pub const RWX: Attributes = Attributes {
+    writable: true,
+    executable: true,
+    cache: Cache::WriteBack,
+};
 
 /// Why a mapping failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +55,8 @@ pub enum PagingError {
     ForeignTable(u64),
     /// The pool's physical base is not 4 KiB aligned.
     UnalignedPool,
+    /// Another refusal of the page-table core.
+    Table(TableError),
 }
 
 impl fmt::Display for PagingError {
@@ -113,16 +73,29 @@ impl fmt::Display for PagingError {
                 write!(f, "page table entry points outside the pool ({pa:#x})")
             }
             PagingError::UnalignedPool => f.write_str("page table pool not 4 KiB aligned"),
+            PagingError::Table(e) => write!(f, "page tables: {e}"),
+        }
+    }
+}
+
+impl From<TableError> for PagingError {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::OutOfMemory => Self::PoolExhausted,
+            TableError::Misaligned => Self::Unaligned,
+            TableError::NonCanonical(va) => Self::NonCanonical(va),
+            TableError::PhysTooLarge(pa) => Self::PhysTooLarge(pa),
+            TableError::AlreadyMapped(va)
+            | TableError::InsideLargePage(va)
+            | TableError::FinerTable(va) => Self::AlreadyMapped(va),
+            TableError::ForeignTable(pa) => Self::ForeignTable(pa),
+            other => Self::Table(other),
         }
     }
 }
 
 /// One past the highest physical address a page table entry can hold.
 const PHYS_LIMIT: u64 = 1 << 52;
-/// Address bits of a 2 MiB leaf.
-const ADDR_MASK_2M: u64 = 0x000f_ffff_ffe0_0000;
-/// Address bits of a 1 GiB leaf.
-const ADDR_MASK_1G: u64 = 0x000f_ffff_c000_0000;
 
 /// Zeroed 4 KiB pages at `phys_base + i * 4096`, handed out in order.
 #[derive(Debug)]
@@ -139,12 +112,11 @@ impl<'a> PagePool<'a> {
         if !phys_base.is_multiple_of(PAGE_SIZE) {
             return Err(PagingError::UnalignedPool);
         }
-        let end = (pages.len() as u64)
+        (pages.len() as u64)
             .checked_mul(PAGE_SIZE)
             .and_then(|len| phys_base.checked_add(len))
             .filter(|&end| end <= PHYS_LIMIT)
             .ok_or(PagingError::PhysTooLarge(phys_base))?;
-        let _ = end;
         for page in pages.iter_mut() {
             page.fill(0);
         }
@@ -170,16 +142,6 @@ impl<'a> PagePool<'a> {
         self.phys_base
     }
 
-    /// Hands out the next zeroed page.
-    fn alloc(&mut self) -> Result<u64, PagingError> {
-        if self.used == self.pages.len() {
-            return Err(PagingError::PoolExhausted);
-        }
-        let phys = self.phys_base + self.used as u64 * PAGE_SIZE;
-        self.used += 1;
-        Ok(phys)
-    }
-
     fn index(&self, phys: u64) -> Option<usize> {
         let off = phys.checked_sub(self.phys_base)?;
         let idx = usize::try_from(off / PAGE_SIZE).ok()?;
@@ -190,12 +152,36 @@ impl<'a> PagePool<'a> {
     pub fn table(&self, phys: u64) -> Option<&Table> {
         self.pages.get(self.index(phys)?)
     }
+}
 
-    fn table_mut(&mut self, phys: u64) -> Result<&mut Table, PagingError> {
-        let idx = self.index(phys).ok_or(PagingError::ForeignTable(phys))?;
-        self.pages
-            .get_mut(idx)
-            .ok_or(PagingError::ForeignTable(phys))
+impl TableRead for PagePool<'_> {
+    fn read(&self, table: u64, index: usize) -> Result<u64, TableError> {
+        self.table(table)
+            .and_then(|t| t.get(index))
+            .copied()
+            .ok_or(TableError::ForeignTable(table))
+    }
+}
+
+impl TableMemory for PagePool<'_> {
+    fn write(&mut self, table: u64, index: usize, value: u64) -> Result<(), TableError> {
+        let slot = self
+            .index(table)
+            .and_then(|i| self.pages.get_mut(i))
+            .and_then(|t| t.get_mut(index))
+            .ok_or(TableError::ForeignTable(table))?;
+        *slot = value;
+        Ok(())
+    }
+
+    /// The next page; it was zeroed when the pool was made.
+    fn alloc_table(&mut self) -> Option<u64> {
+        if self.used == self.pages.len() {
+            return None;
+        }
+        let phys = self.phys_base + self.used as u64 * PAGE_SIZE;
+        self.used += 1;
+        Some(phys)
     }
 }
 
@@ -205,7 +191,7 @@ pub struct Translation {
     /// Physical address of the byte.
     pub phys: u64,
     /// Permissions and caching.
-    pub flags: Flags,
+    pub flags: Attributes,
     /// Size of the page holding it (4 KiB, 2 MiB or 1 GiB).
     pub page_size: u64,
     /// The raw leaf entry.
@@ -214,54 +200,7 @@ pub struct Translation {
 
 /// Whether `va` is canonical for 4-level paging (bits 63..47 all equal).
 pub fn is_canonical(va: u64) -> bool {
-    let top = va >> 47;
-    top == 0 || top == 0x1_ffff
-}
-
-fn index_at(va: u64, level: usize) -> usize {
-    // Level 0 = PML4 (bits 47..39), 1 = PDPT, 2 = PD, 3 = PT (bits 20..12).
-    ((va >> (39 - 9 * level)) & 0x1ff) as usize
-}
-
-/// Leaf entry bits for `flags` (`large` for 2 MiB / 1 GiB leaves).
-fn leaf_bits(flags: Flags, large: bool) -> u64 {
-    let mut bits = PTE_PRESENT;
-    if flags.writable {
-        bits |= PTE_WRITABLE;
-    }
-    if !flags.executable {
-        bits |= PTE_NX;
-    }
-    if flags.cache == Cache::WriteCombining {
-        bits |= PTE_PWT
-            | if large {
-                PTE_PAT_LARGE | PTE_HUGE
-            } else {
-                PTE_PAT_4K
-            };
-    } else if large {
-        bits |= PTE_HUGE;
-    }
-    bits
-}
-
-fn decode_flags(raw: u64, large: bool) -> Flags {
-    let pat = if large {
-        raw & PTE_PAT_LARGE != 0
-    } else {
-        raw & PTE_PAT_4K != 0
-    };
-    let index =
-        u8::from(pat) << 2 | u8::from(raw & PTE_PCD != 0) << 1 | u8::from(raw & PTE_PWT != 0);
-    Flags {
-        writable: raw & PTE_WRITABLE != 0,
-        executable: raw & PTE_NX == 0,
-        cache: if index == 5 {
-            Cache::WriteCombining
-        } else {
-            Cache::WriteBack
-        },
-    }
+    frames::table::is_canonical(va)
 }
 
 /// Checks alignment and address ranges of a mapping request.
@@ -292,19 +231,20 @@ fn check_range(va: u64, pa: u64, len: u64) -> Result<(), PagingError> {
 #[derive(Debug)]
 pub struct Mapper<'p, 'a> {
     pool: &'p mut PagePool<'a>,
-    root: u64,
+    tables: PageTables,
 }
 
 impl<'p, 'a> Mapper<'p, 'a> {
-    /// Takes a PML4 from the pool.
+    /// Takes a PML4 from the pool. Mappings get exactly the permissions asked for: a
+    /// loader on a CPU without NX asks for executable pages only.
     pub fn new(pool: &'p mut PagePool<'a>) -> Result<Self, PagingError> {
-        let root = pool.alloc()?;
-        Ok(Mapper { pool, root })
+        let tables = PageTables::create(pool, true)?;
+        Ok(Mapper { pool, tables })
     }
 
     /// Physical address of the PML4 (the CR3 value).
     pub fn root(&self) -> u64 {
-        self.root
+        self.tables.root()
     }
 
     /// The pool (to query usage).
@@ -312,56 +252,40 @@ impl<'p, 'a> Mapper<'p, 'a> {
         self.pool
     }
 
-    /// Physical address of the table at `level` (1 = PDPT, 2 = PD, 3 = PT) for `va`,
-    /// creating missing tables on the way. Fails if a large leaf is in the way.
-    fn table_for(&mut self, va: u64, level: usize) -> Result<u64, PagingError> {
-        let mut table = self.root;
-        for l in 0..level {
-            let idx = index_at(va, l);
-            let entry = self.pool.table_mut(table)?[idx];
-            table = if entry & PTE_PRESENT == 0 {
-                let new = self.pool.alloc()?;
-                self.pool.table_mut(table)?[idx] = new | PTE_PRESENT | PTE_WRITABLE;
-                new
-            } else if entry & PTE_HUGE != 0 && l > 0 {
-                return Err(PagingError::AlreadyMapped(va));
-            } else {
-                entry & PTE_ADDR_MASK
-            };
-        }
-        Ok(table)
-    }
-
-    /// Writes a leaf at `level` (1 = 1 GiB, 2 = 2 MiB, 3 = 4 KiB). Returns `Ok(false)`
-    /// without writing if a finer table already occupies a large slot.
+    /// Writes one leaf of `size`. Returns `Ok(false)` without writing if a table of smaller
+    /// pages already occupies a large slot; an identical leaf already there is fine.
     fn set_leaf(
         &mut self,
         va: u64,
         pa: u64,
-        level: usize,
-        flags: Flags,
+        size: PageSize,
+        flags: Attributes,
     ) -> Result<bool, PagingError> {
-        let large = level < 3;
-        let table = self.table_for(va, level)?;
-        let idx = index_at(va, level);
-        let new = pa | leaf_bits(flags, large);
-        let slot = &mut self.pool.table_mut(table)?[idx];
-        if *slot & PTE_PRESENT == 0 {
-            *slot = new;
-            Ok(true)
-        } else if *slot == new {
-            Ok(true)
-        } else if large && *slot & PTE_HUGE == 0 {
-            Ok(false)
-        } else {
-            Err(PagingError::AlreadyMapped(va))
+        match self.tables.map(self.pool, va, pa, size, flags) {
+            Ok(()) => Ok(true),
+            Err(TableError::FinerTable(_)) => Ok(false),
+            Err(TableError::AlreadyMapped(_))
+                if self
+                    .tables
+                    .translate(&*self.pool, va)
+                    .is_some_and(|m| m.entry == self.tables.leaf_entry(pa, size, flags)) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Maps `[va, va+len)` to `[pa, pa+len)` with 4 KiB pages. All three must be 4 KiB
     /// aligned. Re-mapping a page identically is allowed (also under an identical large
     /// page); differently is an error.
-    pub fn map(&mut self, va: u64, pa: u64, len: u64, flags: Flags) -> Result<(), PagingError> {
+    pub fn map(
+        &mut self,
+        va: u64,
+        pa: u64,
+        len: u64,
+        flags: Attributes,
+    ) -> Result<(), PagingError> {
         check_range(va, pa, len)?;
         for off in (0..len).step_by(PAGE_SIZE as usize) {
             self.map_4k(va + off, pa + off, flags)?;
@@ -369,10 +293,10 @@ impl<'p, 'a> Mapper<'p, 'a> {
         Ok(())
     }
 
-    fn map_4k(&mut self, va: u64, pa: u64, flags: Flags) -> Result<(), PagingError> {
+    fn map_4k(&mut self, va: u64, pa: u64, flags: Attributes) -> Result<(), PagingError> {
         match self.translate(va) {
             Some(t) if t.page_size > PAGE_SIZE && t.phys == pa && t.flags == flags => Ok(()),
-            _ => self.set_leaf(va, pa, 3, flags).map(drop),
+            _ => self.set_leaf(va, pa, PageSize::Size4K, flags).map(drop),
         }
     }
 
@@ -385,7 +309,7 @@ impl<'p, 'a> Mapper<'p, 'a> {
         va: u64,
         pa: u64,
         len: u64,
-        flags: Flags,
+        flags: Attributes,
         allow_1g: bool,
     ) -> Result<(), PagingError> {
         check_range(va, pa, len)?;
@@ -403,9 +327,9 @@ impl<'p, 'a> Mapper<'p, 'a> {
                 continue;
             }
             let fits = |size: u64| v % size == 0 && p % size == 0 && left >= size;
-            off += if allow_1g && fits(SIZE_1G) && self.set_leaf(v, p, 1, flags)? {
+            off += if allow_1g && fits(SIZE_1G) && self.set_leaf(v, p, PageSize::Size1G, flags)? {
                 SIZE_1G
-            } else if fits(SIZE_2M) && self.set_leaf(v, p, 2, flags)? {
+            } else if fits(SIZE_2M) && self.set_leaf(v, p, PageSize::Size2M, flags)? {
                 SIZE_2M
             } else {
                 self.map_4k(v, p, flags)?;
@@ -415,40 +339,21 @@ impl<'p, 'a> Mapper<'p, 'a> {
         Ok(())
     }
 
-    /// Walks the tables for `va`.
+    /// Walks the tables for `va`. `None` if nothing maps it, or if its memory type is none
+    /// of [`Cache`] (which the core never writes).
     pub fn translate(&self, va: u64) -> Option<Translation> {
-        if !is_canonical(va) {
-            return None;
-        }
-        let mut table = self.root;
-        for level in 0..4 {
-            let entry = self.pool.table(table)?[index_at(va, level)];
-            if entry & PTE_PRESENT == 0 {
-                return None;
-            }
-            let (mask, size) = match level {
-                1 => (ADDR_MASK_1G, SIZE_1G),
-                2 => (ADDR_MASK_2M, SIZE_2M),
-                _ => (PTE_ADDR_MASK, PAGE_SIZE),
-            };
-            if level == 3 || (level > 0 && entry & PTE_HUGE != 0) {
-                return Some(Translation {
-                    phys: (entry & mask) + (va & (size - 1)),
-                    flags: decode_flags(entry, level < 3),
-                    page_size: size,
-                    raw: entry,
-                });
-            }
-            table = entry & PTE_ADDR_MASK;
-        }
-        None
+        let m = self.tables.translate(&*self.pool, va)?;
+        Some(Translation {
+            phys: m.phys + (va - m.virt),
+            flags: m.attributes()?,
+            page_size: m.size.bytes(),
+            raw: m.entry,
+        })
     }
 
     /// Clears PML4 entries 0..256 (the lower half).
-    pub fn clear_lower_half(&mut self) {
-        if let Ok(root) = self.pool.table_mut(self.root) {
-            root[..ENTRIES / 2].fill(0);
-        }
+    pub fn clear_lower_half(&mut self) -> Result<(), PagingError> {
+        Ok(self.tables.clear_lower_half(self.pool)?)
     }
 }
 

@@ -1,5 +1,11 @@
 use std::{vec, vec::Vec};
 
+use frames::table::{
+    ADDRESS_MASK as PTE_ADDR_MASK, HUGE as PTE_HUGE, NO_CACHE as PTE_PCD, NO_EXECUTE as PTE_NX,
+    PAT_4K as PTE_PAT_4K, PAT_LARGE as PTE_PAT_LARGE, PRESENT as PTE_PRESENT,
+    WRITABLE as PTE_WRITABLE, WRITE_THROUGH as PTE_PWT,
+};
+
 use super::*;
 
 const POOL_BASE: u64 = 0x10_0000;
@@ -10,17 +16,17 @@ fn pages(n: usize) -> Vec<Table> {
     vec![[0xdead_beef; ENTRIES]; n]
 }
 
-const RX: Flags = Flags {
+const RX: Attributes = Attributes {
     writable: false,
     executable: true,
     cache: Cache::WriteBack,
 };
-const RO: Flags = Flags {
+const RO: Attributes = Attributes {
     writable: false,
     executable: false,
     cache: Cache::WriteBack,
 };
-const RW: Flags = Flags {
+const RW: Attributes = Attributes {
     writable: true,
     executable: false,
     cache: Cache::WriteBack,
@@ -91,8 +97,7 @@ fn hhdm_uses_large_pages_only_where_they_fit() {
     let mut m = Mapper::new(&mut pool).expect("root");
     // 0x1000 .. 3 GiB + 0x3000: unaligned head and tail.
     let (pa, len) = (0x1000u64, 3 * SIZE_1G + 0x2000);
-    m.map_large(HHDM + pa, pa, len, Flags::RWX, true)
-        .expect("maps");
+    m.map_large(HHDM + pa, pa, len, RWX, true).expect("maps");
 
     let page = |va: u64| m.translate(va).map(|t| (t.phys, t.page_size));
     assert_eq!(page(HHDM), None, "page 0 is outside the range");
@@ -111,7 +116,7 @@ fn hhdm_uses_large_pages_only_where_they_fit() {
 
     let t = m.translate(HHDM + SIZE_1G).expect("mapped");
     assert_eq!(t.raw, SIZE_1G | PTE_PRESENT | PTE_WRITABLE | PTE_HUGE);
-    assert_eq!(t.flags, Flags::RWX);
+    assert_eq!(t.flags, RWX);
     // Root, PDPT, PD for GiB 0, PT for its head, PD + PT for GiB 3.
     assert_eq!(m.pool().used(), 6);
 
@@ -119,8 +124,7 @@ fn hhdm_uses_large_pages_only_where_they_fit() {
     let mut mem = pages(32);
     let mut pool = PagePool::new(POOL_BASE, &mut mem).expect("aligned");
     let mut m = Mapper::new(&mut pool).expect("root");
-    m.map_large(HHDM, 0, 2 * SIZE_1G, Flags::RWX, false)
-        .expect("maps");
+    m.map_large(HHDM, 0, 2 * SIZE_1G, RWX, false).expect("maps");
     assert_eq!(
         m.translate(HHDM + SIZE_1G).map(|t| t.page_size),
         Some(SIZE_2M)
@@ -132,7 +136,7 @@ fn large_pages_need_congruent_addresses() {
     let mut mem = pages(8);
     let mut pool = PagePool::new(POOL_BASE, &mut mem).expect("aligned");
     let mut m = Mapper::new(&mut pool).expect("root");
-    m.map_large(HHDM + SIZE_2M, SIZE_2M + 0x1000, SIZE_2M, Flags::RWX, true)
+    m.map_large(HHDM + SIZE_2M, SIZE_2M + 0x1000, SIZE_2M, RWX, true)
         .expect("maps");
     let t = m.translate(HHDM + SIZE_2M + 0x10).expect("mapped");
     assert_eq!((t.phys, t.page_size), (SIZE_2M + 0x1010, PAGE_SIZE));
@@ -144,10 +148,8 @@ fn large_mapping_falls_back_next_to_existing_small_pages() {
     let mut pool = PagePool::new(POOL_BASE, &mut mem).expect("aligned");
     let mut m = Mapper::new(&mut pool).expect("root");
     // A 4 KiB mapping inside the first 2 MiB, then an overlapping identical large map.
-    m.map(HHDM + 0x5000, 0x5000, 0x1000, Flags::RWX)
-        .expect("small");
-    m.map_large(HHDM, 0, 2 * SIZE_2M, Flags::RWX, true)
-        .expect("large");
+    m.map(HHDM + 0x5000, 0x5000, 0x1000, RWX).expect("small");
+    m.map_large(HHDM, 0, 2 * SIZE_2M, RWX, true).expect("large");
     assert_eq!(
         m.translate(HHDM + 0x5000).map(|t| t.page_size),
         Some(PAGE_SIZE)
@@ -161,13 +163,8 @@ fn large_mapping_falls_back_next_to_existing_small_pages() {
         Some(SIZE_2M)
     );
     // Small identical mappings inside an existing large page are fine; different are not.
-    m.map(
-        HHDM + SIZE_2M + 0x3000,
-        SIZE_2M + 0x3000,
-        0x1000,
-        Flags::RWX,
-    )
-    .expect("identical");
+    m.map(HHDM + SIZE_2M + 0x3000, SIZE_2M + 0x3000, 0x1000, RWX)
+        .expect("identical");
     assert_eq!(
         m.map(HHDM + SIZE_2M, SIZE_2M, 0x1000, RW),
         Err(PagingError::AlreadyMapped(HHDM + SIZE_2M))
@@ -180,15 +177,21 @@ fn framebuffer_is_write_combining() {
     let mut pool = PagePool::new(POOL_BASE, &mut mem).expect("aligned");
     let mut m = Mapper::new(&mut pool).expect("root");
     let fb = 0x8000_0000u64;
-    m.map_large(HHDM + fb, fb, SIZE_2M + 0x3000, Flags::FRAMEBUFFER, true)
-        .expect("maps");
+    m.map_large(
+        HHDM + fb,
+        fb,
+        SIZE_2M + 0x3000,
+        Attributes::FRAMEBUFFER,
+        true,
+    )
+    .expect("maps");
     let large = m.translate(HHDM + fb).expect("mapped");
     assert_eq!(large.page_size, SIZE_2M);
     assert_eq!(
         large.raw,
         fb | PTE_PRESENT | PTE_WRITABLE | PTE_HUGE | PTE_PAT_LARGE | PTE_PWT | PTE_NX
     );
-    assert_eq!(large.flags, Flags::FRAMEBUFFER);
+    assert_eq!(large.flags, Attributes::FRAMEBUFFER);
     let small = m.translate(HHDM + fb + SIZE_2M + 0x2000).expect("mapped");
     assert_eq!(small.page_size, PAGE_SIZE);
     assert_eq!(
@@ -237,12 +240,11 @@ fn clear_lower_half_drops_identity_mappings_only() {
     let mut mem = pages(16);
     let mut pool = PagePool::new(POOL_BASE, &mut mem).expect("aligned");
     let mut m = Mapper::new(&mut pool).expect("root");
-    m.map(0x10_0000, 0x10_0000, 0x1000, Flags::RWX)
-        .expect("identity");
-    m.map(HHDM + 0x10_0000, 0x10_0000, 0x1000, Flags::RWX)
+    m.map(0x10_0000, 0x10_0000, 0x1000, RWX).expect("identity");
+    m.map(HHDM + 0x10_0000, 0x10_0000, 0x1000, RWX)
         .expect("hhdm");
     assert!(m.translate(0x10_0000).is_some());
-    m.clear_lower_half();
+    m.clear_lower_half().expect("the root is in the pool");
     assert!(m.translate(0x10_0000).is_none());
     assert_eq!(
         m.translate(HHDM + 0x10_0000).map(|t| t.phys),
@@ -290,11 +292,10 @@ fn page_estimate_is_sufficient() {
     let mut m = Mapper::new(&mut pool).expect("root");
     for p in plans {
         if p.large {
-            m.map_large(p.va, p.pa, p.len, Flags::RWX, true)
+            m.map_large(p.va, p.pa, p.len, RWX, true)
                 .expect("fits in the estimate");
         } else {
-            m.map(p.va, p.pa, p.len, Flags::RWX)
-                .expect("fits in the estimate");
+            m.map(p.va, p.pa, p.len, RWX).expect("fits in the estimate");
         }
     }
     assert!(m.pool().used() <= need);

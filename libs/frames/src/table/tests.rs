@@ -19,12 +19,21 @@ impl FakeMemory {
     }
 }
 
-impl TableMemory for FakeMemory {
-    fn read(&self, table: u64, index: usize) -> u64 {
-        self.tables.get(&table).expect("a table page")[index]
+impl TableRead for FakeMemory {
+    fn read(&self, table: u64, index: usize) -> Result<u64, Error> {
+        let page = self.tables.get(&table).ok_or(Error::ForeignTable(table))?;
+        Ok(page[index])
     }
-    fn write(&mut self, table: u64, index: usize, value: u64) {
-        self.tables.get_mut(&table).expect("a table page")[index] = value;
+}
+
+impl TableMemory for FakeMemory {
+    fn write(&mut self, table: u64, index: usize, value: u64) -> Result<(), Error> {
+        let page = self
+            .tables
+            .get_mut(&table)
+            .ok_or(Error::ForeignTable(table))?;
+        page[index] = value;
+        Ok(())
     }
     fn alloc_table(&mut self) -> Option<u64> {
         if self.tables.len() >= self.budget {
@@ -72,7 +81,9 @@ fn maps_translates_and_unmaps_4k_pages() {
             size: PageSize::Size4K,
             writable: false,
             executable: true,
+            user: false,
             pat_index: 0,
+            entry: 0x20_0000 | PRESENT,
         }
     );
     let data = tables.translate(&mem, KERNEL + 0x1fff).expect("mapped");
@@ -242,11 +253,11 @@ fn bad_requests_are_refused() {
     );
     assert_eq!(
         tables.map(&mut mem, 0x0000_8000_0000_0000, 0, PageSize::Size4K, rw),
-        Err(Error::BadAddress)
+        Err(Error::NonCanonical(0x0000_8000_0000_0000))
     );
     assert_eq!(
         tables.map(&mut mem, KERNEL, 1 << 52, PageSize::Size4K, rw),
-        Err(Error::BadAddress)
+        Err(Error::PhysTooLarge(1 << 52))
     );
     assert_eq!(
         tables.map(&mut mem, KERNEL, 0, PageSize::Size4K, rw),
@@ -261,7 +272,7 @@ fn prepared_top_level_entries_are_shared() {
     let mut mem = FakeMemory::new(16);
     let tables = PageTables::create(&mut mem, true).expect("room for the root");
     tables.prepare_top_level(&mut mem, HHDM).expect("room");
-    let pml4e = mem.read(tables.root(), 256);
+    let pml4e = mem.read(tables.root(), 256).expect("the root");
     assert_eq!(pml4e & 1, 1);
     tables
         .map(
@@ -273,8 +284,198 @@ fn prepared_top_level_entries_are_shared() {
         )
         .expect("room");
     assert_eq!(
-        mem.read(tables.root(), 256),
+        mem.read(tables.root(), 256).expect("the root"),
         pml4e,
         "the PDPT was not replaced"
+    );
+}
+
+#[test]
+fn leaf_entries_have_exactly_the_bits_asked_for() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let cases = [
+        (Attributes::CODE, PageSize::Size4K, 0, PRESENT),
+        (
+            Attributes::READ_WRITE,
+            PageSize::Size4K,
+            0x1000,
+            PRESENT | WRITABLE | NO_EXECUTE,
+        ),
+        (
+            Attributes::MMIO,
+            PageSize::Size4K,
+            0x2000,
+            PRESENT | WRITABLE | NO_EXECUTE | NO_CACHE | WRITE_THROUGH,
+        ),
+        (
+            Attributes::FRAMEBUFFER,
+            PageSize::Size4K,
+            0x3000,
+            PRESENT | WRITABLE | NO_EXECUTE | PAT_4K | WRITE_THROUGH,
+        ),
+        (
+            Attributes::FRAMEBUFFER,
+            PageSize::Size2M,
+            0x20_0000,
+            PRESENT | WRITABLE | NO_EXECUTE | HUGE | PAT_LARGE | WRITE_THROUGH,
+        ),
+        (
+            Attributes::READ_ONLY,
+            PageSize::Size1G,
+            1 << 30,
+            PRESENT | NO_EXECUTE | HUGE,
+        ),
+    ];
+    for (attributes, size, offset, bits) in cases {
+        let phys = (1 << 32) + offset;
+        tables
+            .map(&mut mem, HHDM + offset, phys, size, attributes)
+            .expect("free slot");
+        let m = tables.translate(&mem, HHDM + offset).expect("mapped");
+        assert_eq!(m.entry, phys | bits, "{attributes:?} at {size:?}");
+        assert_eq!(m.attributes(), Some(attributes));
+        assert_eq!(tables.leaf_entry(phys, size, attributes), phys | bits);
+    }
+    // Intermediate entries are present and writable, supervisor-only, never NX.
+    for slot in [256, 511] {
+        let entry = mem.read(tables.root(), slot).expect("the root");
+        if entry & PRESENT != 0 {
+            assert_eq!(entry & !ADDRESS_MASK, PRESENT | WRITABLE);
+        }
+    }
+}
+
+#[test]
+fn walks_narrow_permissions_level_by_level() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let rwx = Attributes {
+        writable: true,
+        executable: true,
+        cache: Cache::WriteBack,
+    };
+    tables
+        .map(&mut mem, 0x40_0000, 0x40_0000, PageSize::Size4K, rwx)
+        .expect("empty");
+    let m = tables.translate(&mem, 0x40_0000).expect("mapped");
+    assert!(m.writable && m.executable && !m.user);
+    // The path: root[0] -> PDPT[0] -> PD[2] -> PT[0].
+    let pdpt = mem.read(tables.root(), 0).expect("root") & ADDRESS_MASK;
+    let pd = mem.read(pdpt, 0).expect("PDPT") & ADDRESS_MASK;
+    let pt = mem.read(pd, 2).expect("PD") & ADDRESS_MASK;
+    let edit = |mem: &mut FakeMemory, table: u64, slot: usize, set: u64, clear: u64| {
+        let entry = mem.read(table, slot).expect("a table");
+        mem.write(table, slot, (entry | set) & !clear)
+            .expect("a table");
+    };
+    edit(&mut mem, tables.root(), 0, 0, WRITABLE);
+    edit(&mut mem, pdpt, 0, NO_EXECUTE, 0);
+    let m = tables.translate(&mem, 0x40_0000).expect("mapped");
+    assert!(!m.writable, "a read-only top-level entry wins");
+    assert!(!m.executable, "an NX directory entry wins");
+    for (table, slot) in [(tables.root(), 0), (pdpt, 0), (pd, 2)] {
+        edit(&mut mem, table, slot, USER, 0);
+    }
+    assert!(
+        !tables.translate(&mem, 0x40_0000).expect("mapped").user,
+        "user only if the leaf says so too"
+    );
+    edit(&mut mem, pt, 0, USER, 0);
+    assert!(tables.translate(&mem, 0x40_0000).expect("mapped").user);
+    let mut seen = Vec::new();
+    tables.for_each_mapping(&mem, 0, u64::MAX, |m| seen.push(m));
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].user && !seen[0].writable && !seen[0].executable);
+}
+
+#[test]
+fn for_each_mapping_visits_leaves_in_order_within_the_range() {
+    let mut mem = FakeMemory::new(32);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let rw = Attributes::READ_WRITE;
+    let pages = [
+        (0x1000, PageSize::Size4K),
+        (HHDM, PageSize::Size2M),
+        (HHDM + (2 << 20), PageSize::Size4K),
+        (HHDM + (1 << 30), PageSize::Size1G),
+        (KERNEL, PageSize::Size4K),
+    ];
+    for (virt, size) in pages {
+        tables
+            .map(&mut mem, virt, 0x4000_0000, size, rw)
+            .expect("free slot");
+    }
+    let visit = |start: u64, end: u64| {
+        let mut seen = Vec::new();
+        tables.for_each_mapping(&mem, start, end, |m| seen.push((m.virt, m.size)));
+        seen
+    };
+    assert_eq!(visit(0, u64::MAX), pages.to_vec(), "every leaf, in order");
+    // A range reaching into a page includes it; one ending at a page's start does not.
+    assert_eq!(
+        visit(HHDM + 0x1000, HHDM + (1 << 30)),
+        [pages[1], pages[2]].to_vec()
+    );
+    assert_eq!(visit(HHDM + (3 << 20), KERNEL), [pages[3]].to_vec());
+    assert_eq!(visit(0x2000, HHDM), Vec::new());
+}
+
+#[test]
+fn the_lower_half_is_reported_and_cleared() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let rw = Attributes::READ_WRITE;
+    tables
+        .map(&mut mem, HHDM, 0, PageSize::Size4K, rw)
+        .expect("empty");
+    assert!(!tables.lower_half_mapped(&mem));
+    tables
+        .map(&mut mem, 0x7fff_ffff_f000, 0, PageSize::Size4K, rw)
+        .expect("empty");
+    assert!(tables.lower_half_mapped(&mem));
+    tables.clear_lower_half(&mut mem).expect("the root");
+    assert!(!tables.lower_half_mapped(&mem));
+    assert_eq!(tables.translate(&mem, 0x7fff_ffff_f000), None);
+    assert!(tables.translate(&mem, HHDM).is_some(), "higher half kept");
+}
+
+#[test]
+fn a_large_page_is_refused_over_a_table_of_small_ones() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let rw = Attributes::READ_WRITE;
+    tables
+        .map(&mut mem, HHDM + 0x5000, 0x5000, PageSize::Size4K, rw)
+        .expect("empty");
+    assert_eq!(
+        tables.map(&mut mem, HHDM, 0, PageSize::Size2M, rw),
+        Err(Error::FinerTable(HHDM))
+    );
+    assert_eq!(
+        tables.map(&mut mem, HHDM, 0, PageSize::Size1G, rw),
+        Err(Error::FinerTable(HHDM))
+    );
+    assert_eq!(tables.translate(&mem, HHDM), None, "nothing changed");
+}
+
+#[test]
+fn entries_pointing_outside_the_tables_are_errors() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let bogus = 0xdead_0000;
+    mem.write(tables.root(), 511, bogus | PRESENT | WRITABLE)
+        .expect("the root");
+    assert_eq!(
+        tables.map(&mut mem, KERNEL, 0, PageSize::Size4K, Attributes::CODE),
+        Err(Error::ForeignTable(bogus))
+    );
+    assert_eq!(tables.translate(&mem, KERNEL), None);
+    let mut seen = 0;
+    tables.for_each_mapping(&mem, 0, u64::MAX, |_| seen += 1);
+    assert_eq!(seen, 0);
+    assert_eq!(
+        tables.unmap(&mut mem, KERNEL),
+        Err(Error::ForeignTable(bogus))
     );
 }
