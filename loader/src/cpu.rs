@@ -1,11 +1,17 @@
-//! CPU feature detection, model-specific registers and control registers.
+//! CPU feature detection, the MSR numbers the loader uses, and the few instructions it needs.
 //!
-//! Reading is safe (CPUID and RDTSC have no side effects; control registers are readable in
-//! ring 0, where UEFI applications run). Writing an MSR is `unsafe`.
+//! Port I/O, MSR and control-register access go through the `x86_64` crate, as in hal:
+//! `Port`, `Msr` and `Cr4`. Reading is safe (CPUID and RDTSC have no side effects; control
+//! registers are readable in ring 0, where UEFI applications run).
 
 use core::arch::{
     asm,
     x86_64::{__cpuid, __cpuid_count, _rdtsc},
+};
+
+use x86_64::{
+    instructions::{self, interrupts, random::RdRand},
+    registers::control::Cr4,
 };
 
 /// IA32_APIC_BASE: LAPIC base address, enable and x2APIC bits.
@@ -66,38 +72,9 @@ impl Features {
     }
 }
 
-/// Reads a model-specific register.
-///
-/// # Safety
-///
-/// `msr` must exist on this CPU (reading an absent MSR raises #GP).
-pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: The caller guarantees that the MSR exists; reading it has no side effect.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-/// Writes a model-specific register.
-///
-/// # Safety
-///
-/// `msr` must exist and `value` must be valid for it, and the new value must not break any
-/// assumption of code still running (the firmware's, or ours).
-pub unsafe fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: The caller guarantees that the write is valid and harmless to running code.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack))
-    };
-}
-
 /// Reads CR4.
 pub fn cr4() -> u64 {
-    let value: u64;
-    // SAFETY: Reading CR4 in ring 0 has no side effect.
-    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) };
-    value
+    Cr4::read_raw()
 }
 
 /// Reads the time-stamp counter.
@@ -111,19 +88,8 @@ pub fn rdrand(features: &Features) -> Option<u64> {
     if !features.rdrand {
         return None;
     }
-    for _ in 0..32 {
-        let value: u64;
-        let ok: u8;
-        // SAFETY: CPUID reported RDRAND; the instruction only writes the named registers.
-        unsafe {
-            asm!("rdrand {v}", "setc {ok}", v = out(reg) value, ok = out(reg_byte) ok,
-                 options(nomem, nostack))
-        };
-        if ok != 0 {
-            return Some(value);
-        }
-    }
-    None
+    let rdrand = RdRand::new()?;
+    (0..32).find_map(|_| rdrand.get_u64())
 }
 
 /// Orders every earlier load and store before every later one (also before a following
@@ -133,18 +99,16 @@ pub fn mfence() {
     unsafe { asm!("mfence", options(nostack, preserves_flags)) };
 }
 
-/// Disables maskable interrupts on this CPU.
+/// Disables maskable interrupts on this CPU. After ExitBootServices nothing of the firmware
+/// needs them.
 pub fn cli() {
-    // SAFETY: Clearing IF only delays interrupt delivery; after ExitBootServices nothing of the
-    // firmware needs them.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    interrupts::disable();
 }
 
 /// Stops this CPU for good (interrupts off, `hlt` in a loop).
 pub fn halt() -> ! {
     loop {
-        cli();
-        // SAFETY: `hlt` with interrupts disabled just stops the CPU.
-        unsafe { asm!("hlt", options(nomem, nostack)) };
+        interrupts::disable();
+        instructions::hlt();
     }
 }

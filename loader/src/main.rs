@@ -26,7 +26,6 @@ mod modules;
 mod mp;
 mod out;
 mod platform;
-mod port;
 mod responses;
 mod run;
 mod serial;

@@ -4,10 +4,11 @@
 //! Runs after ExitBootServices, still on the firmware's identity map (nothing permanent is
 //! mapped for these devices).
 
+use x86_64::{instructions::port::PortWriteOnly, registers::model_specific::Msr};
+
 use crate::{
     acpi::IoApic,
-    cpu::{self, APIC_BASE_X2APIC, MSR_APIC_BASE},
-    port::outb,
+    cpu::{APIC_BASE_X2APIC, MSR_APIC_BASE},
 };
 
 /// Masks every IRQ of both 8259 PICs.
@@ -15,8 +16,8 @@ pub fn mask_pic() {
     // SAFETY: 0x21 and 0xA1 are the PICs' interrupt mask registers; boot services are gone and
     // the loader owns the machine. Masking has no memory effect.
     unsafe {
-        outb(0x21, 0xFF);
-        outb(0xA1, 0xFF);
+        PortWriteOnly::<u8>::new(0x21).write(0xFF);
+        PortWriteOnly::<u8>::new(0xA1).write(0xFF);
     }
 }
 
@@ -39,7 +40,7 @@ pub fn mask_io_apics(io_apics: &[IoApic]) {
 /// Masks the local APIC timer's LVT entry and stops the timer.
 pub fn mask_lapic_timer() {
     // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
-    let apic_base = unsafe { cpu::rdmsr(MSR_APIC_BASE) };
+    let apic_base = unsafe { Msr::new(MSR_APIC_BASE).read() };
     if apic_base & (1 << 11) == 0 {
         return; // APIC disabled: no timer interrupts.
     }
@@ -47,9 +48,9 @@ pub fn mask_lapic_timer() {
         // SAFETY: In x2APIC mode MSRs 0x832 (LVT timer) and 0x838 (initial count) exist;
         // masking and stopping the timer only stops its interrupts.
         unsafe {
-            let lvt = cpu::rdmsr(0x832);
-            cpu::wrmsr(0x832, lvt | (1 << 16));
-            cpu::wrmsr(0x838, 0);
+            let mut lvt = Msr::new(0x832);
+            lvt.write(lvt.read() | (1 << 16));
+            Msr::new(0x838).write(0);
         }
     } else {
         let base = apic_base & 0x000F_FFFF_FFFF_F000;

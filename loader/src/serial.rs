@@ -8,7 +8,7 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::port::{inb, outb};
+use x86_64::instructions::port::Port;
 
 const COM1: u16 = 0x3F8;
 /// Offsets of the 16550 registers from the base port.
@@ -22,6 +22,11 @@ const SCRATCH: u16 = 7;
 /// Line status: transmitter holding register empty.
 const THR_EMPTY: u8 = 0x20;
 
+/// The COM1 register at `offset`.
+fn register(offset: u16) -> Port<u8> {
+    Port::new(COM1 + offset)
+}
+
 /// Whether [`init`] found a UART at COM1; writes are dropped otherwise.
 static PRESENT: AtomicBool = AtomicBool::new(false);
 
@@ -30,17 +35,17 @@ pub fn init() {
     // SAFETY: Ports 0x3F8..0x3FF are the COM1 UART; no firmware protocol the loader uses owns
     // it, and programming a UART has no memory-safety effect.
     unsafe {
-        outb(COM1 + SCRATCH, 0x5A);
-        if inb(COM1 + SCRATCH) != 0x5A {
+        register(SCRATCH).write(0x5A);
+        if register(SCRATCH).read() != 0x5A {
             return; // No UART: keep quiet rather than spin on a status bit that never changes.
         }
-        outb(COM1 + INT_ENABLE, 0x00);
-        outb(COM1 + LINE_CTRL, 0x80); // DLAB on: the next two registers are the divisor.
-        outb(COM1 + DATA, 0x01); // Divisor 1 = 115200 baud (low byte).
-        outb(COM1 + INT_ENABLE, 0x00); // (high byte)
-        outb(COM1 + LINE_CTRL, 0x03); // DLAB off, 8N1.
-        outb(COM1 + FIFO_CTRL, 0xC7); // Enable and clear FIFOs, 14-byte threshold.
-        outb(COM1 + MODEM_CTRL, 0x03); // DTR and RTS, no loopback, OUT2 off (no IRQs).
+        register(INT_ENABLE).write(0x00);
+        register(LINE_CTRL).write(0x80); // DLAB on: the next two registers are the divisor.
+        register(DATA).write(0x01); // Divisor 1 = 115200 baud (low byte).
+        register(INT_ENABLE).write(0x00); // (high byte)
+        register(LINE_CTRL).write(0x03); // DLAB off, 8N1.
+        register(FIFO_CTRL).write(0xC7); // Enable and clear FIFOs, 14-byte threshold.
+        register(MODEM_CTRL).write(0x03); // DTR and RTS, no loopback, OUT2 off (no IRQs).
     }
     PRESENT.store(true, Ordering::Relaxed);
 }
@@ -52,13 +57,13 @@ fn write_byte(byte: u8) {
     // Bounded wait so a wedged UART cannot hang the boot.
     for _ in 0..100_000 {
         // SAFETY: Reading the COM1 line status register has no side effect.
-        if unsafe { inb(COM1 + LINE_STATUS) } & THR_EMPTY != 0 {
+        if unsafe { register(LINE_STATUS).read() } & THR_EMPTY != 0 {
             break;
         }
         core::hint::spin_loop();
     }
     // SAFETY: Writing the COM1 data register transmits one byte; no memory effect.
-    unsafe { outb(COM1 + DATA, byte) };
+    unsafe { register(DATA).write(byte) };
 }
 
 /// A `fmt::Write` sink for COM1 that turns `\n` into `\r\n`.

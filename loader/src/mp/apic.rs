@@ -4,6 +4,7 @@
 //! xAPIC registers are reachable at their physical address (identity-mapped, uncached MMIO).
 
 use bootcore::mp::icr;
+use x86_64::registers::model_specific::Msr;
 
 use super::start::Tsc;
 use crate::cpu::{self, APIC_BASE_ENABLE, APIC_BASE_X2APIC, MSR_APIC_BASE};
@@ -17,10 +18,10 @@ pub fn enable_x2apic() {
     // are gone, so no firmware code depends on the APIC mode. Enabling the APIC before
     // setting EXTD follows the legal transitions (SDM 3A §11.12.5: disabled → xAPIC → x2APIC).
     unsafe {
-        let base = cpu::rdmsr(MSR_APIC_BASE);
+        let base = Msr::new(MSR_APIC_BASE).read();
         if base & APIC_BASE_X2APIC == 0 {
-            cpu::wrmsr(MSR_APIC_BASE, base | APIC_BASE_ENABLE);
-            cpu::wrmsr(MSR_APIC_BASE, base | APIC_BASE_ENABLE | APIC_BASE_X2APIC);
+            Msr::new(MSR_APIC_BASE).write(base | APIC_BASE_ENABLE);
+            Msr::new(MSR_APIC_BASE).write(base | APIC_BASE_ENABLE | APIC_BASE_X2APIC);
         }
     }
 }
@@ -31,10 +32,10 @@ pub fn leave_x2apic() {
     // x2APIC mode requires disabling the APIC first (SDM 3A §11.12.5); it is then re-enabled
     // in xAPIC mode. IA32_APIC_BASE exists on every x86-64 CPU.
     unsafe {
-        let base = cpu::rdmsr(MSR_APIC_BASE);
+        let base = Msr::new(MSR_APIC_BASE).read();
         if base & APIC_BASE_X2APIC != 0 {
-            cpu::wrmsr(MSR_APIC_BASE, base & !(APIC_BASE_ENABLE | APIC_BASE_X2APIC));
-            cpu::wrmsr(MSR_APIC_BASE, (base & !APIC_BASE_X2APIC) | APIC_BASE_ENABLE);
+            Msr::new(MSR_APIC_BASE).write(base & !(APIC_BASE_ENABLE | APIC_BASE_X2APIC));
+            Msr::new(MSR_APIC_BASE).write((base & !APIC_BASE_X2APIC) | APIC_BASE_ENABLE);
         }
     }
 }
@@ -52,7 +53,7 @@ impl LocalApic {
     /// The APIC as IA32_APIC_BASE describes it now.
     pub fn current() -> Self {
         // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
-        let base = unsafe { cpu::rdmsr(MSR_APIC_BASE) };
+        let base = unsafe { Msr::new(MSR_APIC_BASE).read() };
         if base & APIC_BASE_X2APIC != 0 {
             LocalApic::X2
         } else {
@@ -70,7 +71,7 @@ impl LocalApic {
             LocalApic::X2 => {
                 // SAFETY: In x2APIC mode MSR 0x830 is the ICR; sending INIT or start-up to
                 // another CPU does not affect this one.
-                unsafe { cpu::wrmsr(icr::X2APIC_MSR, icr::x2apic(dest, low)) };
+                unsafe { Msr::new(icr::X2APIC_MSR).write(icr::x2apic(dest, low)) };
                 true
             }
             LocalApic::X(base) => {

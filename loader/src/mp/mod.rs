@@ -23,11 +23,12 @@ use bootcore::{
     mp::{self as policy, ApicFacts, ApicMode, PlannedCpu},
     proto::{MP_REQUEST_X2APIC, MP_RESPONSE_X2APIC, MpInfo, MpResponse},
 };
+use x86_64::registers::model_specific::Msr;
 
 use crate::{
     acpi::Madt,
     arena::{Arena, Slot},
-    cpu::{self, APIC_BASE_ENABLE, APIC_BASE_X2APIC, Features, MSR_APIC_BASE},
+    cpu::{APIC_BASE_ENABLE, APIC_BASE_X2APIC, Features, MSR_APIC_BASE},
     error::Error,
     mem::{Allocations, Kind, Region, pages_for},
     tables::Identity,
@@ -117,7 +118,7 @@ pub fn plan(
     allocs: &mut Allocations,
 ) -> Result<Plan, Error> {
     // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
-    let apic_base = unsafe { cpu::rdmsr(MSR_APIC_BASE) };
+    let apic_base = unsafe { Msr::new(MSR_APIC_BASE).read() };
     let both = APIC_BASE_ENABLE | APIC_BASE_X2APIC;
     let facts = ApicFacts {
         supported: features.x2apic,

@@ -11,6 +11,7 @@ use bootcore::mp::{
     MAX_MTRR_MSRS, MSR_MTRR_CAP, icr, mtrr_msrs, sipi_vector,
     trampoline::{self as t, APIC_KEEP, APIC_X2APIC, APIC_XAPIC, Common},
 };
+use x86_64::registers::model_specific::Msr;
 
 use super::{Boot, Plan, apic::LocalApic, asm};
 use crate::{cpu, handoff, mem::Region};
@@ -126,10 +127,10 @@ fn prepare(plan: &Plan, page: &mut Region, boot: &Boot) -> Result<(), t::Trampol
     let mut count = 0;
     if plan.features.mtrr {
         // SAFETY: CPUID reports MTRRs, so IA32_MTRRCAP exists.
-        let cap = unsafe { cpu::rdmsr(MSR_MTRR_CAP) };
+        let cap = unsafe { Msr::new(MSR_MTRR_CAP).read() };
         for msr in mtrr_msrs(cap) {
             // SAFETY: `mtrr_msrs` lists only the MTRRs IA32_MTRRCAP says exist.
-            mtrrs[count] = (msr, unsafe { cpu::rdmsr(msr) });
+            mtrrs[count] = (msr, unsafe { Msr::new(msr).read() });
             count += 1;
         }
     }
