@@ -3,9 +3,10 @@
 //!
 //! Firmware tables are input like any other: [`init`] walks the RSDP and the XSDT/RSDT itself,
 //! bounds-checks every table and every MADT entry against the bytes it actually mapped, and
-//! decodes them through the `acpi` crate's table types read from zero-padded copies (a table
-//! shorter than its revision promises reads as zeros, never past its end). The crate's own
-//! walkers are not used: its XSDT walk dereferences unaligned 64-bit entries and its MADT
+//! decodes the MADT with the `madt` crate (the parser the loader uses too) and the FADT, HPET
+//! and MCFG through the `acpi` crate's table types read from zero-padded copies (a table
+//! shorter than its revision promises reads as zeros, never past its end). The `acpi` crate's
+//! own walkers are not used: its XSDT walk dereferences unaligned 64-bit entries and its MADT
 //! iterator trusts entry lengths (a zero-length entry loops forever). A missing or malformed
 //! table is reported and left out; the rest of the machine description still stands.
 

@@ -1,25 +1,17 @@
 //! The table walk: RSDP, XSDT/RSDT, then MADT, FADT, HPET, MCFG and the DSDT's `\_S5`.
 //!
 //! Every table is mapped read-only through `mm::map_firmware` with the length its header
-//! claims (after a sanity bound), so all later reads are bounds-checked slice accesses.
+//! claims (after a sanity bound), so all later reads are bounds-checked slice accesses. The
+//! MADT's entries are read by the `madt` crate, the parser the loader uses too.
 
 use core::mem::{MaybeUninit, size_of};
 
 use acpi::{
     address::{AddressSpace, GenericAddress},
     rsdp::Rsdp,
-    sdt::{
-        SdtHeader,
-        fadt::Fadt,
-        hpet::HpetTable,
-        madt::{
-            InterruptSourceOverrideEntry, IoApicEntry, LocalApicAddressOverrideEntry,
-            LocalApicEntry, LocalApicNmiEntry, LocalX2ApicEntry, Polarity, TriggerMode,
-            X2ApicNmiEntry, parse_mps_inti_flags,
-        },
-        mcfg::McfgEntry,
-    },
+    sdt::{SdtHeader, fadt::Fadt, hpet::HpetTable, mcfg::McfgEntry},
 };
+use madt::{Entry, EntryError, FLAG_ENABLED, FLAG_ONLINE_CAPABLE, FLAG_PCAT_COMPAT, Madt};
 
 use super::{
     Error, FadtInfo, HpetDesc, IoApicDesc, IsaRoute, LocalNmi, PcieRegion, Platform, Processor,
@@ -29,8 +21,6 @@ use super::{
 /// The longest table accepted (the largest real DSDTs are a few hundred KiB).
 const MAX_TABLE_LEN: u64 = 8 << 20;
 const HEADER_LEN: usize = size_of::<SdtHeader>();
-/// The MADT's fixed part: header, local APIC address, flags.
-const MADT_FIXED_LEN: usize = HEADER_LEN + 8;
 /// The MCFG's fixed part: header and 8 reserved bytes.
 const MCFG_FIXED_LEN: usize = HEADER_LEN + 8;
 
@@ -51,20 +41,6 @@ unsafe impl Plain for Fadt {}
 unsafe impl Plain for HpetTable {}
 // SAFETY: as above.
 unsafe impl Plain for McfgEntry {}
-// SAFETY: as above.
-unsafe impl Plain for LocalApicEntry {}
-// SAFETY: as above.
-unsafe impl Plain for LocalX2ApicEntry {}
-// SAFETY: as above.
-unsafe impl Plain for IoApicEntry {}
-// SAFETY: as above.
-unsafe impl Plain for InterruptSourceOverrideEntry {}
-// SAFETY: as above.
-unsafe impl Plain for LocalApicNmiEntry {}
-// SAFETY: as above.
-unsafe impl Plain for X2ApicNmiEntry {}
-// SAFETY: as above.
-unsafe impl Plain for LocalApicAddressOverrideEntry {}
 
 /// Reads a `T` from the start of `bytes`; bytes beyond the slice read as zero.
 fn read<T: Plain>(bytes: &[u8]) -> T {
@@ -202,132 +178,118 @@ pub(super) fn decode(sig: Sig, bytes: &[u8], platform: &mut Platform) {
 
 fn signalling(flags: u16, platform: &mut Platform) -> Signalling {
     // "Same as bus" on ISA means active high and edge-triggered.
-    let (polarity, trigger) = parse_mps_inti_flags(flags).unwrap_or_else(|_| {
+    let (polarity, trigger) = madt::inti_flags(flags).unwrap_or_else(|| {
         platform.warn(format_args!(
             "acpi: MADT interrupt flags {flags:#x} are invalid; assuming ISA defaults"
         ));
-        (Polarity::SameAsBus, TriggerMode::SameAsBus)
+        (madt::Polarity::SameAsBus, madt::Trigger::SameAsBus)
     });
     Signalling {
-        active_low: polarity == Polarity::ActiveLow,
-        level: trigger == TriggerMode::Level,
+        active_low: polarity == madt::Polarity::ActiveLow,
+        level: trigger == madt::Trigger::Level,
     }
 }
 
 fn parse_madt(bytes: &[u8], platform: &mut Platform) {
-    if bytes.len() < MADT_FIXED_LEN {
-        platform.warn(format_args!(
-            "acpi: the MADT is too short ({} bytes)",
-            bytes.len()
-        ));
-        return;
-    }
-    platform.has_madt = true;
-    let address = u32::from_le_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]);
-    let flags = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]);
-    platform.local_apic_address = (address != 0).then_some(u64::from(address));
-    platform.has_8259 = flags & 1 != 0;
-    let mut rest = &bytes[MADT_FIXED_LEN..];
-    while rest.len() >= 2 {
-        let (kind, len) = (rest[0], usize::from(rest[1]));
-        if len < 2 || len > rest.len() {
-            platform.warn(format_args!(
-                "acpi: MADT entry of type {kind} has length {len} with {} bytes left; \
-                 ignoring the rest of the MADT",
-                rest.len()
-            ));
+    let table = match Madt::new(bytes) {
+        Ok(table) => table,
+        Err(error) => {
+            platform.warn(format_args!("acpi: the MADT is unusable: {error}"));
             return;
         }
-        let entry = &rest[..len];
-        rest = &rest[len..];
-        if !madt_entry(kind, entry, platform) {
-            platform.warn(format_args!(
-                "acpi: MADT entry of type {kind} is too short ({len} bytes); ignored"
-            ));
+    };
+    platform.has_madt = true;
+    let address = table.local_apic_address();
+    platform.local_apic_address = (address != 0).then_some(u64::from(address));
+    platform.has_8259 = table.flags() & FLAG_PCAT_COMPAT != 0;
+    for entry in table.entries() {
+        match entry {
+            Ok(entry) => madt_entry(entry, platform),
+            Err(error @ EntryError::TooShort { .. }) => {
+                platform.warn(format_args!("acpi: {error}; ignored"));
+            }
+            Err(error @ EntryError::BadLength { .. }) => {
+                platform.warn(format_args!("acpi: {error}; ignoring the rest of the MADT"));
+            }
         }
     }
 }
 
-/// Decodes one MADT entry; returns false if it is too short for its type.
-fn madt_entry(kind: u8, entry: &[u8], platform: &mut Platform) -> bool {
-    fn fits<T>(entry: &[u8]) -> bool {
-        entry.len() >= size_of::<T>()
-    }
-    match kind {
-        0 if fits::<LocalApicEntry>(entry) => {
-            let e: LocalApicEntry = read(entry);
-            let flags = e.flags;
-            platform.processors.push(Processor {
-                uid: u32::from(e.processor_id),
-                apic_id: u32::from(e.apic_id),
-                enabled: flags & 1 != 0,
-                online_capable: flags & 2 != 0,
-            });
+/// Records one MADT entry.
+fn madt_entry(entry: Entry, platform: &mut Platform) {
+    let processor = |uid, apic_id, flags: u32| Processor {
+        uid,
+        apic_id,
+        enabled: flags & FLAG_ENABLED != 0,
+        online_capable: flags & FLAG_ONLINE_CAPABLE != 0,
+    };
+    match entry {
+        Entry::LocalApic {
+            uid,
+            apic_id,
+            flags,
+        } => {
+            let p = processor(u32::from(uid), u32::from(apic_id), flags);
+            platform.processors.push(p);
         }
-        9 if fits::<LocalX2ApicEntry>(entry) => {
-            let e: LocalX2ApicEntry = read(entry);
-            let (flags, apic_id, uid) = (e.flags, e.x2apic_id, e.processor_uid);
+        Entry::LocalX2Apic {
+            apic_id,
+            flags,
+            uid,
+        } => {
             // An x2APIC entry may repeat a processor also listed as a local APIC.
             if !platform.processors.iter().any(|p| p.apic_id == apic_id) {
-                platform.processors.push(Processor {
-                    uid,
-                    apic_id,
-                    enabled: flags & 1 != 0,
-                    online_capable: flags & 2 != 0,
-                });
+                platform.processors.push(processor(uid, apic_id, flags));
             }
         }
-        1 if fits::<IoApicEntry>(entry) => {
-            let e: IoApicEntry = read(entry);
-            platform.io_apics.push(IoApicDesc {
-                id: e.io_apic_id,
-                address: u64::from(e.io_apic_address),
-                gsi_base: e.global_system_interrupt_base,
-            });
-        }
-        2 if fits::<InterruptSourceOverrideEntry>(entry) => {
-            let e: InterruptSourceOverrideEntry = read(entry);
-            if e.bus != 0 || e.irq >= 16 {
+        Entry::IoApic {
+            id,
+            address,
+            gsi_base,
+        } => platform.io_apics.push(IoApicDesc {
+            id,
+            address: u64::from(address),
+            gsi_base,
+        }),
+        Entry::InterruptOverride {
+            bus,
+            irq,
+            gsi,
+            flags,
+        } => {
+            if bus != 0 || irq >= 16 {
                 platform.warn(format_args!(
-                    "acpi: ignoring an interrupt override for bus {} IRQ {}",
-                    e.bus, e.irq
+                    "acpi: ignoring an interrupt override for bus {bus} IRQ {irq}"
                 ));
             } else {
-                let signalling = signalling(e.flags, platform);
-                platform.overrides.retain(|o| o.irq != e.irq);
+                let signalling = signalling(flags, platform);
+                platform.overrides.retain(|o| o.irq != irq);
                 platform.overrides.push(IsaRoute {
-                    irq: e.irq,
-                    gsi: e.global_system_interrupt,
+                    irq,
+                    gsi,
                     signalling,
                 });
             }
         }
-        4 if fits::<LocalApicNmiEntry>(entry) => {
-            let e: LocalApicNmiEntry = read(entry);
-            let signalling = signalling(e.flags, platform);
+        Entry::LocalApicNmi { uid, flags, lint } => {
+            let signalling = signalling(flags, platform);
             platform.local_nmis.push(LocalNmi {
-                uid: (e.processor_id != 0xff).then_some(u32::from(e.processor_id)),
-                lint: e.nmi_line,
+                uid: (uid != 0xff).then_some(u32::from(uid)),
+                lint,
                 signalling,
             });
         }
-        0xa if fits::<X2ApicNmiEntry>(entry) => {
-            let e: X2ApicNmiEntry = read(entry);
-            let signalling = signalling(e.flags, platform);
+        Entry::X2ApicNmi { flags, uid, lint } => {
+            let signalling = signalling(flags, platform);
             platform.local_nmis.push(LocalNmi {
-                uid: (e.processor_uid != u32::MAX).then_some(e.processor_uid),
-                lint: e.nmi_line,
+                uid: (uid != u32::MAX).then_some(uid),
+                lint,
                 signalling,
             });
         }
-        5 if fits::<LocalApicAddressOverrideEntry>(entry) => {
-            let e: LocalApicAddressOverrideEntry = read(entry);
-            platform.local_apic_address = Some(e.local_apic_address);
-        }
-        0 | 1 | 2 | 4 | 5 | 9 | 0xa => return false,
-        _ => {} // Other interrupt models (SAPIC, GIC) and reserved types.
+        Entry::LapicAddressOverride { address } => platform.local_apic_address = Some(address),
+        Entry::Other { .. } => {} // Other interrupt models (SAPIC, GIC) and reserved types.
     }
-    true
 }
 
 /// An I/O port or memory address from a generic address structure, if it names one.

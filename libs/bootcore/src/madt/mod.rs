@@ -1,36 +1,24 @@
-//! The ACPI MADT ("APIC" table): the CPUs (Processor Local APIC and Local x2APIC entries),
-//! the I/O APICs and the local APIC address. The loader finds the table through the RSDP and
-//! hands its bytes here.
+//! What the loader takes from the ACPI MADT ("APIC" table): the CPUs (Processor Local APIC
+//! and Local x2APIC entries), the I/O APICs and the local APIC address. The loader finds the
+//! table through the RSDP and hands its bytes here.
 //!
-//! A table with a wrong signature, a declared length outside the bytes given or a bad
-//! checksum is refused. Inside a valid table, an entry with an impossible length ends the
-//! walk (everything before it is kept); entries of unknown types or too short for their type
-//! are skipped.
+//! The entries are read by the `madt` crate, the one MADT parser, which hal uses too. The
+//! loader's policy on top: a table with a wrong signature, a declared length outside the
+//! bytes given or a bad checksum is refused. Inside a valid table, an entry with an
+//! impossible length ends the walk (everything before it is kept); entries of unknown types
+//! or too short for their type are skipped.
 
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Length of an ACPI system description table header.
-pub const SDT_HEADER_LEN: usize = 36;
-/// Offset of the first MADT entry (header, local APIC address, flags).
-pub const ENTRIES_OFFSET: usize = 44;
+pub use madt::{
+    ENTRIES_OFFSET, FLAG_ENABLED, FLAG_ONLINE_CAPABLE, SDT_HEADER_LEN, TYPE_IO_APIC,
+    TYPE_LAPIC_OVERRIDE, TYPE_LOCAL_APIC, TYPE_LOCAL_X2APIC, checksum_ok,
+};
+use madt::{Entry, Madt as Table};
+
 /// The local APIC address when the table gives none.
 pub const DEFAULT_LAPIC_ADDRESS: u64 = 0xFEE0_0000;
-
-/// MADT entry type: Processor Local APIC.
-pub const TYPE_LOCAL_APIC: u8 = 0;
-/// MADT entry type: I/O APIC.
-pub const TYPE_IO_APIC: u8 = 1;
-/// MADT entry type: Local APIC Address Override.
-pub const TYPE_LAPIC_OVERRIDE: u8 = 5;
-/// MADT entry type: Processor Local x2APIC.
-pub const TYPE_LOCAL_X2APIC: u8 = 9;
-
-/// Local APIC flags bit 0: the processor is enabled.
-pub const FLAG_ENABLED: u32 = 1;
-/// Local APIC flags bit 1: the processor can be brought online (only meaningful when not
-/// enabled).
-pub const FLAG_ONLINE_CAPABLE: u32 = 2;
 
 /// A Processor Local APIC (type 0) or Local x2APIC (type 9) entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,70 +95,66 @@ impl fmt::Display for MadtError {
     }
 }
 
-/// Whether `bytes` sum to zero modulo 256 (the ACPI checksum rule).
-pub fn checksum_ok(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)) == 0
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+impl From<madt::Error> for MadtError {
+    fn from(e: madt::Error) -> Self {
+        match e {
+            madt::Error::Signature => Self::Signature,
+            madt::Error::Length {
+                declared,
+                available,
+            } => Self::Length {
+                declared,
+                available,
+            },
+        }
+    }
 }
 
 /// Parses a whole MADT (header included). Bytes past the declared length are ignored.
 pub fn parse(table: &[u8]) -> Result<Madt, MadtError> {
-    if table.get(..4) != Some(b"APIC") {
-        return Err(MadtError::Signature);
-    }
-    let declared = u32_at(table, 4).map_or(0, |l| l as usize);
-    if declared < ENTRIES_OFFSET || declared > table.len() {
-        return Err(MadtError::Length {
-            declared,
-            available: table.len(),
-        });
-    }
-    let t = &table[..declared];
-    if !checksum_ok(t) {
+    let table = Table::new(table)?;
+    if !table.checksum_ok() {
         return Err(MadtError::Checksum);
     }
     let mut out = Madt {
-        lapic_address: u32_at(t, SDT_HEADER_LEN).map_or(DEFAULT_LAPIC_ADDRESS, u64::from),
+        lapic_address: u64::from(table.local_apic_address()),
         ..Madt::default()
     };
-    let mut at = ENTRIES_OFFSET;
-    while at + 2 <= t.len() {
-        let (kind, len) = (t[at], usize::from(t[at + 1]));
-        if len < 2 || at + len > t.len() {
-            break;
-        }
-        let e = &t[at..at + len];
-        match (kind, len) {
-            (TYPE_LOCAL_APIC, 8..) => out.cpus.push(Cpu {
-                uid: u32::from(e[2]),
-                apic_id: u32::from(e[3]),
-                flags: u32_at(e, 4).unwrap_or(0),
+    // Malformed entries are skipped, and the walk itself ends at an impossible length.
+    for entry in table.entries().flatten() {
+        match entry {
+            Entry::LocalApic {
+                uid,
+                apic_id,
+                flags,
+            } => out.cpus.push(Cpu {
+                uid: u32::from(uid),
+                apic_id: u32::from(apic_id),
+                flags,
                 x2apic_entry: false,
             }),
-            (TYPE_IO_APIC, 12..) => out.io_apics.push(IoApic {
-                id: e[2],
-                address: u64::from(u32_at(e, 4).unwrap_or(0)),
-                gsi_base: u32_at(e, 8).unwrap_or(0),
+            Entry::IoApic {
+                id,
+                address,
+                gsi_base,
+            } => out.io_apics.push(IoApic {
+                id,
+                address: u64::from(address),
+                gsi_base,
             }),
-            (TYPE_LAPIC_OVERRIDE, 12..) => {
-                out.lapic_address = u64_at(e, 4).unwrap_or(out.lapic_address);
-            }
-            (TYPE_LOCAL_X2APIC, 16..) => out.cpus.push(Cpu {
-                uid: u32_at(e, 12).unwrap_or(0),
-                apic_id: u32_at(e, 4).unwrap_or(0),
-                flags: u32_at(e, 8).unwrap_or(0),
+            Entry::LapicAddressOverride { address } => out.lapic_address = address,
+            Entry::LocalX2Apic {
+                apic_id,
+                flags,
+                uid,
+            } => out.cpus.push(Cpu {
+                uid,
+                apic_id,
+                flags,
                 x2apic_entry: true,
             }),
             _ => {}
         }
-        at += len;
     }
     Ok(out)
 }
