@@ -37,5 +37,6 @@ pub mod smp;
 pub mod sync;
 pub mod time;
 pub mod trap;
+pub mod user;
 
 pub use init::{Apic, InitError, Machine, init};

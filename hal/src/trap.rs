@@ -402,6 +402,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             code.store(frame.error_code, Ordering::Relaxed);
             frame.rip = (&raw const hal_probe_read_fixup) as u64;
         }
+        14 if let Some(resume) = crate::user::fixup(frame.rip, Cr2::read_raw()) => {
+            // A user-memory copy touched a bad user address: it reports a fault instead.
+            frame.rip = resume;
+        }
         0..32 => fatal_exception(frame),
         _ => {
             let handler = HANDLERS[vector].load(Ordering::Acquire);

@@ -39,6 +39,7 @@ fn kernel_mappings<'k>(
             // Without NX support every page must be executable (the NX bit would be reserved).
             executable: s.exec || !nx,
             cache: Cache::WriteBack,
+            user: false,
         };
         (
             start,

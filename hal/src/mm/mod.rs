@@ -29,6 +29,7 @@ mod heap;
 mod mmio;
 mod protect;
 mod setup;
+mod space;
 mod stack;
 mod tables;
 mod tlb;
@@ -52,6 +53,7 @@ pub(crate) use mmio::{map_mmio, record_memory_map};
 pub use protect::Protections;
 pub(crate) use setup::init;
 pub use setup::{InitError, InitSummary};
+pub use space::{Access, AddressSpace, USER_END, deactivate};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
 pub use tables::{frames_kept_after_failed_shootdowns, translate};
 #[cfg(feature = "test-hooks")]

@@ -65,6 +65,27 @@ impl TableMemory for Hhdm {
     }
 }
 
+impl Hhdm {
+    /// Fills the frame at `phys` with zeros.
+    pub(super) fn zero(&mut self, phys: u64) {
+        // SAFETY: callers pass a frame hal just allocated, so nothing else uses it; usable RAM
+        // is mapped in the HHDM.
+        unsafe { core::ptr::write_bytes((self.offset + phys) as *mut u8, 0, PAGE_SIZE as usize) };
+    }
+
+    /// Returns a page-table frame made by `alloc_table` that no hierarchy uses any more.
+    pub(super) fn free_table(&mut self, phys: u64) {
+        if frame::free_for(phys, 1, frame::HAL).is_ok() {
+            TABLE_FRAMES.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts frames kept out of the allocator after an unconfirmed shootdown.
+pub(super) fn count_kept(frames: u64) {
+    LEAKED_FRAMES.fetch_add(frames, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Records the hierarchy `init` built and loaded.
 pub(super) fn install(tables: PageTables) {
     KERNEL_ROOT.store(tables.root(), Ordering::Release);

@@ -5,6 +5,8 @@
 pub mod bench;
 #[cfg(feature = "tests")]
 pub mod tests;
+#[cfg(feature = "tests")]
+pub mod user_tests;
 
 /// Reports what `hal::init` set up: the frame allocator and the kernel's page tables.
 pub fn report(summary: &hal::mm::InitSummary) {

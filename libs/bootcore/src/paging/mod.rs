@@ -36,6 +36,7 @@ pub const RWX: Attributes = Attributes {
     writable: true,
     executable: true,
     cache: Cache::WriteBack,
+    user: false,
 };
 
 /// Why a mapping failed.

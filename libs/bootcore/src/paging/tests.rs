@@ -20,16 +20,19 @@ const RX: Attributes = Attributes {
     writable: false,
     executable: true,
     cache: Cache::WriteBack,
+    user: false,
 };
 const RO: Attributes = Attributes {
     writable: false,
     executable: false,
     cache: Cache::WriteBack,
+    user: false,
 };
 const RW: Attributes = Attributes {
     writable: true,
     executable: false,
     cache: Cache::WriteBack,
+    user: false,
 };
 
 #[test]

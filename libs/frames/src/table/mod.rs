@@ -143,6 +143,8 @@ pub struct Attributes {
     pub executable: bool,
     /// Memory type.
     pub cache: Cache,
+    /// User mode may access it (only ever in the lower half).
+    pub user: bool,
 }
 
 impl Attributes {
@@ -162,6 +164,15 @@ impl Attributes {
             writable,
             executable,
             cache,
+            user: false,
+        }
+    }
+
+    /// User memory: write-back, user-accessible, with the given permissions.
+    pub const fn user(writable: bool, executable: bool) -> Self {
+        Self {
+            user: true,
+            ..Self::new(writable, executable, Cache::WriteBack)
         }
     }
 }
@@ -191,7 +202,10 @@ impl Mapping {
     /// The permissions and memory type, if the PAT index is one [`Cache`] names.
     pub const fn attributes(&self) -> Option<Attributes> {
         match Cache::from_pat_index(self.pat_index) {
-            Some(cache) => Some(Attributes::new(self.writable, self.executable, cache)),
+            Some(cache) => Some(Attributes {
+                user: self.user,
+                ..Attributes::new(self.writable, self.executable, cache)
+            }),
             None => None,
         }
     }
@@ -339,6 +353,9 @@ impl PageTables {
         if attributes.writable {
             entry |= WRITABLE;
         }
+        if attributes.user {
+            entry |= USER;
+        }
         if !attributes.executable && self.nx {
             entry |= NO_EXECUTE;
         }
@@ -375,7 +392,10 @@ impl PageTables {
             let entry = memory.read(table, slot)?;
             table = if entry & PRESENT == 0 {
                 let new = memory.alloc_table().ok_or(Error::OutOfMemory)?;
-                memory.write(table, slot, new | PRESENT | WRITABLE)?;
+                // Tables of the lower half allow user access; each leaf then decides. The
+                // higher half never does.
+                let user = if virt < 1 << 47 { USER } else { 0 };
+                memory.write(table, slot, new | PRESENT | WRITABLE | user)?;
                 new
             } else if is_leaf(entry, upper) {
                 return Err(Error::InsideLargePage(virt));

@@ -354,6 +354,7 @@ fn walks_narrow_permissions_level_by_level() {
         writable: true,
         executable: true,
         cache: Cache::WriteBack,
+        user: false,
     };
     tables
         .map(&mut mem, 0x40_0000, 0x40_0000, PageSize::Size4K, rwx)
@@ -477,5 +478,40 @@ fn entries_pointing_outside_the_tables_are_errors() {
     assert_eq!(
         tables.unmap(&mut mem, KERNEL),
         Err(Error::ForeignTable(bogus))
+    );
+}
+
+#[test]
+fn user_pages_are_user_only_in_the_lower_half() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let user = Attributes::user(true, false);
+    tables
+        .map(&mut mem, 0x40_0000, 0x30_0000, PageSize::Size4K, user)
+        .expect("a user page");
+    let m = tables.translate(&mem, 0x40_0123).expect("mapped");
+    assert!(m.user && m.writable && !m.executable);
+    assert_eq!(m.attributes(), Some(user));
+    // A kernel page in the lower half is not user-accessible, though its tables allow it.
+    tables
+        .map(
+            &mut mem,
+            0x40_1000,
+            0x30_1000,
+            PageSize::Size4K,
+            Attributes::READ_WRITE,
+        )
+        .expect("a kernel page");
+    assert!(!tables.translate(&mem, 0x40_1000).expect("mapped").user);
+    // Higher-half tables never allow user access, whatever the leaf says.
+    tables
+        .map(&mut mem, KERNEL, 0x31_0000, PageSize::Size4K, user)
+        .expect("mapped");
+    assert!(!tables.translate(&mem, KERNEL).expect("mapped").user);
+    let top = mem.read(tables.root(), 511).expect("top entry");
+    assert_eq!(
+        top & USER,
+        0,
+        "a higher-half table entry allows user access"
     );
 }

@@ -1,0 +1,347 @@
+//! User address spaces: a top-level table of its own for the lower half, the kernel's higher
+//! half shared.
+//!
+//! Every higher-half top-level entry of the kernel's tables points at a table from the start
+//! (`init` prepares all 256), so copying those 256 entries once shares every kernel mapping
+//! made later. The lower half belongs to the space: its pages and tables are frames hal
+//! allocated for it, freed when the last reference goes — which cannot happen while a CPU
+//! runs on it, because the CPU's active slot holds a reference.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use frames::table::{Attributes, PageSize, PageTables, TableMemory, TableRead};
+use x86_64::{
+    PhysAddr,
+    registers::control::{Cr3, Cr3Flags},
+    structures::paging::PhysFrame,
+};
+
+use super::{MapError, PAGE_SIZE, frame, tables::Hhdm};
+use crate::{percpu::MAX_CPUS, sync::IrqMutex};
+
+/// The first address past user space: the lower canonical half, less its top page (as in
+/// Linux, so no user mapping touches the non-canonical boundary).
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
+/// What user mode may do with a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Writes allowed.
+    pub write: bool,
+    /// Instruction fetches allowed.
+    pub execute: bool,
+}
+
+impl Access {
+    /// Read-only.
+    pub const READ: Self = Self {
+        write: false,
+        execute: false,
+    };
+    /// Read and write.
+    pub const READ_WRITE: Self = Self {
+        write: true,
+        execute: false,
+    };
+    /// Read and execute.
+    pub const READ_EXECUTE: Self = Self {
+        write: false,
+        execute: true,
+    };
+
+    fn attributes(self) -> Attributes {
+        Attributes::user(self.write, self.execute)
+    }
+}
+
+/// A user address space.
+pub struct AddressSpace {
+    /// The top-level table (the CR3 value).
+    root: u64,
+    /// Serialises edits of the lower half.
+    lock: IrqMutex<()>,
+    /// Pages mapped (4 KiB each).
+    pages: AtomicU64,
+}
+
+/// The user address space each CPU runs on, if any (it holds a reference, so the space
+/// outlives its use).
+static ACTIVE: [IrqMutex<Option<Arc<AddressSpace>>>; MAX_CPUS] =
+    [const { IrqMutex::new(None) }; MAX_CPUS];
+
+fn user_range(virt: u64, len: u64) -> Result<(u64, u64), MapError> {
+    let end = virt.checked_add(len).ok_or(MapError::InvalidRange)?;
+    if len == 0 || !virt.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+        return Err(MapError::InvalidRange);
+    }
+    if virt < PAGE_SIZE || end > USER_END {
+        return Err(MapError::OutsideWindow(virt));
+    }
+    Ok((virt, len / PAGE_SIZE))
+}
+
+impl AddressSpace {
+    /// A new address space with nothing mapped in the lower half.
+    pub fn new() -> Result<Arc<Self>, MapError> {
+        let kernel_root = super::tables::kernel_root();
+        if kernel_root == 0 {
+            return Err(MapError::NotReady);
+        }
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        let root = memory.alloc_table().ok_or(MapError::OutOfMemory)?;
+        for slot in 256..512 {
+            let entry = memory.read(kernel_root, slot)?;
+            memory.write(root, slot, entry)?;
+        }
+        Ok(Arc::new(Self {
+            root,
+            lock: IrqMutex::new(()),
+            pages: AtomicU64::new(0),
+        }))
+    }
+
+    fn tables(&self) -> PageTables {
+        PageTables::new(self.root, crate::mm::Protections::active().nx)
+    }
+
+    /// Maps `len` bytes of fresh zeroed memory at `virt` (page-aligned, inside user space)
+    /// with `access`. Refused if any page of the range is mapped already; on an error nothing
+    /// of the range stays mapped.
+    pub fn map_zeroed(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
+        let (virt, count) = user_range(virt, len)?;
+        let _guard = self.lock.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        for i in 0..count {
+            let v = virt + i * PAGE_SIZE;
+            let result = match frame::alloc_for(1, 1, frame::HAL) {
+                None => Err(MapError::OutOfMemory),
+                Some(phys) => {
+                    memory.zero(phys);
+                    tables
+                        .map(&mut memory, v, phys, PageSize::Size4K, access.attributes())
+                        .map_err(|e| {
+                            let _ = frame::free_for(phys, 1, frame::HAL);
+                            MapError::from(e)
+                        })
+                }
+            };
+            if let Err(e) = result {
+                // Nothing of the new range was visible to user mode yet: no flush needed.
+                for j in 0..i {
+                    if let Ok(m) = tables.unmap(&mut memory, virt + j * PAGE_SIZE) {
+                        let _ = frame::free_for(m.phys, 1, frame::HAL);
+                        self.pages.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                return Err(e);
+            }
+            self.pages.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Unmaps every mapped page of `[virt, virt + len)` and frees it once no TLB can reach
+    /// it (kept, and counted as such, if a CPU does not confirm the flush). Unmapped pages in
+    /// the range are skipped. Returns how many pages were unmapped.
+    pub fn unmap(&self, virt: u64, len: u64) -> Result<u64, MapError> {
+        let (virt, count) = user_range(virt, len)?;
+        let _guard = self.lock.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        let mut freed = alloc::vec::Vec::new();
+        for i in 0..count {
+            if let Ok(m) = tables.unmap(&mut memory, virt + i * PAGE_SIZE) {
+                freed.push(m.phys);
+            }
+        }
+        self.flush(virt, len, &freed);
+        self.pages.fetch_sub(freed.len() as u64, Ordering::Relaxed);
+        Ok(freed.len() as u64)
+    }
+
+    /// Changes the access of every mapped page of `[virt, virt + len)`.
+    pub fn protect(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
+        let (virt, count) = user_range(virt, len)?;
+        let _guard = self.lock.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        for i in 0..count {
+            let v = virt + i * PAGE_SIZE;
+            if let Ok(m) = tables.unmap(&mut memory, v) {
+                tables.map(
+                    &mut memory,
+                    v,
+                    m.phys,
+                    PageSize::Size4K,
+                    access.attributes(),
+                )?;
+            }
+        }
+        self.flush(virt, len, &[]);
+        Ok(())
+    }
+
+    /// The access user mode has to the page holding `virt`, if it is mapped.
+    pub fn query(&self, virt: u64) -> Option<Access> {
+        if virt >= USER_END {
+            return None;
+        }
+        let memory = Hhdm::new(super::hhdm_offset());
+        let m = self.tables().translate(&memory, virt)?;
+        m.user.then_some(Access {
+            write: m.writable,
+            execute: m.executable,
+        })
+    }
+
+    /// Pages mapped.
+    pub fn mapped_pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    /// Copies `data` into the space at `virt` whatever the pages' access (a loader writes
+    /// program text this way), through the direct map: the space need not be active. Fails
+    /// at the first page that is not mapped, with its address.
+    pub fn write(&self, virt: u64, data: &[u8]) -> Result<(), u64> {
+        self.each_chunk(virt, data.len(), |phys, offset, len| {
+            let bytes = &data[offset..offset + len];
+            // SAFETY: `phys` is a frame of this space (hal allocated it for the space and it
+            // stays until unmapped under the lock we hold), mapped in the HHDM; `len` stays
+            // inside it. User mode may read it concurrently: plain bytes, no Rust invariant.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    super::phys_to_virt(phys) as *mut u8,
+                    len,
+                );
+            }
+        })
+    }
+
+    /// Copies bytes of the space at `virt` into `out`, like [`write`](Self::write).
+    pub fn read(&self, virt: u64, out: &mut [u8]) -> Result<(), u64> {
+        let out_ptr = out.as_mut_ptr();
+        self.each_chunk(virt, out.len(), |phys, offset, len| {
+            // SAFETY: as in `write`, reading; `out[offset..offset + len]` is in bounds.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    super::phys_to_virt(phys) as *const u8,
+                    out_ptr.add(offset),
+                    len,
+                );
+            }
+        })
+    }
+
+    /// Calls `f(phys, offset, len)` for each page-sized piece of `[virt, virt + len)`.
+    fn each_chunk(
+        &self,
+        virt: u64,
+        len: usize,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), u64> {
+        let end = virt.checked_add(len as u64).ok_or(virt)?;
+        if end > USER_END {
+            return Err(virt.max(USER_END));
+        }
+        let _guard = self.lock.lock();
+        let memory = Hhdm::new(super::hhdm_offset());
+        let tables = self.tables();
+        let mut at = virt;
+        while at < end {
+            let m = tables.translate(&memory, at).filter(|m| m.user).ok_or(at)?;
+            let in_page = at & (PAGE_SIZE - 1);
+            let n = (PAGE_SIZE - in_page).min(end - at);
+            f(m.phys + in_page, (at - virt) as usize, n as usize);
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Flushes `[virt, virt + len)` from every TLB that may hold it, then frees `frames`
+    /// (or keeps them if a CPU did not confirm).
+    fn flush(&self, virt: u64, len: u64, frames: &[u64]) {
+        if self.is_active_here() {
+            super::tlb::flush_local(virt, len);
+        }
+        // Other CPUs may run this space (threads); a flush on a CPU running another space
+        // costs little.
+        if super::tlb::shootdown(virt, len) {
+            for &phys in frames {
+                let _ = frame::free_for(phys, 1, frame::HAL);
+            }
+        } else if !frames.is_empty() {
+            super::tables::count_kept(frames.len() as u64);
+            log::error!(
+                "mm: a CPU did not confirm the flush of user pages {virt:#x}+{len:#x}; keeping \
+                 {} frame(s)",
+                frames.len()
+            );
+        }
+    }
+
+    fn is_active_here(&self) -> bool {
+        Cr3::read().0.start_address().as_u64() == self.root
+    }
+
+    /// Runs this CPU on `space` (its lower half becomes the user half) until [`deactivate`]
+    /// or another `activate`.
+    pub fn activate(space: &Arc<Self>) {
+        let mut slot = ACTIVE[crate::percpu::current_index()].lock();
+        load_root(space.root);
+        // The previous space (if any) is dropped after the switch: never while loaded.
+        let _previous = slot.replace(Arc::clone(space));
+    }
+}
+
+/// Puts this CPU back on the kernel's own tables (an empty lower half).
+pub fn deactivate() {
+    let mut slot = ACTIVE[crate::percpu::current_index()].lock();
+    load_root(super::tables::kernel_root());
+    let _previous = slot.take();
+}
+
+fn load_root(root: u64) {
+    let frame = PhysFrame::containing_address(PhysAddr::new(root));
+    // SAFETY: `root` is the kernel's top-level table or an address space's, whose higher half
+    // is the kernel's: the code, stack and data running now stay mapped the same way.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        // No CPU has it loaded (each active slot holds a reference), and every CPU that ran it
+        // flushed its non-global (user) entries when it switched away.
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        let freed = free_lower_half(&mut memory, self.root, 3);
+        memory.free_table(self.root);
+        self.pages.fetch_sub(freed, Ordering::Relaxed);
+    }
+}
+
+/// Frees every page and table below `table` (at `level`, 3 = top) in the lower half; returns
+/// how many pages were freed.
+fn free_lower_half(memory: &mut Hhdm, table: u64, level: u32) -> u64 {
+    let slots = if level == 3 { 0..256 } else { 0..512 };
+    let mut freed = 0;
+    for slot in slots {
+        let Ok(entry) = memory.read(table, slot) else {
+            continue;
+        };
+        if entry & frames::table::PRESENT == 0 {
+            continue;
+        }
+        let phys = entry & frames::table::ADDRESS_MASK;
+        if level == 0 {
+            let _ = frame::free_for(phys, 1, frame::HAL);
+            freed += 1;
+        } else {
+            // Only 4 KiB pages are mapped in user space: every upper entry is a table.
+            freed += free_lower_half(memory, phys, level - 1);
+            memory.free_table(phys);
+        }
+    }
+    freed
+}

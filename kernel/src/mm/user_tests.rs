@@ -1,0 +1,201 @@
+//! In-kernel tests of user address spaces and user-memory access (run by `test=kernel`).
+
+use alloc::{format, vec, vec::Vec};
+
+use hal::user::{self, Access, AddressSpace, CStrError, Fault, UserPtr};
+
+use crate::{
+    check,
+    ktest::{TestResult, ktest},
+};
+
+const BASE: u64 = 0x40_0000;
+const PAGE: u64 = 4096;
+
+/// Copies to and from the running user space work byte-exactly, across a page boundary; a
+/// bad user pointer of every kind is a `Fault`, never a kernel fault.
+#[ktest("user-copy-and-faults")]
+pub fn copy_and_faults() -> TestResult {
+    let space = AddressSpace::new().map_err(|e| format!("new address space: {e}"))?;
+    space
+        .map_zeroed(BASE, 2 * PAGE, Access::READ_WRITE)
+        .map_err(|e| format!("mapping: {e}"))?;
+    space
+        .map_zeroed(BASE + 2 * PAGE, PAGE, Access::READ)
+        .map_err(|e| format!("mapping read-only: {e}"))?;
+    AddressSpace::activate(&space);
+    let result = copies(&space);
+    user::deactivate();
+    result
+}
+
+fn copies(space: &AddressSpace) -> TestResult {
+    // Straddle the boundary between the two writable pages.
+    let at = BASE + PAGE - 5;
+    let data: Vec<u8> = (0..64u8).collect();
+    check!(user::copy_to_user(at, &data).is_ok(), "copy_to_user");
+    let mut back = vec![0u8; 64];
+    check!(
+        user::copy_from_user(at, &mut back).is_ok(),
+        "copy_from_user"
+    );
+    check!(back == data, "read back {back:?}");
+    // What user mode sees is what the space holds (read through the direct map).
+    let mut direct = vec![0u8; 64];
+    check!(space.read(at, &mut direct).is_ok(), "AddressSpace::read");
+    check!(direct == data, "the space holds {direct:?}");
+    // Typed access.
+    let ptr = UserPtr::<u64>::new(BASE + 8);
+    check!(ptr.write(0x1122_3344_5566_7788).is_ok(), "UserPtr::write");
+    check!(ptr.read() == Ok(0x1122_3344_5566_7788), "UserPtr::read");
+    // The read-only page reads (zeros) but refuses writes.
+    let ro = BASE + 2 * PAGE;
+    check!(
+        UserPtr::<u32>::new(ro).read() == Ok(0),
+        "reading the read-only page"
+    );
+    let fault = Err(Fault { address: ro });
+    check!(
+        user::copy_to_user(ro, b"x") == fault,
+        "write to a read-only page"
+    );
+    // Unmapped, running off the end of a mapping, kernel half, non-canonical, overflowing.
+    let mut buf = [0u8; 16];
+    for bad in [
+        0x80_0000u64,
+        BASE + 3 * PAGE - 8,
+        0xffff_8000_0000_0000,
+        0xffff_ffff_8000_0000,
+        0x0000_8000_0000_0000,
+        u64::MAX - 4,
+        0,
+    ] {
+        let got = user::copy_from_user(bad, &mut buf);
+        check!(
+            got == Err(Fault { address: bad }),
+            "read at {bad:#x}: {got:?}"
+        );
+        let got = user::copy_to_user(bad, &buf);
+        check!(
+            got == Err(Fault { address: bad }),
+            "write at {bad:#x}: {got:?}"
+        );
+    }
+    // Strings: found, too long, running into unmapped memory.
+    check!(
+        user::copy_to_user(BASE + 100, b"hello\0").is_ok(),
+        "writing a string"
+    );
+    check!(
+        user::read_cstr(BASE + 100, 16) == Ok(b"hello".to_vec()),
+        "read_cstr"
+    );
+    check!(
+        user::read_cstr(BASE + 100, 3) == Err(CStrError::TooLong),
+        "read_cstr over its limit"
+    );
+    // Fill the second writable page and the read-only page (through the direct map) with
+    // non-zero bytes: a string starting there runs into the unmapped page after them.
+    let filler = vec![b'a'; PAGE as usize];
+    check!(
+        user::copy_to_user(BASE + PAGE, &filler).is_ok(),
+        "filling a page"
+    );
+    check!(
+        user::read_cstr(BASE + PAGE, 3 * PAGE as usize) == Ok(filler.clone()),
+        "a string ending at the read-only page's first zero"
+    );
+    check!(
+        space.write(BASE + 2 * PAGE, &filler).is_ok(),
+        "filling the read-only page through the direct map"
+    );
+    check!(
+        matches!(
+            user::read_cstr(BASE + PAGE, 3 * PAGE as usize),
+            Err(CStrError::Fault(_))
+        ),
+        "a string running into an unmapped page is a fault"
+    );
+    Ok(())
+}
+
+/// With SMAP, the kernel cannot touch user memory outside the copy routines.
+#[ktest("user-smap-blocks-kernel")]
+pub fn smap_blocks_kernel() -> TestResult {
+    if !hal::mm::Protections::active().smap {
+        log::info!("user-smap-blocks-kernel: the CPU has no SMAP; nothing to check");
+        return Ok(());
+    }
+    let space = AddressSpace::new().map_err(|e| format!("{e}"))?;
+    space
+        .map_zeroed(BASE, PAGE, Access::READ_WRITE)
+        .map_err(|e| format!("{e}"))?;
+    AddressSpace::activate(&space);
+    let direct = hal::trap::probe_read(BASE);
+    let copied = UserPtr::<u64>::new(BASE).read();
+    user::deactivate();
+    check!(
+        direct.is_err_and(|f| f.error_code & 1 != 0),
+        "a plain kernel read of a user page gave {direct:x?}"
+    );
+    check!(copied == Ok(0), "the copy routine read {copied:?}");
+    Ok(())
+}
+
+/// Two spaces map the same address to different memory; map, protect, query and unmap do
+/// what they say; dropping a space returns every frame.
+#[ktest("user-spaces-isolated")]
+pub fn spaces_isolated() -> TestResult {
+    let free_before = hal::mm::stats().frames.free;
+    {
+        let a = AddressSpace::new().map_err(|e| format!("{e}"))?;
+        let b = AddressSpace::new().map_err(|e| format!("{e}"))?;
+        for (space, value) in [(&a, 0xaaaa_u64), (&b, 0xbbbb)] {
+            space
+                .map_zeroed(BASE, PAGE, Access::READ_WRITE)
+                .map_err(|e| format!("{e}"))?;
+            check!(
+                space.write(BASE, &value.to_le_bytes()).is_ok(),
+                "writing through the direct map"
+            );
+        }
+        check!(
+            a.map_zeroed(BASE, PAGE, Access::READ).is_err(),
+            "a page mapped twice"
+        );
+        check!(
+            a.map_zeroed(0xffff_8000_0000_0000, PAGE, Access::READ)
+                .is_err()
+                && a.map_zeroed(0, PAGE, Access::READ).is_err()
+                && a.map_zeroed(BASE + 1, PAGE, Access::READ).is_err(),
+            "a kernel-half, null-page or unaligned mapping was accepted"
+        );
+        for (space, value) in [(&a, 0xaaaa_u64), (&b, 0xbbbb)] {
+            AddressSpace::activate(space);
+            let seen = UserPtr::<u64>::new(BASE).read();
+            check!(
+                seen == Ok(value),
+                "space sees {seen:x?}, expected {value:#x}"
+            );
+        }
+        check!(a.query(BASE) == Some(Access::READ_WRITE), "query");
+        check!(
+            a.protect(BASE, PAGE, Access::READ).is_ok() && a.query(BASE) == Some(Access::READ),
+            "protect"
+        );
+        AddressSpace::activate(&a);
+        let denied = user::copy_to_user(BASE, b"z");
+        check!(denied.is_err(), "a write after mprotect(READ) succeeded");
+        check!(a.unmap(BASE, PAGE) == Ok(1), "unmap");
+        check!(a.query(BASE).is_none(), "still mapped after unmap");
+        let gone = UserPtr::<u64>::new(BASE).read();
+        check!(gone.is_err(), "read after unmap gave {gone:?}");
+        user::deactivate();
+    }
+    let free_after = hal::mm::stats().frames.free;
+    check!(
+        free_after == free_before,
+        "{free_before} frames free before, {free_after} after dropping both spaces"
+    );
+    Ok(())
+}
