@@ -13,6 +13,8 @@ pub const STACK_PAGES: u64 = hal::smp::AP_STACK_PAGES;
 
 /// What hal reported when it started the APs.
 static STARTED: spin::Once<hal::smp::Started> = spin::Once::new();
+/// APs that have set up their tick and said they are online.
+static READY: AtomicUsize = AtomicUsize::new(0);
 
 /// Releases every AP the loader parked, up to `max_cpus` CPUs in all (`maxcpus=`), and waits
 /// (boundedly) for them. Returns the number of CPUs online, the bootstrap CPU included.
@@ -20,6 +22,13 @@ pub fn start_aps(boot: &hal::boot::Boot, max_cpus: usize) -> usize {
     match hal::smp::start_aps(boot, max_cpus, ap_main) {
         Ok(started) => {
             STARTED.call_once(|| started);
+            // hal waited until each AP reached `ap_main`; wait (boundedly) for them to finish
+            // their own set-up there too, so "N CPU(s) online" comes after every "cpu K online".
+            let deadline = hal::time::now_ns() + 1_000_000_000;
+            while READY.load(Ordering::Acquire) < started.arrived && hal::time::now_ns() < deadline
+            {
+                core::hint::spin_loop();
+            }
             if started.arrived < started.released {
                 log::warn!(
                     "smp: only {} of {} application processors came online",
@@ -63,6 +72,7 @@ fn ap_main(index: usize) -> ! {
         "cpu {index} online (lapic {})",
         hal::percpu::lapic_id(index).unwrap_or(0)
     );
+    READY.fetch_add(1, Ordering::AcqRel);
     let mut seen = 0;
     loop {
         seen = run_pending_work(index, seen);
