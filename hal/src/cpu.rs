@@ -248,3 +248,19 @@ pub fn invalid_opcode() -> ! {
     // SAFETY: `ud2` only raises #UD; the exception handler reports it and never returns here.
     unsafe { asm!("ud2", options(noreturn, nomem, nostack)) }
 }
+
+/// A hardware random number (RDRAND), if the CPU has the instruction and it delivered.
+pub fn rdrand() -> Option<u64> {
+    let has = core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0;
+    if !has {
+        return None;
+    }
+    let mut value = 0u64;
+    for _ in 0..10 {
+        // SAFETY: RDRAND exists (CPUID.1:ECX.RDRAND); it writes one register and the flags.
+        if unsafe { core::arch::x86_64::_rdrand64_step(&mut value) } == 1 {
+            return Some(value);
+        }
+    }
+    None
+}

@@ -28,11 +28,18 @@ pub const IST_MACHINE_CHECK: u16 = 3;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 const IST_COUNT: usize = 3;
+/// The stacks of each CPU: the three IST stacks, then the one interrupts and exceptions from
+/// user mode arrive on (the TSS's `rsp0`).
+const STACKS: usize = IST_COUNT + 1;
 
 /// Kernel code selector.
 pub const KERNEL_CODE: SegmentSelector = SegmentSelector(0x08);
 /// Kernel data selector.
 pub const KERNEL_DATA: SegmentSelector = SegmentSelector(0x10);
+/// User data selector (RPL 3), where `sysret` expects it: right after kernel data.
+pub const USER_DATA: SegmentSelector = SegmentSelector(0x18 | 3);
+/// User code selector (RPL 3).
+pub const USER_CODE: SegmentSelector = SegmentSelector(0x20 | 3);
 
 /// Memory the CPU uses as a stack; Rust code never reads or writes it.
 #[repr(C, align(16))]
@@ -41,8 +48,8 @@ struct Stack(UnsafeCell<[u8; IST_STACK_SIZE]>);
 // SAFETY: only the CPU (on exception entry) touches the bytes; Rust only takes the address.
 unsafe impl Sync for Stack {}
 
-static IST_STACKS: [[Stack; IST_COUNT]; MAX_CPUS] =
-    [const { [const { Stack(UnsafeCell::new([0; IST_STACK_SIZE])) }; IST_COUNT] }; MAX_CPUS];
+static IST_STACKS: [[Stack; STACKS]; MAX_CPUS] =
+    [const { [const { Stack(UnsafeCell::new([0; IST_STACK_SIZE])) }; STACKS] }; MAX_CPUS];
 
 struct CpuTables {
     gdt: GlobalDescriptorTable<8>,
@@ -63,7 +70,11 @@ pub(crate) fn init_this_cpu(index: usize) {
         let mut tss = TaskStateSegment::new();
         for (slot, stack) in IST_STACKS[index].iter().enumerate() {
             let top = VirtAddr::from_ptr(stack.0.get()) + IST_STACK_SIZE as u64;
-            tss.interrupt_stack_table[slot] = top;
+            if slot < IST_COUNT {
+                tss.interrupt_stack_table[slot] = top;
+            } else {
+                tss.privilege_stack_table[0] = top;
+            }
         }
         tss
     });

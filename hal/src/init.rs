@@ -76,6 +76,7 @@ pub fn init(_boot: &Boot) -> Result<Machine, InitError> {
     gdt::init_this_cpu(0);
     percpu::init_this_cpu(0, bsp_lapic_id);
     trap::init_this_cpu();
+    crate::usermode::init_this_cpu();
     percpu::mark_online();
     let memory = mm::init().map_err(InitError::Memory)?;
     crate::boot::preserve();

@@ -38,5 +38,6 @@ pub mod sync;
 pub mod time;
 pub mod trap;
 pub mod user;
+pub mod usermode;
 
 pub use init::{Apic, InitError, Machine, init};

@@ -4,7 +4,7 @@
 //! memory read. The kernel keeps its own per-CPU state in arrays indexed by
 //! [`current_index`].
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 
@@ -21,6 +21,12 @@ pub struct PerCpu {
     lapic_id: AtomicU32,
     /// Whether it has loaded its GDT, TSS and IDT (and can take an NMI safely).
     online: AtomicBool,
+    /// The kernel stack pointer a running user context returns to (`hal::usermode`).
+    pub(crate) kernel_rsp: AtomicU64,
+    /// The user stack pointer, saved at `syscall` entry.
+    pub(crate) user_rsp: AtomicU64,
+    /// The user context this CPU runs (a `*mut UserContext`), while it runs one.
+    pub(crate) context: AtomicU64,
 }
 
 static CPUS: [PerCpu; MAX_CPUS] = {
@@ -29,6 +35,9 @@ static CPUS: [PerCpu; MAX_CPUS] = {
             index: 0,
             lapic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
+            kernel_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
+            context: AtomicU64::new(0),
         }
     }; MAX_CPUS];
     let mut i = 0;
@@ -49,7 +58,8 @@ pub(crate) fn init_this_cpu(index: usize, lapic_id: u32) {
     block.lapic_id.store(lapic_id, Ordering::Relaxed);
     let address = x86_64::VirtAddr::from_ptr(block);
     GsBase::write(address);
-    KernelGsBase::write(address);
+    // The GS base user mode starts with (`swapgs` exchanges the two on each crossing).
+    KernelGsBase::write(x86_64::VirtAddr::zero());
 }
 
 /// Marks this CPU as fully set up (its IDT can handle NMIs).
@@ -59,7 +69,7 @@ pub(crate) fn mark_online() {
     }
 }
 
-fn this_block() -> Option<&'static PerCpu> {
+pub(crate) fn this_block() -> Option<&'static PerCpu> {
     let base = GsBase::read().as_u64();
     CPUS.iter()
         .find(|cpu| core::ptr::from_ref(*cpu) as u64 == base)

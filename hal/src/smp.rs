@@ -202,6 +202,7 @@ unsafe extern "C" fn ap_entry(cpu: &Cpu) -> ! {
     gdt::init_this_cpu(index);
     percpu::init_this_cpu(index, cpu.lapic_id);
     trap::init_this_cpu();
+    crate::usermode::init_this_cpu();
     if crate::apic::mode().is_some()
         && let Err(error) = crate::apic::init_this_cpu()
     {

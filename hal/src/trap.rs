@@ -387,6 +387,12 @@ const EXCEPTION_NAMES: [&str; 32] = [
 /// The common Rust entry for every vector.
 extern "C" fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as usize;
+    let from_user = frame.cs & 3 == 3;
+    // An exception in user mode is the user program's: it goes back to the kernel as an
+    // event of the context that ran (`hal::usermode`), never to the fatal path.
+    if from_user && vector < 32 && !(vector == 2 && stopping()) {
+        crate::usermode::trap_from_user(frame);
+    }
     match vector {
         2 if stopping() => {
             STOPPED.fetch_add(1, Ordering::AcqRel);
@@ -423,6 +429,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
                 eoi();
             }
         }
+    }
+    if from_user {
+        // An interrupt taken in user mode: its handler has run; the kernel decides what next.
+        crate::usermode::trap_from_user(frame);
     }
 }
 

@@ -15,6 +15,10 @@ pub struct Options<'a> {
     pub expect_cpus: Option<usize>,
     /// `maxcpus=N` (as in Linux): run on at most N CPUs; hal parks the rest in a halt loop.
     pub max_cpus: usize,
+    /// `init=PATH` (as in Linux): the program to run once the kernel is up.
+    pub init: Option<&'a str>,
+    /// The words after `--`: the init program's arguments (as in Linux).
+    pub init_args: Option<&'a str>,
 }
 
 impl<'a> Options<'a> {
@@ -26,7 +30,14 @@ impl<'a> Options<'a> {
             reboot_on_panic: false,
             expect_cpus: None,
             max_cpus: hal::smp::MAX_CPUS,
+            init: None,
+            init_args: None,
         };
+        let (cmdline, init_args) = match cmdline.split_once(" -- ") {
+            Some((kernel, args)) => (kernel, Some(args)),
+            None => (cmdline.strip_suffix(" --").unwrap_or(cmdline), None),
+        };
+        options.init_args = init_args;
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').unwrap_or((word, ""));
             match key {
@@ -35,6 +46,7 @@ impl<'a> Options<'a> {
                     Err(_) => unknown(word),
                 },
                 "test" => options.test = Some(value),
+                "init" if !value.is_empty() => options.init = Some(value),
                 "cpus" => match value.parse() {
                     Ok(n) => options.expect_cpus = Some(n),
                     Err(_) => unknown(word),

@@ -24,9 +24,11 @@ mod logger;
 mod mm;
 mod panic;
 mod power;
+mod process;
 mod smp;
 mod summary;
 mod symbols;
+mod syscall;
 mod time;
 
 use hal::qemu::ExitCode;
@@ -102,6 +104,18 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         log::warn!("mm: bootloader memory not reclaimed: {e}");
     }
 
+    if let Some(path) = options.init {
+        let status = run_init(path, options.init_args.unwrap_or(""));
+        match options.test {
+            // `test=exec`: the run is over when init is (the runner reads its output).
+            Some("exec") => finish_test(status.is_some()),
+            Some(_) => {}
+            None => {
+                log::info!("init has ended: powering off");
+                power::shutdown()
+            }
+        }
+    }
     match options.test {
         None => {
             log::info!("boot complete; echoing keyboard and serial input");
@@ -156,6 +170,30 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
             finish_test(false)
         }
     }
+}
+
+/// Runs the init program with `args`; returns its shell status, or `None` if it did not start.
+fn run_init(path: &str, args: &str) -> Option<u32> {
+    let Some(image) = process::find_file(path) else {
+        log::error!("init: {path}: no such file (the loader's modules: /boot/...)");
+        return None;
+    };
+    let mut argv = alloc::vec![path];
+    argv.extend(args.split_ascii_whitespace());
+    // What Linux gives init.
+    let envp = ["HOME=/", "TERM=linux"];
+    let mut process = match process::load(path, image, &argv, &envp) {
+        Ok(process) => process,
+        Err(e) => {
+            log::error!("init: {path}: {e}");
+            return None;
+        }
+    };
+    log::info!("init: running {path}");
+    let exit = process::run(&mut process);
+    let status = exit.shell_status();
+    log::info!("init: {path} exited with status {status} ({exit:?})");
+    Some(status)
 }
 
 /// Reports a test result to the host through QEMU's debug-exit device, then halts.

@@ -14,6 +14,7 @@ mod iso;
 mod pie;
 mod power;
 mod screen;
+mod user;
 
 use std::{
     fs,
@@ -77,6 +78,8 @@ enum Kind {
     Gdb(&'static str),
     /// Like [`Kind::Boot`], from an ISO on a CD-ROM drive.
     Iso(iso::Firmware),
+    /// A static user program run as `init=` and on the host: same stdout, same exit status.
+    User(user::UserProgram),
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -199,6 +202,22 @@ pub const CASES: &[Case] = &[
             ],
             extra: None,
             machine: &[],
+        }),
+    },
+    Case {
+        name: "user-hello",
+        about: "a static musl C program (stdio, argv, envp, malloc) runs as init: same stdout and exit status as on the host",
+        kind: Kind::User(user::UserProgram {
+            source: "hello.c",
+            args: &["a", "b"],
+        }),
+    },
+    Case {
+        name: "user-fault",
+        about: "a static program that touches a bad address is killed with SIGSEGV (status 139, as on the host); the kernel lives on",
+        kind: Kind::User(user::UserProgram {
+            source: "fault.c",
+            args: &[],
         }),
     },
     Case {
@@ -454,9 +473,12 @@ impl Case {
             // 32 emulated CPUs on a small host are slow; the strict loader's MP choice (BSP
             // listed last) is covered by the 4-CPU cases.
             Kind::Kernel(_) if self.name == "smp-32" => false,
-            Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
-                true
-            }
+            Kind::Boot
+            | Kind::Conformance
+            | Kind::Kernel(_)
+            | Kind::Input(_)
+            | Kind::Screen
+            | Kind::User(_) => true,
             // The triple-fault case checks the runner's verdicts, not the kernel: one boot.
             Kind::Power(run) => run.end != Ending::TripleFault,
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
@@ -677,6 +699,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
+        Kind::User(program) => user::run(ctx, &opts, log, program),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -732,6 +755,10 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             standard(run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
+        Kind::User(program) => {
+            opts.smp = 2;
+            standard(&program.cmdline(), &[program.module()?])?
+        }
         // The normal boot: no test, the kernel ends in its echo loop.
         Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,
     };

@@ -1,0 +1,267 @@
+//! The Linux x86-64 system calls: numbers, arguments, results and errno values as Linux has
+//! them (`linux-raw-sys`). Every argument is checked; a call this kernel does not have yet
+//! returns `ENOSYS` and is logged once per number. Nothing a program passes can panic the
+//! kernel: user memory is only reached through `hal::user`, which turns bad pointers into
+//! `EFAULT`.
+
+use alloc::{string::String, vec};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hal::{
+    mm::PAGE_SIZE,
+    user::{self, Access, UserPtr},
+};
+use linux_raw_sys::{errno as e, general as g};
+
+use crate::process::Process;
+
+/// What the program does after a call.
+pub enum Flow {
+    /// Goes on (the result is in `rax`).
+    Continue,
+    /// Has ended with this status.
+    Exit(u8),
+}
+
+/// The longest single write or iovec total handled at once (Linux caps at about 2 GiB).
+const MAX_IO: usize = 1 << 20;
+
+/// Handles the syscall `process`'s thread just made.
+pub fn handle(process: &mut Process) -> Flow {
+    let r = process.context.regs;
+    let (nr, a) = (r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]);
+    let result: Result<u64, u32> = match nr as u32 {
+        g::__NR_exit | g::__NR_exit_group => return Flow::Exit(a[0] as u8),
+        g::__NR_write => write(a[0], a[1], a[2]),
+        g::__NR_writev => writev(a[0], a[1], a[2]),
+        g::__NR_arch_prctl => arch_prctl(process, a[0], a[1]),
+        g::__NR_set_tid_address | g::__NR_getpid | g::__NR_gettid => Ok(1),
+        g::__NR_getppid => Ok(0),
+        g::__NR_getuid | g::__NR_geteuid | g::__NR_getgid | g::__NR_getegid => Ok(0),
+        g::__NR_ioctl => ioctl(a[0], a[1]),
+        g::__NR_brk => Ok(brk(process, a[0])),
+        g::__NR_mmap => mmap(process, a),
+        g::__NR_munmap => munmap(process, a[0], a[1]),
+        g::__NR_mprotect => mprotect(process, a[0], a[1], a[2]),
+        g::__NR_rt_sigprocmask | g::__NR_rt_sigaction => Ok(0),
+        other => {
+            log_unknown(other);
+            Err(e::ENOSYS)
+        }
+    };
+    process.context.regs.rax = match result {
+        Ok(value) => value,
+        Err(errno) => (-i64::from(errno)) as u64,
+    };
+    Flow::Continue
+}
+
+/// Numbers already reported as unknown (the first 256 numbers, one bit each).
+static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn log_unknown(nr: u32) {
+    let (word, bit) = ((nr / 64) as usize, 1u64 << (nr % 64));
+    let first = REPORTED
+        .get(word)
+        .is_none_or(|w| w.fetch_or(bit, Ordering::Relaxed) & bit == 0);
+    if first {
+        log::warn!("syscall {nr} is not implemented: ENOSYS");
+    }
+}
+
+/// Output of a program (fds 1 and 2) goes to serial and the screen console.
+fn console_write(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    hal::serial::write_str(&text);
+    crate::console::write_str(&text);
+}
+
+fn write(fd: u64, buf: u64, len: u64) -> Result<u64, u32> {
+    if fd != 1 && fd != 2 {
+        return Err(e::EBADF);
+    }
+    let len = (len as usize).min(MAX_IO);
+    let mut data = vec![0u8; len];
+    user::copy_from_user(buf, &mut data).map_err(|_| e::EFAULT)?;
+    console_write(&data);
+    Ok(len as u64)
+}
+
+fn writev(fd: u64, iov: u64, count: u64) -> Result<u64, u32> {
+    if fd != 1 && fd != 2 {
+        return Err(e::EBADF);
+    }
+    if count > u64::from(g::UIO_MAXIOV) {
+        return Err(e::EINVAL);
+    }
+    let mut data = vec::Vec::new();
+    for i in 0..count as usize {
+        let entry = UserPtr::<[u64; 2]>::new(iov)
+            .offset(i)
+            .and_then(UserPtr::read)
+            .map_err(|_| e::EFAULT)?;
+        let [base, len] = entry;
+        let len = len as usize;
+        if len > MAX_IO || data.len() + len > MAX_IO {
+            return Err(e::EINVAL);
+        }
+        let start = data.len();
+        data.resize(start + len, 0);
+        user::copy_from_user(base, &mut data[start..]).map_err(|_| e::EFAULT)?;
+    }
+    console_write(&data);
+    Ok(data.len() as u64)
+}
+
+/// `arch_prctl` code (asm/prctl.h; not in linux-raw-sys's general module).
+const ARCH_GET_FS: u32 = 0x1003;
+
+fn arch_prctl(process: &mut Process, code: u64, address: u64) -> Result<u64, u32> {
+    match code as u32 {
+        g::ARCH_SET_FS => {
+            if address >= hal::user::USER_END {
+                return Err(e::EPERM);
+            }
+            process.context.fs_base = address;
+            Ok(0)
+        }
+        ARCH_GET_FS => UserPtr::<u64>::new(address)
+            .write(process.context.fs_base)
+            .map(|()| 0)
+            .map_err(|_| e::EFAULT),
+        _ => Err(e::EINVAL),
+    }
+}
+
+fn ioctl(fd: u64, _request: u64) -> Result<u64, u32> {
+    // No terminal yet: every request on the console is "not a tty", as for a pipe.
+    if fd <= 2 {
+        Err(e::ENOTTY)
+    } else {
+        Err(e::EBADF)
+    }
+}
+
+/// `brk(addr)`: moves the break if it can and returns the break (Linux returns the old one
+/// on failure, never an error).
+fn brk(process: &mut Process, requested: u64) -> u64 {
+    if requested < process.brk_start || requested >= process.mmap_next {
+        return process.brk;
+    }
+    let old_end = process.brk.next_multiple_of(PAGE_SIZE);
+    let new_end = requested.next_multiple_of(PAGE_SIZE);
+    if new_end > old_end {
+        if process
+            .space
+            .map_zeroed(old_end, new_end - old_end, Access::READ_WRITE)
+            .is_err()
+        {
+            return process.brk;
+        }
+    } else if new_end < old_end {
+        let _ = process.space.unmap(new_end, old_end - new_end);
+    }
+    process.brk = requested;
+    requested
+}
+
+fn access_of(prot: u64) -> Result<Option<Access>, u32> {
+    let known = u64::from(g::PROT_READ | g::PROT_WRITE | g::PROT_EXEC);
+    if prot & !known != 0 {
+        return Err(e::EINVAL);
+    }
+    if prot == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Access {
+        write: prot & u64::from(g::PROT_WRITE) != 0,
+        execute: prot & u64::from(g::PROT_EXEC) != 0,
+    }))
+}
+
+/// Anonymous private mappings only, for now (`MAP_FIXED` included).
+fn mmap(process: &mut Process, a: [u64; 6]) -> Result<u64, u32> {
+    let [addr, len, prot, flags, _fd, offset] = a;
+    if len == 0 || !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::ENOMEM)?;
+    let flags = flags as u32;
+    if flags & g::MAP_ANONYMOUS == 0 {
+        return Err(e::ENODEV); // No files to map yet.
+    }
+    let access = access_of(prot)?;
+    let fixed = flags & (g::MAP_FIXED | g::MAP_FIXED_NOREPLACE) != 0;
+    let at = if fixed {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(e::EINVAL);
+        }
+        if flags & g::MAP_FIXED_NOREPLACE != 0 && process.space.query(addr).is_some() {
+            return Err(e::EEXIST);
+        }
+        let _ = process.space.unmap(addr, len);
+        addr
+    } else {
+        let at = process.mmap_next.checked_sub(len).ok_or(e::ENOMEM)?;
+        if at <= process.brk_start {
+            return Err(e::ENOMEM);
+        }
+        process.mmap_next = at;
+        at
+    };
+    // PROT_NONE pages are kept out of the tables (a touch faults, as it should).
+    let map = access.unwrap_or(Access::READ);
+    process
+        .space
+        .map_zeroed(at, len, map)
+        .map_err(|_| e::ENOMEM)?;
+    if access.is_none() {
+        let _ = process.space.unmap(at, len);
+    }
+    Ok(at)
+}
+
+fn munmap(process: &mut Process, addr: u64, len: u64) -> Result<u64, u32> {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::EINVAL)?;
+    process
+        .space
+        .unmap(addr, len)
+        .map(|_| 0)
+        .map_err(|_| e::EINVAL)
+}
+
+fn mprotect(process: &mut Process, addr: u64, len: u64, prot: u64) -> Result<u64, u32> {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::ENOMEM)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    match access_of(prot)? {
+        Some(access) => process.space.protect(addr, len, access),
+        None => process.space.unmap(addr, len).map(|_| ()),
+    }
+    .map(|()| 0)
+    .map_err(|_| e::ENOMEM)
+}
+
+/// `N` bytes for `AT_RANDOM` and the like: RDRAND where the CPU has it, mixed with the clock.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut state = hal::time::rdtsc() ^ 0x9e37_79b9_7f4a_7c15;
+    for chunk in out.chunks_mut(8) {
+        let hw = hal::cpu::rdrand().unwrap_or(0);
+        // splitmix64 step.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state ^ hw;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+    out
+}

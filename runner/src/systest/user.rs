@@ -1,0 +1,204 @@
+//! Differential user-program cases: a static C program from `user/tests/` is built with
+//! `musl-gcc -static`, run on the host Linux and on Evergreen (as `init=`, with the same
+//! argv and the environment Linux gives init), and its standard output and exit status must
+//! be the same on both. The host is the oracle: nothing here says what the output should be.
+
+use std::{
+    os::unix::process::{CommandExt, ExitStatusExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{Outcome, Suite, stop_unless_exited};
+use crate::{build, payload::ModuleFile, qemu::RunOptions, watch};
+
+/// A user program case: the C source under `user/tests/` and its arguments.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct UserProgram {
+    /// The source file's name in `user/tests/` (the binary is named after its stem).
+    pub source: &'static str,
+    /// The arguments after argv[0].
+    pub args: &'static [&'static str],
+}
+
+/// The environment Linux gives init, which the kernel gives its init program too.
+const INIT_ENV: [(&str, &str); 2] = [("HOME", "/"), ("TERM", "linux")];
+
+impl UserProgram {
+    fn name(self) -> &'static str {
+        self.source.strip_suffix(".c").unwrap_or(self.source)
+    }
+
+    /// Where the program lives on Evergreen (a module under `/boot/`), its argv[0].
+    fn guest_path(self) -> String {
+        format!("/boot/{}", self.name())
+    }
+
+    /// The kernel command line that runs it.
+    pub(super) fn cmdline(self) -> String {
+        let mut cmdline = format!("test=exec init={} --", self.guest_path());
+        for arg in self.args {
+            cmdline.push(' ');
+            cmdline.push_str(arg);
+        }
+        cmdline
+    }
+
+    /// Builds the program and returns it as the module the kernel runs.
+    pub(super) fn module(self) -> Result<ModuleFile> {
+        let binary = self.build()?;
+        let data =
+            std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+        Ok(ModuleFile {
+            file_name: self.name().into(),
+            cmdline: self.name().into(),
+            data,
+        })
+    }
+
+    fn build(self) -> Result<PathBuf> {
+        let source = build::workspace_root().join("user/tests").join(self.source);
+        let out_dir = build::target_dir()?.join("user-tests");
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+        let binary = out_dir.join(self.name());
+        let status = Command::new("musl-gcc")
+            .args(["-static", "-O2", "-Wall", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .status()
+            .context(
+                "running musl-gcc (Debian: apt-get install musl-tools; scripts/setup.sh does)",
+            )?;
+        if !status.success() {
+            bail!("musl-gcc failed to build {} ({status})", source.display());
+        }
+        Ok(binary)
+    }
+
+    /// Runs the built program on the host: stdout and the shell's exit status.
+    fn run_on_host(self) -> Result<(String, u32)> {
+        let binary = build::target_dir()?.join("user-tests").join(self.name());
+        let output = Command::new(&binary)
+            .arg0(self.guest_path())
+            .args(self.args)
+            .env_clear()
+            .envs(INIT_ENV)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {} on the host", binary.display()))?;
+        let status = match (output.status.code(), output.status.signal()) {
+            (Some(code), _) => code as u32,
+            (None, Some(signal)) => 128 + signal as u32,
+            _ => bail!("the host run ended in neither an exit nor a signal"),
+        };
+        Ok((String::from_utf8_lossy(&output.stdout).into_owned(), status))
+    }
+}
+
+/// Boots the program on Evergreen and compares it with the host run.
+pub(super) fn run(
+    ctx: &Suite,
+    opts: &RunOptions,
+    log: &Path,
+    program: UserProgram,
+) -> Result<String> {
+    let (host_out, host_status) = program.run_on_host()?;
+    let mut running = ctx.qemu.spawn(opts)?;
+    let mut lines = Vec::new();
+    let outcome = watch::watch(&mut running.child, Some(log), Some(ctx.timeout), |line| {
+        lines.push(line.to_owned());
+        false
+    });
+    match stop_unless_exited(&mut running.child, outcome)? {
+        Outcome::Exited(_) => {}
+        Outcome::TimedOut => bail!("no exit within {} s (QEMU stopped)", ctx.timeout.as_secs()),
+        Outcome::Matched(line) => bail!("unexpected: {line}"),
+        Outcome::Interrupted => bail!("interrupted"),
+    }
+    let (guest_out, guest_status) = guest_run(&lines, &program.guest_path())?;
+    if guest_out != host_out {
+        bail!("stdout differs from the host's:\n--- host\n{host_out}--- evergreen\n{guest_out}---");
+    }
+    if guest_status != host_status {
+        bail!("exit status {guest_status} on Evergreen, {host_status} on the host");
+    }
+    let lines = host_out.lines().count();
+    Ok(format!(
+        ": same stdout ({lines} line{}) and exit status {host_status} as on the host",
+        if lines == 1 { "" } else { "s" }
+    ))
+}
+
+/// The program's output and status from the serial log: the lines between the kernel's
+/// `init: running PATH` and `init: PATH exited with status N`, log lines left out.
+pub(super) fn guest_run(lines: &[String], path: &str) -> Result<(String, u32), anyhow::Error> {
+    let start_marker = format!("init: running {path}");
+    let end_marker = format!("init: {path} exited with status ");
+    let start = lines
+        .iter()
+        .position(|l| l.contains(&start_marker))
+        .with_context(|| format!("the kernel never said `{start_marker}`"))?;
+    let mut out = String::new();
+    for line in &lines[start + 1..] {
+        if let Some(rest) = line.split_once(&end_marker).map(|(_, r)| r) {
+            let status = rest
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("no status in `{line}`"))?;
+            return Ok((out, status));
+        }
+        if is_log_line(line) {
+            continue;
+        }
+        out.push_str(line.trim_end_matches('\r'));
+        out.push('\n');
+    }
+    bail!("the program never ended (no `{end_marker}N` line)")
+}
+
+/// Whether a serial line is the kernel's log (`[    0.123456 0] [INFO ] ...`).
+fn is_log_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with('[') && line.contains("] [")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_is_cut_out_of_the_log() {
+        let lines: Vec<String> = [
+            "[    0.1 0] [INFO ] init: running /boot/x",
+            "hello\r",
+            "[    0.2 1] [INFO ] cpu 1 online",
+            "",
+            "bye",
+            "[    0.3 0] [INFO ] init: /boot/x exited with status 7 (Status(7))",
+            "after",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let (out, status) = guest_run(&lines, "/boot/x").expect("a run");
+        assert_eq!(out, "hello\n\nbye\n");
+        assert_eq!(status, 7);
+        assert!(guest_run(&lines[..3], "/boot/x").is_err());
+        assert!(guest_run(&lines, "/boot/y").is_err());
+    }
+
+    #[test]
+    fn the_command_line_passes_the_arguments_after_dashes() {
+        let p = UserProgram {
+            source: "hello.c",
+            args: &["a", "b"],
+        };
+        assert_eq!(p.cmdline(), "test=exec init=/boot/hello -- a b");
+        assert_eq!(p.guest_path(), "/boot/hello");
+    }
+}
