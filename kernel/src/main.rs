@@ -29,6 +29,7 @@ mod smp;
 mod summary;
 mod symbols;
 mod syscall;
+mod syscall_names;
 mod time;
 
 use hal::qemu::ExitCode;

@@ -57,6 +57,8 @@ pub struct Process {
     pub mmap_next: u64,
     /// The path it was started from.
     pub path: String,
+    /// Its name (`prctl(PR_SET_NAME)`; Linux's `comm`, 15 bytes and a NUL).
+    pub comm: [u8; 16],
 }
 
 /// How a program ended.
@@ -175,7 +177,17 @@ pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Pr
         brk_start: brk,
         mmap_next: stack_bottom - 16 * PAGE_SIZE,
         path: path.into(),
+        comm: comm_of(path),
     })
+}
+
+/// The `comm` Linux gives a program: the first 15 bytes of its file name.
+fn comm_of(path: &str) -> [u8; 16] {
+    let name = path.rsplit('/').next().unwrap_or(path).as_bytes();
+    let mut comm = [0u8; 16];
+    let n = name.len().min(15);
+    comm[..n].copy_from_slice(&name[..n]);
+    comm
 }
 
 /// Maps the pages of `[start, end)` with `access`; pages an earlier segment mapped get the

@@ -44,6 +44,15 @@ pub fn handle(process: &mut Process) -> Flow {
         g::__NR_munmap => munmap(process, a[0], a[1]),
         g::__NR_mprotect => mprotect(process, a[0], a[1], a[2]),
         g::__NR_rt_sigprocmask | g::__NR_rt_sigaction => Ok(0),
+        // One thread: no robust futex list to walk at exit yet.
+        g::__NR_set_robust_list => Ok(0),
+        g::__NR_prlimit64 => prlimit64(a[0], a[1], a[2], a[3]),
+        g::__NR_getrandom => getrandom(a[0], a[1], a[2]),
+        g::__NR_prctl => prctl(process, a[0], a[1]),
+        g::__NR_uname => uname(a[0]),
+        g::__NR_fcntl => fcntl(a[0], a[1]),
+        g::__NR_fstat => fstat(a[0], a[1]),
+        g::__NR_newfstatat => newfstatat(a[0], a[1], a[2], a[3]),
         other => {
             log_unknown(other);
             Err(e::ENOSYS)
@@ -65,7 +74,8 @@ fn log_unknown(nr: u32) {
         .get(word)
         .is_none_or(|w| w.fetch_or(bit, Ordering::Relaxed) & bit == 0);
     if first {
-        log::warn!("syscall {nr} is not implemented: ENOSYS");
+        let name = crate::syscall_names::name(u64::from(nr)).unwrap_or("unknown");
+        log::warn!("syscall {nr} ({name}) is not implemented: ENOSYS");
     }
 }
 
@@ -247,6 +257,132 @@ fn mprotect(process: &mut Process, addr: u64, len: u64, prot: u64) -> Result<u64
     }
     .map(|()| 0)
     .map_err(|_| e::ENOMEM)
+}
+
+/// `prlimit64(pid, resource, new, old)`: the limits Linux gives a process by default; they
+/// cannot be changed yet.
+fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64, u32> {
+    if pid != 0 && pid != 1 {
+        return Err(e::ESRCH);
+    }
+    const INFINITY: u64 = u64::MAX;
+    let (cur, max) = match resource as u32 {
+        g::RLIMIT_STACK => (8 << 20, INFINITY),
+        g::RLIMIT_NOFILE => (1024, 4096),
+        g::RLIMIT_CORE => (0, INFINITY),
+        r if r < g::RLIM_NLIMITS => (INFINITY, INFINITY),
+        _ => return Err(e::EINVAL),
+    };
+    if new != 0 {
+        return Err(e::EPERM);
+    }
+    if old != 0 {
+        UserPtr::<[u64; 2]>::new(old)
+            .write([cur, max])
+            .map_err(|_| e::EFAULT)?;
+    }
+    Ok(0)
+}
+
+fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, u32> {
+    let known = u64::from(g::GRND_NONBLOCK | g::GRND_RANDOM | g::GRND_INSECURE);
+    if flags & !known != 0 {
+        return Err(e::EINVAL);
+    }
+    let len = (len as usize).min(MAX_IO);
+    let mut done = 0;
+    while done < len {
+        let chunk = random_bytes::<64>();
+        let n = (len - done).min(chunk.len());
+        user::copy_to_user(buf + done as u64, &chunk[..n]).map_err(|_| e::EFAULT)?;
+        done += n;
+    }
+    Ok(len as u64)
+}
+
+fn prctl(process: &mut Process, option: u64, arg: u64) -> Result<u64, u32> {
+    match option as u32 {
+        linux_raw_sys::prctl::PR_SET_NAME => {
+            let name = user::read_cstr(arg, 4096).map_err(|_| e::EFAULT)?;
+            let mut comm = [0u8; 16];
+            let n = name.len().min(15);
+            comm[..n].copy_from_slice(&name[..n]);
+            process.comm = comm;
+            Ok(0)
+        }
+        linux_raw_sys::prctl::PR_GET_NAME => user::copy_to_user(arg, &process.comm)
+            .map(|()| 0)
+            .map_err(|_| e::EFAULT),
+        _ => Err(e::EINVAL),
+    }
+}
+
+/// `uname`: Linux, the ABI Evergreen speaks, at a release new enough for today's libcs; the
+/// version string names Evergreen.
+fn uname(buf: u64) -> Result<u64, u32> {
+    const FIELD: usize = 65;
+    let fields = [
+        "Linux",
+        "evergreen",
+        "6.6.0-evergreen",
+        concat!("#1 SMP Evergreen ", env!("CARGO_PKG_VERSION")),
+        "x86_64",
+        "(none)",
+    ];
+    let mut out = [0u8; FIELD * 6];
+    for (i, field) in fields.iter().enumerate() {
+        out[i * FIELD..i * FIELD + field.len()].copy_from_slice(field.as_bytes());
+    }
+    user::copy_to_user(buf, &out)
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+/// The console's file descriptors: 0, 1 and 2 (no file table yet).
+fn console_fd(fd: u64) -> Result<(), u32> {
+    if fd <= 2 { Ok(()) } else { Err(e::EBADF) }
+}
+
+fn fcntl(fd: u64, command: u64) -> Result<u64, u32> {
+    console_fd(fd)?;
+    match command as u32 {
+        g::F_GETFD | g::F_SETFD | g::F_SETFL => Ok(0),
+        g::F_GETFL => Ok(u64::from(g::O_RDWR)),
+        _ => Err(e::EINVAL),
+    }
+}
+
+/// The console as `stat` describes it: a character device (`/dev/console`, 5:1), read-write
+/// for its owner and group.
+fn console_stat() -> [u64; 18] {
+    let mut st = [0u64; 18];
+    st[0] = 0x6; // st_dev: devtmpfs-like
+    st[1] = 1; // st_ino
+    st[2] = 1; // st_nlink
+    st[3] = u64::from(g::S_IFCHR | 0o620); // st_mode (st_uid = 0 in the high half)
+    st[5] = (5 << 8) | 1; // st_rdev
+    st[7] = 1024; // st_blksize
+    st
+}
+
+fn fstat(fd: u64, buf: u64) -> Result<u64, u32> {
+    console_fd(fd)?;
+    UserPtr::<[u64; 18]>::new(buf)
+        .write(console_stat())
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+fn newfstatat(dirfd: u64, path: u64, buf: u64, flags: u64) -> Result<u64, u32> {
+    let path = user::read_cstr(path, 4096).map_err(|err| match err {
+        user::CStrError::Fault(_) => e::EFAULT,
+        user::CStrError::TooLong => e::ENAMETOOLONG,
+    })?;
+    if path.is_empty() && flags & u64::from(g::AT_EMPTY_PATH) != 0 {
+        return fstat(dirfd, buf);
+    }
+    // No file system yet.
+    Err(e::ENOENT)
 }
 
 /// `N` bytes for `AT_RANDOM` and the like: RDRAND where the CPU has it, mixed with the clock.

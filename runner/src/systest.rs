@@ -208,7 +208,7 @@ pub const CASES: &[Case] = &[
         name: "user-hello",
         about: "a static musl C program (stdio, argv, envp, malloc) runs as init: same stdout and exit status as on the host",
         kind: Kind::User(user::UserProgram {
-            source: "hello.c",
+            program: user::Program::C("hello.c"),
             args: &["a", "b"],
         }),
     },
@@ -216,8 +216,24 @@ pub const CASES: &[Case] = &[
         name: "user-fault",
         about: "a static program that touches a bad address is killed with SIGSEGV (status 139, as on the host); the kernel lives on",
         kind: Kind::User(user::UserProgram {
-            source: "fault.c",
+            program: user::Program::C("fault.c"),
             args: &[],
+        }),
+    },
+    Case {
+        name: "user-busybox-echo",
+        about: "Debian's static busybox (glibc) runs `echo` as init: same stdout and exit status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Busybox,
+            args: &["echo", "hello", "from", "busybox"],
+        }),
+    },
+    Case {
+        name: "user-busybox-applets",
+        about: "busybox printf with formats (fstat, fcntl) as init: same stdout and exit status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Busybox,
+            args: &["printf", "%s-%d:%x\\n", "x", "42", "255"],
         }),
     },
     Case {

@@ -1,7 +1,8 @@
-//! Differential user-program cases: a static C program from `user/tests/` is built with
-//! `musl-gcc -static`, run on the host Linux and on Evergreen (as `init=`, with the same
-//! argv and the environment Linux gives init), and its standard output and exit status must
-//! be the same on both. The host is the oracle: nothing here says what the output should be.
+//! Differential user-program cases: a static program — one of ours from `user/tests/` built
+//! with `musl-gcc -static`, or Debian's `busybox` (static glibc; `BUSYBOX=path` overrides) —
+//! runs on the host Linux and on Evergreen (as `init=`, with the same argv and the environment
+//! Linux gives init), and its standard output and exit status must be the same on both. The
+//! host is the oracle: nothing here says what the output should be.
 
 use std::{
     os::unix::process::{CommandExt, ExitStatusExt},
@@ -14,21 +15,36 @@ use anyhow::{Context, Result, bail};
 use super::{Outcome, Suite, stop_unless_exited};
 use crate::{build, payload::ModuleFile, qemu::RunOptions, watch};
 
-/// A user program case: the C source under `user/tests/` and its arguments.
+/// A user program case: the program and its arguments.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct UserProgram {
-    /// The source file's name in `user/tests/` (the binary is named after its stem).
-    pub source: &'static str,
+    /// Which program.
+    pub program: Program,
     /// The arguments after argv[0].
     pub args: &'static [&'static str],
 }
+
+/// A static program to run.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Program {
+    /// A C source file's name in `user/tests/` (the binary is named after its stem).
+    C(&'static str),
+    /// The host's static busybox (`/bin/busybox`, or `BUSYBOX`).
+    Busybox,
+}
+
+/// The variable naming the busybox binary to use.
+const BUSYBOX_VAR: &str = "BUSYBOX";
 
 /// The environment Linux gives init, which the kernel gives its init program too.
 const INIT_ENV: [(&str, &str); 2] = [("HOME", "/"), ("TERM", "linux")];
 
 impl UserProgram {
     fn name(self) -> &'static str {
-        self.source.strip_suffix(".c").unwrap_or(self.source)
+        match self.program {
+            Program::C(source) => source.strip_suffix(".c").unwrap_or(source),
+            Program::Busybox => "busybox",
+        }
     }
 
     /// Where the program lives on Evergreen (a module under `/boot/`), its argv[0].
@@ -58,8 +74,12 @@ impl UserProgram {
         })
     }
 
+    /// The binary: built from our source, or the host's busybox.
     fn build(self) -> Result<PathBuf> {
-        let source = build::workspace_root().join("user/tests").join(self.source);
+        let source = match self.program {
+            Program::C(source) => build::workspace_root().join("user/tests").join(source),
+            Program::Busybox => return busybox(),
+        };
         let out_dir = build::target_dir()?.join("user-tests");
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
@@ -80,7 +100,10 @@ impl UserProgram {
 
     /// Runs the built program on the host: stdout and the shell's exit status.
     fn run_on_host(self) -> Result<(String, u32)> {
-        let binary = build::target_dir()?.join("user-tests").join(self.name());
+        let binary = match self.program {
+            Program::C(_) => build::target_dir()?.join("user-tests").join(self.name()),
+            Program::Busybox => busybox()?,
+        };
         let output = Command::new(&binary)
             .arg0(self.guest_path())
             .args(self.args)
@@ -97,6 +120,21 @@ impl UserProgram {
         };
         Ok((String::from_utf8_lossy(&output.stdout).into_owned(), status))
     }
+}
+
+/// The static busybox to use.
+fn busybox() -> Result<PathBuf> {
+    let path = std::env::var_os(BUSYBOX_VAR)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from);
+    if !path.is_file() {
+        bail!(
+            "no busybox at {} (Debian: apt-get install busybox-static, which scripts/setup.sh \
+             does; or set {BUSYBOX_VAR}=path)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// Boots the program on Evergreen and compares it with the host run.
@@ -195,7 +233,7 @@ mod tests {
     #[test]
     fn the_command_line_passes_the_arguments_after_dashes() {
         let p = UserProgram {
-            source: "hello.c",
+            program: Program::C("hello.c"),
             args: &["a", "b"],
         };
         assert_eq!(p.cmdline(), "test=exec init=/boot/hello -- a b");
