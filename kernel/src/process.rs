@@ -338,3 +338,57 @@ pub fn run(process: &mut Process) -> Exit {
     hal::user::deactivate();
     exit
 }
+
+/// Tests of program loading.
+#[cfg(feature = "tests")]
+pub mod tests {
+    use alloc::vec::Vec;
+
+    use super::{ExecError, load};
+    use crate::{
+        check,
+        ktest::{TestResult, ktest},
+    };
+
+    fn refused(image: &[u8]) -> Result<(), alloc::string::String> {
+        match load("/test", image, &["/test"], &[]) {
+            Err(ExecError::NoExec(_)) => Ok(()),
+            Err(other) => Err(alloc::format!("refused for the wrong reason: {other}")),
+            Ok(_) => Err("accepted".into()),
+        }
+    }
+
+    /// Malformed executables are refused with `ENOEXEC` and a reason, never a panic: garbage,
+    /// truncations, the kernel's own ELF (its segments lie in the kernel half), and a
+    /// thousand corrupted copies of it.
+    #[ktest("exec-refuses-bad-elf")]
+    pub fn refuses_bad_elf() -> TestResult {
+        check!(refused(b"").is_ok(), "an empty file");
+        check!(refused(b"#!/bin/sh\necho hi\n").is_ok(), "a script (no #! support yet)");
+        check!(refused(&[0x7f, b'E', b'L', b'F']).is_ok(), "a bare ELF magic");
+        let Some(kernel) = hal::boot::executable_file().map(|f| f.data) else {
+            return Err("no kernel ELF file to corrupt".into());
+        };
+        refused(kernel).map_err(|e| alloc::format!("the kernel's own ELF: {e}"))?;
+        for len in [16, 63, 64, 100, 500] {
+            refused(&kernel[..len.min(kernel.len())])
+                .map_err(|e| alloc::format!("the first {len} bytes: {e}"))?;
+        }
+        let header: Vec<u8> = kernel[..4096.min(kernel.len())].to_vec();
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..1000 {
+            let mut copy = header.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % 128) as usize;
+                copy[at] = (state >> 32) as u8;
+            }
+            // Any outcome but a panic will do; a corrupted header may even describe a
+            // loadable program, which must then load without harm.
+            let _ = load("/test", &copy, &["/test"], &[]);
+        }
+        Ok(())
+    }
+}
