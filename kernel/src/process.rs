@@ -364,8 +364,14 @@ pub mod tests {
     #[ktest("exec-refuses-bad-elf")]
     pub fn refuses_bad_elf() -> TestResult {
         check!(refused(b"").is_ok(), "an empty file");
-        check!(refused(b"#!/bin/sh\necho hi\n").is_ok(), "a script (no #! support yet)");
-        check!(refused(&[0x7f, b'E', b'L', b'F']).is_ok(), "a bare ELF magic");
+        check!(
+            refused(b"#!/bin/sh\necho hi\n").is_ok(),
+            "a script (no #! support yet)"
+        );
+        check!(
+            refused(&[0x7f, b'E', b'L', b'F']).is_ok(),
+            "a bare ELF magic"
+        );
         let Some(kernel) = hal::boot::executable_file().map(|f| f.data) else {
             return Err("no kernel ELF file to corrupt".into());
         };

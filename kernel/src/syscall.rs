@@ -51,6 +51,12 @@ pub fn handle(process: &mut Process) -> Flow {
         g::__NR_prctl => prctl(process, a[0], a[1]),
         g::__NR_uname => uname(a[0]),
         g::__NR_fcntl => fcntl(a[0], a[1]),
+        g::__NR_clock_gettime => clock_gettime(a[0], a[1]),
+        g::__NR_clock_getres => clock_getres(a[0], a[1]),
+        g::__NR_gettimeofday => gettimeofday(a[0]),
+        g::__NR_time => time(a[0]),
+        g::__NR_nanosleep => nanosleep(a[0], a[1]),
+        g::__NR_clock_nanosleep => clock_nanosleep(a[0], a[1], a[2], a[3]),
         g::__NR_fstat => fstat(a[0], a[1]),
         g::__NR_newfstatat => newfstatat(a[0], a[1], a[2], a[3]),
         other => {
@@ -383,6 +389,103 @@ fn newfstatat(dirfd: u64, path: u64, buf: u64, flags: u64) -> Result<u64, u32> {
     }
     // No file system yet.
     Err(e::ENOENT)
+}
+
+/// The clocks Linux has, as nanoseconds now: REALTIME is the wall clock, the others count
+/// from boot (the process and thread clocks too: one program, running since boot, is the
+/// closest this kernel can say yet).
+fn clock_now(clock: u64) -> Result<u64, u32> {
+    match clock as u32 {
+        g::CLOCK_REALTIME | g::CLOCK_REALTIME_COARSE => Ok(crate::time::unix_time_ns()),
+        g::CLOCK_MONOTONIC
+        | g::CLOCK_MONOTONIC_RAW
+        | g::CLOCK_MONOTONIC_COARSE
+        | g::CLOCK_BOOTTIME
+        | g::CLOCK_PROCESS_CPUTIME_ID
+        | g::CLOCK_THREAD_CPUTIME_ID => Ok(crate::time::now_ns()),
+        _ => Err(e::EINVAL),
+    }
+}
+
+fn split(ns: u64) -> [u64; 2] {
+    [ns / 1_000_000_000, ns % 1_000_000_000]
+}
+
+fn clock_gettime(clock: u64, ts: u64) -> Result<u64, u32> {
+    let now = clock_now(clock)?;
+    UserPtr::<[u64; 2]>::new(ts)
+        .write(split(now))
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+fn clock_getres(clock: u64, ts: u64) -> Result<u64, u32> {
+    clock_now(clock)?;
+    if ts == 0 {
+        return Ok(0);
+    }
+    UserPtr::<[u64; 2]>::new(ts)
+        .write([0, 1])
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+fn gettimeofday(tv: u64) -> Result<u64, u32> {
+    if tv == 0 {
+        return Ok(0);
+    }
+    let [s, ns] = split(crate::time::unix_time_ns());
+    UserPtr::<[u64; 2]>::new(tv)
+        .write([s, ns / 1000])
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+fn time(out: u64) -> Result<u64, u32> {
+    let seconds = crate::time::unix_time_ns() / 1_000_000_000;
+    if out != 0 {
+        UserPtr::<u64>::new(out)
+            .write(seconds)
+            .map_err(|_| e::EFAULT)?;
+    }
+    Ok(seconds)
+}
+
+/// Reads a `timespec`, refusing what Linux refuses (negative, or nanoseconds out of range).
+fn read_timespec(ts: u64) -> Result<u64, u32> {
+    let [s, ns] = UserPtr::<[i64; 2]>::new(ts).read().map_err(|_| e::EFAULT)?;
+    if s < 0 || !(0..1_000_000_000).contains(&ns) {
+        return Err(e::EINVAL);
+    }
+    Ok((s as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ns as u64))
+}
+
+/// Sleeps until the monotonic clock reaches `deadline`, halting between timer ticks.
+fn sleep_until_monotonic(deadline: u64) {
+    while crate::time::now_ns() < deadline {
+        hal::cpu::idle();
+    }
+    hal::cpu::disable_interrupts();
+}
+
+fn nanosleep(req: u64, _rem: u64) -> Result<u64, u32> {
+    let ns = read_timespec(req)?;
+    sleep_until_monotonic(crate::time::now_ns().saturating_add(ns));
+    Ok(0)
+}
+
+fn clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Result<u64, u32> {
+    let now = clock_now(clock)?;
+    let ns = read_timespec(req)?;
+    let wait = if flags & u64::from(g::TIMER_ABSTIME) != 0 {
+        ns.saturating_sub(now)
+    } else {
+        ns
+    };
+    sleep_until_monotonic(crate::time::now_ns().saturating_add(wait));
+    Ok(0)
 }
 
 /// `N` bytes for `AT_RANDOM` and the like: RDRAND where the CPU has it, mixed with the clock.

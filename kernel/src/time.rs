@@ -85,6 +85,11 @@ pub fn now_ns() -> u64 {
     hal::time::now_ns()
 }
 
+/// Nanoseconds since 1970-01-01 UTC (0-based at boot if the wall clock is unknown).
+pub fn unix_time_ns() -> u64 {
+    EPOCH_AT_ZERO.load(Ordering::Relaxed) * 1_000_000_000 + now_ns()
+}
+
 /// Seconds since 1970-01-01 UTC, if the wall clock is known.
 pub fn unix_time() -> Option<u64> {
     HAVE_WALL_CLOCK

@@ -221,6 +221,14 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-clocks",
+        about: "clock_gettime, clock_getres, gettimeofday, time, nanosleep, clock_nanosleep: the same checks hold as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("clocks.c"),
+            args: &[],
+        }),
+    },
+    Case {
         name: "user-busybox-echo",
         about: "Debian's static busybox (glibc) runs `echo` as init: same stdout and exit status as on the host",
         kind: Kind::User(user::UserProgram {
