@@ -15,8 +15,13 @@
 //!   common trap path, which stores the registers into the context (after running the
 //!   interrupt's handler) and returns from `run` the same way.
 //!
-//! Per-thread FPU/SSE state is not switched yet: the kernel itself never uses those
-//! registers (its target is soft-float), so one user context per CPU keeps its state.
+//! Not yet (each is needed once several user contexts share a CPU, or for speed):
+//! - per-thread FPU/SSE/AVX state (`xsave`): the kernel itself never uses those registers
+//!   (its target is soft-float), so one user context per CPU keeps its state;
+//! - `sysret` for the return path, and PCIDs;
+//! - an NMI that lands between `swapgs` and `iretq` on the way out sees the user's GS base
+//!   (Linux's "paranoid" NMI entry); hal's NMIs only stop CPUs on a panic, whose handler does
+//!   not use GS-relative data before halting.
 
 use core::{
     arch::{asm, naked_asm},
@@ -131,7 +136,8 @@ impl UserContext {
         }
         let [vector, error_code, address] = &LAST_TRAP[crate::percpu::current_index()];
         let vector = vector.load(Ordering::Relaxed) as u8;
-        if vector < 32 {
+        // An NMI is no fault of the program's: like an interrupt, it only paused it.
+        if vector < 32 && vector != 2 {
             Event::Exception {
                 vector,
                 error_code: error_code.load(Ordering::Relaxed),

@@ -319,7 +319,9 @@ pub fn run(process: &mut Process) -> Exit {
             } => {
                 let (signal, name) = match vector {
                     0 => (8, "SIGFPE (divide error)"),
-                    3 => (5, "SIGTRAP (breakpoint)"),
+                    1 | 3 => (5, "SIGTRAP (debug or breakpoint)"),
+                    16 | 19 => (8, "SIGFPE (floating-point exception)"),
+                    17 => (7, "SIGBUS (alignment check)"),
                     6 => (4, "SIGILL (invalid opcode)"),
                     14 => (11, "SIGSEGV (page fault)"),
                     13 => (11, "SIGSEGV (general protection)"),
