@@ -80,6 +80,7 @@ pub fn init(_boot: &Boot) -> Result<Machine, InitError> {
     percpu::mark_online();
     let memory = mm::init().map_err(InitError::Memory)?;
     crate::boot::preserve();
+    crate::thread::init_this_cpu();
     mm::record_memory_map();
     let acpi = acpi::init();
     let time = time::init();

@@ -35,6 +35,7 @@ pub mod rtc;
 pub mod serial;
 pub mod smp;
 pub mod sync;
+pub mod thread;
 pub mod time;
 pub mod trap;
 pub mod user;

@@ -220,6 +220,7 @@ unsafe extern "C" fn ap_entry(cpu: &Cpu) -> ! {
 }
 
 fn ap_on_kernel_stack(index: usize) -> ! {
+    crate::thread::init_this_cpu();
     LEFT.fetch_add(1, Ordering::AcqRel);
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     let main = AP_MAIN

@@ -30,6 +30,7 @@ mod summary;
 mod symbols;
 mod syscall;
 mod syscall_names;
+mod threads;
 mod time;
 
 use hal::qemu::ExitCode;

@@ -1,0 +1,229 @@
+//! Kernel threads and the context switch.
+//!
+//! A [`Thread`] owns a kernel stack; while it is not running, its callee-saved registers sit
+//! on that stack and its stack pointer in the `Thread`. [`switch_to`] suspends the running
+//! thread and resumes another, on this CPU. What makes it safe to call from safe code:
+//!
+//! - a thread runs on at most one CPU: `switch_to` claims the next thread's `running` flag
+//!   first and refuses a thread that is running (or finished);
+//! - the flag of the thread being suspended is released only after its registers are saved,
+//!   by the thread that takes over the CPU, so another CPU can never resume it half-saved;
+//! - each CPU holds a reference to the thread it runs (the first is a `Thread` standing for
+//!   the stack the CPU was already on), and the suspended thread's reference is dropped only
+//!   after the switch — so a finished thread's stack is freed only once no CPU is on it.
+//!
+//! Scheduling — which thread runs next — is the kernel's.
+
+use alloc::{boxed::Box, sync::Arc};
+use core::{
+    arch::naked_asm,
+    cell::UnsafeCell,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use crate::{mm::KernelStack, percpu::MAX_CPUS, sync::IrqMutex};
+
+/// Kernel stack size of a thread, in 4 KiB pages.
+pub const STACK_PAGES: u64 = 16;
+
+/// A kernel thread.
+pub struct Thread {
+    /// Its stack (`None` for a CPU's first thread, which runs on the stack the CPU had).
+    _stack: Option<KernelStack>,
+    /// The saved stack pointer while suspended.
+    rsp: UnsafeCell<u64>,
+    /// Whether a CPU runs it (or is switching to it).
+    running: AtomicBool,
+    /// Whether its function has returned (it can never run again).
+    finished: AtomicBool,
+    /// The function it starts with, taken when it first runs.
+    start: IrqMutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+// SAFETY: `rsp` is written only by the CPU suspending the thread, while it holds the thread's
+// `running` flag, and read only by the CPU that claimed the flag next; the flag's
+// acquire/release ordering orders the two.
+unsafe impl Sync for Thread {}
+// SAFETY: as above; the stack is owned memory that may be freed on any CPU.
+unsafe impl Send for Thread {}
+
+/// Why [`switch_to`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwitchError {
+    /// The thread runs on a CPU (perhaps this one).
+    Running,
+    /// Its function has returned.
+    Finished,
+    /// This CPU has not started threading (hal starts it on each CPU at bring-up).
+    NotReady,
+}
+
+/// The thread each CPU runs, and the one it just suspended (dropped once the switch is over).
+struct CpuThreads {
+    current: Option<Arc<Thread>>,
+    previous: Option<Arc<Thread>>,
+}
+
+static CPUS: [IrqMutex<CpuThreads>; MAX_CPUS] = [const {
+    IrqMutex::new(CpuThreads {
+        current: None,
+        previous: None,
+    })
+}; MAX_CPUS];
+
+impl Thread {
+    /// A new thread that will run `f` on its own stack when first switched to. `f` ends the
+    /// thread with [`exit_to`] (returning from it is a kernel bug, and panics).
+    pub fn spawn(f: impl FnOnce() + Send + 'static) -> Result<Arc<Self>, crate::mm::MapError> {
+        let stack = crate::mm::alloc_kernel_stack(STACK_PAGES)?;
+        // The first switch "returns" into `thread_start` through this frame: six
+        // callee-saved registers (zero) and the return address.
+        let top = stack.top();
+        let frame_rsp = top - 8 * 8;
+        let thread = Arc::new(Self {
+            rsp: UnsafeCell::new(frame_rsp),
+            _stack: Some(stack),
+            running: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            start: IrqMutex::new(Some(Box::new(f))),
+        });
+        let words: [u64; 8] = [0, 0, 0, 0, 0, 0, thread_start as *const () as u64, 0];
+        // SAFETY: the stack is mapped and writable, owned by the thread, which nothing runs
+        // yet; the eight words lie just below its top.
+        unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), frame_rsp as *mut u64, 8) };
+        Ok(thread)
+    }
+
+    /// Whether its function has returned.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+}
+
+/// Makes the stack this CPU runs on its first thread (hal calls this at bring-up).
+pub(crate) fn init_this_cpu() {
+    let thread = Arc::new(Thread {
+        _stack: None,
+        rsp: UnsafeCell::new(0),
+        running: AtomicBool::new(true),
+        finished: AtomicBool::new(false),
+        start: IrqMutex::new(None),
+    });
+    CPUS[crate::percpu::current_index()].lock().current = Some(thread);
+}
+
+/// The thread running on this CPU.
+pub fn current() -> Option<Arc<Thread>> {
+    CPUS[crate::percpu::current_index()].lock().current.clone()
+}
+
+/// Suspends the running thread and runs `next` on this CPU; returns when something switches
+/// back to the suspended thread (perhaps on another CPU).
+pub fn switch_to(next: &Arc<Thread>) -> Result<(), SwitchError> {
+    if next.is_finished() {
+        return Err(SwitchError::Finished);
+    }
+    let were_enabled = crate::cpu::interrupts_enabled();
+    crate::cpu::disable_interrupts();
+    let result = switch_locked(next);
+    if were_enabled {
+        crate::cpu::enable_interrupts();
+    }
+    result
+}
+
+fn switch_locked(next: &Arc<Thread>) -> Result<(), SwitchError> {
+    let index = crate::percpu::current_index();
+    let (prev_rsp, next_rsp) = {
+        let mut cpu = CPUS[index].lock();
+        let Some(current) = cpu.current.clone() else {
+            return Err(SwitchError::NotReady);
+        };
+        if next
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(SwitchError::Running);
+        }
+        let prev_rsp = current.rsp.get();
+        // SAFETY: `next` is suspended (we just claimed its flag), so its saved `rsp` is
+        // complete and nobody writes it.
+        let next_rsp = unsafe { *next.rsp.get() };
+        cpu.previous = cpu.current.replace(Arc::clone(next));
+        (prev_rsp, next_rsp)
+    };
+    // SAFETY: `prev_rsp` is the running thread's own slot (its reference is held in
+    // `previous` until the switch completes); `next_rsp` is a stack frame `hal_switch` or
+    // `spawn` left on `next`'s stack, which `next` owns and no CPU is using.
+    unsafe { hal_switch(prev_rsp, next_rsp) };
+    finish_switch();
+    Ok(())
+}
+
+/// The second half of every switch, on the thread that now runs: release the suspended
+/// thread's flag (its registers are saved) and drop this CPU's reference to it.
+fn finish_switch() {
+    let previous = CPUS[crate::percpu::current_index()].lock().previous.take();
+    if let Some(previous) = previous {
+        previous.running.store(false, Ordering::Release);
+        drop(previous);
+    }
+}
+
+/// Ends the running thread and runs `next` on this CPU. The thread can never run again; its
+/// stack is freed once the last reference to it goes (not before the switch is over).
+pub fn exit_to(next: &Arc<Thread>) -> Result<core::convert::Infallible, SwitchError> {
+    if next.is_finished() {
+        return Err(SwitchError::Finished);
+    }
+    let current = current().ok_or(SwitchError::NotReady)?;
+    if Arc::ptr_eq(&current, next) {
+        return Err(SwitchError::Running);
+    }
+    crate::cpu::disable_interrupts();
+    current.finished.store(true, Ordering::Release);
+    drop(current);
+    switch_locked(next)?;
+    unreachable!("a finished thread was resumed")
+}
+
+/// Where a new thread starts (the first `hal_switch` to it returns here).
+extern "C" fn thread_start() -> ! {
+    finish_switch();
+    crate::cpu::enable_interrupts();
+    // Hold no reference to the thread while its function runs: it may end with `exit_to`,
+    // and a reference kept on this stack would keep the stack alive for good.
+    let start = current()
+        .expect("a thread is switched to only after init_this_cpu")
+        .start
+        .lock()
+        .take();
+    if let Some(start) = start {
+        start();
+    }
+    panic!("a kernel thread's function returned; end a thread with hal::thread::exit_to");
+}
+
+/// Saves the callee-saved registers and the stack pointer into `*prev`, loads `next` and
+/// restores the registers saved there, and returns on the other stack.
+#[unsafe(naked)]
+unsafe extern "C" fn hal_switch(prev: *mut u64, next: u64) {
+    naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov [rdi], rsp",
+        "mov rsp, rsi",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+    )
+}
