@@ -16,13 +16,14 @@
 //!   interrupt's handler) and returns from `run` the same way.
 //!
 //! Not yet (each is needed once several user contexts share a CPU, or for speed):
-//! - per-thread FPU/SSE/AVX state (`xsave`): the kernel itself never uses those registers
-//!   (its target is soft-float), so one user context per CPU keeps its state;
+//! - AVX state (`xsave`, its size from CPUID): each context keeps its x87/SSE registers with
+//!   `fxsave`/`fxrstor`, and XSAVE stays off, so programs do not use AVX;
 //! - `sysret` for the return path, and PCIDs;
 //! - an NMI that lands between `swapgs` and `iretq` on the way out sees the user's GS base
 //!   (Linux's "paranoid" NMI entry); hal's NMIs only stop CPUs on a panic, whose handler does
 //!   not use GS-relative data before halting.
 
+use alloc::boxed::Box;
 use core::{
     arch::{asm, naked_asm},
     mem::offset_of,
@@ -66,12 +67,39 @@ pub struct UserRegs {
 /// back. The kernel may change any of it (a signal frame, a syscall's result): hal checks
 /// what it must before entering.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct UserContext {
     /// The general-purpose registers, `rip`, `rsp` and `rflags`.
     pub regs: UserRegs,
     /// The FS base (thread pointer; `arch_prctl(ARCH_SET_FS)`).
     pub fs_base: u64,
+    /// The x87/SSE registers. Only hal writes them (`fxsave`), so `fxrstor` never meets an
+    /// invalid image (reserved MXCSR bits would fault in the kernel).
+    fpu: Box<FpuArea>,
+}
+
+/// The `fxsave` image: x87, MXCSR and the sixteen XMM registers (AVX state is not saved:
+/// hal does not enable XSAVE, so no program may use AVX).
+#[repr(C, align(16))]
+#[derive(Clone)]
+struct FpuArea([u8; 512]);
+
+impl Default for FpuArea {
+    /// The state a new program starts with, as after `fninit` with SSE on: x87 control word
+    /// 0x37f, MXCSR 0x1f80 (all exceptions masked), every register zero.
+    fn default() -> Self {
+        let mut area = [0u8; 512];
+        area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        area[28..32].copy_from_slice(&0xffffu32.to_le_bytes()); // MXCSR_MASK (ignored)
+        Self(area)
+    }
+}
+
+impl core::fmt::Debug for FpuArea {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("FpuArea { .. }")
+    }
 }
 
 /// Why [`UserContext::run`] returned.
@@ -126,11 +154,18 @@ impl UserContext {
             0
         };
         FsBase::write(x86_64::VirtAddr::new_truncate(fs));
+        let fpu = self.fpu.0.as_mut_ptr();
+        // SAFETY: the image is 512 bytes, 16-byte aligned, and was written by `fxsave` or is
+        // the valid initial state; the kernel never uses the x87/SSE registers itself (its
+        // target is soft-float), so loading them here and saving them below keeps the user's.
+        unsafe { asm!("fxrstor64 [{}]", in(reg) fpu, options(nostack)) };
         // SAFETY: `hal_enter_user` enters user mode with this context's registers and returns
         // here, on this stack, with the callee-saved registers restored, once user mode
         // traps; meanwhile only the trap and syscall paths write the context, through the
         // pointer recorded in this CPU's block, while this `&mut` is lent to the call.
         let code = unsafe { hal_enter_user(&raw mut *self) };
+        // SAFETY: as above: the same area, saved before any other user context can run here.
+        unsafe { asm!("fxsave64 [{}]", in(reg) fpu, options(nostack)) };
         if code == RETURNED_SYSCALL {
             return Event::Syscall;
         }

@@ -199,3 +199,56 @@ pub fn spaces_isolated() -> TestResult {
     );
     Ok(())
 }
+
+/// Each user context keeps its own SSE registers: two contexts load different values into
+/// `xmm0`, alternate through syscalls, and each reads back its own.
+#[ktest("user-fpu-per-context")]
+pub fn fpu_per_context() -> TestResult {
+    use hal::usermode::{Event, UserContext};
+    // movq xmm0, rax; syscall; movq rax, xmm0; syscall; jmp $ (never reached)
+    const CODE: [u8; 12] = [
+        0x66, 0x48, 0x0f, 0x6e, 0xc0, 0x0f, 0x05, 0x66, 0x48, 0x0f, 0x7e, 0xc0,
+    ];
+    let mut code = CODE.to_vec();
+    code.extend_from_slice(&[0x0f, 0x05, 0xeb, 0xfe]);
+    let space = AddressSpace::new().map_err(|e| format!("{e}"))?;
+    space
+        .map_zeroed(BASE, PAGE, Access::READ_EXECUTE)
+        .map_err(|e| format!("{e}"))?;
+    check!(space.write(BASE, &code).is_ok(), "writing the code");
+    AddressSpace::activate(&space);
+    let mut contexts: [UserContext; 2] = Default::default();
+    for (context, value) in contexts.iter_mut().zip([0x1111_u64, 0x2222]) {
+        context.regs.rip = BASE;
+        context.regs.rax = value;
+    }
+    let mut events = alloc::vec::Vec::new();
+    // A loads, B loads, A reads, B reads (each step ends in a syscall).
+    for step in [0usize, 1, 0, 1] {
+        let context = &mut contexts[step];
+        let event = loop {
+            match context.run() {
+                Event::Interrupt(_) => continue,
+                other => break other,
+            }
+        };
+        events.push(event);
+        context.regs.rax = if events.len() <= 2 {
+            0
+        } else {
+            context.regs.rax
+        };
+    }
+    user::deactivate();
+    check!(
+        events.iter().all(|e| *e == Event::Syscall),
+        "events {events:?}"
+    );
+    check!(
+        contexts[0].regs.rax == 0x1111 && contexts[1].regs.rax == 0x2222,
+        "xmm0 read back {:#x} and {:#x}, expected 0x1111 and 0x2222",
+        contexts[0].regs.rax,
+        contexts[1].regs.rax
+    );
+    Ok(())
+}
