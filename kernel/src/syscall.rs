@@ -43,7 +43,12 @@ pub fn handle(process: &mut Process) -> Flow {
         g::__NR_mmap => mmap(process, a),
         g::__NR_munmap => munmap(process, a[0], a[1]),
         g::__NR_mprotect => mprotect(process, a[0], a[1], a[2]),
-        g::__NR_rt_sigprocmask | g::__NR_rt_sigaction => Ok(0),
+        // No signals are delivered yet: every disposition reads back as the default, every
+        // mask as empty, and changes are accepted (and have no effect yet).
+        g::__NR_rt_sigaction => zero_out(a[2], 32, a[0] >= 1 && a[0] <= 64 && a[3] == 8),
+        g::__NR_rt_sigprocmask => zero_out(a[2], 8, a[0] <= 2 && a[3] == 8),
+        g::__NR_sigaltstack => sigaltstack(a[1]),
+        g::__NR_poll => poll(a[0], a[1], a[2]),
         // One thread: no robust futex list to walk at exit yet.
         g::__NR_set_robust_list => Ok(0),
         g::__NR_prlimit64 => prlimit64(a[0], a[1], a[2], a[3]),
@@ -486,6 +491,61 @@ fn clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Result<u64, u
     };
     sleep_until_monotonic(crate::time::now_ns().saturating_add(wait));
     Ok(0)
+}
+
+/// Checks `valid`, then fills the `len` bytes at `out` (if not null) with zeros: the old
+/// value of something that holds its default.
+fn zero_out(out: u64, len: usize, valid: bool) -> Result<u64, u32> {
+    if !valid {
+        return Err(e::EINVAL);
+    }
+    if out != 0 {
+        user::copy_to_user(out, &vec![0u8; len]).map_err(|_| e::EFAULT)?;
+    }
+    Ok(0)
+}
+
+/// `sigaltstack(new, old)`: reports no alternate stack (`SS_DISABLE`); a new one is accepted
+/// (signals are not delivered yet).
+fn sigaltstack(old: u64) -> Result<u64, u32> {
+    if old != 0 {
+        // stack_t: ss_sp, ss_flags (int, padded), ss_size.
+        UserPtr::<[u64; 3]>::new(old)
+            .write([0, u64::from(g::SS_DISABLE), 0])
+            .map_err(|_| e::EFAULT)?;
+    }
+    Ok(0)
+}
+
+/// `poll` over the console's descriptors: output is always ready, input never yet (no
+/// terminal driver), other descriptors are invalid (`POLLNVAL`).
+fn poll(fds: u64, count: u64, timeout_ms: u64) -> Result<u64, u32> {
+    if count > 1024 {
+        return Err(e::EINVAL);
+    }
+    let mut ready = 0;
+    for i in 0..count as usize {
+        let slot = UserPtr::<u64>::new(fds).offset(i).map_err(|_| e::EFAULT)?;
+        let raw = slot.read().map_err(|_| e::EFAULT)?;
+        let fd = raw as u32 as i32;
+        let events = (raw >> 32) as u16;
+        let revents: u16 = match fd {
+            f if f < 0 => 0,
+            0 => 0,
+            1 | 2 => events & (g::POLLOUT as u16),
+            _ => g::POLLNVAL as u16,
+        };
+        if revents != 0 {
+            ready += 1;
+        }
+        let updated = (raw & 0x0000_ffff_ffff_ffff) | (u64::from(revents) << 48);
+        slot.write(updated).map_err(|_| e::EFAULT)?;
+    }
+    let timeout = timeout_ms as i32;
+    if ready == 0 && timeout > 0 {
+        sleep_until_monotonic(crate::time::now_ns() + u64::from(timeout as u32) * 1_000_000);
+    }
+    Ok(ready)
 }
 
 /// `N` bytes for `AT_RANDOM` and the like: RDRAND where the CPU has it, mixed with the clock.

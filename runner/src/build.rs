@@ -124,12 +124,20 @@ pub fn target_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// The packages whose unit tests run on the host: the runner and every crate under `libs/`.
+/// The packages whose unit tests run (and that clippy checks) on the host: the runner, every
+/// crate under `libs/`, and the user programs' crates (Linux programs, so they build on the
+/// host too).
 pub fn host_test_packages() -> Result<Vec<String>> {
     let packages = metadata()?["packages"]
         .as_array()
         .context("`cargo metadata`: no packages")?;
-    Ok(host_packages(packages, &workspace_root().join("libs")))
+    let mut names = host_packages(packages, &workspace_root().join("libs"));
+    for name in host_packages(packages, &workspace_root().join("user")) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The runner plus the packages whose manifest lies under `libs`, sorted.

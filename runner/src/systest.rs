@@ -229,6 +229,14 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-rust-hello",
+        about: "a Rust std program (musl, static-PIE): args, env, HashMap, floats, Instant, exit status; same stdout and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Rust("rust-hello"),
+            args: &["one", "two"],
+        }),
+    },
+    Case {
         name: "user-busybox-echo",
         about: "Debian's static busybox (glibc) runs `echo` as init: same stdout and exit status as on the host",
         kind: Kind::User(user::UserProgram {

@@ -31,6 +31,8 @@ pub(super) enum Program {
     C(&'static str),
     /// The host's static busybox (`/bin/busybox`, or `BUSYBOX`).
     Busybox,
+    /// A binary of `user/rust-tests`, built for `x86_64-unknown-linux-musl` (Rust std).
+    Rust(&'static str),
 }
 
 /// The variable naming the busybox binary to use.
@@ -44,6 +46,7 @@ impl UserProgram {
         match self.program {
             Program::C(source) => source.strip_suffix(".c").unwrap_or(source),
             Program::Busybox => "busybox",
+            Program::Rust(name) => name,
         }
     }
 
@@ -79,6 +82,7 @@ impl UserProgram {
         let source = match self.program {
             Program::C(source) => build::workspace_root().join("user/tests").join(source),
             Program::Busybox => return busybox(),
+            Program::Rust(name) => return build_rust(name),
         };
         let out_dir = build::target_dir()?.join("user-tests");
         std::fs::create_dir_all(&out_dir)
@@ -103,6 +107,7 @@ impl UserProgram {
         let binary = match self.program {
             Program::C(_) => build::target_dir()?.join("user-tests").join(self.name()),
             Program::Busybox => busybox()?,
+            Program::Rust(name) => rust_binary(name)?,
         };
         let output = Command::new(&binary)
             .arg0(self.guest_path())
@@ -120,6 +125,36 @@ impl UserProgram {
         };
         Ok((String::from_utf8_lossy(&output.stdout).into_owned(), status))
     }
+}
+
+/// The target Rust user programs are built for.
+const MUSL: &str = "x86_64-unknown-linux-musl";
+
+/// Where `user/rust-tests`'s binary `name` is built.
+fn rust_binary(name: &str) -> Result<PathBuf> {
+    Ok(build::target_dir()?.join(MUSL).join("release").join(name))
+}
+
+/// Builds `user/rust-tests`'s binary `name` (static: the musl target links statically).
+fn build_rust(name: &str) -> Result<PathBuf> {
+    let status = build::cargo()
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "user-tests",
+            "--release",
+            "--target",
+            MUSL,
+            "--bin",
+            name,
+        ])
+        .status()
+        .context("running cargo to build a user program")?;
+    if !status.success() {
+        bail!("building user program {name} for {MUSL} failed ({status})");
+    }
+    rust_binary(name)
 }
 
 /// The static busybox to use.
