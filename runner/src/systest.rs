@@ -210,6 +210,7 @@ pub const CASES: &[Case] = &[
         kind: Kind::User(user::UserProgram {
             program: user::Program::C("hello.c"),
             args: &["a", "b"],
+            guest_only: None,
         }),
     },
     Case {
@@ -218,6 +219,7 @@ pub const CASES: &[Case] = &[
         kind: Kind::User(user::UserProgram {
             program: user::Program::C("fault.c"),
             args: &[],
+            guest_only: None,
         }),
     },
     Case {
@@ -226,6 +228,7 @@ pub const CASES: &[Case] = &[
         kind: Kind::User(user::UserProgram {
             program: user::Program::C("clocks.c"),
             args: &[],
+            guest_only: None,
         }),
     },
     Case {
@@ -234,6 +237,16 @@ pub const CASES: &[Case] = &[
         kind: Kind::User(user::UserProgram {
             program: user::Program::Rust("rust-hello"),
             args: &["one", "two"],
+            guest_only: None,
+        }),
+    },
+    Case {
+        name: "user-syscall-fuzz",
+        about: "20000 system calls with random numbers and arguments (wild pointers, huge lengths): each gets a result or an errno; the program finishes and the kernel lives (guest only)",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("syscall-fuzz.c"),
+            args: &[],
+            guest_only: Some("random system calls"),
         }),
     },
     Case {
@@ -242,6 +255,7 @@ pub const CASES: &[Case] = &[
         kind: Kind::User(user::UserProgram {
             program: user::Program::Busybox,
             args: &["echo", "hello", "from", "busybox"],
+            guest_only: None,
         }),
     },
     Case {
@@ -250,6 +264,7 @@ pub const CASES: &[Case] = &[
         kind: Kind::User(user::UserProgram {
             program: user::Program::Busybox,
             args: &["printf", "%s-%d:%x\\n", "x", "42", "255"],
+            guest_only: None,
         }),
     },
     Case {
