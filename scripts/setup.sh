@@ -27,7 +27,7 @@ as_root() {
 # --- 1. System packages -------------------------------------------------------------------
 
 install_debian_packages() {
-    local wanted=(qemu-system-x86 ovmf gdb xorriso musl-tools busybox-static) missing=() pkg
+    local wanted=(qemu-system-x86 ovmf gdb xorriso musl-tools busybox-static strace) missing=() pkg
     for pkg in "${wanted[@]}"; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing+=("$pkg")

@@ -19,6 +19,8 @@ pub struct Options<'a> {
     pub init: Option<&'a str>,
     /// The words after `--`: the init program's arguments (as in Linux).
     pub init_args: Option<&'a str>,
+    /// `strace`: print every system call of user programs, as `strace -f` does.
+    pub strace: bool,
 }
 
 impl<'a> Options<'a> {
@@ -32,6 +34,7 @@ impl<'a> Options<'a> {
             max_cpus: hal::smp::MAX_CPUS,
             init: None,
             init_args: None,
+            strace: false,
         };
         let (cmdline, init_args) = match cmdline.split_once(" -- ") {
             Some((kernel, args)) => (kernel, Some(args)),
@@ -47,6 +50,7 @@ impl<'a> Options<'a> {
                 },
                 "test" => options.test = Some(value),
                 "init" if !value.is_empty() => options.init = Some(value),
+                "strace" if value.is_empty() => options.strace = true,
                 "cpus" => match value.parse() {
                     Ok(n) => options.expect_cpus = Some(n),
                     Err(_) => unknown(word),

@@ -16,6 +16,7 @@ mod cmdline;
 mod conformance;
 mod console;
 mod cpu;
+mod errno_names;
 mod input;
 mod irq;
 #[cfg(feature = "tests")]
@@ -26,6 +27,7 @@ mod panic;
 mod power;
 mod process;
 mod smp;
+mod strace;
 mod summary;
 mod symbols;
 mod syscall;
@@ -106,6 +108,9 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         log::warn!("mm: bootloader memory not reclaimed: {e}");
     }
 
+    if options.strace {
+        strace::enable();
+    }
     if let Some(path) = options.init {
         let status = run_init(path, options.init_args.unwrap_or(""));
         match options.test {

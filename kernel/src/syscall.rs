@@ -30,7 +30,20 @@ const MAX_IO: usize = 1 << 20;
 pub fn handle(process: &mut Process) -> Flow {
     let r = process.context.regs;
     let (nr, a) = (r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]);
+    let traced = crate::strace::enabled().then(|| crate::strace::call(nr, a));
+    let flow = dispatch(process, nr, a);
+    if let Some(call) = traced {
+        match flow {
+            Flow::Continue => crate::strace::result(nr, &call, process.context.regs.rax),
+            Flow::Exit(status) => crate::strace::no_return(&call, status),
+        }
+    }
+    flow
+}
+
+fn dispatch(process: &mut Process, nr: u64, a: [u64; 6]) -> Flow {
     let result: Result<u64, u32> = match nr as u32 {
+        _ if nr > u64::from(u32::MAX) => Err(e::ENOSYS),
         g::__NR_exit | g::__NR_exit_group => return Flow::Exit(a[0] as u8),
         g::__NR_write => write(a[0], a[1], a[2]),
         g::__NR_writev => writev(a[0], a[1], a[2]),

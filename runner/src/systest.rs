@@ -211,6 +211,7 @@ pub const CASES: &[Case] = &[
             program: user::Program::C("hello.c"),
             args: &["a", "b"],
             guest_only: None,
+            strace: false,
         }),
     },
     Case {
@@ -220,6 +221,17 @@ pub const CASES: &[Case] = &[
             program: user::Program::C("fault.c"),
             args: &[],
             guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
+        name: "user-strace-hello",
+        about: "the kernel's built-in strace of user-hello lists the same system calls with the same outcomes as strace -f on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("hello.c"),
+            args: &["a", "b"],
+            guest_only: None,
+            strace: true,
         }),
     },
     Case {
@@ -229,6 +241,7 @@ pub const CASES: &[Case] = &[
             program: user::Program::C("clocks.c"),
             args: &[],
             guest_only: None,
+            strace: false,
         }),
     },
     Case {
@@ -238,6 +251,7 @@ pub const CASES: &[Case] = &[
             program: user::Program::Rust("rust-hello"),
             args: &["one", "two"],
             guest_only: None,
+            strace: false,
         }),
     },
     Case {
@@ -247,6 +261,7 @@ pub const CASES: &[Case] = &[
             program: user::Program::C("syscall-fuzz.c"),
             args: &[],
             guest_only: Some("random system calls"),
+            strace: false,
         }),
     },
     Case {
@@ -256,6 +271,7 @@ pub const CASES: &[Case] = &[
             program: user::Program::Busybox,
             args: &["echo", "hello", "from", "busybox"],
             guest_only: None,
+            strace: false,
         }),
     },
     Case {
@@ -265,6 +281,7 @@ pub const CASES: &[Case] = &[
             program: user::Program::Busybox,
             args: &["printf", "%s-%d:%x\\n", "x", "42", "255"],
             guest_only: None,
+            strace: false,
         }),
     },
     Case {

@@ -26,6 +26,9 @@ pub(super) struct UserProgram {
     /// contain on Evergreen, where it must also exit with status 0. `None` compares with the
     /// host.
     pub guest_only: Option<&'static str>,
+    /// Compare the system calls instead of the output: the kernel's built-in `strace` against
+    /// `strace -f` on the host, call by call (names, and success or the errno name).
+    pub strace: bool,
 }
 
 /// A static program to run.
@@ -61,7 +64,8 @@ impl UserProgram {
 
     /// The kernel command line that runs it.
     pub(super) fn cmdline(self) -> String {
-        let mut cmdline = format!("test=exec init={} --", self.guest_path());
+        let trace = if self.strace { " strace" } else { "" };
+        let mut cmdline = format!("test=exec{trace} init={} --", self.guest_path());
         for arg in self.args {
             cmdline.push(' ');
             cmdline.push_str(arg);
@@ -183,6 +187,9 @@ pub(super) fn run(
     log: &Path,
     program: UserProgram,
 ) -> Result<String> {
+    if program.strace {
+        return compare_traces(ctx, opts, log, program);
+    }
     let (host_out, host_status) = match program.guest_only {
         Some(_) => (String::new(), 0),
         None => program.run_on_host()?,
@@ -219,6 +226,118 @@ pub(super) fn run(
         ": same stdout ({lines} line{}) and exit status {host_status} as on the host",
         if lines == 1 { "" } else { "s" }
     ))
+}
+
+/// Boots the program with the kernel's `strace` and compares its calls with `strace -f` of
+/// the same binary on the host.
+fn compare_traces(
+    ctx: &Suite,
+    opts: &RunOptions,
+    log: &Path,
+    program: UserProgram,
+) -> Result<String> {
+    let binary = program.build()?;
+    let trace_file = log.with_extension("host-strace");
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace_file)
+        .arg(&binary)
+        .args(program.args)
+        .env_clear()
+        .envs(INIT_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context(
+            "running strace on the host (Debian: apt-get install strace; scripts/setup.sh does)",
+        )?;
+    if status.code().is_none() {
+        bail!("strace on the host did not exit normally ({status})");
+    }
+    let host_text = std::fs::read_to_string(&trace_file)
+        .with_context(|| format!("reading {}", trace_file.display()))?;
+    // With `-f -o`, each line starts with the pid; the trace starts with the execve that
+    // started the program.
+    let host: Vec<(String, String)> = host_text
+        .lines()
+        .map(|l| l.trim_start_matches(|c: char| c.is_ascii_digit()))
+        .filter_map(parse_call)
+        .skip(1)
+        .collect();
+    let mut running = ctx.qemu.spawn(opts)?;
+    let mut lines = Vec::new();
+    let outcome = watch::watch(&mut running.child, Some(log), Some(ctx.timeout), |line| {
+        lines.push(line.to_owned());
+        false
+    });
+    match stop_unless_exited(&mut running.child, outcome)? {
+        Outcome::Exited(_) => {}
+        Outcome::TimedOut => bail!("no exit within {} s (QEMU stopped)", ctx.timeout.as_secs()),
+        Outcome::Matched(line) => bail!("unexpected: {line}"),
+        Outcome::Interrupted => bail!("interrupted"),
+    }
+    let guest: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("strace: "))
+        .filter_map(parse_call)
+        // On the host these go through the vDSO and never reach strace; Evergreen has no
+        // vDSO yet, so they are real calls there.
+        .filter(|(name, _)| !VDSO_CALLS.contains(&name.as_str()))
+        .collect();
+    if guest.is_empty() {
+        bail!("the kernel printed no trace (strace on its command line)");
+    }
+    for (i, (h, g)) in host.iter().zip(&guest).enumerate() {
+        if h != g {
+            bail!(
+                "call {} differs: the host made {} = {}, Evergreen {} = {} (traces: {} and {})",
+                i + 1,
+                h.0,
+                h.1,
+                g.0,
+                g.1,
+                trace_file.display(),
+                log.display()
+            );
+        }
+    }
+    if host.len() != guest.len() {
+        bail!(
+            "{} calls on the host, {} on Evergreen (traces: {} and {})",
+            host.len(),
+            guest.len(),
+            trace_file.display(),
+            log.display()
+        );
+    }
+    Ok(format!(
+        ": the same {} system calls and results as strace -f on the host",
+        host.len()
+    ))
+}
+
+/// The calls Linux's vDSO answers in user space.
+const VDSO_CALLS: [&str; 4] = ["clock_gettime", "gettimeofday", "time", "getcpu"];
+
+/// One traced call: its name and its outcome (`ok`, `?` for a call that does not return, or
+/// `-1 ENAME`), the parts that do not depend on addresses or ids.
+fn parse_call(line: &str) -> Option<(String, String)> {
+    let line = line.trim();
+    let open = line.find('(')?;
+    let name = &line[..open];
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    let (_, result) = line.rsplit_once(" = ")?;
+    let result = result.trim();
+    let outcome = if result == "?" {
+        "?".to_owned()
+    } else if let Some(rest) = result.strip_prefix("-1 ") {
+        format!("-1 {}", rest.split_whitespace().next().unwrap_or(""))
+    } else {
+        "ok".to_owned()
+    };
+    Some((name.to_owned(), outcome))
 }
 
 /// The program's output and status from the serial log: the lines between the kernel's
@@ -281,11 +400,29 @@ mod tests {
     }
 
     #[test]
+    fn traced_calls_keep_names_and_outcomes_only() {
+        assert_eq!(
+            parse_call("ioctl(1, TIOCGWINSZ, 0x7ffd)    = -1 ENOTTY (Inappropriate ioctl)"),
+            Some(("ioctl".into(), "-1 ENOTTY".into()))
+        );
+        assert_eq!(
+            parse_call("writev(1, [{iov_base=\"a = b\"}], 2) = 22"),
+            Some(("writev".into(), "ok".into()))
+        );
+        assert_eq!(
+            parse_call("exit_group(7)                           = ?"),
+            Some(("exit_group".into(), "?".into()))
+        );
+        assert_eq!(parse_call("+++ exited with 7 +++"), None);
+    }
+
+    #[test]
     fn the_command_line_passes_the_arguments_after_dashes() {
         let p = UserProgram {
             program: Program::C("hello.c"),
             args: &["a", "b"],
             guest_only: None,
+            strace: false,
         };
         assert_eq!(p.cmdline(), "test=exec init=/boot/hello -- a b");
         assert_eq!(p.guest_path(), "/boot/hello");
