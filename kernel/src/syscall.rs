@@ -277,6 +277,8 @@ fn mprotect(process: &mut Process, addr: u64, len: u64, prot: u64) -> Result<u64
     }
     match access_of(prot)? {
         Some(access) => process.space.protect(addr, len, access),
+        // A shortcut until hal can keep a page with no user access: PROT_NONE unmaps, so
+        // the contents are lost if the program later makes the pages accessible again.
         None => process.space.unmap(addr, len).map(|_| ()),
     }
     .map(|()| 0)
@@ -554,6 +556,8 @@ fn poll(fds: u64, count: u64, timeout_ms: u64) -> Result<u64, u32> {
         let updated = (raw & 0x0000_ffff_ffff_ffff) | (u64::from(revents) << 48);
         slot.write(updated).map_err(|_| e::EFAULT)?;
     }
+    // A negative timeout (wait for ever) with nothing that can become ready returns at once
+    // for now: no descriptor here can ever become readable.
     let timeout = timeout_ms as i32;
     if ready == 0 && timeout > 0 {
         sleep_until_monotonic(crate::time::now_ns() + u64::from(timeout as u32) * 1_000_000);
