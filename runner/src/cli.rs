@@ -28,6 +28,8 @@ Examples:
                                           a display, serial output on this terminal)
   cargo run -- --headless --smp 2 --memory 1G
   cargo run -- --cmdline 'log=debug'      boot with a kernel command line
+  cargo run -- exec -- seq 1 3            run a program (here busybox's seq) and exit with its
+                                          status
   cargo run -- --gdb                      wait for GDB on localhost:1234
   cargo run -- --gdb-port 4321            the same on port 4321
   cargo run -- --loader-strict            our loader makes every open protocol choice against
@@ -83,6 +85,32 @@ enum Command {
     Screenshot(ScreenshotArgs),
     /// Boot several times and print benchmark figures (medians)
     Bench(BenchArgs),
+    /// Boot headless, run one static program as init, print its output and exit with its status
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// Print every system call of the program on stderr, as `strace -f` does
+    #[arg(long)]
+    strace: bool,
+    /// Number of CPUs (1 to 64)
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=64))]
+    smp: u8,
+    /// Guest memory: a number of MiB or a size like 512M or 2G
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
+    memory: u64,
+    /// Give up after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    timeout: u64,
+    /// Build the kernel and the loader with the dev profile
+    #[arg(long)]
+    debug: bool,
+    /// The command: a static executable's path on the host, `busybox`, or a busybox applet
+    /// (`echo`, `seq`, ...), and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +308,18 @@ pub fn main() -> Result<ExitCode> {
             bench::run(args.what, args.runs, profile)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Exec(args)) => crate::exec::run(&crate::exec::ExecRequest {
+            command: &args.command,
+            strace: args.strace,
+            smp: args.smp,
+            memory_mib: args.memory,
+            timeout: Duration::from_secs(args.timeout),
+            profile: if args.debug {
+                Profile::Debug
+            } else {
+                Profile::Release
+            },
+        }),
     }
 }
 

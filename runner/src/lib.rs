@@ -16,6 +16,7 @@ pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod image;
 pub mod interrupt;
 pub mod iso;
