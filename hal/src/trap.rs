@@ -160,10 +160,12 @@ extern "C" fn trap_common() {
 struct Gate(u128);
 
 impl Gate {
-    fn interrupt(handler: u64, ist: u16) -> Self {
+    fn interrupt(handler: u64, ist: u16, user: bool) -> Self {
         let selector = u128::from(gdt::KERNEL_CODE.0);
-        // Present, DPL 0, 64-bit interrupt gate (interrupts disabled on entry).
-        let attributes = 0x8e00u128 | u128::from(ist & 7);
+        // Present, DPL 0 (3 for the gates user code may raise with `int3`/`into`), 64-bit
+        // interrupt gate (interrupts disabled on entry).
+        let dpl = if user { 3u128 << 13 } else { 0 };
+        let attributes = 0x8e00u128 | dpl | u128::from(ist & 7);
         let handler = u128::from(handler);
         Self(
             (handler & 0xffff)
@@ -188,7 +190,10 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
             18 => gdt::IST_MACHINE_CHECK,
             _ => 0,
         };
-        *gate = Gate::interrupt(stubs + 16 * vector as u64, ist);
+        // As on Linux, user mode may raise #BP (`int3`) and #OF (`into`) itself; any other
+        // `int n` from user mode is a general-protection fault.
+        let user = matches!(vector, 3 | 4);
+        *gate = Gate::interrupt(stubs + 16 * vector as u64, ist, user);
     }
     Idt(gates)
 });

@@ -235,6 +235,56 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-fault-ud2",
+        about: "ud2 kills the program with SIGILL (132): the same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("faults.c"),
+            args: &["ud2"],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
+        name: "user-fault-divide",
+        about: "a division by zero kills it with SIGFPE (136): the same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("faults.c"),
+            args: &["divide"],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
+        name: "user-fault-int3",
+        about: "int3 kills it with SIGTRAP (133): the same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("faults.c"),
+            args: &["int3"],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
+        name: "user-fault-kernel-read",
+        about: "reading a kernel address in user mode kills it with SIGSEGV (139): the same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("faults.c"),
+            args: &["kernel-read"],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
+        name: "user-fault-kernel-write-arg",
+        about: "a kernel or unmapped address passed to write() is EFAULT, and the program goes on: the same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("faults.c"),
+            args: &["kernel-write-arg"],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
         name: "user-clocks",
         about: "clock_gettime, clock_getres, gettimeofday, time, nanosleep, clock_nanosleep: the same checks hold as on the host",
         kind: Kind::User(user::UserProgram {
