@@ -189,6 +189,7 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     argv.extend(args.split_ascii_whitespace());
     // What Linux gives init.
     let envp = ["HOME=/", "TERM=linux"];
+    let free_before = hal::mm::stats().frames.free;
     let mut process = match process::load(path, image, &argv, &envp) {
         Ok(process) => process,
         Err(e) => {
@@ -198,8 +199,17 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     };
     log::info!("init: running {path}");
     let exit = process::run(&mut process);
+    drop(process);
+    // Everything the program had must come back; the kernel heap may have grown for its
+    // calls (it keeps what it grew), hence the margin.
+    const HEAP_MARGIN_FRAMES: u64 = 32;
+    let free_after = hal::mm::stats().frames.free;
+    let kept = free_before.saturating_sub(free_after);
+    if kept > HEAP_MARGIN_FRAMES {
+        log::error!("init: memory not returned: {kept} frames fewer free than before {path} ran");
+    }
     let status = exit.shell_status();
-    log::info!("init: {path} exited with status {status} ({exit:?})");
+    log::info!("init: {path} exited with status {status} ({exit:?}); {kept} frames not back");
     Some(status)
 }
 

@@ -345,6 +345,12 @@ fn parse_call(line: &str) -> Option<(String, String)> {
 pub(super) fn guest_run(lines: &[String], path: &str) -> Result<(String, u32), anyhow::Error> {
     let start_marker = format!("init: running {path}");
     let end_marker = format!("init: {path} exited with status ");
+    if let Some(leak) = lines
+        .iter()
+        .find(|l| l.contains("init: memory not returned"))
+    {
+        bail!("the program's memory was not returned: {leak}");
+    }
     let start = lines
         .iter()
         .position(|l| l.contains(&start_marker))
