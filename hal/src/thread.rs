@@ -125,32 +125,34 @@ pub fn switch_to(next: &Arc<Thread>) -> Result<(), SwitchError> {
     }
     let were_enabled = crate::cpu::interrupts_enabled();
     crate::cpu::disable_interrupts();
-    let result = switch_locked(next);
+    let result = switch_locked(Arc::clone(next)).map_err(|(error, _)| error);
     if were_enabled {
         crate::cpu::enable_interrupts();
     }
     result
 }
 
-fn switch_locked(next: &Arc<Thread>) -> Result<(), SwitchError> {
+/// Switches to `next`, whose reference becomes this CPU's `current`; on failure the
+/// reference comes back with the reason.
+fn switch_locked(next: Arc<Thread>) -> Result<(), (SwitchError, Arc<Thread>)> {
     let index = crate::percpu::current_index();
     let (prev_rsp, next_rsp) = {
         let mut cpu = CPUS[index].lock();
         let Some(current) = cpu.current.clone() else {
-            return Err(SwitchError::NotReady);
+            return Err((SwitchError::NotReady, next));
         };
         if next
             .running
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return Err(SwitchError::Running);
+            return Err((SwitchError::Running, next));
         }
         let prev_rsp = current.rsp.get();
         // SAFETY: `next` is suspended (we just claimed its flag), so its saved `rsp` is
         // complete and nobody writes it.
         let next_rsp = unsafe { *next.rsp.get() };
-        cpu.previous = cpu.current.replace(Arc::clone(next));
+        cpu.previous = cpu.current.replace(next);
         (prev_rsp, next_rsp)
     };
     // SAFETY: `prev_rsp` is the running thread's own slot (its reference is held in
@@ -171,21 +173,34 @@ fn finish_switch() {
     }
 }
 
-/// Ends the running thread and runs `next` on this CPU. The thread can never run again; its
-/// stack is freed once the last reference to it goes (not before the switch is over).
-pub fn exit_to(next: &Arc<Thread>) -> Result<core::convert::Infallible, SwitchError> {
+/// Ends the running thread and runs `next` on this CPU, waiting while `next` is still being
+/// suspended elsewhere. The thread can never run again; its stack is freed once the last
+/// reference to it goes (not before the switch is over). `next` is taken by value: nothing
+/// may stay on a stack that never resumes. Returns only if `next` cannot run.
+pub fn exit_to(next: Arc<Thread>) -> SwitchError {
     if next.is_finished() {
-        return Err(SwitchError::Finished);
+        return SwitchError::Finished;
     }
-    let current = current().ok_or(SwitchError::NotReady)?;
-    if Arc::ptr_eq(&current, next) {
-        return Err(SwitchError::Running);
+    let Some(current) = current() else {
+        return SwitchError::NotReady;
+    };
+    if Arc::ptr_eq(&current, &next) {
+        return SwitchError::Running;
     }
     crate::cpu::disable_interrupts();
     current.finished.store(true, Ordering::Release);
     drop(current);
-    switch_locked(next)?;
-    unreachable!("a finished thread was resumed")
+    let mut next = next;
+    loop {
+        match switch_locked(next) {
+            Ok(()) => unreachable!("a finished thread was resumed"),
+            Err((SwitchError::Running, back)) => {
+                next = back;
+                core::hint::spin_loop();
+            }
+            Err((error, _)) => return error,
+        }
+    }
 }
 
 /// Where a new thread starts (the first `hal_switch` to it returns here).

@@ -184,6 +184,26 @@ impl UserContext {
     }
 }
 
+impl UserContext {
+    /// The x87/SSE registers as an `fxsave` image (what a signal frame carries).
+    pub fn fpu_state(&self) -> [u8; 512] {
+        self.fpu.0
+    }
+
+    /// Replaces the x87/SSE registers with `image` (from a signal frame): MXCSR's reserved
+    /// bits are cleared, so `fxrstor` cannot fault in the kernel.
+    pub fn set_fpu_state(&mut self, image: &[u8; 512]) {
+        let mut area = *image;
+        let mxcsr = u32::from_le_bytes([area[24], area[25], area[26], area[27]]) & MXCSR_VALID;
+        area[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        self.fpu.0 = area;
+    }
+}
+
+/// The MXCSR bits every x86-64 CPU defines (flags, masks, rounding, flush-to-zero); DAZ
+/// (bit 6) is left out, as not every CPU has it.
+const MXCSR_VALID: u32 = 0xffbf;
+
 fn is_canonical(address: u64) -> bool {
     let top = address >> 47;
     top == 0 || top == 0x1ffff

@@ -17,6 +17,9 @@ mod conformance;
 mod console;
 mod cpu;
 mod errno_names;
+mod exec;
+mod fs;
+mod futex;
 mod input;
 mod irq;
 #[cfg(feature = "tests")]
@@ -26,6 +29,8 @@ mod mm;
 mod panic;
 mod power;
 mod process;
+mod sched;
+mod signal;
 mod smp;
 mod strace;
 mod summary;
@@ -111,7 +116,14 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
     if options.strace {
         strace::enable();
     }
-    if let Some(path) = options.init {
+    fs::init();
+    // As Linux: `init=` names the first program; without it, /sbin/init if there is one.
+    let init = options.init.or_else(|| {
+        fs::lookup(&fs::root(), "/sbin/init", true)
+            .is_ok()
+            .then_some("/sbin/init")
+    });
+    if let Some(path) = init {
         let status = run_init(path, options.init_args.unwrap_or(""));
         match options.test {
             // `test=exec`: the run is over when init is (the runner reads its output).
@@ -179,29 +191,25 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
     }
 }
 
-/// Runs the init program with `args`; returns its shell status, or `None` if it did not start.
+/// Runs the init program with `args` until it ends; returns its shell status, or `None` if
+/// it did not start. This CPU runs tasks meanwhile, like every other.
 fn run_init(path: &str, args: &str) -> Option<u32> {
-    let Some(image) = process::find_file(path) else {
-        log::error!("init: {path}: no such file (the loader's modules: /boot/...)");
-        return None;
-    };
     let mut argv = alloc::vec![path];
     argv.extend(args.split_ascii_whitespace());
     // What Linux gives init.
     let envp = ["HOME=/", "TERM=linux"];
     let free_before = hal::mm::stats().frames.free;
-    let mut process = match process::load(path, image, &argv, &envp) {
-        Ok(process) => process,
-        Err(e) => {
-            log::error!("init: {path}: {e}");
-            return None;
-        }
-    };
+    if let Err(e) = process::start_init(path, &argv, &envp) {
+        log::error!("init: {e}");
+        return None;
+    }
     log::info!("init: running {path}");
-    let exit = process::run(&mut process);
-    drop(process);
-    // Everything the program had must come back; the kernel heap may have grown for its
-    // calls (it keeps what it grew), hence the margin.
+    sched::idle_until(|| process::init_exit().is_some());
+    let exit = process::init_exit()?;
+    // Everything the programs had must come back once the other CPUs have let go of their
+    // address spaces; the kernel heap may have grown for their calls (it keeps what it grew),
+    // hence the margin.
+    smp::release_user_spaces();
     const HEAP_MARGIN_FRAMES: u64 = 32;
     let free_after = hal::mm::stats().frames.free;
     let kept = free_before.saturating_sub(free_after);

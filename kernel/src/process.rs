@@ -1,72 +1,106 @@
-//! User programs: loading a static ELF executable into a fresh address space, the SysV
-//! initial stack, and running it until it exits.
+//! Processes and their threads.
 //!
-//! This is the first slice of user space: one program at a time, on the CPU that starts it,
-//! from a file the loader put in memory (a Limine module under `/boot/`). Processes, the
-//! scheduler, the initramfs and the rest of the Linux ABI build on it.
+//! A [`Process`] owns what its threads share: the address space and its layout ([`Mm`]), the
+//! descriptor table, the working directory, its children and, once it has ended, its exit
+//! status (a zombie until its parent waits for it). A [`Thread`] is one scheduler task
+//! running user code: its loop enters user mode, handles what brought it back (a syscall, an
+//! exception, an interrupt) and goes again, until the thread or its whole process ends.
+//!
+//! Process 1 is init. When it ends the kernel reports its status and powers off (Linux
+//! panics instead); orphans are given to it, as on Linux.
 
-use alloc::{string::String, sync::Arc, vec::Vec};
+use alloc::{
+    collections::BTreeMap,
+    string::String,
+    sync::{Arc, Weak},
+    vec::Vec,
+};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use elf::{ElfBytes, abi, endian::LittleEndian};
 use hal::{
-    mm::PAGE_SIZE,
-    user::{Access, AddressSpace},
+    user::AddressSpace,
     usermode::{Event, UserContext},
 };
+use spin::{Mutex, Once};
 
-use crate::syscall::{self, Flow};
+use crate::{
+    fs::{self, Node, file::FdTable},
+    sched::{self, Task, WaitQueue},
+    signal::{self, SigActions},
+    syscall::{self, Flow},
+};
 
-/// Where a static-PIE (`ET_DYN`) executable is placed (not randomised yet).
-const PIE_BASE: u64 = 0x0000_5555_5555_0000;
-/// The top of the initial stack, and its size.
-const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
-const STACK_SIZE: u64 = 256 * 1024;
-
-/// Why a program could not be started (Linux's `execve` errors).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ExecError {
-    /// Not an executable this kernel runs (`ENOEXEC`), and why.
-    NoExec(&'static str),
-    /// Out of memory (`ENOMEM`).
-    NoMemory,
-    /// An argument or environment string is too long, or there are too many (`E2BIG`).
-    TooBig,
-}
-
-impl core::fmt::Display for ExecError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::NoExec(why) => write!(f, "not an executable Evergreen runs: {why}"),
-            Self::NoMemory => write!(f, "out of memory"),
-            Self::TooBig => write!(f, "arguments too long"),
-        }
-    }
-}
-
-/// A user program's state: its address space, its one thread's registers, its heap.
-pub struct Process {
-    /// The address space.
+/// An address space and its layout, shared by the threads of a process (and by a `vfork`
+/// child until it calls `execve`).
+pub struct Mm {
+    /// The page tables.
     pub space: Arc<AddressSpace>,
-    /// The thread's registers.
-    pub context: UserContext,
-    /// The program break (`brk`): where the heap ends, and where it started.
+    /// Where things are in it.
+    pub layout: Mutex<Layout>,
+}
+
+/// The layout of a user address space.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// The program break (`brk`).
     pub brk: u64,
     /// Where the heap starts (the break cannot go below it).
     pub brk_start: u64,
     /// Where the next `mmap` without an address goes (growing down).
     pub mmap_next: u64,
-    /// The path it was started from.
-    pub path: String,
-    /// Its name (`prctl(PR_SET_NAME)`; Linux's `comm`, 15 bytes and a NUL).
-    pub comm: [u8; 16],
 }
 
-/// How a program ended.
+impl Mm {
+    /// The memory of a freshly loaded program.
+    pub fn new(image: &crate::exec::Image) -> Arc<Self> {
+        Arc::new(Self {
+            space: Arc::clone(&image.space),
+            layout: Mutex::new(Layout {
+                brk: image.brk,
+                brk_start: image.brk,
+                mmap_next: image.mmap_top,
+            }),
+        })
+    }
+
+    /// What a zombie keeps in place of its memory: one shared, empty address space, so an
+    /// ended process's pages and tables go back at once rather than when it is reaped.
+    fn released() -> Option<Arc<Self>> {
+        static EMPTY: Once<Option<Arc<Mm>>> = Once::new();
+        EMPTY
+            .call_once(|| {
+                let space = AddressSpace::new().ok()?;
+                Some(Arc::new(Mm {
+                    space,
+                    layout: Mutex::new(Layout {
+                        brk: 0,
+                        brk_start: 0,
+                        mmap_next: 0,
+                    }),
+                }))
+            })
+            .clone()
+    }
+
+    /// A private copy (`fork`).
+    pub fn duplicate(&self) -> Result<Arc<Self>, u32> {
+        let space = self
+            .space
+            .duplicate()
+            .map_err(|_| linux_raw_sys::errno::ENOMEM)?;
+        Ok(Arc::new(Self {
+            space,
+            layout: Mutex::new(*self.layout.lock()),
+        }))
+    }
+}
+
+/// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// `exit`/`exit_group` with this status (0..=255).
     Status(u8),
-    /// Killed by this signal (a CPU fault).
+    /// Killed by this signal.
     Signal(u8),
 }
 
@@ -78,325 +112,451 @@ impl Exit {
             Self::Signal(s) => 128 + u32::from(s),
         }
     }
+
+    /// The status `wait4` reports (`WEXITSTATUS`/`WTERMSIG` encoding).
+    pub fn wait_status(self) -> u32 {
+        match self {
+            Self::Status(s) => u32::from(s) << 8,
+            Self::Signal(s) => u32::from(s),
+        }
+    }
 }
 
-/// Finds a file the loader loaded (a module) by its path.
-pub fn find_file(path: &str) -> Option<&'static [u8]> {
-    hal::boot::modules()
-        .find(|m| m.path == path || m.path.strip_prefix("boot():") == Some(path))
-        .map(|m| m.data)
+/// The working directory: its path and its node.
+#[derive(Clone)]
+pub struct Cwd {
+    /// The absolute path.
+    pub path: String,
+    /// The directory.
+    pub node: Arc<Node>,
 }
 
-/// Loads `image` (a static ELF executable) with `argv` and `envp`.
-pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Process, ExecError> {
-    let file = ElfBytes::<LittleEndian>::minimal_parse(image)
-        .map_err(|_| ExecError::NoExec("not an ELF file"))?;
-    let header = &file.ehdr;
-    if header.class != elf::file::Class::ELF64 || header.e_machine != abi::EM_X86_64 {
-        return Err(ExecError::NoExec("not an x86-64 ELF file"));
-    }
-    let bias = match header.e_type {
-        abi::ET_EXEC => 0,
-        abi::ET_DYN => PIE_BASE,
-        _ => return Err(ExecError::NoExec("neither ET_EXEC nor ET_DYN")),
-    };
-    let segments = file
-        .segments()
-        .ok_or(ExecError::NoExec("no program headers"))?;
-    if segments.iter().any(|p| p.p_type == abi::PT_INTERP) {
-        log::warn!("exec {path}: a dynamically linked program (PT_INTERP); only static ones run");
-        return Err(ExecError::NoExec("dynamically linked"));
-    }
-    let space = AddressSpace::new().map_err(|_| ExecError::NoMemory)?;
-    let mut end = 0u64;
-    let mut phdr = 0u64;
-    for p in segments.iter() {
-        if p.p_type == abi::PT_PHDR {
-            phdr = bias + p.p_vaddr;
-        }
-        if p.p_type != abi::PT_LOAD || p.p_memsz == 0 {
-            continue;
-        }
-        let bad = ExecError::NoExec("a segment outside user space or the file");
-        let start = bias
-            .checked_add(p.p_vaddr)
-            .ok_or(ExecError::NoExec("overflow"))?;
-        let seg_end = start
-            .checked_add(p.p_memsz)
-            .ok_or(ExecError::NoExec("overflow"))?;
-        if p.p_filesz > p.p_memsz || seg_end > hal::user::USER_END || start < PAGE_SIZE {
-            return Err(bad);
-        }
-        let offset = usize::try_from(p.p_offset).map_err(|_| ExecError::NoExec("offset"))?;
-        let filesz = usize::try_from(p.p_filesz).map_err(|_| ExecError::NoExec("size"))?;
-        let bytes = image
-            .get(
-                offset
-                    ..offset
-                        .checked_add(filesz)
-                        .ok_or(ExecError::NoExec("size"))?,
-            )
-            .ok_or(bad)?;
-        let access = Access {
-            write: p.p_flags & abi::PF_W != 0,
-            execute: p.p_flags & abi::PF_X != 0,
+/// A process.
+pub struct Process {
+    /// Its id.
+    pub pid: u32,
+    /// Its parent's id (1 once orphaned).
+    pub ppid: AtomicU32,
+    /// Its process group.
+    pub pgid: AtomicU32,
+    /// Its session.
+    pub sid: AtomicU32,
+    /// Its memory.
+    pub mm: Mutex<Arc<Mm>>,
+    /// Its descriptors (shared with `CLONE_FILES`).
+    pub files: Mutex<Arc<Mutex<FdTable>>>,
+    /// Its working directory.
+    pub cwd: Mutex<Cwd>,
+    /// Its file mode creation mask.
+    pub umask: AtomicU32,
+    /// The path of the program it runs.
+    pub path: Mutex<String>,
+    /// Its name (`prctl(PR_SET_NAME)`; Linux's `comm`, 15 bytes and a NUL).
+    pub comm: Mutex<[u8; 16]>,
+    /// Its children, ended or not.
+    pub children: Mutex<Vec<Arc<Process>>>,
+    /// Woken when a child ends (for `wait4`).
+    pub child_exited: WaitQueue,
+    /// Its running threads.
+    pub threads: Mutex<Vec<Arc<Thread>>>,
+    /// How it ended, once it has (a zombie until its parent reaps it).
+    pub exit: Mutex<Option<Exit>>,
+    /// Set by `exit_group` or a fatal signal: every thread is to end, with this status.
+    pub group_exit: Mutex<Option<Exit>>,
+    /// Its signal dispositions (shared by its threads).
+    pub sigactions: Mutex<SigActions>,
+    /// Signals sent to the process as a whole, not yet taken by a thread.
+    pub shared_pending: AtomicU64,
+    /// For a `vfork` child: set when it has called `execve` or ended, so its parent goes on.
+    pub vfork_done: AtomicBool,
+    /// Woken when `vfork_done` is set.
+    pub vfork_wait: WaitQueue,
+    /// CPU time used by its threads, in ns (user and system together).
+    pub cpu_ns: AtomicU64,
+    /// CPU time of its reaped children.
+    pub children_cpu_ns: AtomicU64,
+}
+
+/// A thread of a process.
+pub struct Thread {
+    /// Its id (the process's id for its first thread).
+    pub tid: u32,
+    /// Its process.
+    pub process: Arc<Process>,
+    /// Its scheduler task.
+    pub task: Once<Arc<Task>>,
+    /// `set_tid_address`/`CLONE_CHILD_CLEARTID`: zeroed and woken (futex) when it ends.
+    pub clear_child_tid: AtomicU64,
+    /// Its blocked signals.
+    pub sigmask: AtomicU64,
+    /// Signals sent to this thread only.
+    pub pending: AtomicU64,
+    /// The alternate signal stack (base, size, flags).
+    pub altstack: Mutex<(u64, u64, u32)>,
+    /// A mask to restore after the next signal delivery (`rt_sigsuspend`).
+    pub saved_mask: Mutex<Option<u64>>,
+    /// The number of a syscall interrupted by a signal, to restart if no handler says no.
+    pub restart_nr: Mutex<Option<u64>>,
+    /// What each pending signal carries.
+    pub infos: Mutex<[signal::Info; signal::NSIG]>,
+}
+
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+/// Every process and thread id in use, to its process.
+static TABLE: Mutex<BTreeMap<u32, Weak<Process>>> = Mutex::new(BTreeMap::new());
+/// Init's exit, once it has ended.
+static INIT_EXIT: Once<Exit> = Once::new();
+
+/// The process with id `pid`, if it exists.
+pub fn find(pid: u32) -> Option<Arc<Process>> {
+    TABLE.lock().get(&pid).and_then(Weak::upgrade)
+}
+
+/// Every live process.
+pub fn all() -> Vec<Arc<Process>> {
+    TABLE
+        .lock()
+        .values()
+        .filter_map(Weak::upgrade)
+        .filter(|p| p.exit.lock().is_none())
+        .collect()
+}
+
+/// Init's exit status, once init has ended.
+pub fn init_exit() -> Option<Exit> {
+    INIT_EXIT.get().copied()
+}
+
+fn new_id() -> u32 {
+    NEXT_PID.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Process {
+    fn new(
+        pid: u32,
+        parent: Option<&Process>,
+        mm: Arc<Mm>,
+        files: Arc<Mutex<FdTable>>,
+    ) -> Arc<Self> {
+        let (ppid, pgid, sid, cwd, umask, path, comm, actions) = match parent {
+            Some(p) => (
+                p.pid,
+                p.pgid.load(Ordering::Relaxed),
+                p.sid.load(Ordering::Relaxed),
+                p.cwd.lock().clone(),
+                p.umask.load(Ordering::Relaxed),
+                p.path.lock().clone(),
+                *p.comm.lock(),
+                p.sigactions.lock().clone(),
+            ),
+            None => (
+                0,
+                pid,
+                pid,
+                Cwd {
+                    path: "/".into(),
+                    node: fs::root(),
+                },
+                0o022,
+                String::new(),
+                [0; 16],
+                SigActions::default(),
+            ),
         };
-        map_segment(&space, start, seg_end, access)?;
-        space
-            .write(start, bytes)
-            .map_err(|_| ExecError::NoExec("segment not mapped"))?;
-        if phdr == 0 && p.p_offset == 0 {
-            phdr = start + header.e_phoff;
-        }
-        end = end.max(seg_end);
+        let process = Arc::new(Self {
+            pid,
+            ppid: AtomicU32::new(ppid),
+            pgid: AtomicU32::new(pgid),
+            sid: AtomicU32::new(sid),
+            mm: Mutex::new(mm),
+            files: Mutex::new(files),
+            cwd: Mutex::new(cwd),
+            umask: AtomicU32::new(umask),
+            path: Mutex::new(path),
+            comm: Mutex::new(comm),
+            children: Mutex::new(Vec::new()),
+            child_exited: WaitQueue::new(),
+            threads: Mutex::new(Vec::new()),
+            exit: Mutex::new(None),
+            group_exit: Mutex::new(None),
+            sigactions: Mutex::new(actions),
+            shared_pending: AtomicU64::new(0),
+            vfork_done: AtomicBool::new(false),
+            vfork_wait: WaitQueue::new(),
+            cpu_ns: AtomicU64::new(0),
+            children_cpu_ns: AtomicU64::new(0),
+        });
+        TABLE.lock().insert(pid, Arc::downgrade(&process));
+        process
     }
-    if end == 0 {
-        return Err(ExecError::NoExec("no loadable segment"));
+
+    /// Its parent, if it is still there.
+    pub fn parent(&self) -> Option<Arc<Process>> {
+        find(self.ppid.load(Ordering::Relaxed))
     }
-    let entry = bias + header.e_entry;
-    let stack_bottom = STACK_TOP - STACK_SIZE;
-    space
-        .map_zeroed(stack_bottom, STACK_SIZE, Access::READ_WRITE)
-        .map_err(|_| ExecError::NoMemory)?;
-    let aux = AuxInfo {
-        phdr,
-        phnum: u64::from(header.e_phnum),
-        phent: u64::from(header.e_phentsize),
-        entry,
-        execfn: path,
-    };
-    let rsp = build_stack(&space, argv, envp, &aux)?;
-    let mut context = UserContext::default();
-    context.regs.rip = entry;
-    context.regs.rsp = rsp;
-    let brk = end.next_multiple_of(PAGE_SIZE);
-    Ok(Process {
-        space,
-        context,
-        brk,
-        brk_start: brk,
-        mmap_next: stack_bottom - 16 * PAGE_SIZE,
-        path: path.into(),
-        comm: comm_of(path),
-    })
-}
 
-/// The `comm` Linux gives a program: the first 15 bytes of its file name.
-fn comm_of(path: &str) -> [u8; 16] {
-    let name = path.rsplit('/').next().unwrap_or(path).as_bytes();
-    let mut comm = [0u8; 16];
-    let n = name.len().min(15);
-    comm[..n].copy_from_slice(&name[..n]);
-    comm
-}
+    /// The descriptor table.
+    pub fn fds(&self) -> Arc<Mutex<FdTable>> {
+        Arc::clone(&self.files.lock())
+    }
 
-/// Maps the pages of `[start, end)` with `access`; pages an earlier segment mapped get the
-/// union of both accesses.
-fn map_segment(
-    space: &AddressSpace,
-    start: u64,
-    end: u64,
-    access: Access,
-) -> Result<(), ExecError> {
-    let first = start & !(PAGE_SIZE - 1);
-    let mut page = first;
-    while page < end {
-        match space.query(page) {
-            Some(old) => {
-                let union = Access {
-                    write: old.write || access.write,
-                    execute: old.execute || access.execute,
-                };
-                space
-                    .protect(page, PAGE_SIZE, union)
-                    .map_err(|_| ExecError::NoMemory)?;
+    /// The memory.
+    pub fn memory(&self) -> Arc<Mm> {
+        Arc::clone(&self.mm.lock())
+    }
+
+    /// Ends every thread of the process with `exit` (the first reason given wins).
+    pub fn exit_group(&self, exit: Exit) {
+        {
+            let mut group = self.group_exit.lock();
+            if group.is_some() {
+                return;
             }
-            None => space
-                .map_zeroed(page, PAGE_SIZE, access)
-                .map_err(|_| ExecError::NoMemory)?,
+            *group = Some(exit);
         }
-        page += PAGE_SIZE;
+        for thread in self.threads.lock().iter() {
+            if let Some(task) = thread.task.get() {
+                task.interrupt();
+            }
+        }
     }
-    Ok(())
 }
 
-struct AuxInfo<'a> {
-    phdr: u64,
-    phnum: u64,
-    phent: u64,
-    entry: u64,
-    execfn: &'a str,
-}
-
-/// Writes the SysV initial stack (strings, `AT_RANDOM` bytes, auxv, envp, argv, argc) below
-/// `STACK_TOP`; returns the stack pointer to start with (at `argc`).
-fn build_stack(
-    space: &AddressSpace,
-    argv: &[&str],
-    envp: &[&str],
-    aux: &AuxInfo<'_>,
-) -> Result<u64, ExecError> {
-    let mut top = STACK_TOP;
-    let push_bytes = |bytes: &[u8], top: &mut u64| -> Result<u64, ExecError> {
-        *top = top
-            .checked_sub(bytes.len() as u64)
-            .filter(|t| *t > STACK_TOP - STACK_SIZE / 2)
-            .ok_or(ExecError::TooBig)?;
-        space.write(*top, bytes).map_err(|_| ExecError::TooBig)?;
-        Ok(*top)
-    };
-    let push_str = |s: &str, top: &mut u64| -> Result<u64, ExecError> {
-        let mut bytes = Vec::with_capacity(s.len() + 1);
-        bytes.extend_from_slice(s.as_bytes());
-        bytes.push(0);
-        push_bytes(&bytes, top)
-    };
-    let execfn = push_str(aux.execfn, &mut top)?;
-    let platform = push_str("x86_64", &mut top)?;
-    let envs: Vec<u64> = envp
-        .iter()
-        .map(|e| push_str(e, &mut top))
-        .collect::<Result<_, _>>()?;
-    let args: Vec<u64> = argv
-        .iter()
-        .map(|a| push_str(a, &mut top))
-        .collect::<Result<_, _>>()?;
-    let random = push_bytes(&crate::syscall::random_bytes::<16>(), &mut top)?;
-    use linux_raw_sys::auxvec as g;
-    let auxv: [(u32, u64); 18] = [
-        (g::AT_PHDR, aux.phdr),
-        (g::AT_PHENT, aux.phent),
-        (g::AT_PHNUM, aux.phnum),
-        (g::AT_PAGESZ, PAGE_SIZE),
-        (g::AT_BASE, 0),
-        (g::AT_FLAGS, 0),
-        (g::AT_ENTRY, aux.entry),
-        (g::AT_UID, 0),
-        (g::AT_EUID, 0),
-        (g::AT_GID, 0),
-        (g::AT_EGID, 0),
-        (g::AT_SECURE, 0),
-        (g::AT_RANDOM, random),
-        (g::AT_HWCAP, 0),
-        (g::AT_CLKTCK, 100),
-        (g::AT_PLATFORM, platform),
-        (g::AT_EXECFN, execfn),
-        (g::AT_NULL, 0),
-    ];
-    let mut words: Vec<u64> = Vec::new();
-    words.push(args.len() as u64);
-    words.extend(&args);
-    words.push(0);
-    words.extend(&envs);
-    words.push(0);
-    for (key, value) in auxv {
-        words.push(u64::from(key));
-        words.push(value);
+impl Thread {
+    fn new(tid: u32, process: Arc<Process>, sigmask: u64) -> Arc<Self> {
+        Arc::new(Self {
+            tid,
+            process,
+            task: Once::new(),
+            clear_child_tid: AtomicU64::new(0),
+            sigmask: AtomicU64::new(sigmask),
+            pending: AtomicU64::new(0),
+            altstack: Mutex::new((0, 0, linux_raw_sys::general::SS_DISABLE)),
+            saved_mask: Mutex::new(None),
+            restart_nr: Mutex::new(None),
+            infos: Mutex::new([signal::Info::default(); signal::NSIG]),
+        })
     }
-    // argc must end up 16-byte aligned.
-    let size = words.len() as u64 * 8;
-    let rsp = (top - size) & !15;
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    space.write(rsp, &bytes).map_err(|_| ExecError::TooBig)?;
-    Ok(rsp)
 }
 
-/// Runs `process` on this CPU until it exits or is killed.
-pub fn run(process: &mut Process) -> Exit {
-    AddressSpace::activate(&process.space);
+/// The running thread, as syscalls see it.
+pub struct Current {
+    /// The scheduler task.
+    pub task: Arc<Task>,
+    /// The thread.
+    pub thread: Arc<Thread>,
+}
+
+impl Current {
+    /// The process.
+    pub fn process(&self) -> &Arc<Process> {
+        &self.thread.process
+    }
+}
+
+/// Starts a thread of `process` that runs `context`.
+pub fn start_thread(
+    process: &Arc<Process>,
+    tid: u32,
+    context: UserContext,
+    sigmask: u64,
+) -> Result<Arc<Thread>, u32> {
+    let thread = Thread::new(tid, Arc::clone(process), sigmask);
+    if tid != process.pid {
+        TABLE.lock().insert(tid, Arc::downgrade(process));
+    }
+    process.threads.lock().push(Arc::clone(&thread));
+    let for_task = Arc::clone(&thread);
+    match sched::spawn(move |task| thread_main(task, for_task, context)) {
+        Ok(task) => {
+            thread.task.call_once(|| task);
+            Ok(thread)
+        }
+        Err(_) => {
+            process.threads.lock().retain(|t| !Arc::ptr_eq(t, &thread));
+            Err(linux_raw_sys::errno::EAGAIN)
+        }
+    }
+}
+
+/// Creates init (process 1) running `path` with `argv`.
+pub fn start_init(path: &str, argv: &[&str], envp: &[&str]) -> Result<Arc<Process>, String> {
+    let node = fs::lookup(&fs::root(), path, true).map_err(|errno| {
+        let (name, message) = crate::errno_names::describe(errno);
+        alloc::format!(
+            "{path}: {} ({})",
+            message.unwrap_or("error"),
+            name.unwrap_or("?")
+        )
+    })?;
+    let fs::Kind::File(data) = &node.kind else {
+        return Err(alloc::format!("{path}: not a regular file"));
+    };
+    let image = crate::exec::load(path, &data.lock(), argv, envp)
+        .map_err(|e| alloc::format!("{path}: {e}"))?;
+    let pid = new_id();
+    let mut files = FdTable::default();
+    let console = fs::file::OpenFile::new(
+        fs::file::Target::Node(
+            fs::lookup(&fs::root(), "/dev/console", true).map_err(|_| "no /dev/console")?,
+        ),
+        linux_raw_sys::general::O_RDWR,
+        "/dev/console".into(),
+    );
+    for fd in 0..3 {
+        files.put(fd, Arc::clone(&console), false);
+    }
+    let process = Process::new(pid, None, Mm::new(&image), Arc::new(Mutex::new(files)));
+    *process.path.lock() = path.into();
+    *process.comm.lock() = crate::exec::comm_of(path);
+    start_thread(&process, pid, image.context, 0).map_err(|_| "out of memory")?;
+    Ok(process)
+}
+
+/// A new process (`fork`, `vfork`, `clone` without `CLONE_THREAD`): the child of `parent`,
+/// with `mm` and `files`, starting with `context`.
+pub fn spawn_child(
+    parent: &Arc<Process>,
+    mm: Arc<Mm>,
+    files: Arc<Mutex<FdTable>>,
+    context: UserContext,
+    sigmask: u64,
+) -> Result<(Arc<Process>, Arc<Thread>), u32> {
+    let pid = new_id();
+    let child = Process::new(pid, Some(parent), mm, files);
+    parent.children.lock().push(Arc::clone(&child));
+    match start_thread(&child, pid, context, sigmask) {
+        Ok(thread) => Ok((child, thread)),
+        Err(errno) => {
+            parent.children.lock().retain(|c| !Arc::ptr_eq(c, &child));
+            TABLE.lock().remove(&pid);
+            Err(errno)
+        }
+    }
+}
+
+/// A new thread id (`clone` with `CLONE_THREAD`).
+pub fn new_tid() -> u32 {
+    new_id()
+}
+
+/// A thread's life: run user code, handle what brings it back, until it ends.
+fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
+    let current = Current { task, thread };
+    let process = Arc::clone(current.process());
     let exit = loop {
-        match process.context.run() {
-            Event::Syscall => {
-                if let Flow::Exit(status) = syscall::handle(process) {
-                    break Exit::Status(status);
+        if let Some(exit) = *process.group_exit.lock() {
+            break ThreadEnd::Group(exit);
+        }
+        if let Some(end) = signal::deliver(&current, &mut context) {
+            break end;
+        }
+        let mm = process.memory();
+        AddressSpace::activate(&mm.space);
+        let started = hal::time::now_ns();
+        let event = context.run();
+        process.cpu_ns.fetch_add(
+            hal::time::now_ns().saturating_sub(started),
+            Ordering::Relaxed,
+        );
+        match event {
+            Event::Syscall => match syscall::handle(&current, &mut context) {
+                Flow::Continue => {}
+                Flow::ExitThread(status) => break ThreadEnd::Thread(status),
+                Flow::ExitGroup(status) => {
+                    process.exit_group(Exit::Status(status));
+                }
+            },
+            Event::Interrupt(vector) => {
+                if vector == hal::trap::vectors::TIMER {
+                    sched::preempt(&current.task);
                 }
             }
-            Event::Interrupt(_) => {}
             Event::Exception {
                 vector,
                 error_code,
                 address,
-            } => {
-                let (signal, name) = match vector {
-                    0 => (8, "SIGFPE (divide error)"),
-                    1 | 3 => (5, "SIGTRAP (debug or breakpoint)"),
-                    16 | 19 => (8, "SIGFPE (floating-point exception)"),
-                    17 => (7, "SIGBUS (alignment check)"),
-                    6 => (4, "SIGILL (invalid opcode)"),
-                    14 => (11, "SIGSEGV (page fault)"),
-                    13 => (11, "SIGSEGV (general protection)"),
-                    _ => (11, "SIGSEGV"),
-                };
-                log::warn!(
-                    "{}: killed by {name} at rip {:#x} (vector {vector}, error {error_code:#x}, \
-                     address {address:#x})",
-                    process.path,
-                    process.context.regs.rip
-                );
-                break Exit::Signal(signal);
-            }
+            } => signal::fault(&current, &context, vector, error_code, address),
         }
     };
-    hal::user::deactivate();
-    exit
+    // end_thread does not return: what this frame owns goes now.
+    drop(process);
+    drop(context);
+    end_thread(current, exit);
 }
 
-/// Tests of program loading.
-#[cfg(feature = "tests")]
-pub mod tests {
-    use alloc::vec::Vec;
+/// Why a thread's loop ended.
+pub enum ThreadEnd {
+    /// `exit` of this thread, with a status (the process ends with it if it was the last).
+    Thread(u8),
+    /// The whole process ends (`exit_group`, a fatal signal).
+    Group(Exit),
+}
 
-    use super::{ExecError, load};
-    use crate::{
-        check,
-        ktest::{TestResult, ktest},
+fn end_thread(current: Current, end: ThreadEnd) -> ! {
+    let Current { task, thread } = current;
+    let process = Arc::clone(&thread.process);
+    // CLONE_CHILD_CLEARTID: a joiner waits on this word.
+    let ctid = thread.clear_child_tid.load(Ordering::Relaxed);
+    if ctid != 0 && hal::user::UserPtr::<u32>::new(ctid).write(0).is_ok() {
+        crate::futex::wake(&process, ctid, 1);
+    }
+    let last = {
+        let mut threads = process.threads.lock();
+        threads.retain(|t| !Arc::ptr_eq(t, &thread));
+        threads.is_empty()
     };
-
-    fn refused(image: &[u8]) -> Result<(), alloc::string::String> {
-        match load("/test", image, &["/test"], &[]) {
-            Err(ExecError::NoExec(_)) => Ok(()),
-            Err(other) => Err(alloc::format!("refused for the wrong reason: {other}")),
-            Ok(_) => Err("accepted".into()),
-        }
+    if thread.tid != process.pid {
+        TABLE.lock().remove(&thread.tid);
     }
-
-    /// Malformed executables are refused with `ENOEXEC` and a reason, never a panic: garbage,
-    /// truncations, the kernel's own ELF (its segments lie in the kernel half), and a
-    /// thousand corrupted copies of it.
-    #[ktest("exec-refuses-bad-elf")]
-    pub fn refuses_bad_elf() -> TestResult {
-        check!(refused(b"").is_ok(), "an empty file");
-        check!(
-            refused(b"#!/bin/sh\necho hi\n").is_ok(),
-            "a script (no #! support yet)"
-        );
-        check!(
-            refused(&[0x7f, b'E', b'L', b'F']).is_ok(),
-            "a bare ELF magic"
-        );
-        let Some(kernel) = hal::boot::executable_file().map(|f| f.data) else {
-            return Err("no kernel ELF file to corrupt".into());
+    drop(thread);
+    if last {
+        // Off its tables before they go (the active slot would keep them alive).
+        hal::user::deactivate();
+        let exit = match end {
+            ThreadEnd::Group(exit) => exit,
+            ThreadEnd::Thread(status) => process.group_exit.lock().unwrap_or(Exit::Status(status)),
         };
-        refused(kernel).map_err(|e| alloc::format!("the kernel's own ELF: {e}"))?;
-        for len in [16, 63, 64, 100, 500] {
-            refused(&kernel[..len.min(kernel.len())])
-                .map_err(|e| alloc::format!("the first {len} bytes: {e}"))?;
-        }
-        let header: Vec<u8> = kernel[..4096.min(kernel.len())].to_vec();
-        let mut state = 0x1234_5678_9abc_def0u64;
-        for _ in 0..1000 {
-            let mut copy = header.clone();
-            for _ in 0..4 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let at = (state % 128) as usize;
-                copy[at] = (state >> 32) as u8;
-            }
-            // Any outcome but a panic will do; a corrupted header may even describe a
-            // loadable program, which must then load without harm.
-            let _ = load("/test", &copy, &["/test"], &[]);
-        }
-        Ok(())
+        end_process(&process, exit);
     }
+    drop(process);
+    hal::user::deactivate();
+    sched::exit(task)
+}
+
+/// The last thread of `process` has ended: close what it had, hand its children to init,
+/// become a zombie and tell the parent.
+fn end_process(process: &Arc<Process>, exit: Exit) {
+    let closed = process.fds().lock().clear();
+    drop(closed);
+    if let Some(empty) = Mm::released() {
+        let memory = core::mem::replace(&mut *process.mm.lock(), empty);
+        drop(memory);
+    }
+    process.vfork_done.store(true, Ordering::Release);
+    process.vfork_wait.wake_all();
+    let orphans = core::mem::take(&mut *process.children.lock());
+    if !orphans.is_empty()
+        && let Some(init) = find(1).filter(|i| !Arc::ptr_eq(i, process))
+    {
+        for orphan in &orphans {
+            orphan.ppid.store(1, Ordering::Relaxed);
+        }
+        init.children.lock().extend(orphans);
+        init.child_exited.wake_all();
+    }
+    *process.exit.lock() = Some(exit);
+    if process.pid == 1 {
+        INIT_EXIT.call_once(|| exit);
+        return;
+    }
+    if let Some(parent) = process.parent() {
+        parent.child_exited.wake_all();
+        signal::send_process(&parent, signal::SIGCHLD);
+    }
+}
+
+/// Removes a reaped child from the id table.
+pub fn reap(child: &Arc<Process>) {
+    TABLE.lock().remove(&child.pid);
 }

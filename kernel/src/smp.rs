@@ -76,8 +76,14 @@ fn ap_main(index: usize) -> ! {
     let mut seen = 0;
     loop {
         seen = run_pending_work(index, seen);
-        hal::cpu::idle();
+        crate::sched::idle_once(index);
     }
+}
+
+/// Makes every CPU let go of the user address space it last ran, so ended programs' memory
+/// is free (for the check that it all came back).
+pub fn release_user_spaces() {
+    run_on_all(|_| hal::mm::deactivate(), 1_000_000_000);
 }
 
 /// Work for every CPU: the function and a generation number that announces it.

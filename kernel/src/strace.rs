@@ -2,7 +2,8 @@
 //! program, printed on serial as `strace -f` prints it — the name, the arguments (strings
 //! for the buffers and paths the common calls take, numbers otherwise), and the result
 //! (`= 3`, `= 0x7f0000000000`, `= -1 ENOENT (No such file or directory)`). Each line starts
-//! with `strace: ` so it can be told from the program's own output.
+//! with `strace: [pid N] ` (the thread id, as `strace -f` shows it once there are several) so
+//! it can be told from the program's own output.
 
 use alloc::{format, string::String, vec::Vec};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -132,7 +133,7 @@ fn quote(bytes: &[u8], cut: bool) -> String {
 }
 
 /// Prints the finished call with its raw result (`rax`).
-pub fn result(nr: u64, call: &str, rax: u64) {
+pub fn result(tid: u32, nr: u64, call: &str, rax: u64) {
     let value = rax as i64;
     let shown = if (-4095..0).contains(&value) {
         let errno = (-value) as u32;
@@ -146,12 +147,12 @@ pub fn result(nr: u64, call: &str, rax: u64) {
     } else {
         format!("{value}")
     };
-    hal::serial::write_fmt(format_args!("strace: {call}) = {shown}\n"));
+    hal::serial::write_fmt(format_args!("strace: [pid {tid}] {call}) = {shown}\n"));
 }
 
 /// Prints a call that does not return (`exit_group`), and how the program ended.
-pub fn no_return(call: &str, status: u8) {
+pub fn no_return(tid: u32, call: &str, status: u8) {
     hal::serial::write_fmt(format_args!(
-        "strace: {call}) = ?\nstrace: +++ exited with {status} +++\n"
+        "strace: [pid {tid}] {call}) = ?\nstrace: [pid {tid}] +++ exited with {status} +++\n"
     ));
 }

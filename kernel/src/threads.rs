@@ -29,7 +29,8 @@ pub mod tests {
                 .take()
                 .expect("the caller says where to go back to");
             if STOP.load(Ordering::Acquire) {
-                let _ = thread::exit_to(&back);
+                let error = thread::exit_to(back);
+                panic!("threads: the caller cannot be resumed: {error:?}");
             }
             thread::switch_to(&back).expect("the caller is suspended, not running");
         }

@@ -111,6 +111,7 @@ pub fn on_tick(_frame: &TrapFrame) {
     if cpu == 0 {
         crate::input::poll_if_needed();
     }
+    crate::sched::on_tick();
 }
 
 /// Starts this CPU's periodic tick; returns false if the APIC timer is not calibrated.

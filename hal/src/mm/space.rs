@@ -183,6 +183,52 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// A copy of this space: every mapped page copied into a fresh frame at the same address
+    /// with the same access (what `fork` gives the child; copy-on-write is to come). On an
+    /// error the copy is dropped, freeing what it had.
+    pub fn duplicate(&self) -> Result<Arc<Self>, MapError> {
+        let copy = Self::new()?;
+        let _guard = self.lock.lock();
+        let memory = Hhdm::new(super::hhdm_offset());
+        let mut pages = alloc::vec::Vec::new();
+        self.tables()
+            .for_each_mapping(&memory, PAGE_SIZE, USER_END, |m| pages.push(m));
+        let tables = copy.tables();
+        let mut target = Hhdm::new(super::hhdm_offset());
+        for m in pages {
+            if !m.user || m.size != PageSize::Size4K {
+                continue;
+            }
+            let phys = frame::alloc_for(1, 1, frame::HAL).ok_or(MapError::OutOfMemory)?;
+            // SAFETY: `m.phys` is a frame of this space (its lock is held, so it stays
+            // mapped), `phys` one just allocated; both are usable RAM in the HHDM and a page
+            // long, and they differ.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    super::phys_to_virt(m.phys) as *const u8,
+                    super::phys_to_virt(phys) as *mut u8,
+                    PAGE_SIZE as usize,
+                );
+            }
+            let access = Access {
+                write: m.writable,
+                execute: m.executable,
+            };
+            if let Err(e) = tables.map(
+                &mut target,
+                m.virt,
+                phys,
+                PageSize::Size4K,
+                access.attributes(),
+            ) {
+                let _ = frame::free_for(phys, 1, frame::HAL);
+                return Err(e.into());
+            }
+            copy.pages.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(copy)
+    }
+
     /// The access user mode has to the page holding `virt`, if it is mapped.
     pub fn query(&self, virt: u64) -> Option<Access> {
         if virt >= USER_END {
@@ -290,6 +336,9 @@ impl AddressSpace {
     /// or another `activate`.
     pub fn activate(space: &Arc<Self>) {
         let mut slot = ACTIVE[crate::percpu::current_index()].lock();
+        if slot.as_ref().is_some_and(|a| Arc::ptr_eq(a, space)) && space.is_active_here() {
+            return;
+        }
         load_root(space.root);
         // The previous space (if any) is dropped after the switch: never while loaded.
         let _previous = slot.replace(Arc::clone(space));

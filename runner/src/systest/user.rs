@@ -279,6 +279,13 @@ fn compare_traces(
     let guest: Vec<(String, String)> = lines
         .iter()
         .filter_map(|l| l.trim_end_matches('\r').strip_prefix("strace: "))
+        // Each guest line names its thread, `[pid N] `, as `strace -f` does.
+        .map(
+            |l| match l.strip_prefix("[pid ").and_then(|r| r.split_once("] ")) {
+                Some((_, rest)) => rest,
+                None => l,
+            },
+        )
         .filter_map(parse_call)
         // On the host these go through the vDSO and never reach strace; Evergreen has no
         // vDSO yet, so they are real calls there.

@@ -1,0 +1,320 @@
+//! Open files and file descriptor tables.
+//!
+//! An [`OpenFile`] is Linux's "open file description": a node or a pipe end, the offset and
+//! the status flags. Descriptors refer to open files; `dup` and `fork` share them (and so
+//! their offset), `open` makes a new one.
+
+use alloc::{string::String, sync::Arc, vec::Vec};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use linux_raw_sys::{errno as e, general as g};
+use spin::Mutex;
+
+use super::{Device, Kind, Node, pipe::Pipe};
+use crate::sched::{self, Task, Wait};
+
+/// What an open file reads and writes.
+pub enum Target {
+    /// A node of the file system (file, directory, device).
+    Node(Arc<Node>),
+    /// A pipe's read end.
+    PipeRead(Arc<Pipe>),
+    /// A pipe's write end.
+    PipeWrite(Arc<Pipe>),
+}
+
+/// An open file description.
+pub struct OpenFile {
+    /// What it reads and writes.
+    pub target: Target,
+    /// The offset (regular files and directories).
+    pub offset: Mutex<u64>,
+    /// The status flags (`O_ACCMODE`, `O_APPEND`, `O_NONBLOCK`).
+    pub flags: AtomicU32,
+    /// The path it was opened by (for `/proc`-style reports and strace).
+    pub path: String,
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        match &self.target {
+            Target::PipeRead(p) => p.close_end(true),
+            Target::PipeWrite(p) => p.close_end(false),
+            Target::Node(_) => {}
+        }
+    }
+}
+
+/// Flags `fcntl(F_SETFL)` may change.
+const SETTABLE: u32 = g::O_APPEND | g::O_NONBLOCK;
+
+impl OpenFile {
+    /// A new open file.
+    pub fn new(target: Target, flags: u32, path: String) -> Arc<Self> {
+        Arc::new(Self {
+            target,
+            offset: Mutex::new(0),
+            flags: AtomicU32::new(flags & (g::O_ACCMODE | SETTABLE)),
+            path,
+        })
+    }
+
+    fn nonblock(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & g::O_NONBLOCK != 0
+    }
+
+    /// Whether it was opened for reading.
+    pub fn readable(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & g::O_ACCMODE != g::O_WRONLY
+    }
+
+    /// Whether it was opened for writing.
+    pub fn writable(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & g::O_ACCMODE != g::O_RDONLY
+    }
+
+    /// Sets the flags `F_SETFL` may change.
+    pub fn set_flags(&self, flags: u32) {
+        let old = self.flags.load(Ordering::Relaxed);
+        self.flags
+            .store((old & !SETTABLE) | (flags & SETTABLE), Ordering::Relaxed);
+    }
+
+    /// The node, if it is one.
+    pub fn node(&self) -> Option<&Arc<Node>> {
+        match &self.target {
+            Target::Node(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Reads into `out` at the file offset (or at `at`, for `pread`).
+    pub fn read(&self, me: &Arc<Task>, out: &mut [u8], at: Option<u64>) -> Result<usize, u32> {
+        if !self.readable() {
+            return Err(e::EBADF);
+        }
+        match &self.target {
+            Target::PipeRead(p) => p.read(me, out, self.nonblock()),
+            Target::PipeWrite(_) => Err(e::EBADF),
+            Target::Node(node) => match &node.kind {
+                Kind::Dir { .. } => Err(e::EISDIR),
+                Kind::Symlink(_) => Err(e::EINVAL),
+                Kind::File(data) => {
+                    let mut offset = self.offset.lock();
+                    let pos = at.unwrap_or(*offset);
+                    let data = data.lock();
+                    let start = (pos as usize).min(data.len());
+                    let n = out.len().min(data.len() - start);
+                    out[..n].copy_from_slice(&data[start..start + n]);
+                    if at.is_none() {
+                        *offset = pos + n as u64;
+                    }
+                    Ok(n)
+                }
+                Kind::Device(device) => read_device(*device, me, out, self.nonblock()),
+            },
+        }
+    }
+
+    /// Writes `data` at the file offset (or the end with `O_APPEND`, or at `at`).
+    pub fn write(&self, me: &Arc<Task>, data: &[u8], at: Option<u64>) -> Result<usize, u32> {
+        if !self.writable() {
+            return Err(e::EBADF);
+        }
+        match &self.target {
+            Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
+            Target::PipeRead(_) => Err(e::EBADF),
+            Target::Node(node) => match &node.kind {
+                Kind::Dir { .. } => Err(e::EISDIR),
+                Kind::Symlink(_) => Err(e::EINVAL),
+                Kind::File(bytes) => {
+                    let mut offset = self.offset.lock();
+                    let mut bytes = bytes.lock();
+                    let append = self.flags.load(Ordering::Relaxed) & g::O_APPEND != 0;
+                    let pos = match at {
+                        Some(at) => at as usize,
+                        None if append => bytes.len(),
+                        None => *offset as usize,
+                    };
+                    let end = pos.checked_add(data.len()).ok_or(e::EFBIG)?;
+                    if end > MAX_FILE {
+                        return Err(e::EFBIG);
+                    }
+                    let len = bytes.len();
+                    if len < end {
+                        bytes.try_reserve(end - len).map_err(|_| e::ENOSPC)?;
+                        bytes.resize(end, 0);
+                    }
+                    bytes[pos..end].copy_from_slice(data);
+                    if at.is_none() {
+                        *offset = end as u64;
+                    }
+                    drop(bytes);
+                    node.touch();
+                    Ok(data.len())
+                }
+                Kind::Device(device) => Ok(write_device(*device, data)),
+            },
+        }
+    }
+}
+
+/// The largest RAM file (a runaway writer fails with `EFBIG` before memory runs out).
+const MAX_FILE: usize = 256 << 20;
+
+/// Output to the console: serial and the screen.
+pub fn console_write(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    hal::serial::write_str(&text);
+    crate::console::write_str(&text);
+}
+
+fn write_device(device: Device, data: &[u8]) -> usize {
+    if device == Device::Console {
+        console_write(data);
+    }
+    data.len()
+}
+
+fn read_device(
+    device: Device,
+    me: &Arc<Task>,
+    out: &mut [u8],
+    nonblock: bool,
+) -> Result<usize, u32> {
+    match device {
+        Device::Null => Ok(0),
+        Device::Zero => {
+            out.fill(0);
+            Ok(out.len())
+        }
+        Device::Random => {
+            for chunk in out.chunks_mut(64) {
+                let bytes = crate::syscall::random_bytes::<64>();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+            Ok(out.len())
+        }
+        Device::Console => read_console(me, out, nonblock),
+    }
+}
+
+/// Reads what the keyboard and serial input have queued: at least one byte, up to a newline
+/// (a line at a time, as a terminal in canonical mode gives it), echoing as it goes.
+fn read_console(me: &Arc<Task>, out: &mut [u8], nonblock: bool) -> Result<usize, u32> {
+    if out.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    loop {
+        while let Some(byte) = crate::input::read_byte() {
+            let byte = if byte == b'\r' { b'\n' } else { byte };
+            console_write(&[byte]);
+            out[n] = byte;
+            n += 1;
+            if byte == b'\n' || n == out.len() {
+                return Ok(n);
+            }
+        }
+        if nonblock {
+            return if n > 0 { Ok(n) } else { Err(e::EAGAIN) };
+        }
+        // Input arrives by interrupt; it is looked at every tick (no input wait queue yet).
+        let deadline = crate::time::now_ns() + 10_000_000;
+        if sched::sleep_until(me, deadline) == Wait::Interrupted {
+            return if n > 0 { Ok(n) } else { Err(e::EINTR) };
+        }
+    }
+}
+
+/// A descriptor slot: the open file and the close-on-exec flag.
+#[derive(Clone)]
+pub struct Slot {
+    /// The open file.
+    pub file: Arc<OpenFile>,
+    /// `FD_CLOEXEC`.
+    pub cloexec: bool,
+}
+
+/// The most descriptors a process may have (`RLIMIT_NOFILE`'s default).
+pub const MAX_FDS: usize = 1024;
+
+/// A process's file descriptors.
+#[derive(Clone, Default)]
+pub struct FdTable {
+    slots: Vec<Option<Slot>>,
+}
+
+impl FdTable {
+    /// The open file behind `fd`.
+    pub fn get(&self, fd: u64) -> Result<Arc<OpenFile>, u32> {
+        self.slots
+            .get(usize::try_from(fd).map_err(|_| e::EBADF)?)
+            .and_then(Option::as_ref)
+            .map(|s| Arc::clone(&s.file))
+            .ok_or(e::EBADF)
+    }
+
+    /// The slot behind `fd`.
+    pub fn slot_mut(&mut self, fd: u64) -> Result<&mut Slot, u32> {
+        self.slots
+            .get_mut(usize::try_from(fd).map_err(|_| e::EBADF)?)
+            .and_then(Option::as_mut)
+            .ok_or(e::EBADF)
+    }
+
+    /// Installs `file` at the lowest free descriptor at or above `min`.
+    pub fn insert_from(
+        &mut self,
+        min: usize,
+        file: Arc<OpenFile>,
+        cloexec: bool,
+    ) -> Result<u64, u32> {
+        let fd = (min..MAX_FDS)
+            .find(|&fd| self.slots.get(fd).is_none_or(Option::is_none))
+            .ok_or(e::EMFILE)?;
+        self.put(fd, file, cloexec);
+        Ok(fd as u64)
+    }
+
+    /// Installs `file` at the lowest free descriptor.
+    pub fn insert(&mut self, file: Arc<OpenFile>, cloexec: bool) -> Result<u64, u32> {
+        self.insert_from(0, file, cloexec)
+    }
+
+    /// Puts `file` at `fd`, closing what was there.
+    pub fn put(&mut self, fd: usize, file: Arc<OpenFile>, cloexec: bool) {
+        if self.slots.len() <= fd {
+            self.slots.resize(fd + 1, None);
+        }
+        self.slots[fd] = Some(Slot { file, cloexec });
+    }
+
+    /// Closes `fd`; returns its open file (dropped by the caller, outside any lock).
+    pub fn remove(&mut self, fd: u64) -> Result<Arc<OpenFile>, u32> {
+        let slot = self
+            .slots
+            .get_mut(usize::try_from(fd).map_err(|_| e::EBADF)?)
+            .and_then(Option::take)
+            .ok_or(e::EBADF)?;
+        Ok(slot.file)
+    }
+
+    /// Closes every close-on-exec descriptor (at `execve`).
+    pub fn close_on_exec(&mut self) -> Vec<Arc<OpenFile>> {
+        let mut closed = Vec::new();
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|s| s.cloexec)
+                && let Some(s) = slot.take()
+            {
+                closed.push(s.file);
+            }
+        }
+        closed
+    }
+
+    /// Closes everything (at exit).
+    pub fn clear(&mut self) -> Vec<Arc<OpenFile>> {
+        self.slots.drain(..).flatten().map(|s| s.file).collect()
+    }
+}

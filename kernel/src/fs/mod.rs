@@ -1,0 +1,370 @@
+//! Files: a RAM file system as `/`, filled from the initramfs at boot.
+//!
+//! Every file lives in memory as a [`Node`]: a directory (names to nodes), a regular file (its
+//! bytes), a symbolic link, or a device (`/dev/console`, `/dev/null`, …). Paths resolve from
+//! the root or a working directory, following symbolic links as Linux does (at most 40 on one
+//! lookup, `ELOOP` beyond). The full VFS (mounts, several file systems, permissions) is the
+//! next issue's; this is enough to run programs and shell scripts.
+
+pub mod cpio;
+pub mod file;
+pub mod pipe;
+
+use alloc::{
+    collections::BTreeMap,
+    string::{String, ToString},
+    sync::{Arc, Weak},
+    vec::Vec,
+};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use linux_raw_sys::{errno as e, general as g};
+use spin::{Mutex, Once};
+
+/// A device a node stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The console: writes go to serial and the screen, reads come from the keyboard and
+    /// serial input (5:1; `/dev/tty` too, 5:0).
+    Console,
+    /// Discards writes, reads as end of file (1:3).
+    Null,
+    /// Reads as zeros (1:5).
+    Zero,
+    /// Random bytes (1:8 `random`, 1:9 `urandom`).
+    Random,
+}
+
+impl Device {
+    /// Its device number (`st_rdev`: major << 8 | minor, as Linux encodes small numbers).
+    pub fn rdev(self) -> u64 {
+        match self {
+            Self::Console => (5 << 8) | 1,
+            Self::Null => (1 << 8) | 3,
+            Self::Zero => (1 << 8) | 5,
+            Self::Random => (1 << 8) | 9,
+        }
+    }
+}
+
+/// What a node is.
+pub enum Kind {
+    /// A directory: its entries by name, and its parent.
+    Dir {
+        /// Entries (without `.` and `..`).
+        entries: Mutex<BTreeMap<String, Arc<Node>>>,
+        /// The directory it is in (the root's is itself).
+        parent: Mutex<Weak<Node>>,
+    },
+    /// A regular file's bytes.
+    File(Mutex<Vec<u8>>),
+    /// A symbolic link's target.
+    Symlink(String),
+    /// A character device.
+    Device(Device),
+}
+
+/// A file of any kind, with its metadata.
+pub struct Node {
+    /// Its inode number (unique).
+    pub ino: u64,
+    /// What it is.
+    pub kind: Kind,
+    /// Permission bits (the low 12 bits of `st_mode`).
+    pub mode: AtomicU64,
+    /// Last modification, Unix ns.
+    pub mtime: AtomicU64,
+}
+
+static NEXT_INO: AtomicU64 = AtomicU64::new(1);
+static ROOT: Once<Arc<Node>> = Once::new();
+
+/// The longest path accepted (Linux's `PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+/// Symbolic links followed in one lookup before `ELOOP`.
+const MAX_LINKS: u32 = 40;
+
+impl Node {
+    fn new(kind: Kind, mode: u32) -> Arc<Self> {
+        Arc::new(Self {
+            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+            kind,
+            mode: AtomicU64::new(u64::from(mode & 0o7777)),
+            mtime: AtomicU64::new(crate::time::unix_time_ns()),
+        })
+    }
+
+    /// A new empty directory inside `parent` (not yet linked there).
+    pub fn new_dir(parent: Option<&Arc<Node>>, mode: u32) -> Arc<Self> {
+        let node = Self::new(
+            Kind::Dir {
+                entries: Mutex::new(BTreeMap::new()),
+                parent: Mutex::new(Weak::new()),
+            },
+            mode,
+        );
+        if let Kind::Dir { parent: p, .. } = &node.kind {
+            *p.lock() = parent.map_or_else(|| Arc::downgrade(&node), Arc::downgrade);
+        }
+        node
+    }
+
+    /// A new regular file with `data`.
+    pub fn new_file(data: Vec<u8>, mode: u32) -> Arc<Self> {
+        Self::new(Kind::File(Mutex::new(data)), mode)
+    }
+
+    /// A new symbolic link to `target`.
+    pub fn new_symlink(target: String) -> Arc<Self> {
+        Self::new(Kind::Symlink(target), 0o777)
+    }
+
+    /// A new device node.
+    pub fn new_device(device: Device, mode: u32) -> Arc<Self> {
+        Self::new(Kind::Device(device), mode)
+    }
+
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Dir { .. })
+    }
+
+    /// `st_mode`: the file type and permission bits.
+    pub fn st_mode(&self) -> u32 {
+        let kind = match self.kind {
+            Kind::Dir { .. } => g::S_IFDIR,
+            Kind::File(_) => g::S_IFREG,
+            Kind::Symlink(_) => g::S_IFLNK,
+            Kind::Device(_) => g::S_IFCHR,
+        };
+        kind | self.mode.load(Ordering::Relaxed) as u32
+    }
+
+    /// Its size in bytes, as `stat` reports it.
+    pub fn size(&self) -> u64 {
+        match &self.kind {
+            Kind::File(data) => data.lock().len() as u64,
+            Kind::Symlink(target) => target.len() as u64,
+            Kind::Dir { entries, .. } => 4096.max(entries.lock().len() as u64 * 32),
+            Kind::Device(_) => 0,
+        }
+    }
+
+    /// The directory's entries, if it is one.
+    pub fn entries(&self) -> Option<&Mutex<BTreeMap<String, Arc<Node>>>> {
+        match &self.kind {
+            Kind::Dir { entries, .. } => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The directory's parent, if it is one.
+    pub fn parent(self: &Arc<Self>) -> Option<Arc<Node>> {
+        match &self.kind {
+            Kind::Dir { parent, .. } => Some(parent.lock().upgrade().unwrap_or_else(root)),
+            _ => None,
+        }
+    }
+
+    /// Looks up `name` in this directory.
+    pub fn child(self: &Arc<Self>, name: &str) -> Result<Arc<Node>, u32> {
+        let entries = self.entries().ok_or(e::ENOTDIR)?;
+        match name {
+            "" | "." => Ok(Arc::clone(self)),
+            ".." => Ok(self.parent().unwrap_or_else(root)),
+            _ => entries.lock().get(name).cloned().ok_or(e::ENOENT),
+        }
+    }
+
+    /// Links `node` into this directory as `name`; `EEXIST` if the name is taken.
+    pub fn link(self: &Arc<Self>, name: &str, node: Arc<Node>) -> Result<(), u32> {
+        let entries = self.entries().ok_or(e::ENOTDIR)?;
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(e::EEXIST);
+        }
+        if name.len() > 255 {
+            return Err(e::ENAMETOOLONG);
+        }
+        let mut entries = entries.lock();
+        if entries.contains_key(name) {
+            return Err(e::EEXIST);
+        }
+        if let Kind::Dir { parent, .. } = &node.kind {
+            *parent.lock() = Arc::downgrade(self);
+        }
+        entries.insert(name.to_string(), node);
+        self.touch();
+        Ok(())
+    }
+
+    /// Marks it modified now.
+    pub fn touch(&self) {
+        self.mtime
+            .store(crate::time::unix_time_ns(), Ordering::Relaxed);
+    }
+}
+
+/// The root directory.
+pub fn root() -> Arc<Node> {
+    Arc::clone(ROOT.call_once(|| Node::new_dir(None, 0o755)))
+}
+
+/// Splits `path` into its directory part and last component (`"a/b/c"` → `("a/b", "c")`;
+/// trailing slashes are ignored).
+pub fn split_last(path: &str) -> (&str, &str) {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return (if path.starts_with('/') { "/" } else { "" }, ".");
+    }
+    match trimmed.rfind('/') {
+        Some(0) => ("/", &trimmed[1..]),
+        Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+        None => ("", trimmed),
+    }
+}
+
+/// Resolves `path` from `cwd` (or the root for an absolute path). `follow` says whether a
+/// symbolic link as the last component is followed.
+pub fn lookup(cwd: &Arc<Node>, path: &str, follow: bool) -> Result<Arc<Node>, u32> {
+    let mut links = 0;
+    lookup_counted(cwd, path, follow, &mut links)
+}
+
+fn lookup_counted(
+    cwd: &Arc<Node>,
+    path: &str,
+    follow: bool,
+    links: &mut u32,
+) -> Result<Arc<Node>, u32> {
+    if path.len() > PATH_MAX {
+        return Err(e::ENAMETOOLONG);
+    }
+    let mut node = if path.starts_with('/') {
+        root()
+    } else {
+        Arc::clone(cwd)
+    };
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let must_be_dir = path.ends_with('/');
+    for (i, part) in parts.iter().enumerate() {
+        if part.len() > 255 {
+            return Err(e::ENAMETOOLONG);
+        }
+        let next = node.child(part)?;
+        let last = i + 1 == parts.len();
+        if let Kind::Symlink(target) = &next.kind
+            && (!last || follow || must_be_dir)
+        {
+            *links += 1;
+            if *links > MAX_LINKS {
+                return Err(e::ELOOP);
+            }
+            node = lookup_counted(&node, target, true, links)?;
+            continue;
+        }
+        node = next;
+    }
+    if must_be_dir && !node.is_dir() {
+        return Err(e::ENOTDIR);
+    }
+    Ok(node)
+}
+
+/// Resolves the directory that would hold `path`'s last component, and that component.
+pub fn lookup_parent<'p>(cwd: &Arc<Node>, path: &'p str) -> Result<(Arc<Node>, &'p str), u32> {
+    if path.is_empty() {
+        return Err(e::ENOENT);
+    }
+    let (dir, name) = split_last(path);
+    let dir = lookup(cwd, if dir.is_empty() { "." } else { dir }, true)?;
+    if !dir.is_dir() {
+        return Err(e::ENOTDIR);
+    }
+    Ok((dir, name))
+}
+
+/// Makes `path` (and missing parents) a directory; used when unpacking.
+pub fn mkdir_all(path: &str, mode: u32) -> Result<Arc<Node>, u32> {
+    let mut node = root();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        node = match node.child(part) {
+            Ok(child) => child,
+            Err(_) => {
+                let dir = Node::new_dir(Some(&node), mode);
+                node.link(part, Arc::clone(&dir))?;
+                dir
+            }
+        };
+    }
+    Ok(node)
+}
+
+/// Puts `node` at `path`, replacing what was there (directories are kept and merged).
+pub fn install(path: &str, node: Arc<Node>) -> Result<(), u32> {
+    let (dir, name) = split_last(path);
+    let dir = mkdir_all(dir, 0o755)?;
+    let entries = dir.entries().ok_or(e::ENOTDIR)?;
+    if node.is_dir() && entries.lock().get(name).is_some_and(|n| n.is_dir()) {
+        return Ok(());
+    }
+    entries.lock().remove(name);
+    dir.link(name, node)
+}
+
+/// Fills the root: `/dev` with its devices, every boot module under `/boot/`, and the
+/// initramfs (the module named `initramfs.cpio`) unpacked over it all.
+pub fn init() {
+    let _ = mkdir_all("/dev", 0o755);
+    for (name, device, mode) in [
+        ("console", Device::Console, 0o600),
+        ("tty", Device::Console, 0o666),
+        ("null", Device::Null, 0o666),
+        ("zero", Device::Zero, 0o666),
+        ("random", Device::Random, 0o666),
+        ("urandom", Device::Random, 0o666),
+    ] {
+        let _ = install(
+            &alloc::format!("/dev/{name}"),
+            Node::new_device(device, mode),
+        );
+    }
+    for dir in ["/tmp", "/proc", "/sys", "/boot"] {
+        let _ = mkdir_all(dir, if dir == "/tmp" { 0o1777 } else { 0o755 });
+    }
+    for module in hal::boot::modules() {
+        let path = module.path.strip_prefix("boot():").unwrap_or(module.path);
+        if path.ends_with("/initramfs.cpio") {
+            match cpio::unpack(module.data) {
+                Ok(count) => log::info!("fs: initramfs {path}: {count} entries unpacked to /"),
+                Err(why) => log::error!("fs: initramfs {path} refused: {why}"),
+            }
+        } else if let Err(errno) = install(path, Node::new_file(module.data.to_vec(), 0o755)) {
+            log::warn!("fs: module {path} not installed: errno {errno}");
+        }
+    }
+}
+
+/// The absolute, normalised form of `path` relative to `cwd` (an absolute path): `.`, `..`
+/// and repeated slashes removed, without following links.
+pub fn normalise(cwd: &str, path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let start = if path.starts_with('/') { "" } else { cwd };
+    for part in start.split('/').chain(path.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = String::new();
+    for p in &parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}

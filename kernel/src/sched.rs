@@ -1,0 +1,367 @@
+//! The scheduler: which task each CPU runs.
+//!
+//! A [`Task`] is a hal kernel thread with a scheduling state. Runnable tasks wait in one run
+//! queue shared by every CPU (first in, first out); each CPU's first thread is its idle
+//! thread, which takes tasks from the queue and halts when it is empty. A task leaves the
+//! CPU in three ways:
+//!
+//! - it blocks ([`wait`]): it sleeps until a [`WaitQueue`] it waits on is woken, a deadline
+//!   passes, or it is interrupted (a signal) — no busy-waiting;
+//! - it is preempted: user code interrupted by the timer tick calls [`preempt`], which gives
+//!   the CPU to the next runnable task once the time slice (one tick) is used;
+//! - it ends ([`exit`]).
+//!
+//! Waking a task puts it at the back of the queue and, if a CPU is idle, sends it an IPI so it
+//! looks at the queue at once rather than at its next tick.
+//!
+//! One queue keeps this simple and fair (every runnable task gets the next free CPU); per-CPU
+//! queues with load balancing are the next step once contention on the lock shows up in the
+//! benchmarks.
+
+use alloc::{collections::VecDeque, sync::Arc, vec::Vec};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use hal::{
+    percpu::MAX_CPUS,
+    sync::IrqMutex,
+    thread::{self, SwitchError, Thread},
+};
+
+/// Runs on a CPU, or is about to (it is current somewhere, or switching).
+const RUNNING: u8 = 0;
+/// Waits to be woken.
+const SLEEPING: u8 = 1;
+/// Sits in the run queue.
+const QUEUED: u8 = 2;
+
+/// A schedulable kernel thread.
+pub struct Task {
+    thread: Arc<Thread>,
+    state: AtomicU8,
+    /// Set (and the task woken) when something must interrupt its waits: a signal.
+    interrupted: AtomicBool,
+    /// The CPU it last ran on.
+    cpu: AtomicUsize,
+    /// The tick count when it last got a CPU (its time slice starts there).
+    slice_start: AtomicU64,
+}
+
+static QUEUE: IrqMutex<VecDeque<Arc<Task>>> = IrqMutex::new(VecDeque::new());
+/// Each CPU's idle thread (its first thread).
+static IDLE: [IrqMutex<Option<Arc<Thread>>>; MAX_CPUS] = [const { IrqMutex::new(None) }; MAX_CPUS];
+/// CPUs halted in their idle loop, one bit each.
+static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
+/// Tasks sleeping with a deadline (monotonic ns).
+static TIMERS: IrqMutex<Vec<(u64, Arc<Task>)>> = IrqMutex::new(Vec::new());
+
+impl Task {
+    /// Whether a wait of this task is to be interrupted.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Acquire)
+    }
+
+    /// Interrupts the task's waits (it returns [`Wait::Interrupted`]) until
+    /// [`clear_interrupt`](Self::clear_interrupt).
+    pub fn interrupt(self: &Arc<Self>) {
+        self.interrupted.store(true, Ordering::Release);
+        wake(self);
+    }
+
+    /// Lets the task wait again.
+    pub fn clear_interrupt(&self) {
+        self.interrupted.store(false, Ordering::Release);
+    }
+}
+
+/// Creates a task running `f` and makes it runnable. `f` ends with [`exit`].
+pub fn spawn(f: impl FnOnce(Arc<Task>) + Send + 'static) -> Result<Arc<Task>, hal::mm::MapError> {
+    let slot: Arc<IrqMutex<Option<Arc<Task>>>> = Arc::new(IrqMutex::new(None));
+    let inner = Arc::clone(&slot);
+    let thread = Thread::spawn(move || {
+        let me = inner
+            .lock()
+            .take()
+            .expect("the task is stored before it is queued");
+        drop(inner);
+        f(me);
+    })?;
+    let task = Arc::new(Task {
+        thread,
+        state: AtomicU8::new(QUEUED),
+        interrupted: AtomicBool::new(false),
+        cpu: AtomicUsize::new(0),
+        slice_start: AtomicU64::new(0),
+    });
+    *slot.lock() = Some(Arc::clone(&task));
+    enqueue(Arc::clone(&task));
+    Ok(task)
+}
+
+fn enqueue(task: Arc<Task>) {
+    QUEUE.lock().push_back(task);
+    kick_idle_cpu();
+}
+
+/// Sends an IPI to one idle CPU other than this one, so it picks up new work now.
+fn kick_idle_cpu() {
+    let me = hal::percpu::current_index();
+    let idle = IDLE_CPUS.load(Ordering::Acquire) & !(1u64 << me);
+    if idle == 0 {
+        return;
+    }
+    let cpu = idle.trailing_zeros() as usize;
+    if let Some(apic) = hal::percpu::lapic_id(cpu) {
+        hal::apic::send_fixed(apic, hal::trap::vectors::PING);
+    }
+}
+
+/// Makes `task` runnable if it sleeps (waking a running or queued task does nothing: it will
+/// see the condition it waits for when it checks again).
+pub fn wake(task: &Arc<Task>) {
+    if task
+        .state
+        .compare_exchange(SLEEPING, QUEUED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        enqueue(Arc::clone(task));
+    }
+}
+
+/// Runs `next` on this CPU, suspending the caller until something switches back to it.
+fn run_task(next: Arc<Task>) {
+    next.state.store(RUNNING, Ordering::Release);
+    next.cpu
+        .store(hal::percpu::current_index(), Ordering::Relaxed);
+    next.slice_start.store(
+        crate::time::ticks(hal::percpu::current_index()),
+        Ordering::Relaxed,
+    );
+    loop {
+        match thread::switch_to(&next.thread) {
+            // Still being suspended on another CPU (woken while it went to sleep): its
+            // registers are saved within moments.
+            Err(SwitchError::Running) => core::hint::spin_loop(),
+            Ok(()) | Err(SwitchError::Finished | SwitchError::NotReady) => return,
+        }
+    }
+}
+
+/// Gives this CPU to the next runnable task, or to its idle thread; returns when `me` runs
+/// again. `me`'s state says whether it comes back by itself (queued) or when woken.
+fn switch_away(me: &Arc<Task>) {
+    let next = QUEUE.lock().pop_front();
+    match next {
+        // Woken (and queued) before it got away: it just goes on.
+        Some(next) if Arc::ptr_eq(&next, me) => me.state.store(RUNNING, Ordering::Release),
+        Some(next) => run_task(next),
+        None => {
+            let idle = IDLE[hal::percpu::current_index()].lock().clone();
+            let Some(idle) = idle else {
+                // No idle thread on this CPU: cannot happen once the CPU entered its loop.
+                me.state.store(RUNNING, Ordering::Release);
+                return;
+            };
+            let _ = thread::switch_to(&idle);
+        }
+    }
+}
+
+/// Gives up the CPU if another task is waiting for one; `me` goes to the back of the queue.
+pub fn yield_now(me: &Arc<Task>) {
+    if QUEUE.lock().is_empty() {
+        return;
+    }
+    me.state.store(QUEUED, Ordering::Release);
+    QUEUE.lock().push_back(Arc::clone(me));
+    switch_away(me);
+}
+
+/// Called when user code of `me` was interrupted: yields once its time slice (a tick) is up.
+pub fn preempt(me: &Arc<Task>) {
+    let cpu = hal::percpu::current_index();
+    if crate::time::ticks(cpu) != me.slice_start.load(Ordering::Relaxed) {
+        yield_now(me);
+        me.slice_start.store(
+            crate::time::ticks(hal::percpu::current_index()),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Ends `me`: its thread never runs again (its stack is freed once nothing refers to it).
+pub fn exit(me: Arc<Task>) -> ! {
+    // The CPU's own reference to the running thread keeps the stack alive until the switch.
+    drop(me);
+    hal::cpu::disable_interrupts();
+    let next = QUEUE.lock().pop_front();
+    let next_thread = match next {
+        Some(task) => {
+            task.state.store(RUNNING, Ordering::Release);
+            task.cpu
+                .store(hal::percpu::current_index(), Ordering::Relaxed);
+            // The task's own stack holds it; only its thread is needed to switch.
+            Arc::clone(&task.thread)
+        }
+        None => IDLE[hal::percpu::current_index()]
+            .lock()
+            .clone()
+            .expect("a task runs only on a CPU whose idle loop started"),
+    };
+    let error = thread::exit_to(next_thread);
+    panic!("sched: ending a task: {error:?}")
+}
+
+/// How a [`wait`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The condition holds.
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+    /// The task was interrupted (a signal) first.
+    Interrupted,
+}
+
+/// Tasks waiting for something.
+pub struct WaitQueue {
+    waiters: IrqMutex<Vec<Arc<Task>>>,
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        Self {
+            waiters: IrqMutex::new(Vec::new()),
+        }
+    }
+
+    /// Wakes every waiting task (each checks its condition again).
+    pub fn wake_all(&self) {
+        let waiters = core::mem::take(&mut *self.waiters.lock());
+        for task in &waiters {
+            wake(task);
+        }
+    }
+
+    fn remove(&self, me: &Arc<Task>) {
+        self.waiters.lock().retain(|t| !Arc::ptr_eq(t, me));
+    }
+}
+
+/// Blocks `me` until `ready()` holds (checked after each wake-up of any of `queues`), the
+/// monotonic clock reaches `deadline`, or the task is interrupted. Whoever makes `ready`
+/// true must then wake a queue `me` waits on.
+pub fn wait(
+    me: &Arc<Task>,
+    queues: &[&WaitQueue],
+    deadline: Option<u64>,
+    mut ready: impl FnMut() -> bool,
+) -> Wait {
+    let result = loop {
+        for queue in queues {
+            queue.waiters.lock().push(Arc::clone(me));
+        }
+        me.state.store(SLEEPING, Ordering::SeqCst);
+        if ready() {
+            break Wait::Ready;
+        }
+        if me.is_interrupted() {
+            break Wait::Interrupted;
+        }
+        if let Some(deadline) = deadline {
+            if crate::time::now_ns() >= deadline {
+                break Wait::TimedOut;
+            }
+            TIMERS.lock().push((deadline, Arc::clone(me)));
+        }
+        switch_away(me);
+        for queue in queues {
+            queue.remove(me);
+        }
+    };
+    me.state.store(RUNNING, Ordering::Release);
+    for queue in queues {
+        queue.remove(me);
+    }
+    if deadline.is_some() {
+        TIMERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, me));
+    }
+    result
+}
+
+/// Sleeps until the monotonic clock reaches `deadline` (or an interrupt).
+pub fn sleep_until(me: &Arc<Task>, deadline: u64) -> Wait {
+    match wait(me, &[], Some(deadline), || false) {
+        Wait::TimedOut => Wait::Ready,
+        other => other,
+    }
+}
+
+/// The timer tick (every CPU): wakes the tasks whose deadline has passed.
+pub fn on_tick() {
+    let now = crate::time::now_ns();
+    let due: Vec<Arc<Task>> = {
+        let Some(mut timers) = TIMERS.try_lock() else {
+            return;
+        };
+        if timers.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        timers.retain(|(deadline, task)| {
+            if *deadline <= now {
+                due.push(Arc::clone(task));
+                false
+            } else {
+                true
+            }
+        });
+        due
+    };
+    for task in &due {
+        wake(task);
+    }
+}
+
+/// This CPU's idle loop: runs queued tasks, halts while there are none, and returns when
+/// `done()` holds (checked after every wake-up).
+pub fn idle_until(mut done: impl FnMut() -> bool) {
+    let cpu = hal::percpu::current_index();
+    if IDLE[cpu].lock().is_none() {
+        *IDLE[cpu].lock() = thread::current();
+    }
+    while !done() {
+        idle_once(cpu);
+    }
+}
+
+/// Runs what is queued, or halts until the next interrupt.
+pub fn idle_once(cpu: usize) {
+    if IDLE[cpu].lock().is_none() {
+        *IDLE[cpu].lock() = thread::current();
+    }
+    hal::cpu::disable_interrupts();
+    let next = QUEUE.lock().pop_front();
+    match next {
+        Some(task) => {
+            hal::cpu::enable_interrupts();
+            run_task(task);
+        }
+        None => {
+            // An idle CPU holds no address space, so an ended program's memory is freed as
+            // soon as its last thread is gone.
+            hal::mm::deactivate();
+            IDLE_CPUS.fetch_or(1 << cpu, Ordering::AcqRel);
+            // Interrupts stay off from the check to the halt (`sti; hlt` is one step), so a
+            // wake-up IPI sent in between still ends the halt.
+            hal::cpu::idle();
+            IDLE_CPUS.fetch_and(!(1 << cpu), Ordering::AcqRel);
+        }
+    }
+}

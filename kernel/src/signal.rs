@@ -1,0 +1,434 @@
+//! Signals, with Linux's semantics: dispositions per process, masks and pending sets per
+//! thread (and a pending set for the process as a whole), delivery on the way back to user
+//! mode with a frame whose `siginfo` and `ucontext` layouts are Linux's x86-64 ones, and
+//! `rt_sigreturn` to come back from a handler.
+//!
+//! Default actions: terminate (most), ignore (`SIGCHLD`, `SIGURG`, `SIGWINCH`, `SIGCONT`).
+//! Stopping (`SIGSTOP`, `SIGTSTP`, `SIGTTIN`, `SIGTTOU`) needs job control, which comes with
+//! the terminal (the next issue): until then those are ignored, and the log says so once.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use hal::user::UserPtr;
+use linux_raw_sys::{errno as e, general as g};
+
+use crate::process::{Current, Exit, Process, Thread, ThreadEnd};
+
+/// Signal numbers used by the kernel itself.
+pub const SIGKILL: u8 = 9;
+/// Segmentation fault.
+pub const SIGSEGV: u8 = 11;
+/// A write to a pipe with no reader.
+pub const SIGPIPE: u8 = 13;
+/// A child ended.
+pub const SIGCHLD: u8 = 17;
+const SIGSTOP: u8 = 19;
+
+/// The highest signal number.
+pub const NSIG: usize = 64;
+
+/// The `errno` a blocking call interrupted by a signal returns internally: delivery turns it
+/// into `EINTR`, or restarts the call (`SA_RESTART`, or no handler ran).
+pub const ERESTARTSYS: u32 = 512;
+
+/// One signal's disposition (`struct sigaction` as the kernel has it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    /// `SIG_DFL` (0), `SIG_IGN` (1), or the handler's address.
+    pub handler: u64,
+    /// `SA_*` flags.
+    pub flags: u64,
+    /// Where the handler returns to (`SA_RESTORER`).
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+/// Every signal's disposition.
+#[derive(Clone)]
+pub struct SigActions(pub [SigAction; NSIG]);
+
+impl Default for SigActions {
+    fn default() -> Self {
+        Self([SigAction::default(); NSIG])
+    }
+}
+
+/// What a pending signal carries (`siginfo`'s fields that matter here).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Info {
+    /// `si_code`.
+    pub code: i32,
+    /// `si_pid` (the sender), or for faults nothing.
+    pub pid: u32,
+    /// `si_addr` for faults.
+    pub addr: u64,
+}
+
+fn bit(sig: u8) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Signals that cannot be blocked, caught or ignored.
+const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+
+/// Whether `sig`'s default action is to ignore it.
+fn default_ignores(sig: u8) -> bool {
+    matches!(sig, 17 | 18 | 23 | 28 | 19..=22)
+}
+
+/// Whether `sig` would be dropped on arrival (ignored by disposition or by default).
+fn ignored(process: &Process, sig: u8) -> bool {
+    if sig == SIGKILL {
+        return false;
+    }
+    let action = process.sigactions.lock().0[usize::from(sig - 1)];
+    action.handler == 1 || (action.handler == 0 && default_ignores(sig))
+}
+
+/// Sends `sig` to `thread` (`tgkill`, a fault).
+pub fn send_thread(thread: &Thread, sig: u8) {
+    if ignored(&thread.process, sig) {
+        return;
+    }
+    if sig == SIGKILL {
+        thread.process.exit_group(Exit::Signal(SIGKILL));
+        return;
+    }
+    thread.pending.fetch_or(bit(sig), Ordering::AcqRel);
+    if thread.sigmask.load(Ordering::Acquire) & bit(sig) == 0
+        && let Some(task) = thread.task.get()
+    {
+        task.interrupt();
+    }
+}
+
+/// Sends `sig` to `process` (`kill`): any thread that does not block it takes it.
+pub fn send_process(process: &Arc<Process>, sig: u8) {
+    if process.exit.lock().is_some() || ignored(process, sig) {
+        return;
+    }
+    if sig == SIGKILL {
+        process.exit_group(Exit::Signal(SIGKILL));
+        return;
+    }
+    process.shared_pending.fetch_or(bit(sig), Ordering::AcqRel);
+    let threads = process.threads.lock();
+    let taker = threads
+        .iter()
+        .find(|t| t.sigmask.load(Ordering::Acquire) & bit(sig) == 0);
+    if let Some(task) = taker.and_then(|t| t.task.get()) {
+        task.interrupt();
+    }
+}
+
+/// Whether `thread` has a signal it does not block.
+pub fn has_deliverable(thread: &Thread) -> bool {
+    let pending = thread.pending.load(Ordering::Acquire)
+        | thread.process.shared_pending.load(Ordering::Acquire);
+    pending & !thread.sigmask.load(Ordering::Acquire) != 0
+}
+
+/// Takes the lowest deliverable signal, if any.
+fn take(thread: &Thread) -> Option<u8> {
+    let mask = thread.sigmask.load(Ordering::Acquire) & !UNBLOCKABLE;
+    let own = thread.pending.load(Ordering::Acquire) & !mask;
+    if own != 0 {
+        let sig = own.trailing_zeros() as u8 + 1;
+        thread.pending.fetch_and(!bit(sig), Ordering::AcqRel);
+        return Some(sig);
+    }
+    let shared = thread.process.shared_pending.load(Ordering::Acquire) & !mask;
+    if shared != 0 {
+        let sig = shared.trailing_zeros() as u8 + 1;
+        if thread
+            .process
+            .shared_pending
+            .fetch_and(!bit(sig), Ordering::AcqRel)
+            & bit(sig)
+            != 0
+        {
+            return Some(sig);
+        }
+    }
+    None
+}
+
+/// Runs on the way back to user mode: restarts or fails an interrupted syscall, and delivers
+/// a pending signal — through a handler frame, by ignoring it, or by ending the process.
+pub fn deliver(current: &Current, context: &mut hal::usermode::UserContext) -> Option<ThreadEnd> {
+    let thread = &current.thread;
+    let restart = thread.restart_nr.lock().take();
+    loop {
+        let Some(sig) = take(thread) else {
+            current.task.clear_interrupt();
+            // Nothing to deliver: an interrupted call runs again (as after an ignored signal).
+            if let Some(nr) = restart {
+                context.regs.rax = nr;
+                context.regs.rip -= 2;
+            }
+            // Re-check: a signal may have arrived after the interrupt flag was cleared.
+            if has_deliverable(thread) {
+                current.task.interrupt();
+            }
+            return None;
+        };
+        let action = thread.process.sigactions.lock().0[usize::from(sig - 1)];
+        match action.handler {
+            1 => continue,
+            0 if default_ignores(sig) => {
+                if (19..=22).contains(&sig) {
+                    log_stop_once(sig);
+                }
+                continue;
+            }
+            0 => {
+                thread.process.exit_group(Exit::Signal(sig));
+                return Some(ThreadEnd::Group(Exit::Signal(sig)));
+            }
+            handler => {
+                if let Some(nr) = restart {
+                    if action.flags & u64::from(g::SA_RESTART) != 0 {
+                        context.regs.rax = nr;
+                        context.regs.rip -= 2;
+                    } else {
+                        context.regs.rax = (-i64::from(e::EINTR)) as u64;
+                    }
+                }
+                let info = thread.infos.lock()[usize::from(sig - 1)];
+                if build_frame(thread, context, sig, handler, &action, info).is_err() {
+                    log::warn!(
+                        "{}: cannot write the frame for signal {sig}: killed by SIGSEGV",
+                        thread.process.path.lock()
+                    );
+                    thread.process.exit_group(Exit::Signal(SIGSEGV));
+                    return Some(ThreadEnd::Group(Exit::Signal(SIGSEGV)));
+                }
+                if action.flags & u64::from(g::SA_RESETHAND) != 0 {
+                    thread.process.sigactions.lock().0[usize::from(sig - 1)] = SigAction::default();
+                }
+                if !has_deliverable(thread) {
+                    current.task.clear_interrupt();
+                }
+                return None;
+            }
+        }
+    }
+}
+
+fn log_stop_once(sig: u8) {
+    static ONCE: spin::Once = spin::Once::new();
+    ONCE.call_once(|| {
+        log::warn!("signal {sig}: stopping processes needs job control (not yet): ignored");
+    });
+}
+
+/// Size of the `fxsave` image in the frame.
+const FPU_BYTES: u64 = 512;
+/// `uc_flags`: the frame has an FPU state Linux-style.
+const UC_FP_XSTATE: u64 = 1;
+
+/// Writes the `rt_sigframe` and points the context at the handler.
+fn build_frame(
+    thread: &Thread,
+    context: &mut hal::usermode::UserContext,
+    sig: u8,
+    handler: u64,
+    action: &SigAction,
+    info: Info,
+) -> Result<(), ()> {
+    let r = context.regs;
+    let (alt_base, alt_size, alt_flags) = *thread.altstack.lock();
+    let on_alt = alt_flags & g::SS_DISABLE == 0
+        && alt_size > 0
+        && !(alt_base..alt_base + alt_size).contains(&r.rsp);
+    let mut sp = if action.flags & u64::from(g::SA_ONSTACK) != 0 && on_alt {
+        alt_base + alt_size
+    } else {
+        r.rsp.wrapping_sub(128) // the red zone
+    };
+    sp = (sp - FPU_BYTES) & !63;
+    let fpstate = sp;
+    hal::user::copy_to_user(fpstate, &context.fpu_state()).map_err(|_| ())?;
+    // pretcode, ucontext (304 bytes), siginfo (128 bytes).
+    sp = ((sp - (8 + 304 + 128)) & !15) - 8;
+    let frame = sp;
+    let old_mask = thread
+        .saved_mask
+        .lock()
+        .take()
+        .unwrap_or(thread.sigmask.load(Ordering::Acquire));
+    let mut words = [0u64; (8 + 304 + 128) / 8];
+    words[0] = action.restorer;
+    // ucontext: uc_flags, uc_link, uc_stack (sp, flags, size), then sigcontext.
+    words[1] = UC_FP_XSTATE;
+    words[2] = 0;
+    words[3] = alt_base;
+    words[4] = u64::from(if on_alt { 0 } else { alt_flags });
+    words[5] = alt_size;
+    let mc = 6;
+    let gp = [
+        r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx,
+        r.rax, r.rcx, r.rsp, r.rip, r.rflags,
+    ];
+    words[mc..mc + 18].copy_from_slice(&gp);
+    words[mc + 18] = 0x2b_0000_0000_0033; // cs 0x33, gs 0, fs 0, ss 0x2b
+    words[mc + 19] = 0; // err
+    words[mc + 20] = 0; // trapno
+    words[mc + 21] = old_mask; // oldmask
+    words[mc + 22] = info.addr; // cr2
+    words[mc + 23] = fpstate;
+    // reserved1[8] stays zero; then uc_sigmask.
+    words[mc + 32] = old_mask;
+    // siginfo: si_signo, si_errno, si_code (ints), then the union at offset 16.
+    let si = 1 + 304 / 8;
+    words[si] = u64::from(sig); // si_errno 0
+    words[si + 1] = u64::from(info.code as u32);
+    words[si + 2] = if info.addr != 0 {
+        info.addr
+    } else {
+        u64::from(info.pid)
+    };
+    let bytes: alloc::vec::Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    hal::user::copy_to_user(frame, &bytes).map_err(|_| ())?;
+    let mut mask = old_mask | action.mask;
+    if action.flags & u64::from(g::SA_NODEFER) == 0 {
+        mask |= bit(sig);
+    }
+    thread.sigmask.store(mask & !UNBLOCKABLE, Ordering::Release);
+    context.regs.rip = handler;
+    context.regs.rsp = frame;
+    context.regs.rdi = u64::from(sig);
+    context.regs.rsi = frame + 8 + 304;
+    context.regs.rdx = frame + 8;
+    context.regs.rax = 0;
+    context.regs.rflags &= !(1 << 10); // DF clear, as the ABI wants on entry
+    Ok(())
+}
+
+/// `rt_sigreturn`: restores what the frame at `rsp - 8` saved; returns the restored `rax`.
+pub fn sigreturn(current: &Current, context: &mut hal::usermode::UserContext) -> Result<u64, u32> {
+    let frame = context.regs.rsp.wrapping_sub(8);
+    let mut words = [0u64; (8 + 304) / 8];
+    let mut bytes = [0u8; 8 + 304];
+    hal::user::copy_from_user(frame, &mut bytes).map_err(|_| e::EFAULT)?;
+    for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    let mc = 6;
+    let g = &words[mc..mc + 18];
+    let r = &mut context.regs;
+    [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15] =
+        [g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]];
+    [
+        r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp, r.rip, r.rflags,
+    ] = [
+        g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16], g[17],
+    ];
+    let fpstate = words[mc + 23];
+    if fpstate != 0 {
+        let mut fpu = [0u8; 512];
+        hal::user::copy_from_user(fpstate, &mut fpu).map_err(|_| e::EFAULT)?;
+        context.set_fpu_state(&fpu);
+    }
+    current
+        .thread
+        .sigmask
+        .store(words[mc + 32] & !UNBLOCKABLE, Ordering::Release);
+    if has_deliverable(&current.thread) {
+        current.task.interrupt();
+    }
+    Ok(context.regs.rax)
+}
+
+/// A CPU exception in user mode: the signal it stands for goes to the thread — to its
+/// handler if it has one and does not block it, else it ends the process (as Linux forces).
+pub fn fault(
+    current: &Current,
+    context: &hal::usermode::UserContext,
+    vector: u8,
+    error_code: u64,
+    address: u64,
+) {
+    // si_codes (asm-generic/siginfo.h).
+    const SEGV_MAPERR: i32 = 1;
+    const SEGV_ACCERR: i32 = 2;
+    const FPE_INTDIV: i32 = 1;
+    const ILL_ILLOPN: i32 = 2;
+    const TRAP_BRKPT: i32 = 1;
+    const BUS_ADRALN: i32 = 1;
+    const SI_KERNEL: i32 = 0x80;
+    let rip = context.regs.rip;
+    let (sig, code, addr, name) = match vector {
+        0 => (8, FPE_INTDIV, rip, "SIGFPE (divide error)"),
+        1 | 3 => (5, TRAP_BRKPT, 0, "SIGTRAP (debug or breakpoint)"),
+        16 | 19 => (8, 0, rip, "SIGFPE (floating-point exception)"),
+        17 => (7, BUS_ADRALN, address, "SIGBUS (alignment check)"),
+        6 => (4, ILL_ILLOPN, rip, "SIGILL (invalid opcode)"),
+        14 => {
+            let code = if error_code & 1 != 0 {
+                SEGV_ACCERR
+            } else {
+                SEGV_MAPERR
+            };
+            (11, code, address, "SIGSEGV (page fault)")
+        }
+        13 => (11, SI_KERNEL, 0, "SIGSEGV (general protection)"),
+        _ => (11, SI_KERNEL, 0, "SIGSEGV"),
+    };
+    let thread = &current.thread;
+    let process = current.process();
+    let action = process.sigactions.lock().0[usize::from(sig - 1)];
+    let blocked = thread.sigmask.load(Ordering::Acquire) & bit(sig) != 0;
+    if action.handler > 1 && !blocked {
+        thread.infos.lock()[usize::from(sig - 1)] = Info { code, pid: 0, addr };
+        thread.pending.fetch_or(bit(sig), Ordering::AcqRel);
+        return;
+    }
+    log::warn!(
+        "{}: killed by {name} at rip {rip:#x} (vector {vector}, error {error_code:#x}, address \
+         {address:#x})",
+        process.path.lock()
+    );
+    process.exit_group(Exit::Signal(sig));
+}
+
+/// Signals a user may send with `kill`: 0 (a check) to 64.
+pub fn valid(sig: u64) -> Result<Option<u8>, u32> {
+    match sig {
+        0 => Ok(None),
+        1..=64 => Ok(Some(sig as u8)),
+        _ => Err(e::EINVAL),
+    }
+}
+
+/// Reads and checks a user `struct sigaction`.
+pub fn read_action(address: u64) -> Result<SigAction, u32> {
+    let [handler, flags, restorer, mask] = UserPtr::<[u64; 4]>::new(address)
+        .read()
+        .map_err(|_| e::EFAULT)?;
+    Ok(SigAction {
+        handler,
+        flags,
+        restorer,
+        mask: mask & !UNBLOCKABLE,
+    })
+}
+
+/// Writes a `struct sigaction`.
+pub fn write_action(address: u64, action: &SigAction) -> Result<(), u32> {
+    UserPtr::<[u64; 4]>::new(address)
+        .write([action.handler, action.flags, action.restorer, action.mask])
+        .map_err(|_| e::EFAULT)
+}
+
+/// A mask with what cannot be blocked removed.
+pub fn blockable(mask: u64) -> u64 {
+    mask & !UNBLOCKABLE
+}
+
+/// Records what a signal `sig` sent by `pid` carries on the receiving thread.
+pub fn set_info(thread: &Thread, sig: u8, info: Info) {
+    thread.infos.lock()[usize::from(sig - 1)] = info;
+}

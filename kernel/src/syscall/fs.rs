@@ -1,0 +1,1000 @@
+//! File, directory, pipe and descriptor calls.
+
+use alloc::{string::String, sync::Arc, vec, vec::Vec};
+use core::sync::atomic::Ordering;
+
+use hal::user::{self, UserPtr};
+use linux_raw_sys::{errno as e, general as g};
+
+use super::{MAX_IO, SysResult, read_path, read_user};
+use crate::{
+    fs::{
+        self, Kind, Node,
+        file::{OpenFile, Target},
+        pipe::Pipe,
+    },
+    process::Current,
+    sched::{self, Wait},
+    signal,
+};
+
+fn file(current: &Current, fd: u64) -> Result<Arc<OpenFile>, u32> {
+    current.process().fds().lock().get(fd)
+}
+
+/// The directory a `*at` call's relative path starts from.
+fn base(current: &Current, dirfd: u64) -> Result<Arc<Node>, u32> {
+    if dirfd as i32 == g::AT_FDCWD {
+        return Ok(Arc::clone(&current.process().cwd.lock().node));
+    }
+    let file = file(current, dirfd)?;
+    let node = file.node().ok_or(e::ENOTDIR)?;
+    if !node.is_dir() {
+        return Err(e::ENOTDIR);
+    }
+    Ok(Arc::clone(node))
+}
+
+/// Resolves `path` (a user pointer) relative to `dirfd`.
+fn resolve(current: &Current, dirfd: u64, path: &str, follow: bool) -> Result<Arc<Node>, u32> {
+    if path.is_empty() {
+        return Err(e::ENOENT);
+    }
+    let start = if path.starts_with('/') {
+        fs::root()
+    } else {
+        base(current, dirfd)?
+    };
+    fs::lookup(&start, path, follow)
+}
+
+fn resolve_parent<'p>(
+    current: &Current,
+    dirfd: u64,
+    path: &'p str,
+) -> Result<(Arc<Node>, &'p str), u32> {
+    let start = if path.starts_with('/') {
+        fs::root()
+    } else {
+        base(current, dirfd)?
+    };
+    fs::lookup_parent(&start, path)
+}
+
+/// A write that found no reader: `SIGPIPE` for the thread, then `EPIPE`.
+fn pipe_error(current: &Current, result: Result<usize, u32>) -> SysResult {
+    match result {
+        Ok(n) => Ok(n as u64),
+        Err(errno) if errno == e::EPIPE => {
+            signal::send_thread(&current.thread, signal::SIGPIPE);
+            Err(e::EPIPE)
+        }
+        Err(errno) if errno == e::EINTR => Err(signal::ERESTARTSYS),
+        Err(errno) => Err(errno),
+    }
+}
+
+fn read_result(result: Result<usize, u32>) -> SysResult {
+    match result {
+        Ok(n) => Ok(n as u64),
+        Err(errno) if errno == e::EINTR => Err(signal::ERESTARTSYS),
+        Err(errno) => Err(errno),
+    }
+}
+
+pub fn read(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let mut data = vec![0u8; (len as usize).min(MAX_IO)];
+    let n = read_result(file.read(&current.task, &mut data, None))? as usize;
+    user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
+    Ok(n as u64)
+}
+
+pub fn write(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let data = read_user(buf, len)?;
+    pipe_error(current, file.write(&current.task, &data, None))
+}
+
+pub fn pread(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> SysResult {
+    let file = file(current, fd)?;
+    if offset as i64 <= -1 {
+        return Err(e::EINVAL);
+    }
+    if !matches!(file.target, Target::Node(_)) {
+        return Err(e::ESPIPE);
+    }
+    let mut data = vec![0u8; (len as usize).min(MAX_IO)];
+    let n = read_result(file.read(&current.task, &mut data, Some(offset)))? as usize;
+    user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
+    Ok(n as u64)
+}
+
+pub fn pwrite(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> SysResult {
+    let file = file(current, fd)?;
+    if offset as i64 <= -1 {
+        return Err(e::EINVAL);
+    }
+    if !matches!(file.target, Target::Node(_)) {
+        return Err(e::ESPIPE);
+    }
+    let data = read_user(buf, len)?;
+    pipe_error(current, file.write(&current.task, &data, Some(offset)))
+}
+
+/// Reads an iovec array: (base, len) pairs.
+fn iovecs(iov: u64, count: u64) -> Result<Vec<(u64, usize)>, u32> {
+    if count > u64::from(g::UIO_MAXIOV) {
+        return Err(e::EINVAL);
+    }
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for i in 0..count as usize {
+        let [base, len] = UserPtr::<[u64; 2]>::new(iov)
+            .offset(i)
+            .and_then(UserPtr::read)
+            .map_err(|_| e::EFAULT)?;
+        if len as i64 > isize::MAX as i64 || len > (1 << 40) {
+            return Err(e::EINVAL);
+        }
+        let len = (len as usize).min(MAX_IO - total.min(MAX_IO));
+        total += len;
+        out.push((base, len));
+    }
+    Ok(out)
+}
+
+pub fn readv(current: &Current, fd: u64, iov: u64, count: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let vecs = iovecs(iov, count)?;
+    let total: usize = vecs.iter().map(|v| v.1).sum();
+    let mut data = vec![0u8; total];
+    let n = read_result(file.read(&current.task, &mut data, None))? as usize;
+    let mut done = 0;
+    for (base, len) in vecs {
+        if done >= n {
+            break;
+        }
+        let k = len.min(n - done);
+        user::copy_to_user(base, &data[done..done + k]).map_err(|_| e::EFAULT)?;
+        done += k;
+    }
+    Ok(n as u64)
+}
+
+pub fn writev(current: &Current, fd: u64, iov: u64, count: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let mut data = Vec::new();
+    for (base, len) in iovecs(iov, count)? {
+        let start = data.len();
+        data.resize(start + len, 0);
+        user::copy_from_user(base, &mut data[start..]).map_err(|_| e::EFAULT)?;
+    }
+    pipe_error(current, file.write(&current.task, &data, None))
+}
+
+pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -> SysResult {
+    let path = read_path(path)?;
+    let flags = flags as u32;
+    let follow = flags & g::O_NOFOLLOW == 0;
+    let node = match resolve(current, dirfd, &path, follow) {
+        Ok(node) => {
+            if flags & g::O_CREAT != 0 && flags & g::O_EXCL != 0 {
+                return Err(e::EEXIST);
+            }
+            node
+        }
+        Err(errno) if errno == e::ENOENT && flags & g::O_CREAT != 0 => {
+            let (dir, name) = resolve_parent(current, dirfd, &path)?;
+            if path.ends_with('/') {
+                return Err(e::EISDIR);
+            }
+            let umask = current.process().umask.load(Ordering::Relaxed);
+            let node = Node::new_file(Vec::new(), mode as u32 & !umask);
+            dir.link(name, Arc::clone(&node))?;
+            node
+        }
+        Err(errno) => return Err(errno),
+    };
+    if let Kind::Symlink(_) = node.kind {
+        return Err(e::ELOOP);
+    }
+    let access = flags & g::O_ACCMODE;
+    if node.is_dir() && (access != g::O_RDONLY || flags & g::O_CREAT != 0) {
+        return Err(e::EISDIR);
+    }
+    if flags & g::O_DIRECTORY != 0 && !node.is_dir() {
+        return Err(e::ENOTDIR);
+    }
+    if flags & g::O_TRUNC != 0
+        && access != g::O_RDONLY
+        && let Kind::File(data) = &node.kind
+    {
+        data.lock().clear();
+        node.touch();
+    }
+    let file = OpenFile::new(Target::Node(node), flags, path);
+    current
+        .process()
+        .fds()
+        .lock()
+        .insert(file, flags & g::O_CLOEXEC != 0)
+}
+
+pub fn close(current: &Current, fd: u64) -> SysResult {
+    let file = current.process().fds().lock().remove(fd)?;
+    drop(file);
+    Ok(0)
+}
+
+pub fn lseek(current: &Current, fd: u64, offset: u64, whence: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let Target::Node(node) = &file.target else {
+        return Err(e::ESPIPE);
+    };
+    let mut pos = file.offset.lock();
+    let base = match whence as u32 {
+        g::SEEK_SET => 0,
+        g::SEEK_CUR => *pos as i64,
+        g::SEEK_END => node.size() as i64,
+        _ => return Err(e::EINVAL),
+    };
+    let new = base.checked_add(offset as i64).ok_or(e::EINVAL)?;
+    if new < 0 {
+        return Err(e::EINVAL);
+    }
+    *pos = new as u64;
+    Ok(new as u64)
+}
+
+pub fn dup(current: &Current, fd: u64) -> SysResult {
+    let fds = current.process().fds();
+    let mut fds = fds.lock();
+    let file = fds.get(fd)?;
+    fds.insert(file, false)
+}
+
+pub fn dup3(current: &Current, old: u64, new: u64, flags: u64, dup2: bool) -> SysResult {
+    if flags & !u64::from(g::O_CLOEXEC) != 0 {
+        return Err(e::EINVAL);
+    }
+    let fds = current.process().fds();
+    let mut fds = fds.lock();
+    let file = fds.get(old)?;
+    if old == new {
+        return if dup2 { Ok(new) } else { Err(e::EINVAL) };
+    }
+    if new as usize >= fs::file::MAX_FDS {
+        return Err(e::EBADF);
+    }
+    let closed = fds.remove(new).ok();
+    fds.put(new as usize, file, flags != 0);
+    drop(fds);
+    drop(closed);
+    Ok(new)
+}
+
+pub fn fcntl(current: &Current, fd: u64, command: u64, arg: u64) -> SysResult {
+    let fds = current.process().fds();
+    let mut fds = fds.lock();
+    match command as u32 {
+        g::F_DUPFD | g::F_DUPFD_CLOEXEC => {
+            let file = fds.get(fd)?;
+            if arg as usize >= fs::file::MAX_FDS {
+                return Err(e::EINVAL);
+            }
+            fds.insert_from(arg as usize, file, command as u32 == g::F_DUPFD_CLOEXEC)
+        }
+        g::F_GETFD => Ok(u64::from(fds.slot_mut(fd)?.cloexec)),
+        g::F_SETFD => {
+            fds.slot_mut(fd)?.cloexec = arg & u64::from(g::FD_CLOEXEC) != 0;
+            Ok(0)
+        }
+        g::F_GETFL => Ok(u64::from(fds.get(fd)?.flags.load(Ordering::Relaxed))),
+        g::F_SETFL => {
+            fds.get(fd)?.set_flags(arg as u32);
+            Ok(0)
+        }
+        g::F_GETLK | g::F_SETLK | g::F_SETLKW => fds.get(fd).map(|_| 0),
+        g::F_GETPIPE_SZ => match fds.get(fd)?.target {
+            Target::Node(_) => Err(e::EBADF),
+            _ => Ok(fs::pipe::CAPACITY as u64),
+        },
+        _ => {
+            fds.get(fd)?;
+            Err(e::EINVAL)
+        }
+    }
+}
+
+pub fn pipe2(current: &Current, fds_out: u64, flags: u64) -> SysResult {
+    let flags = flags as u32;
+    if flags & !(g::O_CLOEXEC | g::O_NONBLOCK | g::O_DIRECT) != 0 {
+        return Err(e::EINVAL);
+    }
+    let pipe = Pipe::new();
+    let nonblock = flags & g::O_NONBLOCK;
+    let reader = OpenFile::new(
+        Target::PipeRead(Arc::clone(&pipe)),
+        g::O_RDONLY | nonblock,
+        "pipe".into(),
+    );
+    let writer = OpenFile::new(
+        Target::PipeWrite(pipe),
+        g::O_WRONLY | nonblock,
+        "pipe".into(),
+    );
+    let cloexec = flags & g::O_CLOEXEC != 0;
+    let fds = current.process().fds();
+    let mut fds = fds.lock();
+    let r = fds.insert(reader, cloexec)?;
+    let w = match fds.insert(writer, cloexec) {
+        Ok(w) => w,
+        Err(errno) => {
+            let _ = fds.remove(r);
+            return Err(errno);
+        }
+    };
+    if UserPtr::<[u32; 2]>::new(fds_out)
+        .write([r as u32, w as u32])
+        .is_err()
+    {
+        let _ = fds.remove(r);
+        let _ = fds.remove(w);
+        return Err(e::EFAULT);
+    }
+    Ok(0)
+}
+
+/// What `stat` says about a node (or a pipe end, when `node` is `None`).
+fn stat_words(node: Option<&Node>, pipe_ino: u64) -> [u64; 18] {
+    let mut st = [0u64; 18];
+    match node {
+        Some(node) => {
+            let mtime = node.mtime.load(Ordering::Relaxed);
+            st[0] = 1; // st_dev
+            st[1] = node.ino;
+            st[2] = if node.is_dir() { 2 } else { 1 };
+            st[3] = u64::from(node.st_mode());
+            st[5] = match node.kind {
+                Kind::Device(d) => d.rdev(),
+                _ => 0,
+            };
+            st[6] = node.size();
+            st[7] = 4096;
+            st[8] = node.size().div_ceil(512);
+            for i in [9, 11, 13] {
+                st[i] = mtime / 1_000_000_000;
+                st[i + 1] = mtime % 1_000_000_000;
+            }
+        }
+        None => {
+            st[0] = 0xc;
+            st[1] = pipe_ino;
+            st[2] = 1;
+            st[3] = u64::from(g::S_IFIFO | 0o600);
+            st[7] = 4096;
+        }
+    }
+    st
+}
+
+fn file_stat(file: &OpenFile) -> [u64; 18] {
+    match &file.target {
+        Target::Node(node) => stat_words(Some(node), 0),
+        Target::PipeRead(p) | Target::PipeWrite(p) => stat_words(None, Arc::as_ptr(p) as u64 >> 4),
+    }
+}
+
+pub fn fstat(current: &Current, fd: u64, buf: u64) -> SysResult {
+    let file = file(current, fd)?;
+    UserPtr::<[u64; 18]>::new(buf)
+        .write(file_stat(&file))
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+/// The stat words for `path` relative to `dirfd` (or the descriptor with `AT_EMPTY_PATH`).
+fn stat_at(current: &Current, dirfd: u64, path: u64, flags: u64) -> Result<[u64; 18], u32> {
+    let path = read_path(path)?;
+    if path.is_empty() && flags & u64::from(g::AT_EMPTY_PATH) != 0 {
+        if dirfd as i32 == g::AT_FDCWD {
+            let cwd = Arc::clone(&current.process().cwd.lock().node);
+            return Ok(stat_words(Some(&cwd), 0));
+        }
+        return Ok(file_stat(&*file(current, dirfd)?));
+    }
+    let follow = flags & u64::from(g::AT_SYMLINK_NOFOLLOW) == 0;
+    let node = resolve(current, dirfd, &path, follow)?;
+    Ok(stat_words(Some(&node), 0))
+}
+
+pub fn newfstatat(current: &Current, dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {
+    let st = stat_at(current, dirfd, path, flags)?;
+    UserPtr::<[u64; 18]>::new(buf)
+        .write(st)
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+pub fn statx(
+    current: &Current,
+    dirfd: u64,
+    path: u64,
+    flags: u64,
+    _mask: u64,
+    buf: u64,
+) -> SysResult {
+    let st = stat_at(current, dirfd, path, flags)?;
+    let mut out = [0u8; 256];
+    let put32 =
+        |out: &mut [u8; 256], at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |out: &mut [u8; 256], at: usize, v: u64| out[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut out, 0, 0x7ff); // STATX_BASIC_STATS
+    put32(&mut out, 4, st[7] as u32);
+    put32(&mut out, 16, st[2] as u32);
+    out[28..30].copy_from_slice(&(st[3] as u16).to_le_bytes());
+    put64(&mut out, 32, st[1]);
+    put64(&mut out, 40, st[6]);
+    put64(&mut out, 48, st[8]);
+    for (at, i) in [(64, 9), (96, 13), (112, 11)] {
+        put64(&mut out, at, st[i]);
+        put32(&mut out, at + 8, st[i + 1] as u32);
+    }
+    put32(&mut out, 128, (st[5] >> 8) as u32);
+    put32(&mut out, 132, (st[5] & 0xff) as u32);
+    put32(&mut out, 136, 0);
+    put32(&mut out, 140, st[0] as u32);
+    user::copy_to_user(buf, &out)
+        .map(|()| 0)
+        .map_err(|_| e::EFAULT)
+}
+
+fn dirent_type(node: &Node) -> u8 {
+    match node.kind {
+        Kind::Dir { .. } => 4,
+        Kind::File(_) => 8,
+        Kind::Symlink(_) => 10,
+        Kind::Device(_) => 2,
+    }
+}
+
+pub fn getdents64(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let Some(dir) = file.node().filter(|n| n.is_dir()) else {
+        return Err(e::ENOTDIR);
+    };
+    let dir = Arc::clone(dir);
+    let mut entries: Vec<(String, u64, u8)> = vec![
+        (".".into(), dir.ino, 4),
+        ("..".into(), dir.parent().map_or(dir.ino, |p| p.ino), 4),
+    ];
+    if let Some(list) = dir.entries() {
+        for (name, node) in list.lock().iter() {
+            entries.push((name.clone(), node.ino, dirent_type(node)));
+        }
+    }
+    let mut offset = file.offset.lock();
+    let mut out = Vec::new();
+    let mut index = *offset as usize;
+    while let Some((name, ino, kind)) = entries.get(index) {
+        let reclen = (19 + name.len() + 1).next_multiple_of(8);
+        if out.len() + reclen > len as usize {
+            break;
+        }
+        let start = out.len();
+        out.extend_from_slice(&ino.to_le_bytes());
+        out.extend_from_slice(&((index + 1) as u64).to_le_bytes());
+        out.extend_from_slice(&(reclen as u16).to_le_bytes());
+        out.push(*kind);
+        out.extend_from_slice(name.as_bytes());
+        out.resize(start + reclen, 0);
+        index += 1;
+    }
+    if out.is_empty() && index < entries.len() {
+        return Err(e::EINVAL);
+    }
+    user::copy_to_user(buf, &out).map_err(|_| e::EFAULT)?;
+    *offset = index as u64;
+    Ok(out.len() as u64)
+}
+
+pub fn getcwd(current: &Current, buf: u64, size: u64) -> SysResult {
+    let path = current.process().cwd.lock().path.clone();
+    let mut bytes = path.into_bytes();
+    bytes.push(0);
+    if bytes.len() as u64 > size {
+        return Err(e::ERANGE);
+    }
+    user::copy_to_user(buf, &bytes).map_err(|_| e::EFAULT)?;
+    Ok(bytes.len() as u64)
+}
+
+fn set_cwd(current: &Current, node: Arc<Node>, path: &str) -> SysResult {
+    if !node.is_dir() {
+        return Err(e::ENOTDIR);
+    }
+    let mut cwd = current.process().cwd.lock();
+    cwd.path = fs::normalise(&cwd.path, path);
+    cwd.node = node;
+    Ok(0)
+}
+
+pub fn chdir(current: &Current, path: u64) -> SysResult {
+    let path = read_path(path)?;
+    let node = resolve(current, g::AT_FDCWD as u64, &path, true)?;
+    set_cwd(current, node, &path)
+}
+
+pub fn fchdir(current: &Current, fd: u64) -> SysResult {
+    let file = file(current, fd)?;
+    let node = Arc::clone(file.node().ok_or(e::ENOTDIR)?);
+    let path = file.path.clone();
+    set_cwd(current, node, &path)
+}
+
+pub fn mkdirat(current: &Current, dirfd: u64, path: u64, mode: u64) -> SysResult {
+    let path = read_path(path)?;
+    let (dir, name) = resolve_parent(current, dirfd, &path)?;
+    if dir.child(name).is_ok() {
+        return Err(e::EEXIST);
+    }
+    let umask = current.process().umask.load(Ordering::Relaxed);
+    dir.link(name, Node::new_dir(Some(&dir), mode as u32 & !umask))?;
+    Ok(0)
+}
+
+pub fn unlinkat(current: &Current, dirfd: u64, path: u64, flags: u64) -> SysResult {
+    let path = read_path(path)?;
+    let remove_dir = flags & u64::from(g::AT_REMOVEDIR) != 0;
+    let (dir, name) = resolve_parent(current, dirfd, &path)?;
+    if name == "." {
+        return Err(e::EINVAL);
+    }
+    if name == ".." {
+        return Err(e::ENOTEMPTY);
+    }
+    let entries = dir.entries().ok_or(e::ENOTDIR)?;
+    let mut entries = entries.lock();
+    let node = entries.get(name).ok_or(e::ENOENT)?;
+    match (remove_dir, node.entries()) {
+        (true, None) => return Err(e::ENOTDIR),
+        (false, Some(_)) => return Err(e::EISDIR),
+        (true, Some(children)) if !children.lock().is_empty() => return Err(e::ENOTEMPTY),
+        _ => {}
+    }
+    if path.ends_with('/') && node.entries().is_none() {
+        return Err(e::ENOTDIR);
+    }
+    entries.remove(name);
+    drop(entries);
+    dir.touch();
+    Ok(0)
+}
+
+pub fn renameat(current: &Current, olddir: u64, old: u64, newdir: u64, new: u64) -> SysResult {
+    let old = read_path(old)?;
+    let new = read_path(new)?;
+    let (from, old_name) = resolve_parent(current, olddir, &old)?;
+    let (to, new_name) = resolve_parent(current, newdir, &new)?;
+    let node = from.child(old_name)?;
+    if let Ok(existing) = to.child(new_name) {
+        if Arc::ptr_eq(&existing, &node) {
+            return Ok(0);
+        }
+        match (node.is_dir(), existing.entries()) {
+            (false, Some(_)) => return Err(e::EISDIR),
+            (true, None) => return Err(e::ENOTDIR),
+            (true, Some(c)) if !c.lock().is_empty() => return Err(e::ENOTEMPTY),
+            _ => {}
+        }
+        to.entries().ok_or(e::ENOTDIR)?.lock().remove(new_name);
+    }
+    from.entries().ok_or(e::ENOTDIR)?.lock().remove(old_name);
+    to.link(new_name, node)?;
+    Ok(0)
+}
+
+pub fn symlinkat(current: &Current, target: u64, dirfd: u64, path: u64) -> SysResult {
+    let target = read_path(target)?;
+    let path = read_path(path)?;
+    let (dir, name) = resolve_parent(current, dirfd, &path)?;
+    dir.link(name, Node::new_symlink(target))?;
+    Ok(0)
+}
+
+pub fn linkat(current: &Current, olddir: u64, old: u64, newdir: u64, new: u64) -> SysResult {
+    let old = read_path(old)?;
+    let new = read_path(new)?;
+    let node = resolve(current, olddir, &old, false)?;
+    if node.is_dir() {
+        return Err(e::EPERM);
+    }
+    let (dir, name) = resolve_parent(current, newdir, &new)?;
+    dir.link(name, node)?;
+    Ok(0)
+}
+
+pub fn readlinkat(current: &Current, dirfd: u64, path: u64, buf: u64, size: u64) -> SysResult {
+    let path = read_path(path)?;
+    if size as i64 <= 0 {
+        return Err(e::EINVAL);
+    }
+    let node = resolve(current, dirfd, &path, false)?;
+    let Kind::Symlink(target) = &node.kind else {
+        return Err(e::EINVAL);
+    };
+    let n = target.len().min(size as usize);
+    user::copy_to_user(buf, &target.as_bytes()[..n]).map_err(|_| e::EFAULT)?;
+    Ok(n as u64)
+}
+
+pub fn faccessat(current: &Current, dirfd: u64, path: u64, mode: u64) -> SysResult {
+    let path = read_path(path)?;
+    if mode & !0o7 != 0 {
+        return Err(e::EINVAL);
+    }
+    let node = resolve(current, dirfd, &path, true)?;
+    // Root may read and write anything, and execute what has any execute bit.
+    if mode & 1 != 0 && !node.is_dir() && node.mode.load(Ordering::Relaxed) & 0o111 == 0 {
+        return Err(e::EACCES);
+    }
+    Ok(0)
+}
+
+pub fn fchmodat(current: &Current, dirfd: u64, path: u64, mode: u64) -> SysResult {
+    let path = read_path(path)?;
+    let node = resolve(current, dirfd, &path, true)?;
+    node.mode.store(mode & 0o7777, Ordering::Relaxed);
+    Ok(0)
+}
+
+pub fn fchmod(current: &Current, fd: u64, mode: u64) -> SysResult {
+    let file = file(current, fd)?;
+    if let Some(node) = file.node() {
+        node.mode.store(mode & 0o7777, Ordering::Relaxed);
+    }
+    Ok(0)
+}
+
+pub fn utimensat(current: &Current, dirfd: u64, path: u64, times: u64, flags: u64) -> SysResult {
+    let node = if path == 0 {
+        Arc::clone(file(current, dirfd)?.node().ok_or(e::EBADF)?)
+    } else {
+        let path = read_path(path)?;
+        resolve(
+            current,
+            dirfd,
+            &path,
+            flags & u64::from(g::AT_SYMLINK_NOFOLLOW) == 0,
+        )?
+    };
+    let mtime = if times == 0 {
+        crate::time::unix_time_ns()
+    } else {
+        let [_, [s, ns]] = UserPtr::<[[i64; 2]; 2]>::new(times)
+            .read()
+            .map_err(|_| e::EFAULT)?;
+        match ns {
+            n if n == i64::from(g::UTIME_OMIT as i32) || n == (1 << 30) - 2 => return Ok(0),
+            n if n == (1 << 30) - 1 => crate::time::unix_time_ns(),
+            n if (0..1_000_000_000).contains(&n) && s >= 0 => s as u64 * 1_000_000_000 + n as u64,
+            _ => return Err(e::EINVAL),
+        }
+    };
+    node.mtime.store(mtime, Ordering::Relaxed);
+    Ok(0)
+}
+
+fn set_len(node: &Node, len: u64) -> SysResult {
+    if len as i64 <= -1 {
+        return Err(e::EINVAL);
+    }
+    match &node.kind {
+        Kind::File(data) => {
+            if len as usize > 256 << 20 {
+                return Err(e::EFBIG);
+            }
+            data.lock().resize(len as usize, 0);
+            node.touch();
+            Ok(0)
+        }
+        Kind::Dir { .. } => Err(e::EISDIR),
+        _ => Err(e::EINVAL),
+    }
+}
+
+pub fn truncate(current: &Current, path: u64, len: u64) -> SysResult {
+    let path = read_path(path)?;
+    let node = resolve(current, g::AT_FDCWD as u64, &path, true)?;
+    set_len(&node, len)
+}
+
+pub fn ftruncate(current: &Current, fd: u64, len: u64) -> SysResult {
+    let file = file(current, fd)?;
+    if !file.writable() {
+        return Err(e::EINVAL);
+    }
+    set_len(file.node().ok_or(e::EINVAL)?, len)
+}
+
+pub fn fsync(current: &Current, fd: u64) -> SysResult {
+    file(current, fd).map(|_| 0)
+}
+
+/// Terminal ioctls (`TCGETS`, `TIOCGWINSZ`, …) and `FIONREAD`.
+pub fn ioctl(current: &Current, fd: u64, request: u64, arg: u64) -> SysResult {
+    const FIONREAD: u32 = 0x541b;
+    let file = file(current, fd)?;
+    match (&file.target, request as u32) {
+        (Target::PipeRead(p), FIONREAD) => UserPtr::<u32>::new(arg)
+            .write(p.available() as u32)
+            .map(|()| 0)
+            .map_err(|_| e::EFAULT),
+        (Target::Node(node), FIONREAD) if matches!(node.kind, Kind::File(_)) => {
+            let left = node.size().saturating_sub(*file.offset.lock());
+            UserPtr::<u32>::new(arg)
+                .write(left as u32)
+                .map(|()| 0)
+                .map_err(|_| e::EFAULT)
+        }
+        // No terminal driver yet (the next issue's): the console answers "not a tty", as a
+        // pipe does, so programs behave as with redirected output.
+        _ => Err(e::ENOTTY),
+    }
+}
+
+/// Readiness of `fd` for `events` (`POLLIN`, `POLLOUT`), as `revents`.
+fn poll_one(current: &Current, fd: i32, events: u16) -> u16 {
+    let (pollin, pollout) = (g::POLLIN as u16, g::POLLOUT as u16);
+    let Ok(file) = file(current, fd as u64) else {
+        return g::POLLNVAL as u16;
+    };
+    let ready = match &file.target {
+        Target::PipeRead(p) => {
+            let mut r = if p.poll_read() { pollin } else { 0 };
+            if p.poll_read() && p.available() == 0 {
+                r |= g::POLLHUP as u16;
+            }
+            r
+        }
+        Target::PipeWrite(p) => {
+            if p.poll_write() {
+                pollout
+            } else {
+                0
+            }
+        }
+        Target::Node(node) => match node.kind {
+            Kind::Device(fs::Device::Console) => pollout,
+            _ => pollin | pollout,
+        },
+    };
+    ready & (events | g::POLLHUP as u16 | g::POLLERR as u16)
+}
+
+/// Waits until `check` finds something ready or `deadline` passes: each round sleeps on the
+/// pipes' queues (and at most 10 ms, for the console's input, which has no queue yet).
+fn wait_ready(
+    current: &Current,
+    fds: &[i32],
+    deadline: Option<u64>,
+    mut check: impl FnMut() -> u64,
+) -> SysResult {
+    loop {
+        let ready = check();
+        if ready > 0 {
+            return Ok(ready);
+        }
+        let now = crate::time::now_ns();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(0);
+        }
+        let files: Vec<Arc<OpenFile>> = fds
+            .iter()
+            .filter_map(|&fd| file(current, fd as u64).ok())
+            .collect();
+        let mut queues = Vec::new();
+        for f in &files {
+            if let Target::PipeRead(p) | Target::PipeWrite(p) = &f.target {
+                queues.extend(p.queues());
+            }
+        }
+        let step = now + 10_000_000;
+        let until = deadline.map_or(step, |d| d.min(step));
+        if sched::wait(&current.task, &queues, Some(until), || check() > 0) == Wait::Interrupted {
+            return Err(e::EINTR);
+        }
+    }
+}
+
+fn poll_list(current: &Current, fds: u64, count: u64, deadline: Option<u64>) -> SysResult {
+    if count > fs::file::MAX_FDS as u64 {
+        return Err(e::EINVAL);
+    }
+    let mut entries: Vec<u64> = Vec::with_capacity(count as usize);
+    for i in 0..count as usize {
+        let slot = UserPtr::<u64>::new(fds).offset(i).map_err(|_| e::EFAULT)?;
+        entries.push(slot.read().map_err(|_| e::EFAULT)?);
+    }
+    let numbers: Vec<i32> = entries.iter().map(|raw| *raw as u32 as i32).collect();
+    let mut revents = vec![0u16; entries.len()];
+    let ready = wait_ready(current, &numbers, deadline, || {
+        let mut n = 0;
+        for (i, raw) in entries.iter().enumerate() {
+            let fd = *raw as u32 as i32;
+            revents[i] = if fd < 0 {
+                0
+            } else {
+                poll_one(current, fd, (*raw >> 32) as u16)
+            };
+            if revents[i] != 0 {
+                n += 1;
+            }
+        }
+        n
+    })?;
+    for (i, raw) in entries.iter().enumerate() {
+        let updated = (raw & 0x0000_ffff_ffff_ffff) | (u64::from(revents[i]) << 48);
+        UserPtr::<u64>::new(fds)
+            .offset(i)
+            .and_then(|p| p.write(updated))
+            .map_err(|_| e::EFAULT)?;
+    }
+    Ok(ready)
+}
+
+pub fn poll(current: &Current, fds: u64, count: u64, timeout_ms: i64) -> SysResult {
+    let deadline = (timeout_ms >= 0).then(|| crate::time::now_ns() + timeout_ms as u64 * 1_000_000);
+    poll_list(current, fds, count, deadline)
+}
+
+pub fn ppoll(current: &Current, fds: u64, count: u64, timeout: u64) -> SysResult {
+    let deadline = if timeout == 0 {
+        None
+    } else {
+        Some(crate::time::now_ns().saturating_add(super::read_timespec(timeout)?))
+    };
+    poll_list(current, fds, count, deadline)
+}
+
+fn select_common(current: &Current, n: u64, sets: [u64; 3], deadline: Option<u64>) -> SysResult {
+    if n > fs::file::MAX_FDS as u64 {
+        return Err(e::EINVAL);
+    }
+    let words = (n as usize).div_ceil(64);
+    let mut input = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
+    for (set, ptr) in input.iter_mut().zip(sets) {
+        for (i, w) in set.iter_mut().enumerate() {
+            if ptr != 0 {
+                *w = UserPtr::<u64>::new(ptr)
+                    .offset(i)
+                    .and_then(UserPtr::read)
+                    .map_err(|_| e::EFAULT)?;
+            }
+        }
+    }
+    let wanted: Vec<i32> = (0..n as i32)
+        .filter(|&fd| {
+            input
+                .iter()
+                .any(|s| s[fd as usize / 64] & (1 << (fd % 64)) != 0)
+        })
+        .collect();
+    for &fd in &wanted {
+        if file(current, fd as u64).is_err() {
+            return Err(e::EBADF);
+        }
+    }
+    let mut output = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
+    let ready = wait_ready(current, &wanted, deadline, || {
+        let mut count = 0;
+        for &fd in &wanted {
+            let (w, b) = (fd as usize / 64, 1u64 << (fd % 64));
+            let r = poll_one(current, fd, (g::POLLIN | g::POLLOUT) as u16);
+            let hits = [
+                r & (g::POLLIN | g::POLLHUP) as u16 != 0,
+                r & g::POLLOUT as u16 != 0,
+                false,
+            ];
+            for k in 0..3 {
+                if input[k][w] & b != 0 && hits[k] {
+                    output[k][w] |= b;
+                    count += 1;
+                } else {
+                    output[k][w] &= !b;
+                }
+            }
+        }
+        count
+    })?;
+    for (set, ptr) in output.iter().zip(sets) {
+        for (i, w) in set.iter().enumerate() {
+            if ptr != 0 {
+                UserPtr::<u64>::new(ptr)
+                    .offset(i)
+                    .and_then(|p| p.write(*w))
+                    .map_err(|_| e::EFAULT)?;
+            }
+        }
+    }
+    Ok(ready)
+}
+
+pub fn select(current: &Current, n: u64, r: u64, w: u64, x: u64, timeout: u64) -> SysResult {
+    let deadline = if timeout == 0 {
+        None
+    } else {
+        let [s, us] = UserPtr::<[i64; 2]>::new(timeout)
+            .read()
+            .map_err(|_| e::EFAULT)?;
+        if s < 0 || !(0..1_000_000).contains(&us) {
+            return Err(e::EINVAL);
+        }
+        Some(crate::time::now_ns() + s as u64 * 1_000_000_000 + us as u64 * 1000)
+    };
+    select_common(current, n, [r, w, x], deadline)
+}
+
+pub fn pselect6(current: &Current, n: u64, r: u64, w: u64, x: u64, timeout: u64) -> SysResult {
+    let deadline = if timeout == 0 {
+        None
+    } else {
+        Some(crate::time::now_ns().saturating_add(super::read_timespec(timeout)?))
+    };
+    select_common(current, n, [r, w, x], deadline)
+}
+
+pub fn sendfile(
+    current: &Current,
+    out_fd: u64,
+    in_fd: u64,
+    offset_ptr: u64,
+    count: u64,
+) -> SysResult {
+    let input = file(current, in_fd)?;
+    let output = file(current, out_fd)?;
+    let mut at = if offset_ptr != 0 {
+        Some(
+            UserPtr::<u64>::new(offset_ptr)
+                .read()
+                .map_err(|_| e::EFAULT)?,
+        )
+    } else {
+        None
+    };
+    let count = (count as usize).min(MAX_IO);
+    let mut buffer = vec![0u8; count.min(64 * 1024)];
+    let mut done = 0usize;
+    while done < count {
+        let want = (count - done).min(buffer.len());
+        let n = match input.read(&current.task, &mut buffer[..want], at) {
+            Ok(n) => n,
+            Err(errno) if done == 0 => return read_result(Err(errno)),
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        match output.write(&current.task, &buffer[..n], None) {
+            Ok(_) => {}
+            Err(errno) if done == 0 => return pipe_error(current, Err(errno)),
+            Err(_) => break,
+        }
+        done += n;
+        if let Some(a) = at.as_mut() {
+            *a += n as u64;
+        }
+        // One chunk at a time from pipes and devices, as Linux returns partial counts.
+        if !matches!(input.node().map(|n| &n.kind), Some(Kind::File(_))) {
+            break;
+        }
+    }
+    if let (Some(a), true) = (at, offset_ptr != 0) {
+        UserPtr::<u64>::new(offset_ptr)
+            .write(a)
+            .map_err(|_| e::EFAULT)?;
+    }
+    Ok(done as u64)
+}

@@ -1,0 +1,229 @@
+//! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`.
+//!
+//! Pages are mapped eagerly (at `mmap`/`brk` time) and `fork` copies them; demand paging and
+//! copy-on-write are to come, and will live behind the same calls.
+
+use alloc::vec;
+
+use hal::{mm::PAGE_SIZE, user::Access};
+use linux_raw_sys::{errno as e, general as g};
+
+use super::SysResult;
+use crate::process::Current;
+
+/// `brk(addr)`: moves the break if it can and returns the break (Linux returns the old one
+/// on failure, never an error).
+pub fn brk(current: &Current, requested: u64) -> u64 {
+    let mm = current.process().memory();
+    let mut layout = mm.layout.lock();
+    if requested < layout.brk_start || requested >= layout.mmap_next {
+        return layout.brk;
+    }
+    let old_end = layout.brk.next_multiple_of(PAGE_SIZE);
+    let new_end = requested.next_multiple_of(PAGE_SIZE);
+    if new_end > old_end {
+        if mm
+            .space
+            .map_zeroed(old_end, new_end - old_end, Access::READ_WRITE)
+            .is_err()
+        {
+            return layout.brk;
+        }
+    } else if new_end < old_end {
+        let _ = mm.space.unmap(new_end, old_end - new_end);
+    }
+    layout.brk = requested;
+    requested
+}
+
+fn access_of(prot: u64) -> Result<Option<Access>, u32> {
+    let known = u64::from(g::PROT_READ | g::PROT_WRITE | g::PROT_EXEC);
+    if prot & !known != 0 {
+        return Err(e::EINVAL);
+    }
+    if prot == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Access {
+        write: prot & u64::from(g::PROT_WRITE) != 0,
+        execute: prot & u64::from(g::PROT_EXEC) != 0,
+    }))
+}
+
+/// Anonymous mappings (private, or shared within one address space), `MAP_FIXED` included;
+/// file mappings are refused with `ENODEV` until files can be mapped.
+pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
+    let [addr, len, prot, flags, _fd, offset] = a;
+    if len == 0 || !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::ENOMEM)?;
+    let flags = flags as u32;
+    if flags & (g::MAP_PRIVATE | g::MAP_SHARED) == 0 {
+        return Err(e::EINVAL);
+    }
+    if flags & g::MAP_ANONYMOUS == 0 {
+        return Err(e::ENODEV);
+    }
+    let access = access_of(prot)?;
+    let mm = current.process().memory();
+    let fixed = flags & (g::MAP_FIXED | g::MAP_FIXED_NOREPLACE) != 0;
+    let at = if fixed {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(e::EINVAL);
+        }
+        if addr
+            .checked_add(len)
+            .is_none_or(|end| end > hal::user::USER_END)
+            || addr < PAGE_SIZE
+        {
+            return Err(e::ENOMEM);
+        }
+        if flags & g::MAP_FIXED_NOREPLACE != 0
+            && (0..len / PAGE_SIZE).any(|i| mm.space.query(addr + i * PAGE_SIZE).is_some())
+        {
+            return Err(e::EEXIST);
+        }
+        let _ = mm.space.unmap(addr, len);
+        addr
+    } else {
+        let mut layout = mm.layout.lock();
+        let at = layout.mmap_next.checked_sub(len).ok_or(e::ENOMEM)?;
+        if at <= layout.brk_start.max(layout.brk) + (1 << 30).min(at / 2) {
+            return Err(e::ENOMEM);
+        }
+        layout.mmap_next = at;
+        at
+    };
+    // PROT_NONE pages are kept out of the tables (a touch faults, as it should).
+    let map = access.unwrap_or(Access::READ);
+    if mm.space.map_zeroed(at, len, map).is_err() {
+        log::warn!(
+            "{}: mmap of {len:#x} bytes failed: out of memory",
+            current.process().path.lock()
+        );
+        return Err(e::ENOMEM);
+    }
+    if access.is_none() {
+        let _ = mm.space.unmap(at, len);
+    }
+    Ok(at)
+}
+
+pub fn munmap(current: &Current, addr: u64, len: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::EINVAL)?;
+    current
+        .process()
+        .memory()
+        .space
+        .unmap(addr, len)
+        .map(|_| 0)
+        .map_err(|_| e::EINVAL)
+}
+
+pub fn mprotect(current: &Current, addr: u64, len: u64, prot: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::ENOMEM)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let mm = current.process().memory();
+    match access_of(prot)? {
+        Some(access) => mm.space.protect(addr, len, access),
+        // A shortcut until hal can keep a page with no user access: PROT_NONE unmaps, so
+        // the contents are lost if the program later makes the pages accessible again.
+        None => mm.space.unmap(addr, len).map(|_| ()),
+    }
+    .map(|()| 0)
+    .map_err(|_| e::ENOMEM)
+}
+
+/// `mremap`: shrinks in place, grows in place when the pages after are free, or moves
+/// (with `MREMAP_MAYMOVE`). Unmapped source pages fail with `EFAULT`, as musl's stack probe
+/// expects (it calls `mremap` until it fails).
+pub fn mremap(
+    current: &Current,
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    _new: u64,
+) -> SysResult {
+    const MAYMOVE: u64 = 1;
+    if !old.is_multiple_of(PAGE_SIZE) || new_len == 0 || flags & !MAYMOVE != 0 {
+        return Err(e::EINVAL);
+    }
+    let old_len = old_len
+        .checked_next_multiple_of(PAGE_SIZE)
+        .ok_or(e::EINVAL)?;
+    let new_len = new_len
+        .checked_next_multiple_of(PAGE_SIZE)
+        .ok_or(e::EINVAL)?;
+    let mm = current.process().memory();
+    let pages = old_len / PAGE_SIZE;
+    let first = mm.space.query(old).ok_or(e::EFAULT)?;
+    if (0..pages).any(|i| mm.space.query(old + i * PAGE_SIZE).is_none()) {
+        return Err(e::EFAULT);
+    }
+    if new_len <= old_len {
+        if new_len < old_len {
+            let _ = mm.space.unmap(old + new_len, old_len - new_len);
+        }
+        return Ok(old);
+    }
+    let grow = new_len - old_len;
+    let tail = old + old_len;
+    let tail_free = tail
+        .checked_add(grow)
+        .is_some_and(|end| end <= hal::user::USER_END)
+        && (0..grow / PAGE_SIZE).all(|i| mm.space.query(tail + i * PAGE_SIZE).is_none());
+    if tail_free && mm.space.map_zeroed(tail, grow, first).is_ok() {
+        return Ok(old);
+    }
+    if flags & MAYMOVE == 0 {
+        return Err(e::ENOMEM);
+    }
+    let at = {
+        let mut layout = mm.layout.lock();
+        let at = layout.mmap_next.checked_sub(new_len).ok_or(e::ENOMEM)?;
+        layout.mmap_next = at;
+        at
+    };
+    mm.space
+        .map_zeroed(at, new_len, Access::READ_WRITE)
+        .map_err(|_| e::ENOMEM)?;
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    for i in 0..pages {
+        if mm.space.read(old + i * PAGE_SIZE, &mut page).is_ok() {
+            let _ = mm.space.write(at + i * PAGE_SIZE, &page);
+        }
+    }
+    let _ = mm.space.protect(at, new_len, first);
+    let _ = mm.space.unmap(old, old_len);
+    Ok(at)
+}
+
+/// `madvise`: `MADV_DONTNEED` zeroes the range (its pages read back as fresh ones); other
+/// advice is accepted and has no effect.
+pub fn madvise(current: &Current, addr: u64, len: u64, advice: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::EINVAL)?;
+    if advice as u32 == g::MADV_DONTNEED {
+        let mm = current.process().memory();
+        let zero = vec![0u8; PAGE_SIZE as usize];
+        for i in 0..len / PAGE_SIZE {
+            let page = addr + i * PAGE_SIZE;
+            if mm.space.query(page).is_some() {
+                let _ = mm.space.write(page, &zero);
+            }
+        }
+    }
+    Ok(0)
+}
