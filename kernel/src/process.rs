@@ -452,7 +452,7 @@ fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
             break end;
         }
         let mm = process.memory();
-        AddressSpace::activate(&mm.space);
+        current.task.set_space(Some(&mm.space));
         let started = hal::time::now_ns();
         let event = context.run();
         process.cpu_ns.fetch_add(
@@ -510,9 +510,9 @@ fn end_thread(current: Current, end: ThreadEnd) -> ! {
         TABLE.lock().remove(&thread.tid);
     }
     drop(thread);
+    // Off its tables before they go (the active slot would keep them alive).
+    task.set_space(None);
     if last {
-        // Off its tables before they go (the active slot would keep them alive).
-        hal::user::deactivate();
         let exit = match end {
             ThreadEnd::Group(exit) => exit,
             ThreadEnd::Thread(status) => process.group_exit.lock().unwrap_or(Exit::Status(status)),

@@ -25,6 +25,7 @@ use hal::{
     percpu::MAX_CPUS,
     sync::IrqMutex,
     thread::{self, SwitchError, Thread},
+    user::AddressSpace,
 };
 
 /// Runs on a CPU, or is about to (it is current somewhere, or switching).
@@ -44,6 +45,9 @@ pub struct Task {
     cpu: AtomicUsize,
     /// The tick count when it last got a CPU (its time slice starts there).
     slice_start: AtomicU64,
+    /// The user address space it runs in, loaded again whenever it gets a CPU back (it may
+    /// resume on a CPU that ran another process meanwhile).
+    space: IrqMutex<Option<Arc<AddressSpace>>>,
 }
 
 static QUEUE: IrqMutex<VecDeque<Arc<Task>>> = IrqMutex::new(VecDeque::new());
@@ -55,6 +59,24 @@ static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
 static TIMERS: IrqMutex<Vec<(u64, Arc<Task>)>> = IrqMutex::new(Vec::new());
 
 impl Task {
+    /// Runs this (the current) task in `space` from now on, or in none.
+    pub fn set_space(&self, space: Option<&Arc<AddressSpace>>) {
+        match space {
+            Some(space) => AddressSpace::activate(space),
+            None => hal::user::deactivate(),
+        }
+        let previous = core::mem::replace(&mut *self.space.lock(), space.cloned());
+        drop(previous);
+    }
+
+    /// Loads the task's address space on this CPU (after it got the CPU back).
+    fn resume_space(&self) {
+        let space = self.space.lock().clone();
+        if let Some(space) = space {
+            AddressSpace::activate(&space);
+        }
+    }
+
     /// Whether a wait of this task is to be interrupted.
     pub fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Acquire)
@@ -91,6 +113,7 @@ pub fn spawn(f: impl FnOnce(Arc<Task>) + Send + 'static) -> Result<Arc<Task>, ha
         interrupted: AtomicBool::new(false),
         cpu: AtomicUsize::new(0),
         slice_start: AtomicU64::new(0),
+        space: IrqMutex::new(None),
     });
     *slot.lock() = Some(Arc::clone(&task));
     enqueue(Arc::clone(&task));
@@ -149,6 +172,11 @@ fn run_task(next: Arc<Task>) {
 /// Gives this CPU to the next runnable task, or to its idle thread; returns when `me` runs
 /// again. `me`'s state says whether it comes back by itself (queued) or when woken.
 fn switch_away(me: &Arc<Task>) {
+    switch_away_inner(me);
+    me.resume_space();
+}
+
+fn switch_away_inner(me: &Arc<Task>) {
     let next = QUEUE.lock().pop_front();
     match next {
         // Woken (and queued) before it got away: it just goes on.

@@ -335,6 +335,26 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-sh-basics",
+        about: "busybox sh runs a script (user/tests/sh-basics.sh): loops, pipes, redirection, $?, command substitution, functions, background jobs, traps, kill; same stdout and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Script("sh-basics.sh"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
+        name: "user-sh-applets",
+        about: "busybox applets on the RAM file system (user/tests/sh-applets.sh): sort uniq grep sed awk cut tr xargs od md5sum sha256sum find tar gzip; same stdout and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Script("sh-applets.sh"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
         name: "memory-above-4g",
         about: "with 5 GiB, memory above 4 GiB is mapped and used (strict: the kernel lives there)",
         kind: Kind::Kernel(KernelRun {
@@ -587,12 +607,12 @@ impl Case {
             // 32 emulated CPUs on a small host are slow; the strict loader's MP choice (BSP
             // listed last) is covered by the 4-CPU cases.
             Kind::Kernel(_) if self.name == "smp-32" => false,
-            Kind::Boot
-            | Kind::Conformance
-            | Kind::Kernel(_)
-            | Kind::Input(_)
-            | Kind::Screen
-            | Kind::User(_) => true,
+            // User programs see the kernel, not the loader: one of them checks that user
+            // space starts the same under the strict loader.
+            Kind::User(_) => self.name == "user-hello",
+            Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
+                true
+            }
             // The triple-fault case checks the runner's verdicts, not the kernel: one boot.
             Kind::Power(run) => run.end != Ending::TripleFault,
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
@@ -871,7 +891,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
         Kind::User(program) => {
             opts.smp = 2;
-            standard(&program.cmdline(), &[program.module()?])?
+            standard(&program.cmdline(), &program.modules()?)?
         }
         // The normal boot: no test, the kernel ends in its echo loop.
         Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,
@@ -1527,8 +1547,10 @@ mod tests {
             );
             let checks_the_runner =
                 matches!(case.kind, Kind::Power(run) if run.end == Ending::TripleFault);
-            // Too slow to run twice on a small host (see `runs_strict`).
-            let too_slow = case.name == "smp-32";
+            // Too slow to run twice on a small host, or not about the loader (see
+            // `runs_strict`).
+            let too_slow = case.name == "smp-32"
+                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello");
             let name = format!("{}[strict]", case.name);
             assert_eq!(
                 strict.contains(&name),

@@ -40,6 +40,13 @@ fn resolve(current: &Current, dirfd: u64, path: &str, follow: bool) -> Result<Ar
     if path.is_empty() {
         return Err(e::ENOENT);
     }
+    if let Some(target) = proc_exe(current, path) {
+        return if follow {
+            fs::lookup(&fs::root(), &target, true)
+        } else {
+            Ok(Node::new_symlink(target))
+        };
+    }
     let start = if path.starts_with('/') {
         fs::root()
     } else {
@@ -59,6 +66,23 @@ fn resolve_parent<'p>(
         base(current, dirfd)?
     };
     fs::lookup_parent(&start, path)
+}
+
+/// `/proc/self/exe`, `/proc/thread-self/exe` and `/proc/PID/exe` — the part of procfs
+/// programs need before procfs exists (busybox runs its applets through it, Rust's
+/// `current_exe` reads it): the absolute path of the process's program.
+pub fn proc_exe(current: &Current, path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (who, file) = rest.split_once('/')?;
+    if file.trim_end_matches('/') != "exe" {
+        return None;
+    }
+    let process = match who {
+        "self" | "thread-self" => Arc::clone(current.process()),
+        pid => crate::process::find(pid.parse().ok()?)?,
+    };
+    let exe = process.path.lock().clone();
+    Some(exe)
 }
 
 /// A write that found no reader: `SIGPIPE` for the thread, then `EPIPE`.
@@ -625,6 +649,7 @@ pub fn readlinkat(current: &Current, dirfd: u64, path: u64, buf: u64, size: u64)
     let Kind::Symlink(target) = &node.kind else {
         return Err(e::EINVAL);
     };
+    let target = target.as_str();
     let n = target.len().min(size as usize);
     user::copy_to_user(buf, &target.as_bytes()[..n]).map_err(|_| e::EFAULT)?;
     Ok(n as u64)

@@ -189,7 +189,7 @@ pub fn execve(
     if path.is_empty() {
         return Err(e::ENOENT);
     }
-    let mut exec_path = path.clone();
+    let mut exec_path = super::fs::proc_exe(current, &path).unwrap_or_else(|| path.clone());
     let mut node = executable(&base, &exec_path)?;
     // Scripts: at most four levels of interpreter (Linux allows a few).
     for _ in 0..4 {
@@ -234,9 +234,16 @@ pub fn execve(
         log::warn!("execve from a multi-threaded process: other threads are not waited for yet");
     }
     *process.mm.lock() = Mm::new(&image);
-    hal::user::AddressSpace::activate(&image.space);
+    current.task.set_space(Some(&image.space));
     *ctx = image.context;
-    *process.path.lock() = path.clone();
+    // What /proc/self/exe names: the absolute path of the program (the interpreter of a
+    // script), as Linux keeps it.
+    let exe = if exec_path.starts_with('/') {
+        fs::normalise("/", &exec_path)
+    } else {
+        fs::normalise(&process.cwd.lock().path, &exec_path)
+    };
+    *process.path.lock() = exe;
     *process.comm.lock() = crate::exec::comm_of(&path);
     let closed = process.fds().lock().close_on_exec();
     drop(closed);

@@ -40,6 +40,9 @@ pub(super) enum Program {
     Busybox,
     /// A binary of `user/rust-tests`, built for `x86_64-unknown-linux-musl` (Rust std).
     Rust(&'static str),
+    /// A shell script's name in `user/tests/`, run by busybox `sh` (the script goes in as a
+    /// second module, `/boot/NAME`, on Evergreen; the host runs it from the source tree).
+    Script(&'static str),
 }
 
 /// The variable naming the busybox binary to use.
@@ -52,9 +55,24 @@ impl UserProgram {
     fn name(self) -> &'static str {
         match self.program {
             Program::C(source) => source.strip_suffix(".c").unwrap_or(source),
-            Program::Busybox => "busybox",
+            Program::Busybox | Program::Script(_) => "busybox",
             Program::Rust(name) => name,
         }
+    }
+
+    /// The arguments after argv[0], on Evergreen or on the host.
+    fn argv(self, guest: bool) -> Result<Vec<String>> {
+        let mut argv = Vec::new();
+        if let Program::Script(script) = self.program {
+            argv.push("sh".to_owned());
+            argv.push(if guest {
+                format!("/boot/{script}")
+            } else {
+                script_path(script)?.display().to_string()
+            });
+        }
+        argv.extend(self.args.iter().map(|a| (*a).to_owned()));
+        Ok(argv)
     }
 
     /// Where the program lives on Evergreen (a module under `/boot/`), its argv[0].
@@ -66,30 +84,42 @@ impl UserProgram {
     pub(super) fn cmdline(self) -> String {
         let trace = if self.strace { " strace" } else { "" };
         let mut cmdline = format!("test=exec{trace} init={} --", self.guest_path());
-        for arg in self.args {
+        for arg in self.argv(true).unwrap_or_default() {
             cmdline.push(' ');
-            cmdline.push_str(arg);
+            cmdline.push_str(&arg);
         }
         cmdline
     }
 
-    /// Builds the program and returns it as the module the kernel runs.
-    pub(super) fn module(self) -> Result<ModuleFile> {
+    /// Builds the program and returns the modules the kernel needs: the program, and for a
+    /// script the script.
+    pub(super) fn modules(self) -> Result<Vec<ModuleFile>> {
         let binary = self.build()?;
         let data =
             std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
-        Ok(ModuleFile {
+        let mut modules = vec![ModuleFile {
             file_name: self.name().into(),
             cmdline: self.name().into(),
             data,
-        })
+        }];
+        if let Program::Script(script) = self.program {
+            let path = script_path(script)?;
+            let data =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            modules.push(ModuleFile {
+                file_name: script.into(),
+                cmdline: script.into(),
+                data,
+            });
+        }
+        Ok(modules)
     }
 
     /// The binary: built from our source, or the host's busybox.
     fn build(self) -> Result<PathBuf> {
         let source = match self.program {
             Program::C(source) => build::workspace_root().join("user/tests").join(source),
-            Program::Busybox => return busybox(),
+            Program::Busybox | Program::Script(_) => return busybox(),
             Program::Rust(name) => return build_rust(name),
         };
         let out_dir = build::target_dir()?.join("user-tests");
@@ -110,22 +140,35 @@ impl UserProgram {
         Ok(binary)
     }
 
-    /// Runs the built program on the host: stdout and the shell's exit status.
+    /// Runs the built program on the host: its output and exit status. Standard output and
+    /// error go to one pipe, in the order written, as both go to the one console on
+    /// Evergreen.
     fn run_on_host(self) -> Result<(String, u32)> {
         let binary = match self.program {
             Program::C(_) => build::target_dir()?.join("user-tests").join(self.name()),
-            Program::Busybox => busybox()?,
+            Program::Busybox | Program::Script(_) => busybox()?,
             Program::Rust(name) => rust_binary(name)?,
         };
-        let output = Command::new(&binary)
+        let (mut reader, writer) = std::io::pipe().context("creating a pipe")?;
+        let mut child = Command::new(&binary)
             .arg0(self.guest_path())
-            .args(self.args)
+            .args(self.argv(false)?)
             .env_clear()
             .envs(INIT_ENV)
             .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
+            .stdout(writer.try_clone().context("duplicating a pipe")?)
+            .stderr(writer)
+            .spawn()
             .with_context(|| format!("running {} on the host", binary.display()))?;
+        // Only the program (and its children) hold the write ends now: the read ends with them.
+        let mut stdout = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut stdout).context("reading its output")?;
+        let status = child.wait().context("waiting for it")?;
+        let output = std::process::Output {
+            status,
+            stdout,
+            stderr: Vec::new(),
+        };
         let status = match (output.status.code(), output.status.signal()) {
             (Some(code), _) => code as u32,
             (None, Some(signal)) => 128 + signal as u32,
@@ -163,6 +206,15 @@ fn build_rust(name: &str) -> Result<PathBuf> {
         bail!("building user program {name} for {MUSL} failed ({status})");
     }
     rust_binary(name)
+}
+
+/// Where the test script `name` is in the source tree.
+fn script_path(name: &str) -> Result<PathBuf> {
+    let path = build::workspace_root().join("user/tests").join(name);
+    if !path.is_file() {
+        bail!("no test script {}", path.display());
+    }
+    Ok(path)
 }
 
 /// The static busybox to use.
@@ -242,7 +294,7 @@ fn compare_traces(
         .args(["-f", "-qq", "-o"])
         .arg(&trace_file)
         .arg(&binary)
-        .args(program.args)
+        .args(program.argv(false)?)
         .env_clear()
         .envs(INIT_ENV)
         .stdin(Stdio::null())
