@@ -14,7 +14,8 @@
  * `bench exit` exits at once: vfork_exec_wait executes itself that way (through argv[0]:
  * there is no /proc/self/exe to rely on).
  *
- * As pid 1 it powers the machine off at the end with reboot(RB_POWER_OFF): on Linux init
+ * Each benchmark runs in a child process of its own (a crash there is reported as a failure
+ * and the next one runs). As pid 1 it powers the machine off at the end with reboot(RB_POWER_OFF): on Linux init
  * must not exit (the kernel would panic); Evergreen powers off either way.
  *
  * Build: musl-gcc -static -O2 -o bench bench.c
@@ -22,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 #include <unistd.h>
 
 /* From <linux/futex.h>, which musl-gcc does not ship. */
+#define FUTEX_WAIT 0
 #define FUTEX_WAIT_PRIVATE 128
 #define FUTEX_WAKE_PRIVATE 129
 
@@ -118,13 +121,17 @@ static void bench_pipe_rtt(void)
 		failed("pipe_rtt", err);
 }
 
-/* First touch of each page of fresh anonymous mappings; one op is one page. */
+/*
+ * Fresh anonymous memory, written once per page; one op is one page. mmap and munmap are
+ * timed too: a kernel that maps eagerly does at mmap the work another does at the first
+ * write, and both must be counted to compare them.
+ */
 static void bench_page_fault(void)
 {
 	const long pages = 1024;
 	const long page = 4096;
 	long rounds = iterations(10);
-	double spent = 0;
+	double start = now_ns();
 	for (long r = 0; r < rounds; r++) {
 		volatile char *p = mmap(NULL, pages * page, PROT_READ | PROT_WRITE,
 					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -132,14 +139,11 @@ static void bench_page_fault(void)
 			failed("page_fault", errno);
 			return;
 		}
-		double start = now_ns();
 		for (long i = 0; i < pages; i++)
 			p[i * page] = 1;
-		spent += now_ns() - start;
 		munmap((void *)p, pages * page);
 	}
-	printf("bench: page_fault %.1f ns/op\n", spent / (double)(pages * rounds));
-	fflush(stdout);
+	report("page_fault", start, pages * rounds);
 }
 
 static void bench_fork_exit_wait(void)
@@ -191,55 +195,121 @@ static void bench_vfork_exec_wait(void)
 	report("vfork_exec_wait", start, n);
 }
 
-static void *nothing(void *arg)
+/*
+ * Threads are started with raw clone(), the way pthread_create does it but on a stack of
+ * our own (plain read-write mmap) and without TLS: a thread body may only make system calls
+ * through syscall(), whose errno write lands in the parent's TLS, which it never reads while
+ * a thread runs. Joining waits for the kernel to clear the thread's id word at exit
+ * (CLONE_CHILD_CLEARTID) and wake it with FUTEX_WAKE, as pthread_join does.
+ */
+#define THREAD_FLAGS                                                                       \
+	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | \
+	 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID)
+#define THREAD_STACK (64 * 1024)
+
+struct thread {
+	char *stack;
+	volatile pid_t tid;
+};
+
+static long futex(volatile void *word, int op, int value)
+{
+	return syscall(SYS_futex, word, op, value, NULL, NULL, 0);
+}
+
+/* Starts `body(arg)` in a thread; returns 0 or an errno value. */
+static int thread_start(struct thread *t, int (*body)(void *), void *arg)
+{
+	if (!t->stack) {
+		t->stack = mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (t->stack == MAP_FAILED) {
+			t->stack = NULL;
+			return errno;
+		}
+	}
+	pid_t *tid = (pid_t *)&t->tid;
+	if (clone(body, t->stack + THREAD_STACK, THREAD_FLAGS, arg, tid, NULL, tid) < 0)
+		return errno;
+	return 0;
+}
+
+/* Waits until the thread has exited (its id word cleared). */
+static void thread_join(struct thread *t)
+{
+	pid_t tid;
+	while ((tid = t->tid) != 0)
+		futex(&t->tid, FUTEX_WAIT, tid);
+}
+
+static int nothing(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static void bench_thread_create_join(void)
+{
+	struct thread t = {0};
+	long n = iterations(1000);
+	double start = now_ns();
+	for (long i = 0; i < n; i++) {
+		int err = thread_start(&t, nothing, NULL);
+		if (err) {
+			failed("thread_create_join", err);
+			return;
+		}
+		thread_join(&t);
+	}
+	report("thread_create_join", start, n);
+}
+
+static void *nothing_pthread(void *arg)
 {
 	return arg;
 }
 
-static void bench_thread_create_join(void)
+/* The same through musl's pthreads, which map each thread's stack and guard page. */
+static void bench_pthread_create_join(void)
 {
 	long n = iterations(1000);
 	double start = now_ns();
 	for (long i = 0; i < n; i++) {
 		pthread_t t;
-		int err = pthread_create(&t, NULL, nothing, NULL);
+		int err = pthread_create(&t, NULL, nothing_pthread, NULL);
 		if (err == 0)
 			err = pthread_join(t, NULL);
 		if (err) {
-			failed("thread_create_join", err);
+			failed("pthread_create_join", err);
 			return;
 		}
 	}
-	report("thread_create_join", start, n);
+	report("pthread_create_join", start, n);
 }
 
 /* The futex word: 1 while it is the partner thread's turn, 0 while it is main's. */
 static atomic_int turn;
 static long rounds;
 
-static long futex(atomic_int *word, int op, int value)
+static int partner(void *arg)
 {
-	return syscall(SYS_futex, word, op, value, NULL, NULL, 0);
-}
-
-static void *partner(void *arg)
-{
+	(void)arg;
 	for (long i = 0; i < rounds; i++) {
 		while (atomic_load(&turn) == 0)
 			futex(&turn, FUTEX_WAIT_PRIVATE, 0);
 		atomic_store(&turn, 0);
 		futex(&turn, FUTEX_WAKE_PRIVATE, 1);
 	}
-	return arg;
+	return 0;
 }
 
 /* Two threads hand the turn back and forth; one op is a round trip (two hand-overs). */
 static void bench_futex_pingpong(void)
 {
-	pthread_t t;
+	struct thread t = {0};
 	rounds = iterations(10000);
 	atomic_store(&turn, 0);
-	int err = pthread_create(&t, NULL, partner, NULL);
+	int err = thread_start(&t, partner, NULL);
 	if (err) {
 		failed("futex_pingpong", err);
 		return;
@@ -261,12 +331,12 @@ static void bench_futex_pingpong(void)
 			break;
 	}
 	if (err) {
-		/* The partner waits for turns that will not come: leave it, exit ends it. */
+		/* The partner waits for turns that will not come: this process's exit ends it. */
 		failed("futex_pingpong", err);
 		return;
 	}
 	report("futex_pingpong", start, rounds);
-	pthread_join(t, NULL);
+	thread_join(&t);
 }
 
 /* BENCH_SCALE from an argument `BENCH_SCALE=N`, else from the environment. */
@@ -283,6 +353,34 @@ static void read_scale(int argc, char **argv)
 	}
 }
 
+/*
+ * Runs one benchmark in a child process, so that one the kernel gets wrong (a crash, a
+ * corrupted address space) cannot take the others with it.
+ */
+static void isolated(const char *name, void (*bench)(void))
+{
+	int status;
+	pid_t child = fork();
+	if (child < 0) {
+		bench();
+		return;
+	}
+	if (child == 0) {
+		bench();
+		fflush(stdout);
+		_exit(0);
+	}
+	if (waitpid(child, &status, 0) != child) {
+		failed(name, errno);
+		return;
+	}
+	if (WIFSIGNALED(status)) {
+		printf("bench: %s failed killed by signal %d (%s)\n", name, WTERMSIG(status),
+		       strsignal(WTERMSIG(status)));
+		fflush(stdout);
+	}
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	if (argc > 1 && strcmp(argv[1], "exit") == 0)
@@ -292,13 +390,14 @@ int main(int argc, char **argv, char **envp)
 	read_scale(argc, argv);
 	printf("bench: start\n");
 	fflush(stdout);
-	bench_getppid();
-	bench_pipe_rtt();
-	bench_page_fault();
-	bench_fork_exit_wait();
-	bench_vfork_exec_wait();
-	bench_thread_create_join();
-	bench_futex_pingpong();
+	isolated("getppid", bench_getppid);
+	isolated("pipe_rtt", bench_pipe_rtt);
+	isolated("page_fault", bench_page_fault);
+	isolated("fork_exit_wait", bench_fork_exit_wait);
+	isolated("vfork_exec_wait", bench_vfork_exec_wait);
+	isolated("thread_create_join", bench_thread_create_join);
+	isolated("futex_pingpong", bench_futex_pingpong);
+	isolated("pthread_create_join", bench_pthread_create_join);
 	printf("bench: done\n");
 	fflush(stdout);
 	if (getpid() == 1) {

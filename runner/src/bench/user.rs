@@ -55,6 +55,7 @@ const ROWS: &[(&str, &str, Option<f64>)] = &[
     ("vfork_exec_wait", "ns/op", None),
     ("thread_create_join", "ns/op", None),
     ("futex_pingpong", "ns/op", None),
+    ("pthread_create_join", "ns/op", None),
     (START_TO_USER, "ms", Some(0.65)),
 ];
 
@@ -518,11 +519,11 @@ mod tests {
         let ours = summarize(&[report(&[("getppid", 812.34), ("pipe_rtt", 15.25)], &[])]);
         let text = table(&ours, None);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "| benchmark          | unit  | Evergreen |");
-        assert_eq!(lines[1], "|--------------------|-------|----------:|");
-        assert_eq!(lines[2], "| getppid            | ns/op |       812 |");
-        assert_eq!(lines[3], "| pipe_rtt           | ns/op |      15.2 |");
-        assert_eq!(lines[4], "| page_fault         | ns/op |         - |");
+        assert_eq!(lines[0], "| benchmark           | unit  | Evergreen |");
+        assert_eq!(lines[1], "|---------------------|-------|----------:|");
+        assert_eq!(lines[2], "| getppid             | ns/op |       812 |");
+        assert_eq!(lines[3], "| pipe_rtt            | ns/op |      15.2 |");
+        assert_eq!(lines[4], "| page_fault          | ns/op |         - |");
         assert_eq!(lines.len(), 2 + ROWS.len());
         assert!(
             lines
