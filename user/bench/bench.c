@@ -71,13 +71,19 @@ static void failed(const char *name, int err)
 	fflush(stdout);
 }
 
-static void bench_getppid(void)
+static void getppid_loop(const char *name)
 {
-	long n = iterations(200000);
+	long n = iterations(30000);
 	double start = now_ns();
 	for (long i = 0; i < n; i++)
 		syscall(SYS_getppid);
-	report("getppid", start, n);
+	report(name, start, n);
+}
+
+/* In a child, like every other benchmark: what an ordinary process pays. */
+static void bench_getppid(void)
+{
+	getppid_loop("getppid");
 }
 
 /* 1-byte ping-pong with a forked child over two pipes; one op is a round trip. */
@@ -130,7 +136,7 @@ static void bench_page_fault(void)
 {
 	const long pages = 1024;
 	const long page = 4096;
-	long rounds = iterations(10);
+	long rounds = iterations(20);
 	double start = now_ns();
 	for (long r = 0; r < rounds; r++) {
 		volatile char *p = mmap(NULL, pages * page, PROT_READ | PROT_WRITE,
@@ -148,7 +154,7 @@ static void bench_page_fault(void)
 
 static void bench_fork_exit_wait(void)
 {
-	long n = iterations(300);
+	long n = iterations(500);
 	double start = now_ns();
 	for (long i = 0; i < n; i++) {
 		pid_t child = fork();
@@ -251,7 +257,7 @@ static int nothing(void *arg)
 static void bench_thread_create_join(void)
 {
 	struct thread t = {0};
-	long n = iterations(1000);
+	long n = iterations(2000);
 	double start = now_ns();
 	for (long i = 0; i < n; i++) {
 		int err = thread_start(&t, nothing, NULL);
@@ -307,7 +313,7 @@ static int partner(void *arg)
 static void bench_futex_pingpong(void)
 {
 	struct thread t = {0};
-	rounds = iterations(10000);
+	rounds = iterations(20000);
 	atomic_store(&turn, 0);
 	int err = thread_start(&t, partner, NULL);
 	if (err) {
@@ -390,6 +396,8 @@ int main(int argc, char **argv, char **envp)
 	read_scale(argc, argv);
 	printf("bench: start\n");
 	fflush(stdout);
+	/* The same loop in this process (init when it is pid 1), for comparison. */
+	getppid_loop("getppid_main");
 	isolated("getppid", bench_getppid);
 	isolated("pipe_rtt", bench_pipe_rtt);
 	isolated("page_fault", bench_page_fault);
