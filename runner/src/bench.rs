@@ -2,8 +2,13 @@
 //!
 //! Figures come from two places: the host's clock (QEMU start to the kernel's banner on
 //! serial) and lines the kernel prints itself, `bench: <name> <value> <unit>`, for what only
-//! the guest can time (CPU bring-up, frame allocation). Tests check correctness; these
-//! commands only print numbers.
+//! the guest can time (CPU bring-up, frame allocation). `bench user` and `bench linux` time
+//! system calls from a user program instead, on Evergreen and on Linux ([`user`]). Tests
+//! check correctness; these commands only print numbers.
+
+mod cpio;
+mod linux;
+pub mod user;
 
 use std::{
     path::Path,
@@ -13,7 +18,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    build::{self, Component, Profile},
+    build::{self, Component},
     image, payload,
     qemu::{Qemu, RunOptions},
     watch::{self, Outcome},
@@ -28,18 +33,22 @@ pub enum Bench {
     Smp,
     /// Cost of allocating and freeing 4 KiB frames (reported by the kernel).
     Frames,
+    /// System calls timed by a user program (`user/bench/bench.c`) running as init.
+    User,
+    /// The same program on Evergreen and on Linux in the same QEMU machine, side by side.
+    Linux,
 }
 
 impl Bench {
-    fn cmdline(self) -> &'static str {
+    /// For the kernel's own benchmarks: the kernel command line and the CPU count; `None`
+    /// for the user-program ones, which [`user::run`] boots.
+    fn kernel_run(self) -> Option<(&'static str, u8)> {
         match self {
-            Bench::Boot | Bench::Smp => "test=boot",
-            Bench::Frames => "test=bench-frames",
+            Bench::Boot => Some(("test=boot", 1)),
+            Bench::Smp => Some(("test=boot", 4)),
+            Bench::Frames => Some(("test=bench-frames", 1)),
+            Bench::User | Bench::Linux => None,
         }
-    }
-
-    fn smp(self) -> u8 {
-        if self == Bench::Smp { 4 } else { 1 }
     }
 }
 
@@ -79,8 +88,13 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
-/// Runs `bench` `runs` times and prints each run's figures and the medians.
-pub fn run(bench: Bench, runs: usize, profile: Profile) -> Result<()> {
+/// Runs `bench` `options.runs` times and prints each run's figures and the medians (for
+/// `user` and `linux`, a table; the other options only apply to those).
+pub fn run(bench: Bench, options: &user::Options) -> Result<()> {
+    let Some((cmdline, smp)) = bench.kernel_run() else {
+        return user::run(bench == Bench::Linux, options);
+    };
+    let (runs, profile) = (options.runs, options.profile);
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -91,7 +105,7 @@ pub fn run(bench: Bench, runs: usize, profile: Profile) -> Result<()> {
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("reading {}", kernel_path.display()))?;
     let image_path = target.join("bench.img");
-    let spec = payload::standard_image(&loader, kernel, bench.cmdline(), &[])?;
+    let spec = payload::standard_image(&loader, kernel, cmdline, &[])?;
     image::write_image(&spec, &image_path)?;
 
     let mut all: Vec<Figure> = Vec::new();
@@ -99,7 +113,7 @@ pub fn run(bench: Bench, runs: usize, profile: Profile) -> Result<()> {
         let log = target.join(format!("bench-serial-{i}.log"));
         // A stale log from an earlier run would be read before QEMU truncates it.
         let _ = std::fs::remove_file(&log);
-        let figures = one_run(&qemu, &image_path, &log, bench)
+        let figures = one_run(&qemu, &image_path, &log, bench, smp)
             .with_context(|| format!("run {i} of {runs}"))?;
         let shown: Vec<String> = figures
             .iter()
@@ -130,9 +144,9 @@ pub fn run(bench: Bench, runs: usize, profile: Profile) -> Result<()> {
     Ok(())
 }
 
-fn one_run(qemu: &Qemu, image: &Path, log: &Path, bench: Bench) -> Result<Vec<Figure>> {
+fn one_run(qemu: &Qemu, image: &Path, log: &Path, bench: Bench, smp: u8) -> Result<Vec<Figure>> {
     let mut opts = RunOptions::headless(image.to_path_buf(), log.to_path_buf());
-    opts.smp = bench.smp();
+    opts.smp = smp;
     let start = Instant::now();
     let mut running = qemu.spawn(&opts)?;
     let mut figures = Vec::new();
@@ -190,6 +204,7 @@ fn one_run(qemu: &Qemu, image: &Path, log: &Path, bench: Bench) -> Result<Vec<Fi
         Bench::Boot => None,
         Bench::Smp => Some("smp-online"),
         Bench::Frames => Some("frame-alloc-free"),
+        Bench::User | Bench::Linux => None,
     };
     if let Some(name) = wanted
         && !figures.iter().any(|f| f.name == name)

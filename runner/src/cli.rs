@@ -41,6 +41,8 @@ Examples:
   cargo run -- test                       host unit tests + QEMU system tests
   cargo run -- test --filter bad --skip-unit
   cargo run -- bench boot --runs 5        median time from QEMU start to the kernel banner
+  cargo run -- bench linux                user/bench/bench.c on Evergreen and on Linux, side
+                                          by side (`bench user`: Evergreen only)
   LIMINE_PATH=~/limine cargo run          boot with real Limine's BOOTX64.EFI
   LIMINE_PATH=~/limine cargo run -- --bios
                                           boot Limine's hybrid BIOS + UEFI ISO under SeaBIOS
@@ -50,6 +52,8 @@ Environment:
                `--iso` and `--bios` also limine-uefi-cd.bin, limine-bios-cd.bin,
                limine-bios.sys and limine.c (Limine's binary release): a hybrid ISO
   OVMF_PATH    an OVMF_CODE*.fd file, a combined OVMF.fd, or a folder holding them
+  LINUX_KERNEL a vmlinuz for `bench linux` (default: Debian's linux-image-cloud-amd64,
+               downloaded with apt-get into target/linux/)
 
 Exit status of a boot: 0 when the kernel reports success (isa-debug-exit 0x10) or QEMU is
 closed, 1 when it reports failure (0x11), 124 on --timeout, QEMU's own status otherwise.";
@@ -118,9 +122,22 @@ struct BenchArgs {
     /// What to measure
     #[arg(value_enum)]
     what: bench::Bench,
-    /// How many boots
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    runs: usize,
+    /// How many boots (per system); default 5, and 1 for `user` and `linux`
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
+    /// `user`, `linux`: number of CPUs (1 to 64), the same for both systems
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=64))]
+    smp: u8,
+    /// `user`, `linux`: guest memory, a number of MiB or a size like 512M or 2G
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
+    memory: u64,
+    /// `user`, `linux`: the program's BENCH_SCALE (iterations are multiplied by it)
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    scale: f64,
+    /// `user`, `linux`: boot Evergreen with the kernel's strace (calls go to the serial log)
+    #[arg(long)]
+    strace: bool,
     /// Build the kernel and the loader with the dev profile
     #[arg(long)]
     debug: bool,
@@ -305,7 +322,16 @@ pub fn main() -> Result<ExitCode> {
             } else {
                 Profile::Release
             };
-            bench::run(args.what, args.runs, profile)?;
+            let user_bench = matches!(args.what, bench::Bench::User | bench::Bench::Linux);
+            let options = bench::user::Options {
+                runs: args.runs.unwrap_or(if user_bench { 1 } else { 5 }),
+                smp: args.smp,
+                memory_mib: args.memory,
+                scale: args.scale,
+                strace: args.strace,
+                profile,
+            };
+            bench::run(args.what, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Exec(args)) => crate::exec::run(&crate::exec::ExecRequest {
@@ -462,6 +488,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     let opts = RunOptions {
         image,
+        direct_kernel: None,
         boot,
         memory_mib: args.memory,
         smp: args.smp,

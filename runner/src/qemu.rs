@@ -258,11 +258,27 @@ impl Boot {
     }
 }
 
+/// A Linux kernel that the firmware boots directly (QEMU's `-kernel`, which QEMU hands to
+/// OVMF through fw_cfg), for comparing Evergreen with Linux on the same machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectKernel {
+    /// The kernel (`vmlinuz`, an EFI-stub bzImage).
+    pub kernel: PathBuf,
+    /// The initramfs (a cpio archive).
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
+}
+
 /// Everything that varies between QEMU runs.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The raw disk image, or the ISO when [`Self::boot`] says CD-ROM.
+    /// The raw disk image, or the ISO when [`Self::boot`] says CD-ROM; unused with
+    /// [`Self::direct_kernel`].
     pub image: PathBuf,
+    /// Boot this kernel instead of the image (no drive is attached); everything else about
+    /// the machine stays as it is.
+    pub direct_kernel: Option<DirectKernel>,
     /// Disk or CD-ROM, OVMF or SeaBIOS.
     pub boot: Boot,
     /// Guest memory in MiB.
@@ -296,6 +312,7 @@ impl RunOptions {
     pub fn headless(image: PathBuf, log: PathBuf) -> Self {
         Self {
             image,
+            direct_kernel: None,
             boot: Boot::UefiDisk,
             memory_mib: 512,
             smp: 1,
@@ -369,11 +386,20 @@ impl Qemu {
                     .arg(drive_arg("if=pflash,format=raw", writable_fw));
             }
         }
-        let drive = match opts.boot {
-            Boot::UefiDisk => "format=raw",
-            Boot::UefiCdrom | Boot::BiosCdrom => "format=raw,media=cdrom",
-        };
-        cmd.arg("-drive").arg(drive_arg(drive, &opts.image));
+        if let Some(direct) = &opts.direct_kernel {
+            cmd.arg("-kernel")
+                .arg(&direct.kernel)
+                .arg("-initrd")
+                .arg(&direct.initrd)
+                .arg("-append")
+                .arg(&direct.append);
+        } else {
+            let drive = match opts.boot {
+                Boot::UefiDisk => "format=raw",
+                Boot::UefiCdrom | Boot::BiosCdrom => "format=raw,media=cdrom",
+            };
+            cmd.arg("-drive").arg(drive_arg(drive, &opts.image));
+        }
         cmd.args([
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
@@ -783,6 +809,49 @@ mod tests {
                 "missing {expected:?} in {joined}"
             );
         }
+    }
+
+    #[test]
+    fn a_direct_kernel_replaces_only_the_disk() {
+        let disk = RunOptions::headless("/t/disk.img".into(), "/t/serial.log".into());
+        let mut linux = disk.clone();
+        linux.direct_kernel = Some(DirectKernel {
+            kernel: "/k/vmlinuz".into(),
+            initrd: "/k/initrd.cpio".into(),
+            append: "console=ttyS0 quiet".into(),
+        });
+        let disk_args = args(&split_fw().command(&disk, Path::new("/v")));
+        let linux_args = args(&split_fw().command(&linux, Path::new("/v")));
+        // Drops each option for which `drop(option, value)` holds, with its value.
+        let without = |a: &[String], drop: &dyn Fn(&str, &str) -> bool| -> Vec<String> {
+            let mut kept = Vec::new();
+            let mut i = 0;
+            while i < a.len() {
+                match a.get(i + 1) {
+                    Some(value) if drop(&a[i], value) => i += 2,
+                    _ => {
+                        kept.push(a[i].clone());
+                        i += 1;
+                    }
+                }
+            }
+            kept
+        };
+        assert!(
+            linux_args
+                .join(" ")
+                .contains("-kernel /k/vmlinuz -initrd /k/initrd.cpio -append console=ttyS0 quiet"),
+            "{linux_args:?}"
+        );
+        assert!(!linux_args.iter().any(|a| a.contains("disk.img")));
+        // The machine, firmware, CPUs, memory and devices are the same.
+        assert_eq!(
+            without(&linux_args, &|o, _| matches!(
+                o,
+                "-kernel" | "-initrd" | "-append"
+            )),
+            without(&disk_args, &|o, v| o == "-drive" && v.contains("disk.img")),
+        );
     }
 
     #[test]

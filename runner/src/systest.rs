@@ -14,7 +14,7 @@ mod iso;
 mod pie;
 mod power;
 mod screen;
-mod user;
+pub(crate) mod user;
 
 use std::{
     fs,

@@ -126,17 +126,7 @@ impl UserProgram {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
         let binary = out_dir.join(self.name());
-        let status = Command::new("musl-gcc")
-            .args(["-static", "-O2", "-Wall", "-o"])
-            .arg(&binary)
-            .arg(&source)
-            .status()
-            .context(
-                "running musl-gcc (Debian: apt-get install musl-tools; scripts/setup.sh does)",
-            )?;
-        if !status.success() {
-            bail!("musl-gcc failed to build {} ({status})", source.display());
-        }
+        build_c(&source, &binary)?;
         Ok(binary)
     }
 
@@ -176,6 +166,21 @@ impl UserProgram {
         };
         Ok((String::from_utf8_lossy(&output.stdout).into_owned(), status))
     }
+}
+
+/// Builds the C program `source` into the static executable `binary` (`musl-gcc -static
+/// -O2`).
+pub(crate) fn build_c(source: &Path, binary: &Path) -> Result<()> {
+    let status = Command::new("musl-gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(binary)
+        .arg(source)
+        .status()
+        .context("running musl-gcc (Debian: apt-get install musl-tools; scripts/setup.sh does)")?;
+    if !status.success() {
+        bail!("musl-gcc failed to build {} ({status})", source.display());
+    }
+    Ok(())
 }
 
 /// The target Rust user programs are built for.
