@@ -22,6 +22,7 @@ mod fs;
 mod futex;
 mod input;
 mod irq;
+mod itimer;
 #[cfg(feature = "tests")]
 mod ktest;
 mod logger;
@@ -117,6 +118,7 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         strace::enable();
     }
     fs::init();
+    itimer::init();
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.
     let init = options.init.or_else(|| {
         fs::lookup(&fs::root(), "/sbin/init", true)

@@ -122,13 +122,14 @@ pub fn spawn(f: impl FnOnce(Arc<Task>) + Send + 'static) -> Result<Arc<Task>, ha
 
 fn enqueue(task: Arc<Task>) {
     QUEUE.lock().push_back(task);
+    core::sync::atomic::fence(Ordering::SeqCst);
     kick_idle_cpu();
 }
 
 /// Sends an IPI to one idle CPU other than this one, so it picks up new work now.
 fn kick_idle_cpu() {
     let me = hal::percpu::current_index();
-    let idle = IDLE_CPUS.load(Ordering::Acquire) & !(1u64 << me);
+    let idle = IDLE_CPUS.load(Ordering::SeqCst) & !(1u64 << me);
     if idle == 0 {
         return;
     }
@@ -375,9 +376,13 @@ pub fn idle_once(cpu: usize) {
         *IDLE[cpu].lock() = thread::current();
     }
     hal::cpu::disable_interrupts();
+    // Say "idle" before looking at the queue: a task queued after the look then sees the bit
+    // and sends the IPI that ends the halt (each side stores, then loads: SeqCst).
+    IDLE_CPUS.fetch_or(1 << cpu, Ordering::SeqCst);
     let next = QUEUE.lock().pop_front();
     match next {
         Some(task) => {
+            IDLE_CPUS.fetch_and(!(1 << cpu), Ordering::SeqCst);
             hal::cpu::enable_interrupts();
             run_task(task);
         }
@@ -385,7 +390,6 @@ pub fn idle_once(cpu: usize) {
             // An idle CPU holds no address space, so an ended program's memory is freed as
             // soon as its last thread is gone.
             hal::mm::deactivate();
-            IDLE_CPUS.fetch_or(1 << cpu, Ordering::AcqRel);
             // Interrupts stay off from the check to the halt (`sti; hlt` is one step), so a
             // wake-up IPI sent in between still ends the halt.
             hal::cpu::idle();

@@ -23,6 +23,8 @@ pub const SIGSEGV: u8 = 11;
 pub const SIGPIPE: u8 = 13;
 /// A child ended.
 pub const SIGCHLD: u8 = 17;
+/// Alarm clock (`setitimer`, `alarm`).
+pub const SIGALRM: u8 = 14;
 const SIGSTOP: u8 = 19;
 
 /// The highest signal number.

@@ -335,6 +335,16 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-processes",
+        about: "fork/wait statuses, copy-on-write isolation, vfork+exec, #! scripts, signal handlers, masks, sigreturn, SA_RESTART vs EINTR, sigaltstack, PROT_NONE caught by a SIGSEGV handler, brk, pipes and SIGPIPE, sessions (user/tests/processes.c): same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("processes.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+        }),
+    },
+    Case {
         name: "user-sh-basics",
         about: "busybox sh runs a script (user/tests/sh-basics.sh): loops, pipes, redirection, $?, command substitution, functions, background jobs, traps, kill; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {

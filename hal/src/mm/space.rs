@@ -163,6 +163,18 @@ impl AddressSpace {
 
     /// Changes the access of every mapped page of `[virt, virt + len)`.
     pub fn protect(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
+        self.remap(virt, len, access.attributes())
+    }
+
+    /// Takes user mode's access to the mapped pages in `[virt, virt + len)` away while
+    /// keeping them and their contents (`PROT_NONE`): they stay mapped for the kernel only,
+    /// so a user access faults as a protection fault, and [`protect`](Self::protect) gives
+    /// the access back.
+    pub fn protect_none(&self, virt: u64, len: u64) -> Result<(), MapError> {
+        self.remap(virt, len, Attributes::READ_ONLY)
+    }
+
+    fn remap(&self, virt: u64, len: u64, attributes: Attributes) -> Result<(), MapError> {
         let (virt, count) = user_range(virt, len)?;
         let _guard = self.lock.lock();
         let tables = self.tables();
@@ -170,13 +182,7 @@ impl AddressSpace {
         for i in 0..count {
             let v = virt + i * PAGE_SIZE;
             if let Ok(m) = tables.unmap(&mut memory, v) {
-                tables.map(
-                    &mut memory,
-                    v,
-                    m.phys,
-                    PageSize::Size4K,
-                    access.attributes(),
-                )?;
+                tables.map(&mut memory, v, m.phys, PageSize::Size4K, attributes)?;
             }
         }
         self.flush(virt, len, &[]);
@@ -196,7 +202,9 @@ impl AddressSpace {
         let tables = copy.tables();
         let mut target = Hhdm::new(super::hhdm_offset());
         for m in pages {
-            if !m.user || m.size != PageSize::Size4K {
+            // Only 4 KiB pages are mapped in a user space's lower half; pages without user
+            // access (`PROT_NONE`) are copied too.
+            if m.size != PageSize::Size4K {
                 continue;
             }
             let phys = frame::alloc_for(1, 1, frame::HAL).ok_or(MapError::OutOfMemory)?;
@@ -210,17 +218,16 @@ impl AddressSpace {
                     PAGE_SIZE as usize,
                 );
             }
-            let access = Access {
-                write: m.writable,
-                execute: m.executable,
+            let attributes = if m.user {
+                Access {
+                    write: m.writable,
+                    execute: m.executable,
+                }
+                .attributes()
+            } else {
+                Attributes::READ_ONLY
             };
-            if let Err(e) = tables.map(
-                &mut target,
-                m.virt,
-                phys,
-                PageSize::Size4K,
-                access.attributes(),
-            ) {
+            if let Err(e) = tables.map(&mut target, m.virt, phys, PageSize::Size4K, attributes) {
                 let _ = frame::free_for(phys, 1, frame::HAL);
                 return Err(e.into());
             }

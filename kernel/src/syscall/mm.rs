@@ -95,7 +95,8 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
         layout.mmap_next = at;
         at
     };
-    // PROT_NONE pages are kept out of the tables (a touch faults, as it should).
+    // Memory is mapped eagerly (no demand paging yet); PROT_NONE pages are mapped without
+    // user access, so a touch faults and a later mprotect finds them.
     let map = access.unwrap_or(Access::READ);
     if mm.space.map_zeroed(at, len, map).is_err() {
         log::warn!(
@@ -105,7 +106,7 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
         return Err(e::ENOMEM);
     }
     if access.is_none() {
-        let _ = mm.space.unmap(at, len);
+        let _ = mm.space.protect_none(at, len);
     }
     Ok(at)
 }
@@ -135,9 +136,7 @@ pub fn mprotect(current: &Current, addr: u64, len: u64, prot: u64) -> SysResult 
     let mm = current.process().memory();
     match access_of(prot)? {
         Some(access) => mm.space.protect(addr, len, access),
-        // A shortcut until hal can keep a page with no user access: PROT_NONE unmaps, so
-        // the contents are lost if the program later makes the pages accessible again.
-        None => mm.space.unmap(addr, len).map(|_| ()),
+        None => mm.space.protect_none(addr, len),
     }
     .map(|()| 0)
     .map_err(|_| e::ENOMEM)

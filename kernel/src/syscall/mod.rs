@@ -235,6 +235,9 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_getrlimit => prlimit64(0, a[0], 0, a[1]),
         g::__NR_setrlimit => Ok(0),
         g::__NR_getrandom => getrandom(a[0], a[1], a[2]),
+        g::__NR_setitimer => setitimer(current, a[0], a[1], a[2]),
+        g::__NR_getitimer => getitimer(current, a[0], a[1]),
+        g::__NR_alarm => Ok(alarm(current, a[0])),
         g::__NR_prctl => proc::prctl(current, a[0], a[1]),
         g::__NR_uname => uname(a[0]),
         g::__NR_sysinfo => proc::sysinfo(a[0]),
@@ -256,8 +259,72 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
     (Flow::Continue, result)
 }
 
-/// Sleeps `me` until the monotonic clock reaches `deadline`; `ERESTARTSYS`-style
-/// interruption becomes `EINTR` with the time left written to `rem`.
+/// Reads a `struct timeval` as ns, refusing a negative or out-of-range one.
+fn read_timeval(address: u64) -> Result<u64, u32> {
+    let [sec, usec] = UserPtr::<[u64; 2]>::new(address)
+        .read()
+        .map_err(|_| e::EFAULT)?;
+    if sec as i64 > i64::MAX / 1_000_000_000 || usec >= 1_000_000 {
+        return Err(e::EINVAL);
+    }
+    Ok(sec * 1_000_000_000 + usec * 1000)
+}
+
+fn timeval_words(ns: u64) -> [u64; 2] {
+    [ns / 1_000_000_000, ns % 1_000_000_000 / 1000]
+}
+
+/// `struct itimerval` for a timer's (time left, interval).
+fn itimerval(address: u64, (left, interval): (u64, u64)) -> Result<(), u32> {
+    let [is, iu] = timeval_words(interval);
+    // A timer about to fire reads as 1 us left, never 0 (0 means disarmed).
+    let [ls, lu] = timeval_words(if left == 0 { 0 } else { left.max(1000) });
+    UserPtr::<[u64; 4]>::new(address)
+        .write([is, iu, ls, lu])
+        .map_err(|_| e::EFAULT)
+}
+
+fn setitimer(current: &Current, which: u64, new: u64, old: u64) -> SysResult {
+    if which != u64::from(g::ITIMER_REAL) {
+        return Err(itimer_unsupported(which));
+    }
+    let (interval, value) = if new == 0 {
+        (0, 0)
+    } else {
+        (read_timeval(new)?, read_timeval(new + 16)?)
+    };
+    let previous = crate::itimer::set(current.process(), value, interval)?;
+    if old != 0 {
+        itimerval(old, previous)?;
+    }
+    Ok(0)
+}
+
+fn getitimer(current: &Current, which: u64, out: u64) -> SysResult {
+    if which != u64::from(g::ITIMER_REAL) {
+        return Err(itimer_unsupported(which));
+    }
+    itimerval(out, crate::itimer::get(current.process()))?;
+    Ok(0)
+}
+
+/// `ITIMER_VIRTUAL` and `ITIMER_PROF` (CPU-time timers) are not kept: `EINVAL`, logged.
+fn itimer_unsupported(which: u64) -> u32 {
+    if which <= 2 {
+        log::warn!("setitimer: CPU-time timer {which} (ITIMER_VIRTUAL/PROF) not supported");
+    }
+    e::EINVAL
+}
+
+/// `alarm`: `SIGALRM` in `seconds` (0 cancels); returns the seconds the previous alarm had
+/// left, rounded up as Linux does.
+fn alarm(current: &Current, seconds: u64) -> u64 {
+    let seconds = seconds.min(u64::from(u32::MAX));
+    let (left, _) =
+        crate::itimer::set(current.process(), seconds * 1_000_000_000, 0).unwrap_or((0, 0));
+    left.div_ceil(1_000_000_000)
+}
+
 /// `getresuid`/`getresgid`: everyone is root, so all three ids are 0.
 fn getres_ids(pointers: &[u64]) -> SysResult {
     for ptr in pointers {
@@ -266,6 +333,8 @@ fn getres_ids(pointers: &[u64]) -> SysResult {
     Ok(0)
 }
 
+/// Sleeps `me` until the monotonic clock reaches `deadline`; `ERESTARTSYS`-style
+/// interruption becomes `EINTR` with the time left written to `rem`.
 fn sleep(current: &Current, deadline: u64, rem: u64) -> SysResult {
     match sched::sleep_until(&current.task, deadline) {
         sched::Wait::Interrupted => {

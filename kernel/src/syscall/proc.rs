@@ -204,7 +204,7 @@ pub fn execve(
         new_argv.push(exec_path.clone());
         new_argv.extend(argv.into_iter().skip(1));
         argv = new_argv;
-        exec_path = interp;
+        exec_path = super::fs::proc_exe(current, &interp).unwrap_or(interp);
         node = executable(&base, &exec_path)?;
     }
     let argv_refs: Vec<&str> = argv.iter().map(String::as_str).collect();
