@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod image;
+pub mod initramfs;
 pub mod interrupt;
 pub mod iso;
 pub mod payload;
