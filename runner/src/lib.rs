@@ -24,6 +24,7 @@ pub mod iso;
 pub mod payload;
 pub mod qemu;
 pub mod qmp;
+pub mod rootfs;
 pub mod systest;
 pub mod testdata;
 pub mod watch;
