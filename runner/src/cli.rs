@@ -18,7 +18,9 @@ use crate::{
     iso::{self, LimineRelease},
     payload::{self, LoaderMode, ModuleFile},
     qemu::{self, Accel, Boot, GuestExit, Qemu, RunOptions, Serial},
-    qmp, systest,
+    qmp,
+    rootfs::{self, AddSpec, Rootfs},
+    systest,
     watch::{self, Outcome},
 };
 
@@ -30,6 +32,9 @@ Examples:
   cargo run -- --cmdline 'log=debug'      boot with a kernel command line
   cargo run -- exec -- seq 1 3            run a program (here busybox's seq) and exit with its
                                           status
+  cargo run -- exec --add ./tool:/usr/bin/tool -- tool
+                                          copy a host file into the initramfs and run it
+  cargo run -- --add ./www:/srv/www       boot with a host folder copied to /srv/www
   cargo run -- --gdb                      wait for GDB on localhost:1234
   cargo run -- --gdb-port 4321            the same on port 4321
   cargo run -- --loader-strict            our loader makes every open protocol choice against
@@ -111,8 +116,12 @@ struct ExecArgs {
     /// Build the kernel and the loader with the dev profile
     #[arg(long)]
     debug: bool,
-    /// The command: a static executable's path on the host, `busybox`, or a busybox applet
-    /// (`echo`, `seq`, ...), and its arguments
+    /// Copy the host file or folder HOST into the initramfs at GUEST (an absolute path;
+    /// folders recursively, keeping modes and links); repeatable
+    #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
+    add: Vec<AddSpec>,
+    /// The command: a static executable's path on the host, or a name in the image's PATH
+    /// (`busybox`, a busybox applet such as `echo`, or an `--add`ed program), and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
 }
@@ -159,6 +168,10 @@ struct BuildArgs {
     /// Add FILE as a module under /boot/ (its module_cmdline is its file name); repeatable
     #[arg(long, value_name = "FILE")]
     module: Vec<PathBuf>,
+    /// Copy the host file or folder HOST into the initramfs at GUEST (an absolute path;
+    /// folders recursively, keeping modes and links); repeatable
+    #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
+    add: Vec<AddSpec>,
     /// Boot our loader in strict mode: every choice the Limine protocol leaves open is made
     /// against the kernel (see loader/README.md); not with LIMINE_PATH
     #[arg(long)]
@@ -345,6 +358,7 @@ pub fn main() -> Result<ExitCode> {
             } else {
                 Profile::Release
             },
+            adds: &args.add,
         }),
     }
 }
@@ -369,13 +383,13 @@ struct BootFiles {
 }
 
 /// Builds the kernel, and our loader unless `LIMINE_PATH` names real Limine, and gathers the
-/// files of an image.
+/// files of an image: the standard initramfs (with every `--add`) and the `--module`s.
 fn boot_files(args: &BuildArgs) -> Result<BootFiles> {
-    let modules = args
-        .module
-        .iter()
-        .map(|p| ModuleFile::from_host_file(p))
-        .collect::<Result<Vec<_>>>()?;
+    let rootfs = Rootfs::gather(&args.add)?;
+    let mut modules = vec![rootfs::module(&rootfs.tree)];
+    for path in &args.module {
+        modules.push(ModuleFile::from_host_file(path)?);
+    }
     let limine = payload::limine_from_env()?;
     if args.loader_strict && limine.is_some() {
         bail!(
@@ -803,6 +817,26 @@ mod tests {
         assert_eq!(kernel_for("log=debug test=boot"), Component::TestKernel);
         assert_eq!(kernel_for(""), Component::Kernel);
         assert_eq!(kernel_for("log=debug nottest=x"), Component::Kernel);
+    }
+
+    #[test]
+    fn add_flags_parse_for_run_image_and_exec() {
+        let cli = Cli::try_parse_from(["runner", "--add", "a:/x", "--add", "dir:/opt/d"])
+            .expect("parses");
+        let guests: Vec<_> = cli.run.build.add.iter().map(|a| a.guest.as_str()).collect();
+        assert_eq!(guests, ["/x", "/opt/d"]);
+        let cli = Cli::try_parse_from(["runner", "image", "--add", "a:/x"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Image(args)) if args.build.add.len() == 1));
+        let cli = Cli::try_parse_from(["runner", "exec", "--add", "t:/usr/bin/t", "--", "t"])
+            .expect("parses");
+        let Some(Command::Exec(args)) = cli.command else {
+            panic!("exec expected")
+        };
+        assert_eq!(args.add[0].host, PathBuf::from("t"));
+        assert_eq!(args.command, ["t"]);
+        let error = Cli::try_parse_from(["runner", "--add", "a:relative"]).expect_err("relative");
+        assert!(error.to_string().contains("not absolute"), "{error}");
+        assert!(Cli::try_parse_from(["runner", "--add", "nocolon"]).is_err());
     }
 
     #[test]

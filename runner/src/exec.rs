@@ -2,10 +2,12 @@
 //! init, prints what it writes, and exits with its exit status (128 + the signal if it was
 //! killed), like running the command on the host.
 //!
-//! CMD is a path to a static executable on the host (it goes into the image as a module), or
-//! `busybox`, or the name of a busybox applet (`echo`, `seq`, …), run by the host's static
-//! busybox (`BUSYBOX=path` picks another). Until Evergreen has its initramfs, those are the
-//! programs it can find.
+//! The image boots with the standard initramfs (`runner::rootfs`): the kernel runs
+//! `/sbin/init`, which runs the command written to `/etc/evergreen/command` and exits with its
+//! status. CMD is a path to a static executable on the host (copied to `/usr/local/bin/NAME`),
+//! or a name looked up in the image's `PATH`: `busybox`, a busybox applet (`echo`, `seq`, …;
+//! the host's static busybox, `BUSYBOX=path` picks another) or a program put there with
+//! `--add`. Arguments go in the command file, so they may hold spaces.
 
 use std::{
     io::Write,
@@ -18,9 +20,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     build::{self, Component, Profile},
-    image,
-    payload::{self, ModuleFile},
+    image, payload,
     qemu::{Qemu, RunOptions},
+    rootfs::{self, AddSpec, Busybox, Rootfs},
     watch::{self, Outcome},
 };
 
@@ -38,57 +40,76 @@ pub struct ExecRequest<'a> {
     pub timeout: Duration,
     /// Build with the dev profile.
     pub profile: Profile,
+    /// Host files and folders to copy into the initramfs (`--add`).
+    pub adds: &'a [AddSpec],
 }
 
-/// The program file and the argv after argv[0].
-fn resolve(command: &[String]) -> Result<(PathBuf, Vec<String>)> {
+/// The program a command names.
+#[derive(Debug, PartialEq, Eq)]
+enum Program {
+    /// A host file (the command held a `/`): copied to [`HOST_PROGRAMS`]`/NAME`.
+    Host(PathBuf),
+    /// A bare name, run from the image's `PATH` (busybox applets, `--add`ed programs).
+    InPath(String),
+}
+
+/// Where host programs go in the initramfs.
+const HOST_PROGRAMS: &str = "/usr/local/bin";
+
+/// The program of `command`, checked to exist when it is a host file, and the arguments
+/// after argv[0].
+fn resolve(command: &[String]) -> Result<(Program, &[String])> {
     let Some((cmd, rest)) = command.split_first() else {
         bail!("no command given: cargo run -- exec -- CMD [ARGS...]");
     };
-    if cmd.contains('/') {
-        let path = PathBuf::from(cmd);
-        if !path.is_file() {
-            bail!("{cmd}: no such file");
+    if !cmd.contains('/') {
+        return Ok((Program::InPath(cmd.clone()), rest));
+    }
+    let path = PathBuf::from(cmd);
+    if !path.is_file() {
+        bail!("{cmd}: no such file on the host");
+    }
+    Ok((Program::Host(path), rest))
+}
+
+/// Puts `program` into `rootfs` (a host file at [`HOST_PROGRAMS`]`/NAME`; a bare name must be
+/// in the image's `PATH`) and writes the command file init runs.
+fn install(rootfs: &mut Rootfs, program: &Program, args: &[String]) -> Result<()> {
+    let argv0 = match program {
+        Program::Host(path) => {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{} has no UTF-8 file name", path.display()))?;
+            let guest = format!("{HOST_PROGRAMS}/{name}");
+            rootfs::add_host_path(&mut rootfs.tree, path, &guest)?;
+            guest
         }
-        return Ok((path, rest.to_vec()));
-    }
-    let busybox = std::env::var_os("BUSYBOX")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from);
-    if !busybox.is_file() {
-        bail!(
-            "{cmd}: not a path, and no busybox at {} to run it (install busybox-static, as \
-             scripts/setup.sh does, or set BUSYBOX=path)",
-            busybox.display()
-        );
-    }
-    let mut args = Vec::new();
-    if cmd != "busybox" {
-        args.push(cmd.clone());
-    }
-    args.extend(rest.iter().cloned());
-    Ok((busybox, args))
+        Program::InPath(name) if rootfs::in_path(&rootfs.tree, name) => name.clone(),
+        Program::InPath(name) if !rootfs.has_busybox => {
+            bail!("{name}: not a path, and {}", Busybox::missing_message())
+        }
+        Program::InPath(name) => bail!(
+            "{name}: not a busybox applet or a file in the image's PATH ({}); give a host \
+             path (./{name}) or --add it",
+            rootfs::PATH.join(":")
+        ),
+    };
+    let argv: Vec<String> = std::iter::once(argv0).chain(args.iter().cloned()).collect();
+    rootfs
+        .tree
+        .file(rootfs::COMMAND_FILE, rootfs::command_file(&argv)?, 0o644)?;
+    Ok(())
 }
 
 /// Runs the request; the exit code is the program's.
 pub fn run(request: &ExecRequest<'_>) -> Result<ExitCode> {
     let (program, args) = resolve(request.command)?;
-    if let Some(bad) = args
-        .iter()
-        .find(|a| a.is_empty() || a.contains(char::is_whitespace))
-    {
-        bail!(
-            "argument {bad:?}: the kernel command line cannot pass empty arguments or ones with spaces yet"
-        );
-    }
-    let module = ModuleFile::from_host_file(&program)?;
-    let guest = format!("/boot/{}", module.file_name);
+    let mut rootfs = Rootfs::gather(request.adds)?;
+    install(&mut rootfs, &program, args)?;
+    let guest = rootfs::INIT_PATH;
     let trace = if request.strace { " strace" } else { "" };
-    let mut cmdline = format!("init={guest}{trace}");
-    if !args.is_empty() {
-        cmdline.push_str(" -- ");
-        cmdline.push_str(&args.join(" "));
-    }
+    let cmdline = format!("init={guest}{trace}");
     let qemu = Qemu::locate()?;
     let kernel_path = build::build(Component::Kernel, request.profile)?;
     let loader = payload::our_loader(&build::build(Component::Loader, request.profile)?)?;
@@ -97,7 +118,7 @@ pub fn run(request: &ExecRequest<'_>) -> Result<ExitCode> {
     let target = build::target_dir()?;
     let image_path = target.join("exec.img");
     let log = target.join("exec.log");
-    let spec = payload::standard_image(&loader, kernel, &cmdline, &[module])?;
+    let spec = payload::standard_image(&loader, kernel, &cmdline, &[rootfs::module(&rootfs.tree)])?;
     image::write_image(&spec, &image_path)?;
     let _ = std::fs::remove_file(&log);
     let mut opts = RunOptions::headless(image_path, log.clone());
@@ -165,24 +186,84 @@ fn show(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::initramfs::Node;
 
     fn strings(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| (*w).to_owned()).collect()
     }
 
-    #[test]
-    fn commands_resolve_to_a_file_and_its_arguments() {
-        assert!(resolve(&[]).is_err());
-        assert!(resolve(&strings(&["/no/such/program"])).is_err());
-        let (file, args) = resolve(&strings(&["/bin/sh", "-c", "x"])).expect("a host file");
-        assert_eq!(file, PathBuf::from("/bin/sh"));
-        assert_eq!(args, strings(&["-c", "x"]));
-        if Path::new("/bin/busybox").is_file() && std::env::var_os("BUSYBOX").is_none() {
-            let (file, args) = resolve(&strings(&["seq", "1", "3"])).expect("an applet");
-            assert_eq!(file, PathBuf::from("/bin/busybox"));
-            assert_eq!(args, strings(&["seq", "1", "3"]));
-            let (_, args) = resolve(&strings(&["busybox", "true"])).expect("busybox itself");
-            assert_eq!(args, strings(&["true"]));
+    fn rootfs(busybox: bool) -> Rootfs {
+        let busybox = busybox.then(|| Busybox {
+            data: b"busybox".to_vec(),
+            applets: strings(&["bin/sh", "bin/echo", "usr/bin/seq"]),
+        });
+        Rootfs {
+            tree: rootfs::standard_tree(b"init".to_vec(), busybox.as_ref()).expect("tree"),
+            has_busybox: busybox.is_some(),
         }
+    }
+
+    fn command_file(rootfs: &Rootfs) -> Option<Vec<u8>> {
+        match rootfs.tree.get(rootfs::COMMAND_FILE)? {
+            Node::File { data, .. } => Some(data.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn commands_resolve_to_a_host_file_or_a_name() {
+        assert!(resolve(&[]).is_err());
+        let missing = resolve(&strings(&["/no/such/program"])).expect_err("missing");
+        assert!(missing.to_string().contains("no such file on the host"));
+        let command = strings(&["/bin/sh", "-c", "x"]);
+        let (program, args) = resolve(&command).expect("a host file");
+        assert_eq!(program, Program::Host(PathBuf::from("/bin/sh")));
+        assert_eq!(args, strings(&["-c", "x"]));
+        let command = strings(&["seq", "1", "3"]);
+        let (program, _) = resolve(&command).expect("a name");
+        assert_eq!(program, Program::InPath("seq".into()));
+    }
+
+    #[test]
+    fn a_host_program_goes_to_usr_local_bin() {
+        let mut rootfs = rootfs(false);
+        let program = Program::Host(PathBuf::from("/bin/sh"));
+        install(&mut rootfs, &program, &strings(&["-c", "echo a  b"])).expect("installed");
+        assert!(matches!(
+            rootfs.tree.get("/usr/local/bin/sh"),
+            Some(Node::File { .. })
+        ));
+        assert_eq!(
+            command_file(&rootfs).expect("command file"),
+            b"/usr/local/bin/sh\0-c\0echo a  b\0"
+        );
+    }
+
+    #[test]
+    fn names_must_be_in_the_image_path() {
+        let mut rootfs = rootfs(true);
+        install(
+            &mut rootfs,
+            &Program::InPath("seq".into()),
+            &strings(&["-s", ","]),
+        )
+        .expect("applet");
+        assert_eq!(
+            command_file(&rootfs).expect("command file"),
+            b"seq\0-s\0,\0"
+        );
+        let unknown =
+            install(&mut rootfs, &Program::InPath("nope".into()), &[]).expect_err("not in PATH");
+        assert!(
+            unknown.to_string().contains("not a busybox applet"),
+            "{unknown}"
+        );
+        let without = install(
+            &mut self::rootfs(false),
+            &Program::InPath("echo".into()),
+            &[],
+        )
+        .expect_err("no busybox");
+        assert!(without.to_string().contains("busybox-static"), "{without}");
     }
 }
