@@ -17,6 +17,7 @@ md5sum nums fruit; sha256sum fruit; sha1sum nums
 mkdir -p a/b/c; echo x > a/b/c/f1; echo yy > a/b/f2; ln -s f2 a/b/link
 find a | sort; find a -type f -name 'f*' | sort; find a -type l
 tar cf t.tar a; tar tf t.tar | sort; rm -rf a; tar xf t.tar; cat a/b/c/f1 a/b/link
+tar czf t.tgz a; rm -rf a; tar xzf t.tgz; tar tzf t.tgz | sort; cat a/b/c/f1
 gzip -9 nums; ls nums*; gzip -dc nums.gz | wc -l; gunzip nums.gz; wc -c nums
 ls -l a/b | tail -n +2 | awk '{print $1, $NF}'
 wc fruit; wc -w < fruit

@@ -13,7 +13,13 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use super::{Outcome, Suite, stop_unless_exited};
-use crate::{build, payload::ModuleFile, qemu::RunOptions, watch};
+use crate::{
+    build,
+    payload::ModuleFile,
+    qemu::RunOptions,
+    rootfs::{self, Rootfs},
+    watch,
+};
 
 /// A user program case: the program and its arguments.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +117,9 @@ impl UserProgram {
                 cmdline: script.into(),
                 data,
             });
+            // The standard root file system: busybox's applet links in /bin, as on the host
+            // (tar -z runs `gzip` through PATH).
+            modules.push(rootfs::module(&Rootfs::gather(&[])?.tree));
         }
         Ok(modules)
     }

@@ -119,46 +119,19 @@ fn run(argv: &[OsString]) -> i32 {
 }
 
 /// Reaps every child that ends until `pid` does, and returns how `pid` ended.
-///
-/// It sleeps in `waitid(P_ALL, WEXITED | WNOWAIT)` with no `siginfo` (which only waits for a
-/// zombie) and reaps with a `WNOHANG` `waitpid`, rather than sleeping in `waitpid` itself:
-/// Evergreen's kernel writes the status of a wait that slept through the wrong address space
-/// (`EFAULT`), and a call that does not sleep is not affected. On Linux both ways are the
-/// same.
 fn reap_until(pid: i32) -> io::Result<ExitStatus> {
     loop {
-        // SAFETY: a null `infop` is allowed (Linux writes nothing then); no memory is passed.
-        let waited = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                std::ptr::null_mut(),
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if waited < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
+        let mut status = 0;
+        // SAFETY: `status` is a live, writable c_int for the duration of the call, and
+        // waitpid writes nothing else.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped == pid {
+            return Ok(ExitStatus::from_raw(status));
         }
-        loop {
-            let mut status = 0;
-            // SAFETY: `status` is a live, writable c_int for the duration of the call, and
-            // waitpid writes nothing else.
-            let reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if reaped == pid {
-                return Ok(ExitStatus::from_raw(status));
-            }
-            if reaped == 0 {
-                break;
-            }
-            if reaped < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() != io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
+        if reaped < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
             }
         }
     }
