@@ -314,6 +314,18 @@ pub fn wait(
             queue.remove(me);
         }
     };
+    // Leaving without sleeping: a waker that saw SLEEPING has queued `me` (or is about to),
+    // and that entry must be used up by a switch, or the task would sit in the queue while
+    // it runs (a CPU taking it would then store RUNNING over a later SLEEPING and lose the
+    // wake-up that follows). Giving up the CPU once consumes it.
+    if me
+        .state
+        .compare_exchange(SLEEPING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+        && me.state.load(Ordering::Acquire) == QUEUED
+    {
+        switch_away(me);
+    }
     me.state.store(RUNNING, Ordering::Release);
     for queue in queues {
         queue.remove(me);
