@@ -181,17 +181,44 @@ fn switch_away_inner(me: &Arc<Task>) {
     let next = QUEUE.lock().pop_front();
     match next {
         // Woken (and queued) before it got away: it just goes on.
-        Some(next) if Arc::ptr_eq(&next, me) => me.state.store(RUNNING, Ordering::Release),
-        Some(next) => run_task(next),
-        None => {
-            let idle = IDLE[hal::percpu::current_index()].lock().clone();
-            let Some(idle) = idle else {
-                // No idle thread on this CPU: cannot happen once the CPU entered its loop.
-                me.state.store(RUNNING, Ordering::Release);
-                return;
-            };
-            let _ = thread::switch_to(&idle);
+        Some(next) if Arc::ptr_eq(&next, me) => {
+            me.state.store(RUNNING, Ordering::Release);
+            return;
         }
+        Some(next) => match try_run_task(next) {
+            Ok(()) => return,
+            // Still being suspended on another CPU: waiting for it here could wait for a
+            // CPU that waits for `me` (each took the other from the queue). It goes back to
+            // the front, and this CPU's idle thread, which nobody waits for, takes it.
+            Err(next) => {
+                next.state.store(QUEUED, Ordering::Release);
+                QUEUE.lock().push_front(next);
+            }
+        },
+        None => {}
+    }
+    let idle = IDLE[hal::percpu::current_index()].lock().clone();
+    let Some(idle) = idle else {
+        // No idle thread on this CPU: cannot happen once the CPU entered its loop.
+        me.state.store(RUNNING, Ordering::Release);
+        return;
+    };
+    let _ = thread::switch_to(&idle);
+}
+
+/// Runs `next` on this CPU like [`run_task`], or gives it back if its thread is still being
+/// suspended elsewhere.
+fn try_run_task(next: Arc<Task>) -> Result<(), Arc<Task>> {
+    next.state.store(RUNNING, Ordering::Release);
+    next.cpu
+        .store(hal::percpu::current_index(), Ordering::Relaxed);
+    next.slice_start.store(
+        crate::time::ticks(hal::percpu::current_index()),
+        Ordering::Relaxed,
+    );
+    match thread::switch_to(&next.thread) {
+        Err(SwitchError::Running) => Err(next),
+        Ok(()) | Err(SwitchError::Finished | SwitchError::NotReady) => Ok(()),
     }
 }
 
