@@ -320,10 +320,14 @@ pub fn wait(
     mut ready: impl FnMut() -> bool,
 ) -> Wait {
     let result = loop {
+        // SLEEPING before joining the queues: a waker that takes a queue's list with `me`
+        // in it must find `me` asleep and queue it, since `me` is then off that list. (The
+        // other order lost wake-ups: the waker found `me` still running, `me` found its
+        // condition still false and slept, on a list nobody would wake again.)
+        me.state.store(SLEEPING, Ordering::SeqCst);
         for queue in queues {
             queue.waiters.lock().push(Arc::clone(me));
         }
-        me.state.store(SLEEPING, Ordering::SeqCst);
         if ready() {
             break Wait::Ready;
         }

@@ -900,13 +900,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
         Kind::User(program) => {
-            // busybox sh scripts run on one CPU until the SMP lost wake-up (a pipe reader
-            // that sleeps for good with two CPUs, about one boot in five) is found.
-            opts.smp = if matches!(program.program, user::Program::Script(_)) {
-                1
-            } else {
-                2
-            };
+            opts.smp = 2;
             standard(&program.cmdline(), &program.modules()?)?
         }
         // The normal boot: no test, the kernel ends in its echo loop.

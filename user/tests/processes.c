@@ -284,6 +284,31 @@ static void pipes(void) {
     waitpid(p, &st, 0);
     status_line("no reader, SIGPIPE default", st);
     close(fds[1]);
+
+    /* A child writes 1 MB in large writes while the parent reads in small pieces: the
+     * writer fills the pipe and sleeps, each read wakes it (with two CPUs, a lost wake-up
+     * hangs here). */
+    pipe(fds);
+    p = fork();
+    if (p == 0) {
+        close(fds[0]);
+        static char chunk[10000];
+        for (int i = 0; i < 100; i++) {
+            memset(chunk, 'a' + i % 26, sizeof chunk);
+            if (write(fds[1], chunk, sizeof chunk) != sizeof chunk) _exit(1);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    long total = 0, sum = 0;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) {
+        total += n;
+        for (ssize_t i = 0; i < n; i++) sum += buf[i];
+    }
+    close(fds[0]);
+    waitpid(p, &st, 0);
+    printf("1 MB through a pipe: %ld bytes, sum %ld, end %zd\n", total, sum, n);
+    status_line("writer", st);
 }
 
 static void ids(void) {
