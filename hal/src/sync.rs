@@ -26,12 +26,22 @@ impl<T> IrqMutex<T> {
         }
     }
 
-    /// Disables interrupts, then spins until the lock is free.
+    /// Disables interrupts, then spins until the lock is free. While it spins it answers TLB
+    /// shootdowns itself: the holder may be waiting for this CPU to flush (an address space
+    /// lock is held across the flush of what it unmapped), and with interrupts off the
+    /// shootdown IPI cannot get through.
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let were_enabled = interrupts::are_enabled();
         interrupts::disable();
+        let guard = loop {
+            if let Some(guard) = self.inner.try_lock() {
+                break guard;
+            }
+            crate::apic::serve_shootdown();
+            core::hint::spin_loop();
+        };
         IrqMutexGuard {
-            guard: Some(self.inner.lock()),
+            guard: Some(guard),
             were_enabled,
         }
     }

@@ -196,6 +196,9 @@ pub fn exit_to(next: Arc<Thread>) -> SwitchError {
             Ok(()) => unreachable!("a finished thread was resumed"),
             Err((SwitchError::Running, back)) => {
                 next = back;
+                // Interrupts are off: answer a TLB shootdown the CPU suspending `next` may
+                // be waiting for.
+                crate::apic::serve_shootdown();
                 core::hint::spin_loop();
             }
             Err((error, _)) => return error,

@@ -201,11 +201,12 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     // What Linux gives init.
     let envp = ["HOME=/", "TERM=linux"];
     let free_before = hal::mm::stats().frames.free;
+    // Said before it starts: another CPU may run it (and print) at once.
+    log::info!("init: running {path}");
     if let Err(e) = process::start_init(path, &argv, &envp) {
         log::error!("init: {e}");
         return None;
     }
-    log::info!("init: running {path}");
     sched::idle_until(|| process::init_exit().is_some());
     let exit = process::init_exit()?;
     // Everything the programs had must come back once the other CPUs have let go of their

@@ -345,15 +345,17 @@ pub fn wait(
             queue.remove(me);
         }
     };
-    // Leaving without sleeping: a waker that saw SLEEPING has queued `me` (or is about to),
-    // and that entry must be used up by a switch, or the task would sit in the queue while
-    // it runs (a CPU taking it would then store RUNNING over a later SLEEPING and lose the
-    // wake-up that follows). Giving up the CPU once consumes it.
+    // Leaving without sleeping: a waker that saw SLEEPING has queued `me` (QUEUED), or a
+    // CPU has already taken that entry and is switching to `me` (RUNNING). The entry must be
+    // used up by a switch, or the task would sit in the queue while it runs (a CPU taking it
+    // would then store RUNNING over a later SLEEPING and lose the wake-up that follows); and
+    // a CPU committed to resuming `me` spins until `me` is off its CPU (with interrupts off
+    // if it is ending a task, so it would not even answer a TLB shootdown). Giving up the
+    // CPU once settles both.
     if me
         .state
         .compare_exchange(SLEEPING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
-        && me.state.load(Ordering::Acquire) == QUEUED
     {
         switch_away(me);
     }

@@ -337,7 +337,7 @@ pub fn run_lints() -> Result<()> {
     for package in &host {
         host_args.extend(["-p", package]);
     }
-    let runs: [(&str, Vec<&str>); 5] = [
+    let runs: [(&str, Vec<&str>); 6] = [
         ("cargo fmt --all --check", vec!["fmt", "--all", "--check"]),
         ("clippy (host crates)", host_args),
         (
@@ -369,6 +369,18 @@ pub fn run_lints() -> Result<()> {
         (
             "clippy (loader, x86_64-unknown-uefi)",
             vec!["clippy", "-p", "loader", "--target", "x86_64-unknown-uefi"],
+        ),
+        (
+            "clippy (user programs, x86_64-unknown-linux-musl)",
+            vec![
+                "clippy",
+                "-p",
+                "evergreen-init",
+                "-p",
+                "user-tests",
+                "--target",
+                "x86_64-unknown-linux-musl",
+            ],
         ),
     ];
     for (what, args) in runs {

@@ -212,6 +212,7 @@ pub const CASES: &[Case] = &[
             args: &["a", "b"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -222,6 +223,7 @@ pub const CASES: &[Case] = &[
             args: &[],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -232,6 +234,7 @@ pub const CASES: &[Case] = &[
             args: &["a", "b"],
             guest_only: None,
             strace: true,
+            cpus: 2,
         }),
     },
     Case {
@@ -242,6 +245,7 @@ pub const CASES: &[Case] = &[
             args: &["ud2"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -252,6 +256,7 @@ pub const CASES: &[Case] = &[
             args: &["divide"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -262,6 +267,7 @@ pub const CASES: &[Case] = &[
             args: &["int3"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -272,6 +278,7 @@ pub const CASES: &[Case] = &[
             args: &["kernel-read"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -282,6 +289,7 @@ pub const CASES: &[Case] = &[
             args: &["kernel-write-arg"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -292,6 +300,7 @@ pub const CASES: &[Case] = &[
             args: &[],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -302,6 +311,31 @@ pub const CASES: &[Case] = &[
             args: &["one", "two"],
             guest_only: None,
             strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-rust-threads",
+        about: "Rust std threads (musl): 100 threads, Mutex, Condvar and wait_timeout, channels, Barrier, RwLock, thread-locals and their destructors, scoped threads, park, a panic caught by join, a stack overflow in a thread reported by std (sigaltstack) in a Command child; same stdout and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Rust("rust-threads"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-smp",
+        about: "four CPUs: a CPU-bound thread per CPU spins on four distinct CPUs while a fifth program still runs to completion (guest only: the host has other CPUs)",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("smp.c"),
+            args: &[],
+            guest_only: Some(
+                "smp: 4 spinners on 4 distinct CPUs, each made progress yes, the fifth program ran yes",
+            ),
+            strace: false,
+            cpus: 4,
         }),
     },
     Case {
@@ -312,6 +346,7 @@ pub const CASES: &[Case] = &[
             args: &[],
             guest_only: Some("random system calls"),
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -322,6 +357,7 @@ pub const CASES: &[Case] = &[
             args: &["echo", "hello", "from", "busybox"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -332,6 +368,7 @@ pub const CASES: &[Case] = &[
             args: &["printf", "%s-%d:%x\\n", "x", "42", "255"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -342,6 +379,7 @@ pub const CASES: &[Case] = &[
             args: &[],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -352,6 +390,7 @@ pub const CASES: &[Case] = &[
             args: &[],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -362,6 +401,7 @@ pub const CASES: &[Case] = &[
             args: &[],
             guest_only: None,
             strace: false,
+            cpus: 2,
         }),
     },
     Case {
@@ -900,7 +940,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
         Kind::User(program) => {
-            opts.smp = 2;
+            opts.smp = program.cpus;
             standard(&program.cmdline(), &program.modules()?)?
         }
         // The normal boot: no test, the kernel ends in its echo loop.

@@ -142,8 +142,9 @@ pub fn shootdowns_served(index: usize) -> usize {
     SERVED.get(index).map_or(0, |n| n.load(Ordering::Relaxed))
 }
 
-/// Serves the request in flight if this CPU still owes it a flush.
-fn serve() {
+/// Serves the request in flight if this CPU still owes it a flush (also called by CPUs
+/// spinning with interrupts off).
+pub(crate) fn serve() {
     let bit = 1u64 << percpu::current_index();
     if SHOOTDOWN.pending.load(Ordering::Acquire) & bit == 0 {
         return;

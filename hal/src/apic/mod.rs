@@ -10,7 +10,7 @@ mod timer;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub(crate) use ipi::init_tlb_shootdown;
+pub(crate) use ipi::{init_tlb_shootdown, serve as serve_shootdown};
 pub use ipi::{
     send_fixed, send_nmi, send_self, shootdown, shootdown_timeouts, shootdowns_served,
     stop_other_cpus,

@@ -751,8 +751,24 @@ pub fn fsync(current: &Current, fd: u64) -> SysResult {
 /// Terminal ioctls (`TCGETS`, `TIOCGWINSZ`, …) and `FIONREAD`.
 pub fn ioctl(current: &Current, fd: u64, request: u64, arg: u64) -> SysResult {
     const FIONREAD: u32 = 0x541b;
+    const FIONBIO: u32 = 0x5421;
+    const FIONCLEX: u32 = 0x5450;
+    const FIOCLEX: u32 = 0x5451;
     let file = file(current, fd)?;
     match (&file.target, request as u32) {
+        // What Linux answers for every file, before asking the file itself.
+        (_, FIONBIO) => {
+            let on = UserPtr::<i32>::new(arg).read().map_err(|_| e::EFAULT)? != 0;
+            let flags = file.flags.load(Ordering::Relaxed) & !g::O_NONBLOCK;
+            file.set_flags(if on { flags | g::O_NONBLOCK } else { flags });
+            Ok(0)
+        }
+        (_, FIOCLEX | FIONCLEX) => {
+            let fds = current.process().fds();
+            let mut fds = fds.lock();
+            fds.slot_mut(fd)?.cloexec = request as u32 == FIOCLEX;
+            Ok(0)
+        }
         (Target::PipeRead(p), FIONREAD) => UserPtr::<u32>::new(arg)
             .write(p.available() as u32)
             .map(|()| 0)

@@ -35,6 +35,8 @@ pub(super) struct UserProgram {
     /// Compare the system calls instead of the output: the kernel's built-in `strace` against
     /// `strace -f` on the host, call by call (names, and success or the errno name).
     pub strace: bool,
+    /// CPUs the guest has.
+    pub cpus: u8,
 }
 
 /// A static program to run.
@@ -197,10 +199,11 @@ const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// Where `user/rust-tests`'s binary `name` is built.
 fn rust_binary(name: &str) -> Result<PathBuf> {
-    Ok(build::target_dir()?.join(MUSL).join("release").join(name))
+    Ok(build::target_dir()?.join(MUSL).join("user").join(name))
 }
 
-/// Builds `user/rust-tests`'s binary `name` (static: the musl target links statically).
+/// Builds `user/rust-tests`'s binary `name` (static: the musl target links statically) with
+/// the `user` profile (release, unwinding panics).
 fn build_rust(name: &str) -> Result<PathBuf> {
     let status = build::cargo()
         .args([
@@ -208,7 +211,8 @@ fn build_rust(name: &str) -> Result<PathBuf> {
             "-q",
             "-p",
             "user-tests",
-            "--release",
+            "--profile",
+            "user",
             "--target",
             MUSL,
             "--bin",
@@ -502,6 +506,7 @@ mod tests {
             args: &["a", "b"],
             guest_only: None,
             strace: false,
+            cpus: 2,
         };
         assert_eq!(p.cmdline(), "test=exec init=/boot/hello -- a b");
         assert_eq!(p.guest_path(), "/boot/hello");
