@@ -37,7 +37,51 @@ pub struct Thread {
     /// Whether its function has returned (it can never run again).
     finished: AtomicBool,
     /// The function it starts with, taken when it first runs.
-    start: IrqMutex<Option<Box<dyn FnOnce() + Send>>>,
+    start: IrqMutex<Option<Start>>,
+}
+
+/// A thread's function, boxed, with the code that runs it. Not a `Box<dyn FnOnce()>`:
+/// calling one of those frees the box only when the function returns, and a thread's
+/// function never does (it ends with [`exit_to`]), so every thread would leak its box.
+/// `run` moves the function out of its box onto the thread's stack, freeing the box, first.
+struct Start {
+    run: unsafe fn(*mut ()),
+    discard: unsafe fn(*mut ()),
+    function: *mut (),
+}
+
+impl Drop for Start {
+    /// A thread dropped before it ran: its function goes unrun.
+    fn drop(&mut self) {
+        // SAFETY: `function` is still the box `spawn` made (`thread_start` forgets a
+        // `Start` it runs).
+        unsafe { (self.discard)(self.function) }
+    }
+}
+
+/// Frees the `F` boxed at `function` without running it.
+///
+/// # Safety
+///
+/// As for [`run_boxed`].
+unsafe fn discard_boxed<F>(function: *mut ()) {
+    // SAFETY: per the contract.
+    drop(unsafe { Box::from_raw(function.cast::<F>()) });
+}
+
+// SAFETY: `function` is a `Box<F>` for an `F: Send`, owned by the `Start` alone.
+unsafe impl Send for Start {}
+
+/// Runs the `F` boxed at `function`.
+///
+/// # Safety
+///
+/// `function` comes from `Box::<F>::into_raw` and is not used again.
+unsafe fn run_boxed<F: FnOnce()>(function: *mut ()) {
+    // SAFETY: per the contract, a `Box<F>` nobody else owns; moving `F` out frees the box
+    // here, before `F` runs.
+    let f: F = *unsafe { Box::from_raw(function.cast::<F>()) };
+    f();
 }
 
 // SAFETY: `rsp` is written only by the CPU suspending the thread, while it holds the thread's
@@ -74,7 +118,7 @@ static CPUS: [IrqMutex<CpuThreads>; MAX_CPUS] = [const {
 impl Thread {
     /// A new thread that will run `f` on its own stack when first switched to. `f` ends the
     /// thread with [`exit_to`] (returning from it is a kernel bug, and panics).
-    pub fn spawn(f: impl FnOnce() + Send + 'static) -> Result<Arc<Self>, crate::mm::MapError> {
+    pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> Result<Arc<Self>, crate::mm::MapError> {
         let stack = crate::mm::alloc_kernel_stack(STACK_PAGES)?;
         // The first switch "returns" into `thread_start` through this frame: six
         // callee-saved registers (zero) and the return address.
@@ -85,7 +129,11 @@ impl Thread {
             _stack: Some(stack),
             running: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            start: IrqMutex::new(Some(Box::new(f))),
+            start: IrqMutex::new(Some(Start {
+                run: run_boxed::<F>,
+                discard: discard_boxed::<F>,
+                function: Box::into_raw(Box::new(f)).cast::<()>(),
+            })),
         });
         let words: [u64; 8] = [0, 0, 0, 0, 0, 0, thread_start as *const () as u64, 0];
         // SAFETY: the stack is mapped and writable, owned by the thread, which nothing runs
@@ -218,7 +266,10 @@ extern "C" fn thread_start() -> ! {
         .lock()
         .take();
     if let Some(start) = start {
-        start();
+        let start = core::mem::ManuallyDrop::new(start);
+        // SAFETY: `spawn` made the pair; it is taken out of the thread once, here, and not
+        // dropped after (the function owns the box now).
+        unsafe { (start.run)(start.function) };
     }
     panic!("a kernel thread's function returned; end a thread with hal::thread::exit_to");
 }

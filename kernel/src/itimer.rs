@@ -62,6 +62,15 @@ pub fn set(process: &Arc<Process>, value: u64, interval: u64) -> Result<(u64, u6
 }
 
 /// `process`'s timer: (time left, interval) in ns, zeros when disarmed.
+/// Drops the timer of a process that ended (its entry would otherwise keep the process's
+/// memory until the timer task next looks, which a far deadline puts off for good).
+pub fn forget(process: &Process) {
+    if TIMERS.lock().remove(&process.pid).is_some() {
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        CHANGED.wake_all();
+    }
+}
+
 pub fn get(process: &Process) -> (u64, u64) {
     let now = crate::time::now_ns();
     TIMERS

@@ -111,3 +111,52 @@ pub fn init(level: LevelFilter) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 }
+
+/// A limit on how often a kind of message is logged, as Linux's `printk_ratelimit` does for
+/// messages user programs can cause at will (a crashing program restarted in a loop must
+/// not flood the console): `burst` messages per `interval_ns`, then silence until the
+/// interval ends; the next message says how many were left out.
+pub struct RateLimit {
+    burst: u32,
+    interval_ns: u64,
+    state: spin::Mutex<RateState>,
+}
+
+struct RateState {
+    start: u64,
+    printed: u32,
+    missed: u32,
+}
+
+impl RateLimit {
+    /// At most `burst` messages per `interval_ns`.
+    pub const fn new(burst: u32, interval_ns: u64) -> Self {
+        Self {
+            burst,
+            interval_ns,
+            state: spin::Mutex::new(RateState {
+                start: 0,
+                printed: 0,
+                missed: 0,
+            }),
+        }
+    }
+
+    /// Whether to log now: `Some(n)` with the number of messages left out since the last
+    /// one logged, or `None` to stay silent.
+    pub fn check(&self) -> Option<u32> {
+        let now = crate::time::now_ns();
+        let mut s = self.state.lock();
+        if s.printed == 0 || now.saturating_sub(s.start) >= self.interval_ns {
+            s.start = now;
+            s.printed = 0;
+        }
+        if s.printed < self.burst {
+            s.printed += 1;
+            Some(core::mem::take(&mut s.missed))
+        } else {
+            s.missed += 1;
+            None
+        }
+    }
+}

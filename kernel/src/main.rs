@@ -200,7 +200,8 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     argv.extend(args.split_ascii_whitespace());
     // What Linux gives init.
     let envp = ["HOME=/", "TERM=linux"];
-    let free_before = hal::mm::stats().frames.free;
+    let before = hal::mm::stats();
+    let free_before = before.frames.free;
     // Said before it starts: another CPU may run it (and print) at once.
     log::info!("init: running {path}");
     if let Err(e) = process::start_init(path, &argv, &envp) {
@@ -210,17 +211,36 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     sched::idle_until(|| process::init_exit().is_some());
     let exit = process::init_exit()?;
     // Everything the programs had must come back once the other CPUs have let go of their
-    // address spaces; the kernel heap may have grown for their calls (it keeps what it grew),
-    // hence the margin.
+    // address spaces. The kernel heap keeps what it grew for their calls, so its growth is
+    // not counted as kept; what it still has allocated is checked instead, with margins for
+    // what stays by design (service tasks started on first use, tables' spare capacity).
     smp::release_user_spaces();
-    const HEAP_MARGIN_FRAMES: u64 = 32;
-    let free_after = hal::mm::stats().frames.free;
-    let kept = free_before.saturating_sub(free_after);
-    if kept > HEAP_MARGIN_FRAMES {
-        log::error!("init: memory not returned: {kept} frames fewer free than before {path} ran");
+    const MARGIN_FRAMES: u64 = 32;
+    const HEAP_MARGIN_BYTES: u64 = 64 * 1024;
+    let after = hal::mm::stats();
+    let heap_grown = after.heap_bytes.saturating_sub(before.heap_bytes) / hal::mm::PAGE_SIZE;
+    let kept = free_before
+        .saturating_sub(after.frames.free)
+        .saturating_sub(heap_grown);
+    let heap_kept = after.heap_in_use.saturating_sub(before.heap_in_use);
+    if kept > MARGIN_FRAMES || heap_kept > HEAP_MARGIN_BYTES {
+        log::error!(
+            "init: memory not returned: {kept} frames fewer free than before {path} ran, besides \
+             the heap's growth; {} KiB more of the heap in use (kernel page tables {} -> {} \
+             frames, kernel stacks {} -> {})",
+            heap_kept / 1024,
+            before.page_table_frames,
+            after.page_table_frames,
+            before.kernel_stacks,
+            after.kernel_stacks
+        );
     }
     let status = exit.shell_status();
-    log::info!("init: {path} exited with status {status} ({exit:?}); {kept} frames not back");
+    log::info!(
+        "init: {path} exited with status {status} ({exit:?}); {kept} frames not back, {} KiB \
+         more heap in use",
+        heap_kept / 1024
+    );
     Some(status)
 }
 

@@ -529,6 +529,7 @@ fn end_thread(current: Current, end: ThreadEnd) -> ! {
 fn end_process(process: &Arc<Process>, exit: Exit) {
     let closed = process.fds().lock().clear();
     drop(closed);
+    crate::itimer::forget(process);
     if let Some(empty) = Mm::released() {
         let memory = core::mem::replace(&mut *process.mm.lock(), empty);
         drop(memory);

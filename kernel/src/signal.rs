@@ -388,11 +388,19 @@ pub fn fault(
         thread.pending.fetch_or(bit(sig), Ordering::AcqRel);
         return;
     }
-    log::warn!(
-        "{}: killed by {name} at rip {rip:#x} (vector {vector}, error {error_code:#x}, address \
-         {address:#x})",
-        process.path.lock()
-    );
+    static REPORTS: crate::logger::RateLimit = crate::logger::RateLimit::new(10, 5_000_000_000);
+    if let Some(missed) = REPORTS.check() {
+        let missed = if missed > 0 {
+            alloc::format!(" ({missed} similar reports left out)")
+        } else {
+            alloc::string::String::new()
+        };
+        log::warn!(
+            "{}: killed by {name} at rip {rip:#x} (vector {vector}, error {error_code:#x}, \
+             address {address:#x}){missed}",
+            process.path.lock()
+        );
+    }
     process.exit_group(Exit::Signal(sig));
 }
 

@@ -340,11 +340,11 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "user-syscall-fuzz",
-        about: "20000 system calls with random numbers and arguments (wild pointers, huge lengths): each gets a result or an errno; the program finishes and the kernel lives (guest only)",
+        about: "random system calls (wild pointers, huge lengths, blocking calls, self-inflicted crashes) in children killed and restarted, FUZZ_CALLS in all (default 100000): each gets a result or an errno, the kernel lives and every frame comes back (guest only)",
         kind: Kind::User(user::UserProgram {
             program: user::Program::C("syscall-fuzz.c"),
-            args: &[],
-            guest_only: Some("random system calls"),
+            args: &["$FUZZ_CALLS:100000"],
+            guest_only: Some("fuzz: done, the kernel lives"),
             strace: false,
             cpus: 2,
         }),

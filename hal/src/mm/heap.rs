@@ -147,7 +147,47 @@ unsafe impl Source for GrowHeap {
 }
 
 #[global_allocator]
-static HEAP: TalcLock<IrqSpinlock, GrowHeap> = TalcLock::new(GrowHeap {
+static HEAP: CountingHeap = CountingHeap(TalcLock::new(GrowHeap {
     heap_end: None,
     mapped_end: HEAP_BASE,
-});
+}));
+
+/// Bytes handed out by the heap and not yet given back.
+static IN_USE: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes allocated from the heap and not freed (what a leak check compares; the mapped
+/// size only grows).
+pub(super) fn in_use_bytes() -> u64 {
+    IN_USE.load(Ordering::Relaxed)
+}
+
+/// talc, counting the bytes in use.
+struct CountingHeap(TalcLock<IrqSpinlock, GrowHeap>);
+
+// SAFETY: every call is passed on to talc unchanged; the counter only observes sizes.
+unsafe impl core::alloc::GlobalAlloc for CountingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc`, passed on.
+        let ptr = unsafe { self.0.alloc(layout) };
+        if !ptr.is_null() {
+            IN_USE.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `dealloc`, passed on.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract for `realloc`, passed on.
+        let new = unsafe { self.0.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            IN_USE.fetch_add(new_size as u64, Ordering::Relaxed);
+            IN_USE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        new
+    }
+}

@@ -172,6 +172,8 @@ pub struct Stats {
     pub page_table_frames: u64,
     /// Bytes of the heap window mapped.
     pub heap_bytes: u64,
+    /// Bytes of the heap allocated and not freed.
+    pub heap_in_use: u64,
     /// Kernel stacks currently allocated.
     pub kernel_stacks: u64,
     /// Bytes of device memory mapped (hal's devices and [`claim_mmio`]) and not yet unmapped.
@@ -184,6 +186,7 @@ pub fn stats() -> Stats {
         frames: frame::stats(),
         page_table_frames: tables::table_frames(),
         heap_bytes: heap::mapped_bytes(),
+        heap_in_use: heap::in_use_bytes(),
         kernel_stacks: stack::live_stacks(),
         mmio_bytes: mmio::mapped_bytes(),
     }

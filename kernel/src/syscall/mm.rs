@@ -22,10 +22,11 @@ pub fn brk(current: &Current, requested: u64) -> u64 {
     let old_end = layout.brk.next_multiple_of(PAGE_SIZE);
     let new_end = requested.next_multiple_of(PAGE_SIZE);
     if new_end > old_end {
-        if mm
-            .space
-            .map_zeroed(old_end, new_end - old_end, Access::READ_WRITE)
-            .is_err()
+        if !could_fit(new_end - old_end)
+            || mm
+                .space
+                .map_zeroed(old_end, new_end - old_end, Access::READ_WRITE)
+                .is_err()
         {
             return layout.brk;
         }
@@ -34,6 +35,13 @@ pub fn brk(current: &Current, requested: u64) -> u64 {
     }
     layout.brk = requested;
     requested
+}
+
+/// Whether `len` bytes could be mapped at all: more than the free memory fails at once, as
+/// Linux's overcommit heuristic refuses an allocation larger than the machine, instead of
+/// zeroing every free frame first to find out.
+fn could_fit(len: u64) -> bool {
+    len / PAGE_SIZE <= hal::mm::stats().frames.free
 }
 
 fn access_of(prot: u64) -> Result<Option<Access>, u32> {
@@ -66,6 +74,9 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
         return Err(e::ENODEV);
     }
     let access = access_of(prot)?;
+    if !could_fit(len) {
+        return Err(e::ENOMEM);
+    }
     let mm = current.process().memory();
     let fixed = flags & (g::MAP_FIXED | g::MAP_FIXED_NOREPLACE) != 0;
     let at = if fixed {
@@ -99,10 +110,13 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     // user access, so a touch faults and a later mprotect finds them.
     let map = access.unwrap_or(Access::READ);
     if mm.space.map_zeroed(at, len, map).is_err() {
-        log::warn!(
-            "{}: mmap of {len:#x} bytes failed: out of memory",
-            current.process().path.lock()
-        );
+        static REPORTS: crate::logger::RateLimit = crate::logger::RateLimit::new(10, 5_000_000_000);
+        if REPORTS.check().is_some() {
+            log::warn!(
+                "{}: mmap of {len:#x} bytes failed: out of memory",
+                current.process().path.lock()
+            );
+        }
         return Err(e::ENOMEM);
     }
     if access.is_none() {
@@ -176,6 +190,10 @@ pub fn mremap(
         return Ok(old);
     }
     let grow = new_len - old_len;
+    // Before the page-by-page look at the tail below, which a huge length would make last.
+    if !could_fit(grow) {
+        return Err(e::ENOMEM);
+    }
     let tail = old + old_len;
     let tail_free = tail
         .checked_add(grow)

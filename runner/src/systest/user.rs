@@ -26,7 +26,8 @@ use crate::{
 pub(super) struct UserProgram {
     /// Which program.
     pub program: Program,
-    /// The arguments after argv[0].
+    /// The arguments after argv[0] (`$NAME:DEFAULT` is environment variable `NAME`, else
+    /// `DEFAULT`).
     pub args: &'static [&'static str],
     /// For a program that must not run on the host (it would harm it): what its output must
     /// contain on Evergreen, where it must also exit with status 0. `None` compares with the
@@ -51,6 +52,18 @@ pub(super) enum Program {
     /// A shell script's name in `user/tests/`, run by busybox `sh` (the script goes in as a
     /// second module, `/boot/NAME`, on Evergreen; the host runs it from the source tree).
     Script(&'static str),
+}
+
+/// An argument as given, or for `$NAME:DEFAULT` the environment variable `NAME` (a campaign's
+/// size), else `DEFAULT`.
+fn expand(arg: &str) -> String {
+    match arg.strip_prefix('$').and_then(|a| a.split_once(':')) {
+        Some((name, default)) => std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned()),
+        None => arg.to_owned(),
+    }
 }
 
 /// The variable naming the busybox binary to use.
@@ -79,7 +92,7 @@ impl UserProgram {
                 script_path(script)?.display().to_string()
             });
         }
-        argv.extend(self.args.iter().map(|a| (*a).to_owned()));
+        argv.extend(self.args.iter().map(|a| expand(a)));
         Ok(argv)
     }
 
