@@ -203,6 +203,8 @@ fn switch_locked(next: Arc<Thread>) -> Result<(), (SwitchError, Arc<Thread>)> {
         cpu.previous = cpu.current.replace(next);
         (prev_rsp, next_rsp)
     };
+    // The suspended thread's user FPU state goes to its context: `next` may run another.
+    crate::usermode::save_live_fpu();
     // SAFETY: `prev_rsp` is the running thread's own slot (its reference is held in
     // `previous` until the switch completes); `next_rsp` is a stack frame `hal_switch` or
     // `spawn` left on `next`'s stack, which `next` owns and no CPU is using.

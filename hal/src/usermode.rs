@@ -15,10 +15,15 @@
 //!   common trap path, which stores the registers into the context (after running the
 //!   interrupt's handler) and returns from `run` the same way.
 //!
-//! Not yet (each is needed once several user contexts share a CPU, or for speed):
+//! Back to user mode after a syscall goes through `sysretq` when `rcx`/`r11` still hold what
+//! `syscall` put there and `rip` is canonical (`sysretq` would fault in the kernel on a
+//! non-canonical one); everything else through `iretq`. The x87/SSE registers are saved
+//! only when the CPU switches threads or another context runs (see [`FPU_LIVE`]).
+//!
+//! Not yet:
 //! - AVX state (`xsave`, its size from CPUID): each context keeps its x87/SSE registers with
 //!   `fxsave`/`fxrstor`, and XSAVE stays off, so programs do not use AVX;
-//! - `sysret` for the return path, and PCIDs;
+//! - PCIDs;
 //! - an NMI that lands between `swapgs` and `iretq` on the way out sees the user's GS base
 //!   (Linux's "paranoid" NMI entry); hal's NMIs only stop CPUs on a panic, whose handler does
 //!   not use GS-relative data before halting.
@@ -26,8 +31,9 @@
 use alloc::boxed::Box;
 use core::{
     arch::{asm, naked_asm},
+    cell::UnsafeCell,
     mem::offset_of,
-    sync::atomic::Ordering,
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use x86_64::registers::{
@@ -67,22 +73,73 @@ pub struct UserRegs {
 /// back. The kernel may change any of it (a signal frame, a syscall's result): hal checks
 /// what it must before entering.
 #[repr(C)]
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct UserContext {
     /// The general-purpose registers, `rip`, `rsp` and `rflags`.
     pub regs: UserRegs,
     /// The FS base (thread pointer; `arch_prctl(ARCH_SET_FS)`).
     pub fs_base: u64,
     /// The x87/SSE registers. Only hal writes them (`fxsave`), so `fxrstor` never meets an
-    /// invalid image (reserved MXCSR bits would fault in the kernel).
-    fpu: Box<FpuArea>,
+    /// invalid image (reserved MXCSR bits would fault in the kernel). They may be live in a
+    /// CPU's registers rather than here: see [`FPU_LIVE`].
+    fpu: Fpu,
+}
+
+impl Clone for UserContext {
+    /// A copy with the current x87/SSE state (saved from the registers first if live).
+    fn clone(&self) -> Self {
+        Self {
+            regs: self.regs,
+            fs_base: self.fs_base,
+            fpu: Fpu(Box::new(FpuArea(UnsafeCell::new(self.fpu_state())))),
+        }
+    }
+}
+
+/// Per CPU, the address of the [`FpuArea`] whose state this CPU's x87/SSE registers hold
+/// (0: none). The kernel is soft-float, so after a context's user code traps its registers
+/// stay as they were until another context runs here or this CPU switches threads: a syscall
+/// then costs no `fxsave`/`fxrstor`. The state is saved into the area when the CPU switches
+/// kernel threads ([`save_live_fpu`]) and whenever the kernel reads it; an area leaving this
+/// table before it is freed (its `Drop`) is what keeps the address valid.
+static FPU_LIVE: [AtomicUsize; crate::percpu::MAX_CPUS] =
+    [const { AtomicUsize::new(0) }; crate::percpu::MAX_CPUS];
+
+/// A context's boxed FPU area (boxed: its address stays put while the context moves).
+#[derive(Debug, Default)]
+struct Fpu(Box<FpuArea>);
+
+impl Fpu {
+    fn addr(&self) -> usize {
+        self.0.0.get() as usize
+    }
+}
+
+impl Drop for Fpu {
+    fn drop(&mut self) {
+        let addr = self.addr();
+        for live in &FPU_LIVE {
+            let _ = live.compare_exchange(addr, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Saves the user FPU state live in this CPU's registers into its context's area, and
+/// forgets it (hal's thread switch calls this: the next thread may run another context).
+pub(crate) fn save_live_fpu() {
+    let addr = FPU_LIVE[crate::percpu::current_index()].swap(0, Ordering::AcqRel);
+    if addr != 0 {
+        // SAFETY: a live area belongs to a context that has not been dropped (its `Drop`
+        // takes it out of the table first); it is 512 bytes, 16-byte aligned, and nothing
+        // else touches it while its state is live in this CPU's registers.
+        unsafe { asm!("fxsave64 [{}]", in(reg) addr, options(nostack)) };
+    }
 }
 
 /// The `fxsave` image: x87, MXCSR and the sixteen XMM registers (AVX state is not saved:
 /// hal does not enable XSAVE, so no program may use AVX).
 #[repr(C, align(16))]
-#[derive(Clone)]
-struct FpuArea([u8; 512]);
+struct FpuArea(UnsafeCell<[u8; 512]>);
 
 impl Default for FpuArea {
     /// The state a new program starts with, as after `fninit` with SSE on: x87 control word
@@ -92,7 +149,7 @@ impl Default for FpuArea {
         area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
         area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
         area[28..32].copy_from_slice(&0xffffu32.to_le_bytes()); // MXCSR_MASK (ignored)
-        Self(area)
+        Self(UnsafeCell::new(area))
     }
 }
 
@@ -126,6 +183,9 @@ pub enum Event {
 const USER_FLAGS: u64 = 0x0000_0000_0004_0dd5 | (1 << 21);
 const FLAGS_ALWAYS: u64 = (1 << 1) | (1 << 9);
 
+/// `sysretq` only for a `rip` below this (the lower half less its last page, as Linux).
+const SYSRET_RIP_END: u64 = 0x0000_7fff_ffff_f000;
+
 /// Codes `hal_enter_user` returns with.
 const RETURNED_SYSCALL: u64 = 0;
 const RETURNED_TRAP: u64 = 1;
@@ -154,18 +214,28 @@ impl UserContext {
             0
         };
         FsBase::write(x86_64::VirtAddr::new_truncate(fs));
-        let fpu = self.fpu.0.as_mut_ptr();
-        // SAFETY: the image is 512 bytes, 16-byte aligned, and was written by `fxsave` or is
-        // the valid initial state; the kernel never uses the x87/SSE registers itself (its
-        // target is soft-float), so loading them here and saving them below keeps the user's.
-        unsafe { asm!("fxrstor64 [{}]", in(reg) fpu, options(nostack)) };
+        let fpu = self.fpu.addr();
+        let live = &FPU_LIVE[crate::percpu::current_index()];
+        if live.load(Ordering::Acquire) != fpu {
+            // Another context's state is in the registers: keep it in its own area first.
+            save_live_fpu();
+            // SAFETY: the image is 512 bytes, 16-byte aligned, and was written by `fxsave` or
+            // is the valid initial state; the kernel never uses the x87/SSE registers itself
+            // (its target is soft-float), so what is loaded here stays the user's.
+            unsafe { asm!("fxrstor64 [{}]", in(reg) fpu, options(nostack)) };
+            live.store(fpu, Ordering::Release);
+        }
         // SAFETY: `hal_enter_user` enters user mode with this context's registers and returns
         // here, on this stack, with the callee-saved registers restored, once user mode
         // traps; meanwhile only the trap and syscall paths write the context, through the
         // pointer recorded in this CPU's block, while this `&mut` is lent to the call.
-        let code = unsafe { hal_enter_user(&raw mut *self) };
-        // SAFETY: as above: the same area, saved before any other user context can run here.
-        unsafe { asm!("fxsave64 [{}]", in(reg) fpu, options(nostack)) };
+        // Back from a syscall with `rcx`/`r11` as `syscall` left them, `sysretq` is the cheap
+        // way out; it loads `rip` from `rcx` and faults in the kernel on a non-canonical one,
+        // so anything else (a signal frame, `execve`, a `rip` in the last page) uses `iretq`.
+        let sysret = self.regs.rcx == self.regs.rip
+            && self.regs.r11 == self.regs.rflags
+            && self.regs.rip < SYSRET_RIP_END;
+        let code = unsafe { hal_enter_user(&raw mut *self, u64::from(sysret)) };
         if code == RETURNED_SYSCALL {
             return Event::Syscall;
         }
@@ -187,7 +257,17 @@ impl UserContext {
 impl UserContext {
     /// The x87/SSE registers as an `fxsave` image (what a signal frame carries).
     pub fn fpu_state(&self) -> [u8; 512] {
-        self.fpu.0
+        let fpu = self.fpu.addr();
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if FPU_LIVE[crate::percpu::current_index()].load(Ordering::Acquire) == fpu {
+                // SAFETY: the area is this context's (512 bytes, aligned), its state live in
+                // this CPU's registers; saving keeps it live (registers unchanged).
+                unsafe { asm!("fxsave64 [{}]", in(reg) fpu, options(nostack)) };
+            }
+            // SAFETY: the area is not being written: its state is saved, and only this
+            // context's own calls (with `&self` or `&mut self`) write it.
+            unsafe { *self.fpu.0.0.get() }
+        })
     }
 
     /// Replaces the x87/SSE registers with `image` (from a signal frame): MXCSR's reserved
@@ -196,7 +276,18 @@ impl UserContext {
         let mut area = *image;
         let mxcsr = u32::from_le_bytes([area[24], area[25], area[26], area[27]]) & MXCSR_VALID;
         area[24..28].copy_from_slice(&mxcsr.to_le_bytes());
-        self.fpu.0 = area;
+        let fpu = self.fpu.addr();
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            // The registers no longer hold this context's state: the next run loads `area`.
+            let _ = FPU_LIVE[crate::percpu::current_index()].compare_exchange(
+                fpu,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            // SAFETY: `&mut self`: nothing else reads or writes the area now.
+            unsafe { *self.fpu.0.0.get() = area };
+        });
     }
 }
 
@@ -300,11 +391,15 @@ pub(crate) fn trap_from_user(frame: &TrapFrame) -> ! {
     }
 }
 
-/// Enters user mode with `context`'s registers; returns (with a `RETURNED_*` code) when user
-/// mode next traps to the kernel.
+/// Enters user mode with `context`'s registers, through `sysretq` if `sysret` is non-zero
+/// (the caller checked `rcx == rip`, `r11 == rflags` and a canonical `rip`) or else `iretq`;
+/// returns (with a `RETURNED_*` code) when user mode next traps to the kernel.
 #[unsafe(naked)]
-unsafe extern "C" fn hal_enter_user(context: *mut UserContext) -> u64 {
+unsafe extern "C" fn hal_enter_user(context: *mut UserContext, sysret: u64) -> u64 {
     naked_asm!(
+        // No interrupt from here on: between `swapgs` and the return to user mode GS is the
+        // user's, and on the `sysretq` path the stack is the user's too.
+        "cli",
         "push rbx",
         "push rbp",
         "push r12",
@@ -313,6 +408,8 @@ unsafe extern "C" fn hal_enter_user(context: *mut UserContext) -> u64 {
         "push r15",
         "mov gs:[{krsp}], rsp",
         "mov gs:[{ctx}], rdi",
+        "test rsi, rsi",
+        "jnz 2f",
         // The iretq frame: SS, RSP, RFLAGS, CS, RIP.
         "push {user_ss}",
         "push qword ptr [rdi + {rsp}]",
@@ -336,6 +433,27 @@ unsafe extern "C" fn hal_enter_user(context: *mut UserContext) -> u64 {
         "mov rdi, [rdi + {rdi}]",
         "swapgs",
         "iretq",
+        // sysretq: rip from rcx, rflags from r11, the user's code and stack selectors from
+        // STAR; rsp is loaded last (the stack is the user's from then on).
+        "2:",
+        "mov rax, [rdi + {rax}]",
+        "mov rbx, [rdi + {rbx}]",
+        "mov rdx, [rdi + {rdx}]",
+        "mov rsi, [rdi + {rsi}]",
+        "mov rbp, [rdi + {rbp}]",
+        "mov r8, [rdi + {r8}]",
+        "mov r9, [rdi + {r9}]",
+        "mov r10, [rdi + {r10}]",
+        "mov r12, [rdi + {r12}]",
+        "mov r13, [rdi + {r13}]",
+        "mov r14, [rdi + {r14}]",
+        "mov r15, [rdi + {r15}]",
+        "mov rcx, [rdi + {rip}]",
+        "mov r11, [rdi + {rflags}]",
+        "mov rsp, [rdi + {rsp}]",
+        "mov rdi, [rdi + {rdi}]",
+        "swapgs",
+        "sysretq",
         krsp = const offset_of!(PerCpu, kernel_rsp),
         ctx = const offset_of!(PerCpu, context),
         user_ss = const gdt::USER_DATA.0 as u64,

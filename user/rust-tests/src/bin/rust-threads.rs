@@ -302,6 +302,38 @@ fn stack_overflow() {
     );
 }
 
+/// Floating point in several threads that keep giving up the CPU (yields, sleeps, system
+/// calls): each must keep its own x87/SSE registers across every switch.
+fn float_state() {
+    fn series(seed: f64, yield_every: u32) -> f64 {
+        let mut acc = seed;
+        for i in 1..=20_000u32 {
+            acc = (acc * 1.000_001 + f64::from(i).sqrt()) % 1.0e9;
+            if i % yield_every == 0 {
+                if i % (yield_every * 8) == 0 {
+                    thread::sleep(Duration::from_micros(100));
+                } else {
+                    thread::yield_now();
+                }
+            }
+        }
+        acc
+    }
+    let expected: Vec<f64> = (0..6)
+        .map(|t| series(f64::from(t) * 3.5, u32::MAX))
+        .collect();
+    let handles: Vec<_> = (0..6)
+        .map(|t| thread::spawn(move || series(f64::from(t) * 3.5, 97 + t as u32)))
+        .collect();
+    let got: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    println!(
+        "6 threads computing with floats across switches kept their registers: {}",
+        got.iter()
+            .zip(&expected)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+}
+
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("overflow") {
         let t = thread::Builder::new()
@@ -312,6 +344,7 @@ fn main() {
         return;
     }
     hundred_threads();
+    float_state();
     mutex();
     condvar();
     channels();
