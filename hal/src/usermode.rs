@@ -225,16 +225,16 @@ impl UserContext {
             unsafe { asm!("fxrstor64 [{}]", in(reg) fpu, options(nostack)) };
             live.store(fpu, Ordering::Release);
         }
-        // SAFETY: `hal_enter_user` enters user mode with this context's registers and returns
-        // here, on this stack, with the callee-saved registers restored, once user mode
-        // traps; meanwhile only the trap and syscall paths write the context, through the
-        // pointer recorded in this CPU's block, while this `&mut` is lent to the call.
         // Back from a syscall with `rcx`/`r11` as `syscall` left them, `sysretq` is the cheap
         // way out; it loads `rip` from `rcx` and faults in the kernel on a non-canonical one,
         // so anything else (a signal frame, `execve`, a `rip` in the last page) uses `iretq`.
         let sysret = self.regs.rcx == self.regs.rip
             && self.regs.r11 == self.regs.rflags
             && self.regs.rip < SYSRET_RIP_END;
+        // SAFETY: `hal_enter_user` enters user mode with this context's registers and returns
+        // here, on this stack, with the callee-saved registers restored, once user mode
+        // traps; meanwhile only the trap and syscall paths write the context, through the
+        // pointer recorded in this CPU's block, while this `&mut` is lent to the call.
         let code = unsafe { hal_enter_user(&raw mut *self, u64::from(sysret)) };
         if code == RETURNED_SYSCALL {
             return Event::Syscall;
