@@ -183,6 +183,10 @@ pub enum Event {
 const USER_FLAGS: u64 = 0x0000_0000_0004_0dd5 | (1 << 21);
 const FLAGS_ALWAYS: u64 = (1 << 1) | (1 << 9);
 
+/// Per CPU, the FS base it last loaded for user mode.
+static FS_LOADED: [core::sync::atomic::AtomicU64; crate::percpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; crate::percpu::MAX_CPUS];
+
 /// `sysretq` only for a `rip` below this (the lower half less its last page, as Linux).
 const SYSRET_RIP_END: u64 = 0x0000_7fff_ffff_f000;
 
@@ -213,7 +217,13 @@ impl UserContext {
         } else {
             0
         };
-        FsBase::write(x86_64::VirtAddr::new_truncate(fs));
+        // `wrmsr` is slow; the kernel never changes FS (nor can user mode: FSGSBASE is off),
+        // so the value this CPU last loaded is still there.
+        let loaded = &FS_LOADED[crate::percpu::current_index()];
+        if loaded.load(Ordering::Relaxed) != fs {
+            FsBase::write(x86_64::VirtAddr::new_truncate(fs));
+            loaded.store(fs, Ordering::Relaxed);
+        }
         let fpu = self.fpu.addr();
         let live = &FPU_LIVE[crate::percpu::current_index()];
         if live.load(Ordering::Acquire) != fpu {

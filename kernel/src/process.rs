@@ -452,7 +452,7 @@ fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
             break end;
         }
         let mm = process.memory();
-        current.task.set_space(Some(&mm.space));
+        current.task.use_space(&mm.space);
         let started = hal::time::now_ns();
         let event = context.run();
         process.cpu_ns.fetch_add(

@@ -69,6 +69,21 @@ impl Task {
         drop(previous);
     }
 
+    /// Runs this (the current) task in `space`: [`set_space`](Self::set_space), which costs
+    /// little when it already does (the common case, before each return to user mode).
+    pub fn use_space(&self, space: &Arc<AddressSpace>) {
+        let same = self
+            .space
+            .lock()
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, space));
+        if same {
+            AddressSpace::activate(space);
+        } else {
+            self.set_space(Some(space));
+        }
+    }
+
     /// Loads the task's address space on this CPU (after it got the CPU back).
     fn resume_space(&self) {
         let space = self.space.lock().clone();
