@@ -1,8 +1,8 @@
 //! The scheduler: which task each CPU runs.
 //!
-//! A [`Task`] is a hal kernel thread with a scheduling state. Runnable tasks wait in one run
-//! queue shared by every CPU (first in, first out); each CPU's first thread is its idle
-//! thread, which takes tasks from the queue and halts when it is empty. A task leaves the
+//! A [`Task`] is a hal kernel thread with a scheduling state. Runnable tasks wait in run
+//! queues, one per CPU (first in, first out); each CPU's first thread is its idle thread,
+//! which takes tasks from the queues and halts when they are all empty. A task leaves the
 //! CPU in three ways:
 //!
 //! - it blocks ([`wait`]): it sleeps until a [`WaitQueue`] it waits on is woken, a deadline
@@ -11,12 +11,12 @@
 //!   the CPU to the next runnable task once the time slice (one tick) is used;
 //! - it ends ([`exit`]).
 //!
-//! Waking a task puts it at the back of the queue and, if a CPU is idle, sends it an IPI so it
-//! looks at the queue at once rather than at its next tick.
-//!
-//! One queue keeps this simple and fair (every runnable task gets the next free CPU); per-CPU
-//! queues with load balancing are the next step once contention on the lock shows up in the
-//! benchmarks.
+//! Waking a task puts it at the back of the queue of the CPU it last ran on (its caches are
+//! warm there) and, if that CPU is idle, sends it an IPI so it looks at once rather than at
+//! its next tick; if that CPU is busy and another is idle, the idle one is sent the IPI
+//! instead. Load balancing is by stealing: a CPU whose own queue is empty takes the oldest
+//! task of the longest other queue, whenever it looks for work (idle, blocking, yielding or
+//! ending a task), so no CPU idles while a task waits anywhere.
 
 use alloc::{collections::VecDeque, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -50,7 +50,11 @@ pub struct Task {
     space: IrqMutex<Option<Arc<AddressSpace>>>,
 }
 
-static QUEUE: IrqMutex<VecDeque<Arc<Task>>> = IrqMutex::new(VecDeque::new());
+/// Each CPU's run queue.
+static QUEUES: [IrqMutex<VecDeque<Arc<Task>>>; MAX_CPUS] =
+    [const { IrqMutex::new(VecDeque::new()) }; MAX_CPUS];
+/// Tasks queued, all queues together (a cheap "is there work anywhere" look).
+static QUEUED_TASKS: AtomicUsize = AtomicUsize::new(0);
 /// Each CPU's idle thread (its first thread).
 static IDLE: [IrqMutex<Option<Arc<Thread>>>; MAX_CPUS] = [const { IrqMutex::new(None) }; MAX_CPUS];
 /// CPUs halted in their idle loop, one bit each.
@@ -126,7 +130,7 @@ pub fn spawn(f: impl FnOnce(Arc<Task>) + Send + 'static) -> Result<Arc<Task>, ha
         thread,
         state: AtomicU8::new(QUEUED),
         interrupted: AtomicBool::new(false),
-        cpu: AtomicUsize::new(0),
+        cpu: AtomicUsize::new(hal::percpu::current_index()),
         slice_start: AtomicU64::new(0),
         space: IrqMutex::new(None),
     });
@@ -135,20 +139,69 @@ pub fn spawn(f: impl FnOnce(Arc<Task>) + Send + 'static) -> Result<Arc<Task>, ha
     Ok(task)
 }
 
+/// Queues `task` on the CPU it last ran on and makes sure an idle CPU looks at it.
 fn enqueue(task: Arc<Task>) {
-    QUEUE.lock().push_back(task);
+    let cpu = task.cpu.load(Ordering::Relaxed).min(MAX_CPUS - 1);
+    push(cpu, task, false);
     core::sync::atomic::fence(Ordering::SeqCst);
-    kick_idle_cpu();
+    kick_idle_cpu(cpu);
 }
 
-/// Sends an IPI to one idle CPU other than this one, so it picks up new work now.
-fn kick_idle_cpu() {
+fn push(cpu: usize, task: Arc<Task>, front: bool) {
+    let mut queue = QUEUES[cpu].lock();
+    if front {
+        queue.push_front(task);
+    } else {
+        queue.push_back(task);
+    }
+    QUEUED_TASKS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The next task for this CPU: the front of its own queue, else the oldest task of the
+/// longest other queue (stolen: it runs here from now on).
+fn pop() -> Option<Arc<Task>> {
+    if QUEUED_TASKS.load(Ordering::SeqCst) == 0 {
+        return None;
+    }
+    let me = hal::percpu::current_index();
+    if let Some(task) = QUEUES[me].lock().pop_front() {
+        QUEUED_TASKS.fetch_sub(1, Ordering::SeqCst);
+        return Some(task);
+    }
+    let online = hal::percpu::online_count().clamp(1, MAX_CPUS);
+    // Another CPU may empty the chosen queue first: look again while work is queued.
+    while QUEUED_TASKS.load(Ordering::SeqCst) > 0 {
+        let (busiest, len) = (0..online)
+            .filter(|&cpu| cpu != me)
+            .map(|cpu| (cpu, QUEUES[cpu].lock().len()))
+            .max_by_key(|&(_, len)| len)?;
+        if len == 0 {
+            // Only this CPU's queue, which was empty a moment ago.
+            return QUEUES[me].lock().pop_front().inspect(|_| {
+                QUEUED_TASKS.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        if let Some(task) = QUEUES[busiest].lock().pop_front() {
+            QUEUED_TASKS.fetch_sub(1, Ordering::SeqCst);
+            return Some(task);
+        }
+    }
+    None
+}
+
+/// Sends an IPI so that new work on `cpu`'s queue is picked up now: to `cpu` if it is idle,
+/// else to another idle CPU (which steals it); never to this CPU, which is running.
+fn kick_idle_cpu(cpu: usize) {
     let me = hal::percpu::current_index();
     let idle = IDLE_CPUS.load(Ordering::SeqCst) & !(1u64 << me);
     if idle == 0 {
         return;
     }
-    let cpu = idle.trailing_zeros() as usize;
+    let cpu = if idle & (1 << cpu) != 0 {
+        cpu
+    } else {
+        idle.trailing_zeros() as usize
+    };
     if let Some(apic) = hal::percpu::lapic_id(cpu) {
         hal::apic::send_fixed(apic, hal::trap::vectors::PING);
     }
@@ -193,7 +246,11 @@ fn switch_away(me: &Arc<Task>) {
 }
 
 fn switch_away_inner(me: &Arc<Task>) {
-    let next = QUEUE.lock().pop_front();
+    switch_to_next(me, pop());
+}
+
+/// Runs `next` (or the idle thread) instead of `me`.
+fn switch_to_next(me: &Arc<Task>, next: Option<Arc<Task>>) {
     match next {
         // Woken (and queued) before it got away: it just goes on.
         Some(next) if Arc::ptr_eq(&next, me) => {
@@ -207,7 +264,7 @@ fn switch_away_inner(me: &Arc<Task>) {
             // the front, and this CPU's idle thread, which nobody waits for, takes it.
             Err(next) => {
                 next.state.store(QUEUED, Ordering::Release);
-                QUEUE.lock().push_front(next);
+                push(hal::percpu::current_index(), next, true);
             }
         },
         None => {}
@@ -239,12 +296,18 @@ fn try_run_task(next: Arc<Task>) -> Result<(), Arc<Task>> {
 
 /// Gives up the CPU if another task is waiting for one; `me` goes to the back of the queue.
 pub fn yield_now(me: &Arc<Task>) {
-    if QUEUE.lock().is_empty() {
+    let Some(next) = pop() else {
+        return;
+    };
+    if Arc::ptr_eq(&next, me) {
+        // An entry left from a wake-up while it ran: used up, and it goes on.
+        me.state.store(RUNNING, Ordering::Release);
         return;
     }
     me.state.store(QUEUED, Ordering::Release);
-    QUEUE.lock().push_back(Arc::clone(me));
-    switch_away(me);
+    push(hal::percpu::current_index(), Arc::clone(me), false);
+    switch_to_next(me, Some(next));
+    me.resume_space();
 }
 
 /// Called when user code of `me` was interrupted: yields once its time slice (a tick) is up.
@@ -264,7 +327,7 @@ pub fn exit(me: Arc<Task>) -> ! {
     // The CPU's own reference to the running thread keeps the stack alive until the switch.
     drop(me);
     hal::cpu::disable_interrupts();
-    let next = QUEUE.lock().pop_front();
+    let next = pop();
     let next_thread = match next {
         Some(task) => {
             task.state.store(RUNNING, Ordering::Release);
@@ -439,7 +502,7 @@ pub fn idle_once(cpu: usize) {
     // Say "idle" before looking at the queue: a task queued after the look then sees the bit
     // and sends the IPI that ends the halt (each side stores, then loads: SeqCst).
     IDLE_CPUS.fetch_or(1 << cpu, Ordering::SeqCst);
-    let next = QUEUE.lock().pop_front();
+    let next = pop();
     match next {
         Some(task) => {
             IDLE_CPUS.fetch_and(!(1 << cpu), Ordering::SeqCst);
