@@ -142,6 +142,12 @@ pub fn shootdowns_served(index: usize) -> usize {
     SERVED.get(index).map_or(0, |n| n.load(Ordering::Relaxed))
 }
 
+/// Serves the shootdown in flight if this CPU still owes it a flush: what a CPU spinning on
+/// a lock with interrupts disabled calls, so a holder waiting for its flush cannot stall.
+pub(crate) fn serve_pending() {
+    serve();
+}
+
 /// Serves the request in flight if this CPU still owes it a flush.
 fn serve() {
     let bit = 1u64 << percpu::current_index();

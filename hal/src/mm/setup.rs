@@ -18,7 +18,7 @@ use x86_64::{
 };
 
 use super::{
-    FrameError, HEAP_BASE, MapError, PAGE_SIZE, Protections, frame, protect,
+    FrameError, HEAP_BASE, MapError, PAGE_SIZE, Protections, frame, protect, share,
     tables::{self, Hhdm},
 };
 use crate::{
@@ -121,6 +121,11 @@ pub(crate) fn init() -> Result<InitSummary, InitError> {
     protect::prepare_for_tables(protections);
 
     let (metadata_bytes, free_frames, reserved_frames) = build_frame_allocator(map, hhdm)?;
+    let span = frame::span().ok_or(InitError::NoMemoryMap)?;
+    let share_bytes = (span.end - span.start) / PAGE_SIZE * 4;
+    if !share::init(span) {
+        return Err(InitError::NoRoomForMetadata(share_bytes));
+    }
 
     let mut memory = Hhdm::new(hhdm);
     let tables = PageTables::create(&mut memory, protections.nx)?;
