@@ -201,11 +201,13 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     // What Linux gives init.
     let envp = ["HOME=/", "TERM=linux"];
     let free_before = hal::mm::stats().frames.free;
+    // Logged before init starts: on another CPU it may print before this one logs anything,
+    // and the runner takes what follows this line as the program's output.
+    log::info!("init: running {path}");
     if let Err(e) = process::start_init(path, &argv, &envp) {
         log::error!("init: {e}");
         return None;
     }
-    log::info!("init: running {path}");
     sched::idle_until(|| process::init_exit().is_some());
     let exit = process::init_exit()?;
     // Everything the programs had must come back once the other CPUs have let go of their
