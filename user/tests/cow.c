@@ -3,10 +3,13 @@
  * since fork (read() from a pipe) and reads from one (write()); a fork of a fork; a
  * MAP_SHARED|MAP_ANONYMOUS page stays one page across fork, MAP_PRIVATE does not; a page
  * made read-only with mprotect stays so (SIGSEGV, caught); munmap in a child leaves the
- * parent's pages alone; many short-lived children. Prints only what is the same on any
- * Linux. */
+ * parent's pages alone; a fork while another thread of the parent keeps writing (its writes
+ * must not reach the child: the parent's TLBs are flushed on every CPU); many short-lived
+ * children. Prints only what is the same on any Linux. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -262,6 +265,38 @@ static void unmap_in_child(void) {
     munmap(area, 4 * PAGE);
 }
 
+static volatile long counter;
+static volatile int stop;
+
+static void *count(void *arg) {
+    (void)arg;
+    while (!stop) counter++;
+    return NULL;
+}
+
+/* Another thread of the parent writes all along, on another CPU if there is one: after the
+ * fork, none of its writes may reach the child's copy. */
+static void fork_while_a_thread_writes(void) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, count, NULL)) { printf("pthread_create failed\n"); return; }
+    while (counter < 1000) sched_yield();
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        long first = counter;
+        for (int i = 0; i < 200; i++) sched_yield();
+        _exit(counter == first ? 0 : 1);
+    }
+    int st = wait_for(p);
+    long after = counter;
+    for (int i = 0; i < 100000 && counter == after; i++) sched_yield();
+    int counting = counter != after;
+    stop = 1;
+    pthread_join(thread, NULL);
+    printf("thread: the child's counter stood still %d, the parent's kept counting %d\n",
+           st == 0, counting);
+}
+
 /* Many children that write and exit: nothing leaks, and the parent's data stays. */
 static void many_children(void) {
     fill(buffer, sizeof buffer, 5);
@@ -290,6 +325,7 @@ int main(void) {
     shared_and_private();
     protect_after_fork();
     unmap_in_child();
+    fork_while_a_thread_writes();
     many_children();
     printf("done\n");
     return 0;
