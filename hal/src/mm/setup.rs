@@ -92,7 +92,7 @@ pub struct InitSummary {
     pub free_frames: u64,
     /// Bootloader-reclaimable frames held back until [`super::reclaim_bootloader_memory`].
     pub reserved_frames: u64,
-    /// Bytes of frame-allocator bookkeeping.
+    /// Bytes of frame bookkeeping: the allocator's, and the reference counts of shared frames.
     pub metadata_bytes: u64,
     /// Bytes of physical memory mapped in the HHDM.
     pub hhdm_bytes: u64,
@@ -126,6 +126,7 @@ pub(crate) fn init() -> Result<InitSummary, InitError> {
     if !share::init(span) {
         return Err(InitError::NoRoomForMetadata(share_bytes));
     }
+    let metadata_bytes = metadata_bytes + share_bytes.next_multiple_of(PAGE_SIZE);
 
     let mut memory = Hhdm::new(hhdm);
     let tables = PageTables::create(&mut memory, protections.nx)?;
