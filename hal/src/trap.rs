@@ -396,6 +396,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
     // An exception in user mode is the user program's: it goes back to the kernel as an
     // event of the context that ran (`hal::usermode`), never to the fatal path.
     if from_user && vector < 32 && !(vector == 2 && stopping()) {
+        if vector == 14 && crate::mm::resolve_write_fault(frame.error_code, Cr2::read_raw()) {
+            // A write to a copy-on-write page, which has its own frame now: retry it.
+            return;
+        }
         crate::usermode::trap_from_user(frame);
     }
     match vector {
@@ -412,6 +416,12 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             cr2.store(Cr2::read_raw(), Ordering::Relaxed);
             code.store(frame.error_code, Ordering::Relaxed);
             frame.rip = (&raw const hal_probe_read_fixup) as u64;
+        }
+        14 if crate::user::is_copy(frame.rip)
+            && crate::mm::resolve_write_fault(frame.error_code, Cr2::read_raw()) =>
+        {
+            // A user-memory copy wrote a copy-on-write page, which has its own frame now:
+            // the copy goes on where it stopped.
         }
         14 if let Some(resume) = crate::user::fixup(frame.rip, Cr2::read_raw()) => {
             // A user-memory copy touched a bad user address: it reports a fault instead.

@@ -59,6 +59,12 @@ unsafe extern "C" {
     static hal_user_copy_smap_done: u8;
 }
 
+/// Whether `rip` is the copy instruction (a fault there may touch user memory).
+pub(crate) fn is_copy(rip: u64) -> bool {
+    rip == (&raw const hal_user_copy_insn) as u64
+        || rip == (&raw const hal_user_copy_smap_insn) as u64
+}
+
 /// Where a page fault at `rip` on user address `address` resumes, if `rip` is the copy.
 pub(crate) fn fixup(rip: u64, address: u64) -> Option<u64> {
     if address >= USER_END {

@@ -82,7 +82,7 @@ impl Mm {
             .clone()
     }
 
-    /// A private copy (`fork`).
+    /// A copy for `fork`: private pages shared copy-on-write, `MAP_SHARED` pages shared.
     pub fn duplicate(&self) -> Result<Arc<Self>, u32> {
         let space = self
             .space

@@ -383,6 +383,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-cow",
+        about: "copy-on-write fork (user/tests/cow.c): each side sees only its own writes, the kernel reads and writes pages shared since fork (pipes), fork of a fork, MAP_SHARED anonymous memory stays shared and MAP_PRIVATE does not, mprotect(PROT_READ) after fork faults, munmap in a child, a fork while another thread writes (the parent TLB flush on every CPU), 50 short-lived children: same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("cow.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-sh-basics",
         about: "busybox sh runs a script (user/tests/sh-basics.sh): loops, pipes, redirection, $?, command substitution, functions, background jobs, traps, kill; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {

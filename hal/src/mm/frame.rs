@@ -61,6 +61,11 @@ pub(super) fn manages(phys: u64) -> bool {
     locked().as_ref().is_some_and(|f| f.manages(phys))
 }
 
+/// The physical range the allocator covers.
+pub(super) fn span() -> Option<Range<u64>> {
+    locked().as_ref().map(|f| f.span())
+}
+
 /// Frame counts.
 pub(super) fn stats() -> frames::Stats {
     locked().as_ref().map(|f| f.stats()).unwrap_or_default()

@@ -29,6 +29,7 @@ mod heap;
 mod mmio;
 mod protect;
 mod setup;
+mod share;
 mod space;
 mod stack;
 mod tables;
@@ -53,6 +54,7 @@ pub(crate) use mmio::{map_mmio, record_memory_map};
 pub use protect::Protections;
 pub(crate) use setup::init;
 pub use setup::{InitError, InitSummary};
+pub(crate) use space::resolve_write_fault;
 pub use space::{Access, AddressSpace, USER_END, deactivate};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
 pub use tables::{frames_kept_after_failed_shootdowns, translate};
@@ -178,6 +180,9 @@ pub struct Stats {
     pub kernel_stacks: u64,
     /// Bytes of device memory mapped (hal's devices and [`claim_mmio`]) and not yet unmapped.
     pub mmio_bytes: u64,
+    /// Extra mappings of user frames mapped in several address spaces (copy-on-write after
+    /// `fork`, shared memory): 0 once no frame is shared.
+    pub shared_mappings: u64,
 }
 
 /// Current memory statistics.
@@ -189,5 +194,6 @@ pub fn stats() -> Stats {
         heap_in_use: heap::in_use_bytes(),
         kernel_stacks: stack::live_stacks(),
         mmio_bytes: mmio::mapped_bytes(),
+        shared_mappings: share::extra_mappings(),
     }
 }

@@ -18,7 +18,7 @@ use x86_64::{
 };
 
 use super::{
-    FrameError, HEAP_BASE, MapError, PAGE_SIZE, Protections, frame, protect,
+    FrameError, HEAP_BASE, MapError, PAGE_SIZE, Protections, frame, protect, share,
     tables::{self, Hhdm},
 };
 use crate::{
@@ -92,7 +92,7 @@ pub struct InitSummary {
     pub free_frames: u64,
     /// Bootloader-reclaimable frames held back until [`super::reclaim_bootloader_memory`].
     pub reserved_frames: u64,
-    /// Bytes of frame-allocator bookkeeping.
+    /// Bytes of frame bookkeeping: the allocator's, and the reference counts of shared frames.
     pub metadata_bytes: u64,
     /// Bytes of physical memory mapped in the HHDM.
     pub hhdm_bytes: u64,
@@ -121,6 +121,12 @@ pub(crate) fn init() -> Result<InitSummary, InitError> {
     protect::prepare_for_tables(protections);
 
     let (metadata_bytes, free_frames, reserved_frames) = build_frame_allocator(map, hhdm)?;
+    let span = frame::span().ok_or(InitError::NoMemoryMap)?;
+    let share_bytes = (span.end - span.start) / PAGE_SIZE * 4;
+    if !share::init(span) {
+        return Err(InitError::NoRoomForMetadata(share_bytes));
+    }
+    let metadata_bytes = metadata_bytes + share_bytes.next_multiple_of(PAGE_SIZE);
 
     let mut memory = Hhdm::new(hhdm);
     let tables = PageTables::create(&mut memory, protections.nx)?;

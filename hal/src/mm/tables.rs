@@ -110,13 +110,17 @@ pub(super) fn with<R>(f: impl FnOnce(&PageTables, &mut Hhdm) -> R) -> Result<R, 
     Ok(f(tables, &mut memory))
 }
 
-/// Maps `pages` fresh frames (owned by hal) at `virt` with `attributes`. On failure, what
-/// was mapped is unmapped and freed again.
+/// Maps `pages` fresh frames (owned by hal) at `virt` with `attributes`, zeroed: no stale
+/// data reaches a kernel stack or the heap, and under QEMU's emulation a frame that last held
+/// code (firmware's, in reclaimed loader memory) stops slowing every later write to it (a
+/// write to a page with translated code takes the emulator's slow path until all of it has
+/// been written). On failure, what was mapped is unmapped and freed again.
 pub(super) fn map_fresh(virt: u64, pages: u64, attributes: Attributes) -> Result<(), MapError> {
     for done in 0..pages {
         let result = frame::alloc_for(1, 1, frame::HAL)
             .ok_or(MapError::OutOfMemory)
             .and_then(|phys| {
+                Hhdm::new(super::hhdm_offset()).zero(phys);
                 let v = virt + done * PAGE_SIZE;
                 let mapped = with(|t, m| t.map(m, v, phys, PageSize::Size4K, attributes))?;
                 mapped.map_err(|e| {

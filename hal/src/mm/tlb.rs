@@ -47,6 +47,13 @@ pub fn flush_local(start: u64, len: u64) {
 #[must_use = "frames unmapped by an unconfirmed shootdown must not be freed"]
 pub(super) fn shootdown(start: u64, len: u64) -> bool {
     flush_local(start, len);
+    shootdown_others(start, len)
+}
+
+/// Flushes `[start, start + len)` on every other online CPU (not this one), once registered;
+/// returns `false` if some CPU did not confirm in time.
+#[must_use = "frames unmapped by an unconfirmed shootdown must not be freed"]
+pub(super) fn shootdown_others(start: u64, len: u64) -> bool {
     match SHOOTDOWN.get() {
         Some(remote) if crate::percpu::online_count() > 1 => remote(start, len),
         _ => true,

@@ -200,6 +200,134 @@ pub fn spaces_isolated() -> TestResult {
     Ok(())
 }
 
+/// `duplicate` shares frames: a write to a private page after it (from the kernel's copy
+/// routine, or through the direct map) gives the writer a copy and leaves the other space's
+/// page alone; `MAP_SHARED` pages stay one page; read-only stays read-only; dropping both
+/// spaces returns every frame and every shared reference.
+#[ktest("user-cow-duplicate")]
+pub fn cow_duplicate() -> TestResult {
+    let free_before = hal::mm::stats().frames.free;
+    let shared_before = hal::mm::stats().shared_mappings;
+    let read = |space: &AddressSpace, at: u64| {
+        let mut word = [0u8; 8];
+        space.read(at, &mut word).map(|()| u64::from_le_bytes(word))
+    };
+    {
+        let parent = AddressSpace::new().map_err(|e| format!("{e}"))?;
+        parent
+            .map_zeroed(BASE, 2 * PAGE, Access::READ_WRITE)
+            .map_err(|e| format!("{e}"))?;
+        parent
+            .map_zeroed(BASE + 2 * PAGE, PAGE, Access::READ)
+            .map_err(|e| format!("{e}"))?;
+        parent
+            .map_zeroed_shared(BASE + 3 * PAGE, PAGE, Access::READ_WRITE)
+            .map_err(|e| format!("{e}"))?;
+        for i in 0..4 {
+            check!(
+                parent
+                    .write(BASE + i * PAGE, &(0x100 + i).to_le_bytes())
+                    .is_ok(),
+                "writing page {i}"
+            );
+        }
+        let child = parent.duplicate().map_err(|e| format!("duplicate: {e}"))?;
+        check!(
+            hal::mm::stats().shared_mappings == shared_before + 4,
+            "{} shared mappings after duplicating 4 pages (from {shared_before})",
+            hal::mm::stats().shared_mappings
+        );
+        check!(
+            child.query(BASE) == Some(Access::READ_WRITE)
+                && child.query(BASE + 2 * PAGE) == Some(Access::READ),
+            "the copy's access: {:?}, {:?}",
+            child.query(BASE),
+            child.query(BASE + 2 * PAGE)
+        );
+        // The kernel's copy routine writes a copy-on-write page of the running space.
+        AddressSpace::activate(&parent);
+        let wrote = UserPtr::<u64>::new(BASE).write(0xaaaa);
+        let shared_wrote = UserPtr::<u64>::new(BASE + 3 * PAGE).write(0x5555);
+        let read_only = UserPtr::<u64>::new(BASE + 2 * PAGE).write(1);
+        user::deactivate();
+        check!(
+            wrote.is_ok(),
+            "copy_to_user into a copy-on-write page: {wrote:?}"
+        );
+        check!(shared_wrote.is_ok(), "copy_to_user into a shared page");
+        check!(
+            read_only.is_err(),
+            "a read-only page was writable after duplicate"
+        );
+        check!(
+            read(&parent, BASE) == Ok(0xaaaa),
+            "the writer sees its write"
+        );
+        check!(
+            read(&child, BASE) == Ok(0x100),
+            "the copy saw the parent's write"
+        );
+        check!(
+            read(&child, BASE + 3 * PAGE) == Ok(0x5555),
+            "a shared page was copied"
+        );
+        // Through the direct map, in a space that is not running.
+        check!(
+            child.write(BASE + PAGE, &7u64.to_le_bytes()).is_ok(),
+            "direct write"
+        );
+        check!(
+            child.write(BASE + 2 * PAGE, &8u64.to_le_bytes()).is_ok(),
+            "direct write"
+        );
+        check!(
+            read(&parent, BASE + PAGE) == Ok(0x101) && read(&parent, BASE + 2 * PAGE) == Ok(0x102),
+            "direct writes to the copy reached the original"
+        );
+        // Read-only by mprotect stays read-only, however shared; writable again copies.
+        check!(
+            child.protect(BASE + PAGE, PAGE, Access::READ).is_ok(),
+            "protect"
+        );
+        AddressSpace::activate(&child);
+        let denied = UserPtr::<u64>::new(BASE + PAGE).write(9);
+        let _ = child.protect(BASE + PAGE, PAGE, Access::READ_WRITE);
+        let allowed = UserPtr::<u64>::new(BASE + PAGE).write(10);
+        user::deactivate();
+        check!(denied.is_err(), "a write after mprotect(READ) succeeded");
+        check!(
+            allowed == Ok(()),
+            "a write after mprotect(READ_WRITE): {allowed:?}"
+        );
+        check!(child.unmap(BASE, 4 * PAGE) == Ok(4), "unmapping the copy");
+        check!(
+            read(&parent, BASE + 3 * PAGE) == Ok(0x5555),
+            "the original after unmap"
+        );
+        drop(child);
+        // The last mapping of a frame writes in place.
+        AddressSpace::activate(&parent);
+        let alone = UserPtr::<u64>::new(BASE + PAGE).write(11);
+        user::deactivate();
+        check!(
+            alone.is_ok() && read(&parent, BASE + PAGE) == Ok(11),
+            "write when alone"
+        );
+    }
+    let stats = hal::mm::stats();
+    check!(
+        stats.shared_mappings == shared_before,
+        "{} shared mappings left (from {shared_before})",
+        stats.shared_mappings
+    );
+    check!(
+        stats.frames.free == free_before,
+        "{free_before} frames free before, {} after dropping both spaces",
+        stats.frames.free
+    );
+    Ok(())
+}
+
 /// Each user context keeps its own SSE registers: two contexts load different values into
 /// `xmm0`, alternate through syscalls, and each reads back its own.
 #[ktest("user-fpu-per-context")]

@@ -1,7 +1,8 @@
 //! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`.
 //!
-//! Pages are mapped eagerly (at `mmap`/`brk` time) and `fork` copies them; demand paging and
-//! copy-on-write are to come, and will live behind the same calls.
+//! Pages are mapped eagerly (at `mmap`/`brk` time); `fork` shares them copy-on-write, except
+//! `MAP_SHARED` memory, which stays shared (hal's `AddressSpace` keeps both apart). Demand
+//! paging is to come, and will live behind the same calls.
 
 use alloc::vec;
 
@@ -58,7 +59,8 @@ fn access_of(prot: u64) -> Result<Option<Access>, u32> {
     }))
 }
 
-/// Anonymous mappings (private, or shared within one address space), `MAP_FIXED` included;
+/// Anonymous mappings (private, or shared: with the children `fork` makes too), `MAP_FIXED`
+/// included;
 /// file mappings are refused with `ENODEV` until files can be mapped.
 pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     let [addr, len, prot, flags, _fd, offset] = a;
@@ -109,7 +111,12 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     // Memory is mapped eagerly (no demand paging yet); PROT_NONE pages are mapped without
     // user access, so a touch faults and a later mprotect finds them.
     let map = access.unwrap_or(Access::READ);
-    if mm.space.map_zeroed(at, len, map).is_err() {
+    let mapped = if flags & g::MAP_SHARED != 0 {
+        mm.space.map_zeroed_shared(at, len, map)
+    } else {
+        mm.space.map_zeroed(at, len, map)
+    };
+    if mapped.is_err() {
         static REPORTS: crate::logger::RateLimit = crate::logger::RateLimit::new(10, 5_000_000_000);
         if REPORTS.check().is_some() {
             log::warn!(

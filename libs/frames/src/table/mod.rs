@@ -37,6 +37,10 @@ pub const HUGE: u64 = 1 << 7;
 pub const PAT_4K: u64 = 1 << 7;
 /// Entry bit of a 2 MiB or 1 GiB page: PAT index bit 2.
 pub const PAT_LARGE: u64 = 1 << 12;
+/// Entry bits the CPU ignores in a present leaf (bits 9..=11), free for the kernel's own
+/// bookkeeping: [`leaf_entry`](PageTables::leaf_entry) never sets them and walks report them
+/// in [`Mapping::entry`].
+pub const SOFTWARE: u64 = 0b111 << 9;
 /// Entry bit: no instruction fetches (only where EFER.NXE is set; reserved otherwise).
 pub const NO_EXECUTE: u64 = 1 << 63;
 /// The physical address bits of an entry pointing at a table or a 4 KiB page.
@@ -426,18 +430,53 @@ impl PageTables {
         if phys >= PHYS_LIMIT {
             return Err(Error::PhysTooLarge(phys));
         }
+        self.map_entry(memory, virt, size, self.leaf_entry(phys, size, attributes))
+    }
+
+    /// Maps one page of `size` at `virt` with the leaf entry `entry` as it stands (made by
+    /// [`leaf_entry`](Self::leaf_entry), perhaps with [`SOFTWARE`] bits added). Refused like
+    /// [`map`](Self::map) if anything is mapped in its slot.
+    pub fn map_entry(
+        &self,
+        memory: &mut impl TableMemory,
+        virt: u64,
+        size: PageSize,
+        entry: u64,
+    ) -> Result<(), Error> {
+        if !virt.is_multiple_of(size.bytes()) {
+            return Err(Error::Misaligned);
+        }
+        if !is_canonical(virt) {
+            return Err(Error::NonCanonical(virt));
+        }
         let level = size.level();
         let table = self.table_for(memory, virt, level)?;
         let slot = index(virt, level);
-        let entry = memory.read(table, slot)?;
-        if entry & PRESENT != 0 {
-            return Err(if is_leaf(entry, level) {
+        let old = memory.read(table, slot)?;
+        if old & PRESENT != 0 {
+            return Err(if is_leaf(old, level) {
                 Error::AlreadyMapped(virt)
             } else {
                 Error::FinerTable(virt)
             });
         }
-        memory.write(table, slot, self.leaf_entry(phys, size, attributes))
+        memory.write(table, slot, entry)
+    }
+
+    /// Replaces the leaf entry of the page mapped at `virt` (its first address) with `entry`
+    /// and returns what it mapped before. The caller flushes the TLB.
+    pub fn replace_leaf(
+        &self,
+        memory: &mut impl TableMemory,
+        virt: u64,
+        entry: u64,
+    ) -> Result<Mapping, Error> {
+        let (table, slot, mapping) = self.find(memory, virt)?;
+        if mapping.virt != virt {
+            return Err(Error::InsideLargePage(virt));
+        }
+        memory.write(table, slot, entry)?;
+        Ok(mapping)
     }
 
     /// Maps `len` bytes at `virt` to `phys` with the largest pages up to `largest` that

@@ -515,3 +515,42 @@ fn user_pages_are_user_only_in_the_lower_half() {
         "a higher-half table entry allows user access"
     );
 }
+
+#[test]
+fn raw_entries_keep_their_software_bits_and_replace_in_place() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let user = 0x40_0000;
+    let entry = tables.leaf_entry(0x30_0000, PageSize::Size4K, Attributes::user(false, false));
+    assert_eq!(entry & SOFTWARE, 0, "leaf_entry sets no software bit");
+    tables
+        .map_entry(&mut mem, user, PageSize::Size4K, entry | 1 << 9)
+        .expect("maps");
+    let m = tables.translate(&mem, user).expect("mapped");
+    assert_eq!(
+        (m.phys, m.writable, m.entry & SOFTWARE),
+        (0x30_0000, false, 1 << 9)
+    );
+    assert_eq!(
+        tables.map_entry(&mut mem, user, PageSize::Size4K, entry),
+        Err(Error::AlreadyMapped(user))
+    );
+    let writable = tables.leaf_entry(0x50_0000, PageSize::Size4K, Attributes::user(true, false));
+    let old = tables
+        .replace_leaf(&mut mem, user, writable)
+        .expect("replaces");
+    assert_eq!(old.entry, entry | 1 << 9);
+    let m = tables.translate(&mem, user).expect("still mapped");
+    assert_eq!(
+        (m.phys, m.writable, m.entry & SOFTWARE),
+        (0x50_0000, true, 0)
+    );
+    assert_eq!(
+        tables.replace_leaf(&mut mem, user + 0x1000, writable),
+        Err(Error::NotMapped(user + 0x1000))
+    );
+    assert_eq!(
+        tables.map_entry(&mut mem, user + 1, PageSize::Size4K, entry),
+        Err(Error::Misaligned)
+    );
+}

@@ -6,10 +6,23 @@
 //! made later. The lower half belongs to the space: its pages and tables are frames hal
 //! allocated for it, freed when the last reference goes — which cannot happen while a CPU
 //! runs on it, because the CPU's active slot holds a reference.
+//!
+//! A page's frame may be mapped in several spaces (`fork` shares them: [`cow`]); each mapping
+//! holds a reference ([`super::share`]) and the last one frees the frame. Two software bits
+//! of a leaf say how a shared frame is to be written: [`COW`] (the page is writable but
+//! mapped read-only while shared; a write copies it) and [`SHARED`] (`MAP_SHARED` memory:
+//! writable in every space that maps it, shared again by `fork`).
+//!
+//! TLB flushes happen with the space's lock held, so that no CPU can use a stale entry after
+//! the lock is released. A CPU waiting for the lock serves shootdowns while it spins (the
+//! holder may be waiting for its flush), and only CPUs running the space are asked.
+
+mod cow;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub(crate) use cow::resolve_write_fault;
 use frames::table::{Attributes, PageSize, PageTables, TableMemory, TableRead};
 use x86_64::{
     PhysAddr,
@@ -17,8 +30,17 @@ use x86_64::{
     structures::paging::PhysFrame,
 };
 
-use super::{MapError, PAGE_SIZE, frame, tables::Hhdm};
-use crate::{percpu::MAX_CPUS, sync::IrqMutex};
+use super::{MapError, PAGE_SIZE, frame, share, tables::Hhdm};
+use crate::{
+    percpu::MAX_CPUS,
+    sync::{IrqMutex, IrqMutexGuard},
+};
+
+/// Leaf software bit: the page is writable, but mapped read-only because its frame may be
+/// shared; the first write gets a frame of its own (or the same one, if no longer shared).
+const COW: u64 = 1 << 9;
+/// Leaf software bit: `MAP_SHARED` memory, writable in place by every space that maps it.
+const SHARED: u64 = 1 << 10;
 
 /// The first address past user space: the lower canonical half, less its top page (as in
 /// Linux, so no user mapping touches the non-canonical boundary).
@@ -109,8 +131,19 @@ impl AddressSpace {
     /// with `access`. Refused if any page of the range is mapped already; on an error nothing
     /// of the range stays mapped.
     pub fn map_zeroed(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
+        self.map_fresh(virt, len, access, 0)
+    }
+
+    /// Like [`map_zeroed`](Self::map_zeroed), for `MAP_SHARED` memory: the pages stay shared
+    /// (the same frames, writable in place) with the spaces [`duplicate`](Self::duplicate)
+    /// makes from this one, instead of being copied on write.
+    pub fn map_zeroed_shared(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
+        self.map_fresh(virt, len, access, SHARED)
+    }
+
+    fn map_fresh(&self, virt: u64, len: u64, access: Access, bits: u64) -> Result<(), MapError> {
         let (virt, count) = user_range(virt, len)?;
-        let _guard = self.lock.lock();
+        let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
         for i in 0..count {
@@ -119,8 +152,9 @@ impl AddressSpace {
                 None => Err(MapError::OutOfMemory),
                 Some(phys) => {
                     memory.zero(phys);
+                    let entry = tables.leaf_entry(phys, PageSize::Size4K, access.attributes());
                     tables
-                        .map(&mut memory, v, phys, PageSize::Size4K, access.attributes())
+                        .map_entry(&mut memory, v, PageSize::Size4K, entry | bits)
                         .map_err(|e| {
                             let _ = frame::free_for(phys, 1, frame::HAL);
                             MapError::from(e)
@@ -142,12 +176,13 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Unmaps every mapped page of `[virt, virt + len)` and frees it once no TLB can reach
-    /// it (kept, and counted as such, if a CPU does not confirm the flush). Unmapped pages in
+    /// Unmaps every mapped page of `[virt, virt + len)` and lets go of its frame once no TLB
+    /// can reach it (freed if no other space maps it; kept, and counted as such, if a CPU does
+    /// not confirm the flush). Unmapped pages in
     /// the range are skipped. Returns how many pages were unmapped.
     pub fn unmap(&self, virt: u64, len: u64) -> Result<u64, MapError> {
         let (virt, count) = user_range(virt, len)?;
-        let _guard = self.lock.lock();
+        let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
         let mut freed = alloc::vec::Vec::new();
@@ -174,66 +209,27 @@ impl AddressSpace {
         self.remap(virt, len, Attributes::READ_ONLY)
     }
 
+    /// Gives the mapped pages of `[virt, virt + len)` `attributes`, keeping their frames. A
+    /// page made writable whose frame is shared (and not `MAP_SHARED`) becomes copy-on-write.
     fn remap(&self, virt: u64, len: u64, attributes: Attributes) -> Result<(), MapError> {
         let (virt, count) = user_range(virt, len)?;
-        let _guard = self.lock.lock();
+        let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
         for i in 0..count {
             let v = virt + i * PAGE_SIZE;
-            if let Ok(m) = tables.unmap(&mut memory, v) {
-                tables.map(&mut memory, v, m.phys, PageSize::Size4K, attributes)?;
+            let Some(m) = tables.translate(&memory, v) else {
+                continue;
+            };
+            let kept = m.entry & SHARED;
+            let mut entry = tables.leaf_entry(m.phys, PageSize::Size4K, attributes) | kept;
+            if attributes.writable && kept == 0 && share::is_shared(m.phys) {
+                entry = (entry & !frames::table::WRITABLE) | COW;
             }
+            tables.replace_leaf(&mut memory, v, entry)?;
         }
         self.flush(virt, len, &[]);
         Ok(())
-    }
-
-    /// A copy of this space: every mapped page copied into a fresh frame at the same address
-    /// with the same access (what `fork` gives the child; copy-on-write is to come). On an
-    /// error the copy is dropped, freeing what it had.
-    pub fn duplicate(&self) -> Result<Arc<Self>, MapError> {
-        let copy = Self::new()?;
-        let _guard = self.lock.lock();
-        let memory = Hhdm::new(super::hhdm_offset());
-        let mut pages = alloc::vec::Vec::new();
-        self.tables()
-            .for_each_mapping(&memory, PAGE_SIZE, USER_END, |m| pages.push(m));
-        let tables = copy.tables();
-        let mut target = Hhdm::new(super::hhdm_offset());
-        for m in pages {
-            // Only 4 KiB pages are mapped in a user space's lower half; pages without user
-            // access (`PROT_NONE`) are copied too.
-            if m.size != PageSize::Size4K {
-                continue;
-            }
-            let phys = frame::alloc_for(1, 1, frame::HAL).ok_or(MapError::OutOfMemory)?;
-            // SAFETY: `m.phys` is a frame of this space (its lock is held, so it stays
-            // mapped), `phys` one just allocated; both are usable RAM in the HHDM and a page
-            // long, and they differ.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    super::phys_to_virt(m.phys) as *const u8,
-                    super::phys_to_virt(phys) as *mut u8,
-                    PAGE_SIZE as usize,
-                );
-            }
-            let attributes = if m.user {
-                Access {
-                    write: m.writable,
-                    execute: m.executable,
-                }
-                .attributes()
-            } else {
-                Attributes::READ_ONLY
-            };
-            if let Err(e) = tables.map(&mut target, m.virt, phys, PageSize::Size4K, attributes) {
-                let _ = frame::free_for(phys, 1, frame::HAL);
-                return Err(e.into());
-            }
-            copy.pages.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(copy)
     }
 
     /// The access user mode has to the page holding `virt`, if it is mapped.
@@ -244,7 +240,7 @@ impl AddressSpace {
         let memory = Hhdm::new(super::hhdm_offset());
         let m = self.tables().translate(&memory, virt)?;
         m.user.then_some(Access {
-            write: m.writable,
+            write: m.writable || m.entry & COW != 0,
             execute: m.executable,
         })
     }
@@ -255,10 +251,12 @@ impl AddressSpace {
     }
 
     /// Copies `data` into the space at `virt` whatever the pages' access (a loader writes
-    /// program text this way), through the direct map: the space need not be active. Fails
-    /// at the first page that is not mapped, with its address.
+    /// program text this way), through the direct map: the space need not be active. A page
+    /// whose frame other spaces share (other than `MAP_SHARED` memory) gets a copy of its own
+    /// first. Fails at the first page that is not mapped (or cannot be copied), with its
+    /// address.
     pub fn write(&self, virt: u64, data: &[u8]) -> Result<(), u64> {
-        self.each_chunk(virt, data.len(), |phys, offset, len| {
+        self.each_chunk(virt, data.len(), true, |phys, offset, len| {
             let bytes = &data[offset..offset + len];
             // SAFETY: `phys` is a frame of this space (hal allocated it for the space and it
             // stays until unmapped under the lock we hold), mapped in the HHDM; `len` stays
@@ -276,7 +274,7 @@ impl AddressSpace {
     /// Copies bytes of the space at `virt` into `out`, like [`write`](Self::write).
     pub fn read(&self, virt: u64, out: &mut [u8]) -> Result<(), u64> {
         let out_ptr = out.as_mut_ptr();
-        self.each_chunk(virt, out.len(), |phys, offset, len| {
+        self.each_chunk(virt, out.len(), false, |phys, offset, len| {
             // SAFETY: as in `write`, reading; `out[offset..offset + len]` is in bounds.
             unsafe {
                 core::ptr::copy_nonoverlapping(
@@ -288,22 +286,28 @@ impl AddressSpace {
         })
     }
 
-    /// Calls `f(phys, offset, len)` for each page-sized piece of `[virt, virt + len)`.
+    /// Calls `f(phys, offset, len)` for each page-sized piece of `[virt, virt + len)`; to
+    /// `write` them, after making each page's frame this space's own.
     fn each_chunk(
         &self,
         virt: u64,
         len: usize,
+        write: bool,
         mut f: impl FnMut(u64, usize, usize),
     ) -> Result<(), u64> {
         let end = virt.checked_add(len as u64).ok_or(virt)?;
         if end > USER_END {
             return Err(virt.max(USER_END));
         }
-        let _guard = self.lock.lock();
-        let memory = Hhdm::new(super::hhdm_offset());
+        let _guard = self.lock();
+        let mut memory = Hhdm::new(super::hhdm_offset());
         let tables = self.tables();
         let mut at = virt;
         while at < end {
+            if write {
+                self.make_private(&tables, &mut memory, at & !(PAGE_SIZE - 1), false)
+                    .map_err(|_| at)?;
+            }
             let m = tables.translate(&memory, at).filter(|m| m.user).ok_or(at)?;
             let in_page = at & (PAGE_SIZE - 1);
             let n = (PAGE_SIZE - in_page).min(end - at);
@@ -313,17 +317,23 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Flushes `[virt, virt + len)` from every TLB that may hold it, then frees `frames`
-    /// (or keeps them if a CPU did not confirm).
+    /// Takes the space's lock ([`IrqMutex::lock`] serves TLB shootdowns while it waits: its
+    /// holder may be waiting for this CPU's flush).
+    fn lock(&self) -> IrqMutexGuard<'_, ()> {
+        self.lock.lock()
+    }
+
+    /// Flushes `[virt, virt + len)` from every TLB that may hold it, then drops this space's
+    /// references to `frames` (or keeps them if a CPU did not confirm).
     fn flush(&self, virt: u64, len: u64, frames: &[u64]) {
         if self.is_active_here() {
             super::tlb::flush_local(virt, len);
         }
-        // Other CPUs may run this space (threads); a flush on a CPU running another space
-        // costs little.
-        if super::tlb::shootdown(virt, len) {
+        // Other CPUs running this space (threads) are asked to flush too; a CPU that switched
+        // away from it flushed its user entries then.
+        if !self.active_elsewhere() || super::tlb::shootdown_others(virt, len) {
             for &phys in frames {
-                let _ = frame::free_for(phys, 1, frame::HAL);
+                share::put(phys);
             }
         } else if !frames.is_empty() {
             super::tables::count_kept(frames.len() as u64);
@@ -337,6 +347,22 @@ impl AddressSpace {
 
     fn is_active_here(&self) -> bool {
         Cr3::read().0.start_address().as_u64() == self.root
+    }
+
+    /// Whether another CPU may run on this space (or hold entries of it in its TLB).
+    fn active_elsewhere(&self) -> bool {
+        // Our page-table writes are visible before any other CPU's slot is read: a CPU that
+        // loads this space after the check walks the new entries.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let here = crate::percpu::current_index();
+        ACTIVE.iter().enumerate().any(|(cpu, slot)| {
+            cpu != here
+                && slot.try_lock().is_none_or(|active| {
+                    active
+                        .as_ref()
+                        .is_some_and(|a| core::ptr::eq(Arc::as_ptr(a), self))
+                })
+        })
     }
 
     /// Runs this CPU on `space` (its lower half becomes the user half) until [`deactivate`]
@@ -391,7 +417,7 @@ fn free_lower_half(memory: &mut Hhdm, table: u64, level: u32) -> u64 {
         }
         let phys = entry & frames::table::ADDRESS_MASK;
         if level == 0 {
-            let _ = frame::free_for(phys, 1, frame::HAL);
+            share::put(phys);
             freed += 1;
         } else {
             // Only 4 KiB pages are mapped in user space: every upper entry is a table.
