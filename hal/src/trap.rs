@@ -389,6 +389,13 @@ const EXCEPTION_NAMES: [&str; 32] = [
     "reserved",
 ];
 
+/// Resolves a user page fault that is the kernel's to serve: copy-on-write, stack growth.
+fn resolve_page_fault(error_code: u64) -> bool {
+    let address = Cr2::read_raw();
+    crate::mm::resolve_write_fault(error_code, address)
+        || crate::mm::resolve_stack_fault(error_code, address)
+}
+
 /// The common Rust entry for every vector.
 extern "C" fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as usize;
@@ -396,8 +403,9 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
     // An exception in user mode is the user program's: it goes back to the kernel as an
     // event of the context that ran (`hal::usermode`), never to the fatal path.
     if from_user && vector < 32 && !(vector == 2 && stopping()) {
-        if vector == 14 && crate::mm::resolve_write_fault(frame.error_code, Cr2::read_raw()) {
-            // A write to a copy-on-write page, which has its own frame now: retry it.
+        if vector == 14 && resolve_page_fault(frame.error_code) {
+            // A write to a copy-on-write page, which has its own frame now, or a touch of
+            // the stack below its mapped part, which grew: retry it.
             return;
         }
         crate::usermode::trap_from_user(frame);
@@ -417,11 +425,9 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             code.store(frame.error_code, Ordering::Relaxed);
             frame.rip = (&raw const hal_probe_read_fixup) as u64;
         }
-        14 if crate::user::is_copy(frame.rip)
-            && crate::mm::resolve_write_fault(frame.error_code, Cr2::read_raw()) =>
-        {
-            // A user-memory copy wrote a copy-on-write page, which has its own frame now:
-            // the copy goes on where it stopped.
+        14 if crate::user::is_copy(frame.rip) && resolve_page_fault(frame.error_code) => {
+            // A user-memory copy wrote a copy-on-write page, which has its own frame now, or
+            // touched the stack's reserve, which is mapped now: the copy goes on.
         }
         14 if let Some(resume) = crate::user::fixup(frame.rip, Cr2::read_raw()) => {
             // A user-memory copy touched a bad user address: it reports a fault instead.

@@ -11,11 +11,16 @@ use hal::{
     usermode::UserContext,
 };
 
-/// Where a static-PIE (`ET_DYN`) executable is placed (not randomised yet).
+/// Where a static-PIE (`ET_DYN`) executable is placed: this base plus a random number of
+/// pages below [`PIE_RANDOM_PAGES`] (Linux's base, and 16 GiB of randomness).
 const PIE_BASE: u64 = 0x0000_5555_5555_0000;
-/// The top of the initial stack, and its size.
+const PIE_RANDOM_PAGES: u64 = 1 << 22;
+/// The top of the initial stack, what is mapped at first, and how far it may grow (Linux's
+/// default `RLIMIT_STACK`): a fault below the mapped part and above the limit maps the pages
+/// up to it.
 const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 const STACK_SIZE: u64 = 256 * 1024;
+const STACK_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// Why a program could not be started (Linux's `execve` errors).
 #[derive(Debug, PartialEq, Eq)]
@@ -60,7 +65,10 @@ pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Im
     }
     let bias = match header.e_type {
         abi::ET_EXEC => 0,
-        abi::ET_DYN => PIE_BASE,
+        abi::ET_DYN => {
+            let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
+            PIE_BASE + random % PIE_RANDOM_PAGES * PAGE_SIZE
+        }
         _ => return Err(ExecError::NoExec("neither ET_EXEC nor ET_DYN")),
     };
     let segments = file
@@ -128,6 +136,7 @@ pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Im
         entry,
         execfn: path,
     };
+    space.set_stack(STACK_TOP - STACK_LIMIT, stack_bottom);
     let rsp = build_stack(&space, argv, envp, &aux)?;
     let mut context = UserContext::default();
     context.regs.rip = entry;
@@ -136,7 +145,8 @@ pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Im
         space,
         context,
         brk: end.next_multiple_of(PAGE_SIZE),
-        mmap_top: stack_bottom - 16 * PAGE_SIZE,
+        // Below the stack's whole reservation, with a gap.
+        mmap_top: STACK_TOP - STACK_LIMIT - 16 * PAGE_SIZE,
     })
 }
 

@@ -341,6 +341,32 @@ static void ids(void) {
     printf("getrandom bad flags: %zd %s\n", bad, strerror(err));
 }
 
+/* The main stack grows past what was mapped at exec: 4 MB of recursion, and a kernel
+ * write (read from a pipe) into a stack buffer 2 MB down that nothing touched before. */
+static unsigned long deep(int n) {
+    volatile char frame[1024];
+    frame[0] = (char)n;
+    if (n == 0)
+        return frame[0];
+    return deep(n - 1) + frame[0] + 1;
+}
+
+static void __attribute__((noinline)) read_far_down(void) {
+    char buffer[2 << 20];
+    int fds[2];
+    pipe(fds);
+    write(fds[1], "deep", 4);
+    ssize_t n = read(fds[0], buffer, 4);
+    printf("read into an untouched stack buffer 2 MB down: %zd %.4s\n", n, buffer);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void stack_growth(void) {
+    printf("4 MB of recursion: %lu\n", deep(4000));
+    read_far_down();
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "exit-with") == 0)
         return argc > 2 && argv[2][0] >= '0' && argv[2][0] <= '9' ? atoi(argv[2]) : 100 + argc;
@@ -352,5 +378,6 @@ int main(int argc, char **argv) {
     memory();
     pipes();
     ids();
+    stack_growth();
     return 0;
 }

@@ -36,6 +36,8 @@ impl AddressSpace {
     /// for good. On an error the copy is dropped, letting go of what it had.
     pub fn duplicate(&self) -> Result<Arc<Self>, MapError> {
         let copy = Self::new()?;
+        let (floor, bottom) = self.stack();
+        copy.set_stack(floor, bottom);
         let _guard = self.lock();
         let mut memory = Hhdm::new(crate::mm::hhdm_offset());
         let mut shared = Shared::default();
@@ -174,4 +176,20 @@ pub(crate) fn resolve_write_fault(error_code: u64, address: u64) -> bool {
     space
         .make_private(&tables, &mut memory, address & !(PAGE_SIZE - 1), true)
         .unwrap_or(false)
+}
+
+/// Resolves a page fault with `error_code` on `address` in the space this CPU runs, if it is
+/// a not-present fault in the space's stack reserve: the stack grows to cover it and `true`
+/// says the instruction can be retried. Called by the trap path with interrupts disabled.
+pub(crate) fn resolve_stack_fault(error_code: u64, address: u64) -> bool {
+    if error_code & FAULT_PRESENT != 0 || address >= USER_END {
+        return false;
+    }
+    let Some(space) = ACTIVE[crate::percpu::current_index()]
+        .try_lock()
+        .and_then(|slot| slot.as_ref().map(Arc::clone))
+    else {
+        return false;
+    };
+    space.is_active_here() && space.grow_stack(address)
 }

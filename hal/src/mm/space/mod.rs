@@ -22,7 +22,7 @@ mod cow;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use cow::resolve_write_fault;
+pub(crate) use cow::{resolve_stack_fault, resolve_write_fault};
 use frames::table::{Attributes, PageSize, PageTables, TableMemory, TableRead};
 use x86_64::{
     PhysAddr,
@@ -85,6 +85,12 @@ pub struct AddressSpace {
     lock: IrqMutex<()>,
     /// Pages mapped (4 KiB each).
     pages: AtomicU64,
+    /// The grow-down stack: a fault in `[stack_floor, stack_bottom)` maps the pages from the
+    /// faulting one up to `stack_bottom` (0, 0: none). See [`set_stack`](Self::set_stack).
+    stack_floor: AtomicU64,
+    stack_bottom: AtomicU64,
+    /// Serialises stack growth (two threads may fault on it at once).
+    stack_growth: IrqMutex<()>,
 }
 
 /// The user address space each CPU runs on, if any (it holds a reference, so the space
@@ -120,7 +126,48 @@ impl AddressSpace {
             root,
             lock: IrqMutex::new(()),
             pages: AtomicU64::new(0),
+            stack_floor: AtomicU64::new(0),
+            stack_bottom: AtomicU64::new(0),
+            stack_growth: IrqMutex::new(()),
         }))
+    }
+
+    /// Makes `[floor, bottom)` the reserve of a stack whose mapped part starts at `bottom`:
+    /// a page fault there (from user mode, or a kernel copy to or from user memory) maps
+    /// fresh zeroed read-write pages from the faulting page up to the mapped part, as Linux
+    /// grows a main stack down to its `RLIMIT_STACK`. A page already mapped in between
+    /// (a `MAP_FIXED` mapping) stops the growth there: the fault is then the program's.
+    pub fn set_stack(&self, floor: u64, bottom: u64) {
+        self.stack_floor.store(floor, Ordering::Relaxed);
+        self.stack_bottom.store(bottom, Ordering::Release);
+    }
+
+    /// The stack reserve, `(floor, bottom)` (for a copy of the space).
+    pub(super) fn stack(&self) -> (u64, u64) {
+        (
+            self.stack_floor.load(Ordering::Relaxed),
+            self.stack_bottom.load(Ordering::Acquire),
+        )
+    }
+
+    /// Grows the stack down to the page holding `address`, if it lies in the reserve;
+    /// whether the address is mapped now.
+    fn grow_stack(&self, address: u64) -> bool {
+        let _growth = self.stack_growth.lock();
+        let (floor, bottom) = self.stack();
+        if address < floor || address >= bottom {
+            // Grown past it meanwhile by another thread, or not the stack's.
+            return address >= bottom && address < USER_END && self.query(address).is_some();
+        }
+        let page = address & !(PAGE_SIZE - 1);
+        if self
+            .map_zeroed(page, bottom - page, Access::READ_WRITE)
+            .is_err()
+        {
+            return false;
+        }
+        self.stack_bottom.store(page, Ordering::Release);
+        true
     }
 
     fn tables(&self) -> PageTables {

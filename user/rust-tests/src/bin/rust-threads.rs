@@ -334,7 +334,23 @@ fn float_state() {
     );
 }
 
+/// A static PIE loads at a random base: two runs put `main` at different addresses (a
+/// chance of one in millions that they meet).
+fn randomised_base() {
+    let exe = std::env::current_exe().unwrap();
+    let run = || Command::new(&exe).arg("where").output().unwrap().stdout;
+    let (first, second) = (run(), run());
+    println!(
+        "a static PIE's base is randomised: {}",
+        !first.is_empty() && first != second
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("where") {
+        println!("{:p}", main as fn());
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("overflow") {
         let t = thread::Builder::new()
             .name("deep".into())
@@ -355,4 +371,5 @@ fn main() {
     park_and_names();
     panics();
     stack_overflow();
+    randomised_base();
 }
