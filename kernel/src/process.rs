@@ -143,6 +143,9 @@ pub struct Process {
     pub sid: AtomicU32,
     /// Its memory.
     pub mm: Mutex<Arc<Mm>>,
+    /// Bumped whenever `mm` is replaced (`execve`, the end): a thread looks at `mm` again on
+    /// its way back to user mode only when this changed.
+    pub mm_generation: AtomicU64,
     /// Its descriptors (shared with `CLONE_FILES`).
     pub files: Mutex<Arc<Mutex<FdTable>>>,
     /// Its working directory.
@@ -269,6 +272,7 @@ impl Process {
             pgid: AtomicU32::new(pgid),
             sid: AtomicU32::new(sid),
             mm: Mutex::new(mm),
+            mm_generation: AtomicU64::new(0),
             files: Mutex::new(files),
             cwd: Mutex::new(cwd),
             umask: AtomicU32::new(umask),
@@ -444,6 +448,7 @@ pub fn new_tid() -> u32 {
 fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
     let current = Current { task, thread };
     let process = Arc::clone(current.process());
+    let mut generation = u64::MAX;
     let exit = loop {
         if let Some(exit) = *process.group_exit.lock() {
             break ThreadEnd::Group(exit);
@@ -451,8 +456,14 @@ fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
         if let Some(end) = signal::deliver(&current, &mut context) {
             break end;
         }
-        let mm = process.memory();
-        current.task.use_space(&mm.space);
+        // The task's space is loaded whenever it gets a CPU back (the scheduler does that):
+        // only a new `mm` needs a look here.
+        let now = process.mm_generation.load(Ordering::Acquire);
+        if now != generation {
+            let mm = process.memory();
+            current.task.use_space(&mm.space);
+            generation = now;
+        }
         let started = hal::time::now_ns();
         let event = context.run();
         process.cpu_ns.fetch_add(
@@ -532,6 +543,7 @@ fn end_process(process: &Arc<Process>, exit: Exit) {
     crate::itimer::forget(process);
     if let Some(empty) = Mm::released() {
         let memory = core::mem::replace(&mut *process.mm.lock(), empty);
+        process.mm_generation.fetch_add(1, Ordering::AcqRel);
         drop(memory);
     }
     process.vfork_done.store(true, Ordering::Release);

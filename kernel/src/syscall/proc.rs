@@ -234,6 +234,7 @@ pub fn execve(
         log::warn!("execve from a multi-threaded process: other threads are not waited for yet");
     }
     *process.mm.lock() = Mm::new(&image);
+    process.mm_generation.fetch_add(1, Ordering::AcqRel);
     current.task.set_space(Some(&image.space));
     *ctx = image.context;
     // What /proc/self/exe names: the absolute path of the program (the interpreter of a
