@@ -166,6 +166,8 @@ pub struct Process {
     pub exit: Mutex<Option<Exit>>,
     /// Set by `exit_group` or a fatal signal: every thread is to end, with this status.
     pub group_exit: Mutex<Option<Exit>>,
+    /// Whether `group_exit` is set (looked at before each return to user mode, lock-free).
+    pub exiting: AtomicBool,
     /// Its signal dispositions (shared by its threads).
     pub sigactions: Mutex<SigActions>,
     /// Signals sent to the process as a whole, not yet taken by a thread.
@@ -179,6 +181,9 @@ pub struct Process {
     /// CPU time of its reaped children.
     pub children_cpu_ns: AtomicU64,
 }
+
+/// `Thread::restart_nr` when no call waits to be restarted (no syscall has this number).
+pub const NO_RESTART: u64 = u64::MAX;
 
 /// A thread of a process.
 pub struct Thread {
@@ -198,8 +203,9 @@ pub struct Thread {
     pub altstack: Mutex<(u64, u64, u32)>,
     /// A mask to restore after the next signal delivery (`rt_sigsuspend`).
     pub saved_mask: Mutex<Option<u64>>,
-    /// The number of a syscall interrupted by a signal, to restart if no handler says no.
-    pub restart_nr: Mutex<Option<u64>>,
+    /// The number of a syscall interrupted by a signal, to restart if no handler says no
+    /// ([`NO_RESTART`] if none).
+    pub restart_nr: AtomicU64,
     /// What each pending signal carries.
     pub infos: Mutex<[signal::Info; signal::NSIG]>,
 }
@@ -283,6 +289,7 @@ impl Process {
             threads: Mutex::new(Vec::new()),
             exit: Mutex::new(None),
             group_exit: Mutex::new(None),
+            exiting: AtomicBool::new(false),
             sigactions: Mutex::new(actions),
             shared_pending: AtomicU64::new(0),
             vfork_done: AtomicBool::new(false),
@@ -317,6 +324,7 @@ impl Process {
                 return;
             }
             *group = Some(exit);
+            self.exiting.store(true, Ordering::Release);
         }
         for thread in self.threads.lock().iter() {
             if let Some(task) = thread.task.get() {
@@ -337,7 +345,7 @@ impl Thread {
             pending: AtomicU64::new(0),
             altstack: Mutex::new((0, 0, linux_raw_sys::general::SS_DISABLE)),
             saved_mask: Mutex::new(None),
-            restart_nr: Mutex::new(None),
+            restart_nr: AtomicU64::new(NO_RESTART),
             infos: Mutex::new([signal::Info::default(); signal::NSIG]),
         })
     }
@@ -450,7 +458,9 @@ fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
     let process = Arc::clone(current.process());
     let mut generation = u64::MAX;
     let exit = loop {
-        if let Some(exit) = *process.group_exit.lock() {
+        if process.exiting.load(Ordering::Acquire)
+            && let Some(exit) = *process.group_exit.lock()
+        {
             break ThreadEnd::Group(exit);
         }
         if let Some(end) = signal::deliver(&current, &mut context) {

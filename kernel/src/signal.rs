@@ -161,7 +161,16 @@ fn take(thread: &Thread) -> Option<u8> {
 /// a pending signal — through a handler frame, by ignoring it, or by ending the process.
 pub fn deliver(current: &Current, context: &mut hal::usermode::UserContext) -> Option<ThreadEnd> {
     let thread = &current.thread;
-    let restart = thread.restart_nr.lock().take();
+    let restart = if thread.restart_nr.load(Ordering::Relaxed) == crate::process::NO_RESTART {
+        None
+    } else {
+        Some(
+            thread
+                .restart_nr
+                .swap(crate::process::NO_RESTART, Ordering::Relaxed),
+        )
+        .filter(|&nr| nr != crate::process::NO_RESTART)
+    };
     loop {
         let Some(sig) = take(thread) else {
             current.task.clear_interrupt();

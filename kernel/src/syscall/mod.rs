@@ -50,7 +50,7 @@ pub fn handle(current: &Current, context: &mut UserContext) -> Flow {
             Ok(value) => value,
             Err(ERESTARTSYS) => {
                 // Delivery decides: restart the call, or fail it with EINTR.
-                *current.thread.restart_nr.lock() = Some(nr);
+                current.thread.restart_nr.store(nr, Ordering::Relaxed);
                 (-i64::from(e::EINTR)) as u64
             }
             Err(errno) => (-i64::from(errno)) as u64,
