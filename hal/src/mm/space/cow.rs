@@ -159,11 +159,13 @@ pub(crate) fn resolve_write_fault(error_code: u64, address: u64) -> bool {
     {
         return false;
     }
-    // Never spin in a fault: the slot is only ever held briefly, by this CPU's own
-    // (non-faulting) switches.
+    // Wait for the slot rather than give up: another CPU's shootdown looks at it (briefly,
+    // with `try_lock`), and a fault that gave up would kill the program for nothing. This
+    // CPU never holds its own slot across a user access.
     let Some(space) = ACTIVE[crate::percpu::current_index()]
-        .try_lock()
-        .and_then(|slot| slot.as_ref().map(Arc::clone))
+        .lock()
+        .as_ref()
+        .map(Arc::clone)
     else {
         return false;
     };
@@ -185,9 +187,11 @@ pub(crate) fn resolve_stack_fault(error_code: u64, address: u64) -> bool {
     if error_code & FAULT_PRESENT != 0 || address >= USER_END {
         return false;
     }
+    // As in `resolve_write_fault`.
     let Some(space) = ACTIVE[crate::percpu::current_index()]
-        .try_lock()
-        .and_then(|slot| slot.as_ref().map(Arc::clone))
+        .lock()
+        .as_ref()
+        .map(Arc::clone)
     else {
         return false;
     };
