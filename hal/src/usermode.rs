@@ -17,12 +17,13 @@
 //!
 //! Back to user mode after a syscall goes through `sysretq` when `rcx`/`r11` still hold what
 //! `syscall` put there and `rip` is canonical (`sysretq` would fault in the kernel on a
-//! non-canonical one); everything else through `iretq`. The x87/SSE registers are saved
-//! only when the CPU switches threads or another context runs (see [`FPU_LIVE`]).
+//! non-canonical one); everything else through `iretq`. The FPU registers (x87, SSE and
+//! AVX, with `xsave`/`xrstor` and the size CPUID gives; `fxsave` on a CPU without XSAVE) are
+//! saved only when the CPU switches threads or another context runs (see [`FPU_LIVE`]).
 //!
 //! Not yet:
-//! - AVX state (`xsave`, its size from CPUID): each context keeps its x87/SSE registers with
-//!   `fxsave`/`fxrstor`, and XSAVE stays off, so programs do not use AVX;
+//! - AVX-512, AMX and the other XSAVE components (XCR0 holds x87, SSE and AVX only), and
+//!   `xsaveopt`/`xsaves` (each save writes the whole image);
 //! - PCIDs;
 //! - an NMI that lands between `swapgs` and `iretq` on the way out sees the user's GS base
 //!   (Linux's "paranoid" NMI entry); hal's NMIs only stop CPUs on a panic, whose handler does
@@ -30,7 +31,10 @@
 
 use alloc::boxed::Box;
 use core::{
-    arch::{asm, naked_asm},
+    arch::{
+        asm, naked_asm,
+        x86_64::{__cpuid, __cpuid_count},
+    },
     cell::UnsafeCell,
     mem::offset_of,
     sync::atomic::{AtomicUsize, Ordering},
@@ -40,6 +44,7 @@ use x86_64::registers::{
     control::{Cr0, Cr0Flags, Cr4, Cr4Flags},
     model_specific::{Efer, EferFlags, FsBase, LStar, Msr, SFMask},
     rflags::RFlags,
+    xcontrol::XCr0,
 };
 
 use crate::{gdt, percpu::PerCpu, trap::TrapFrame};
@@ -79,27 +84,28 @@ pub struct UserContext {
     pub regs: UserRegs,
     /// The FS base (thread pointer; `arch_prctl(ARCH_SET_FS)`).
     pub fs_base: u64,
-    /// The x87/SSE registers. Only hal writes them (`fxsave`), so `fxrstor` never meets an
-    /// invalid image (reserved MXCSR bits would fault in the kernel). They may be live in a
-    /// CPU's registers rather than here: see [`FPU_LIVE`].
+    /// The x87/SSE/AVX registers. Only hal writes them (a save, or a sanitized image), so the
+    /// restore never meets an invalid image (reserved MXCSR bits or a bad XSAVE header would
+    /// fault in the kernel). They may be live in a CPU's registers rather than here: see
+    /// [`FPU_LIVE`].
     fpu: Fpu,
 }
 
 impl Clone for UserContext {
-    /// A copy with the current x87/SSE state (saved from the registers first if live).
+    /// A copy with the current FPU state (saved from the registers first if live).
     fn clone(&self) -> Self {
         Self {
             regs: self.regs,
             fs_base: self.fs_base,
-            fpu: Fpu(Box::new(FpuArea(UnsafeCell::new(self.fpu_state())))),
+            fpu: Fpu(Box::new(FpuArea(UnsafeCell::new(self.fpu_state().bytes)))),
         }
     }
 }
 
-/// Per CPU, the address of the [`FpuArea`] whose state this CPU's x87/SSE registers hold
+/// Per CPU, the address of the [`FpuArea`] whose state this CPU's FPU registers hold
 /// (0: none). The kernel is soft-float, so after a context's user code traps its registers
 /// stay as they were until another context runs here or this CPU switches threads: a syscall
-/// then costs no `fxsave`/`fxrstor`. The state is saved into the area when the CPU switches
+/// then costs no save or restore. The state is saved into the area when the CPU switches
 /// kernel threads ([`save_live_fpu`]) and whenever the kernel reads it; an area leaving this
 /// table before it is freed (its `Drop`) is what keeps the address valid.
 static FPU_LIVE: [AtomicUsize; crate::percpu::MAX_CPUS] =
@@ -130,27 +136,143 @@ pub(crate) fn save_live_fpu() {
     let addr = FPU_LIVE[crate::percpu::current_index()].swap(0, Ordering::AcqRel);
     if addr != 0 {
         // SAFETY: a live area belongs to a context that has not been dropped (its `Drop`
-        // takes it out of the table first); it is 512 bytes, 16-byte aligned, and nothing
-        // else touches it while its state is live in this CPU's registers.
-        unsafe { asm!("fxsave64 [{}]", in(reg) addr, options(nostack)) };
+        // takes it out of the table first), and nothing else touches it while its state is
+        // live in this CPU's registers.
+        unsafe { save_fpu(addr) };
     }
 }
 
-/// The `fxsave` image: x87, MXCSR and the sixteen XMM registers (AVX state is not saved:
-/// hal does not enable XSAVE, so no program may use AVX).
-#[repr(C, align(16))]
-struct FpuArea(UnsafeCell<[u8; 512]>);
+/// How user FPU state is saved on this machine: the same on every CPU (chosen on the
+/// bootstrap CPU, applied on each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FpuFormat {
+    /// `fxsave`/`fxrstor`: x87 and SSE only, a 512-byte image; XSAVE is off (the CPU lacks
+    /// it), so programs cannot use AVX.
+    Fxsave,
+    /// `xsave`/`xrstor` with XCR0 = `features` (x87, SSE and, if present, AVX): an image of
+    /// `size` bytes in the standard (uncompacted) form, the `fxsave` layout in its first 512.
+    Xsave {
+        /// The enabled state components (XCR0).
+        features: u64,
+        /// The image's size (CPUID.(EAX=0Dh,ECX=0).EBX with XCR0 set).
+        size: usize,
+    },
+}
+
+impl FpuFormat {
+    /// The size of a saved image.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Fxsave => LEGACY_SIZE,
+            Self::Xsave { size, .. } => size,
+        }
+    }
+}
+
+/// The format chosen on the bootstrap CPU (its `init_this_cpu`).
+static FORMAT: spin::Once<FpuFormat> = spin::Once::new();
+
+/// How user FPU state is saved (and so how big a signal frame's FPU image is).
+pub fn fpu_format() -> FpuFormat {
+    *FORMAT.get().unwrap_or(&FpuFormat::Fxsave)
+}
+
+/// The `fxsave` layout's size, and the XSAVE header's place after it.
+const LEGACY_SIZE: usize = 512;
+const HEADER: usize = 512;
+const HEADER_SIZE: usize = 64;
+/// Room for an image: x87, SSE and AVX take 832 bytes; a CPU whose CPUID reports more for
+/// those than this gets only x87 and SSE (576 bytes).
+const FPU_MAX: usize = 1024;
+/// XCR0 bits: x87, SSE, AVX (the upper halves of the YMM registers).
+const XFEATURES_WANTED: u64 = 0b111;
+const XFEATURES_LEGACY: u64 = 0b011;
+/// The MXCSR in the legacy area, and its default (all exceptions masked).
+const MXCSR: usize = 24;
+const MXCSR_DEFAULT: u32 = 0x1f80;
+
+/// Saves this CPU's FPU registers into the area at `addr` (their state stays loaded).
+///
+/// # Safety
+/// `addr` is an [`FpuArea`] nothing else accesses meanwhile.
+unsafe fn save_fpu(addr: usize) {
+    match fpu_format() {
+        // SAFETY: the area is `FPU_MAX` (at least 512) bytes, 64-byte aligned and the
+        // caller's to write.
+        FpuFormat::Fxsave => unsafe { asm!("fxsave64 [{}]", in(reg) addr, options(nostack)) },
+        // SAFETY: as above; `size` is at most `FPU_MAX`, and the CPU writes only the
+        // components in `features` (XCR0).
+        FpuFormat::Xsave { features, .. } => unsafe {
+            asm!(
+                "xsave64 [{}]",
+                in(reg) addr,
+                in("eax") features as u32,
+                in("edx") (features >> 32) as u32,
+                options(nostack),
+            )
+        },
+    }
+}
+
+/// Loads this CPU's FPU registers from the area at `addr`.
+///
+/// # Safety
+/// `addr` is an [`FpuArea`] nothing writes meanwhile, holding an image this CPU's save wrote
+/// or one [`sanitize`] checked (so the restore cannot fault in the kernel).
+unsafe fn restore_fpu(addr: usize) {
+    match fpu_format() {
+        // SAFETY: the caller's guarantees; the kernel never uses the FPU registers itself
+        // (its target is soft-float), so what is loaded stays the user's.
+        FpuFormat::Fxsave => unsafe { asm!("fxrstor64 [{}]", in(reg) addr, options(nostack)) },
+        // SAFETY: as above; the header is valid for `features` (checked by `sanitize`).
+        FpuFormat::Xsave { features, .. } => unsafe {
+            asm!(
+                "xrstor64 [{}]",
+                in(reg) addr,
+                in("eax") features as u32,
+                in("edx") (features >> 32) as u32,
+                options(nostack),
+            )
+        },
+    }
+}
+
+/// Makes `area` (an image in `format`) safe to restore: MXCSR's reserved bits cleared and,
+/// for XSAVE, the header's XSTATE_BV limited to the enabled components, XCOMP_BV (the
+/// compacted form) and the reserved header bytes zero; otherwise the restore would fault.
+fn sanitize(area: &mut [u8; FPU_MAX], format: FpuFormat) {
+    let mxcsr = u32::from_le_bytes(area[MXCSR..MXCSR + 4].try_into().expect("4 bytes"));
+    area[MXCSR..MXCSR + 4].copy_from_slice(&(mxcsr & MXCSR_VALID).to_le_bytes());
+    if let FpuFormat::Xsave { features, .. } = format {
+        let bv = u64::from_le_bytes(area[HEADER..HEADER + 8].try_into().expect("8 bytes"));
+        area[HEADER..HEADER + 8].copy_from_slice(&(bv & features).to_le_bytes());
+        area[HEADER + 8..HEADER + HEADER_SIZE].fill(0);
+    }
+}
+
+/// A saved FPU image: [`FpuFormat::size`] bytes, 64-byte aligned (as `xsave` needs).
+#[repr(C, align(64))]
+struct FpuArea(UnsafeCell<[u8; FPU_MAX]>);
 
 impl Default for FpuArea {
     /// The state a new program starts with, as after `fninit` with SSE on: x87 control word
-    /// 0x37f, MXCSR 0x1f80 (all exceptions masked), every register zero.
+    /// 0x37f, MXCSR 0x1f80 (all exceptions masked), every register zero; for XSAVE a header
+    /// saying x87 and SSE come from the legacy area and the rest (AVX) is in its initial,
+    /// zero state.
     fn default() -> Self {
-        let mut area = [0u8; 512];
-        area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
-        area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        area[28..32].copy_from_slice(&0xffffu32.to_le_bytes()); // MXCSR_MASK (ignored)
-        Self(UnsafeCell::new(area))
+        Self(UnsafeCell::new(initial_image(fpu_format())))
     }
+}
+
+fn initial_image(format: FpuFormat) -> [u8; FPU_MAX] {
+    let mut area = [0u8; FPU_MAX];
+    area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+    area[MXCSR..MXCSR + 4].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
+    area[28..32].copy_from_slice(&0xffffu32.to_le_bytes()); // MXCSR_MASK (ignored)
+    if let FpuFormat::Xsave { features, .. } = format {
+        area[HEADER..HEADER + 8].copy_from_slice(&(features & XFEATURES_LEGACY).to_le_bytes());
+    }
+    area
 }
 
 impl core::fmt::Debug for FpuArea {
@@ -158,6 +280,24 @@ impl core::fmt::Debug for FpuArea {
         f.write_str("FpuArea { .. }")
     }
 }
+
+/// A copy of a context's FPU state: [`FpuFormat::size`] bytes (see [`Self::as_bytes`]).
+#[derive(Clone)]
+pub struct FpuImage {
+    bytes: [u8; FPU_MAX],
+    len: usize,
+}
+
+impl FpuImage {
+    /// The image: an `fxsave` image (512 bytes), or an `xsave` one in the standard form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Why [`UserContext::set_fpu_state`] refused an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadFpuImage;
 
 /// Why [`UserContext::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,10 +369,9 @@ impl UserContext {
         if live.load(Ordering::Acquire) != fpu {
             // Another context's state is in the registers: keep it in its own area first.
             save_live_fpu();
-            // SAFETY: the image is 512 bytes, 16-byte aligned, and was written by `fxsave` or
-            // is the valid initial state; the kernel never uses the x87/SSE registers itself
-            // (its target is soft-float), so what is loaded here stays the user's.
-            unsafe { asm!("fxrstor64 [{}]", in(reg) fpu, options(nostack)) };
+            // SAFETY: the area is this context's (`&mut self`), holding what a save wrote,
+            // the initial state or an image `set_fpu_state` sanitized.
+            unsafe { restore_fpu(fpu) };
             live.store(fpu, Ordering::Release);
         }
         // Back from a syscall with `rcx`/`r11` as `syscall` left them, `sysretq` is the cheap
@@ -265,27 +404,42 @@ impl UserContext {
 }
 
 impl UserContext {
-    /// The x87/SSE registers as an `fxsave` image (what a signal frame carries).
-    pub fn fpu_state(&self) -> [u8; 512] {
+    /// The FPU registers as a signal frame carries them: an image in [`fpu_format`].
+    pub fn fpu_state(&self) -> FpuImage {
         let fpu = self.fpu.addr();
-        x86_64::instructions::interrupts::without_interrupts(|| {
+        let bytes = x86_64::instructions::interrupts::without_interrupts(|| {
             if FPU_LIVE[crate::percpu::current_index()].load(Ordering::Acquire) == fpu {
-                // SAFETY: the area is this context's (512 bytes, aligned), its state live in
-                // this CPU's registers; saving keeps it live (registers unchanged).
-                unsafe { asm!("fxsave64 [{}]", in(reg) fpu, options(nostack)) };
+                // SAFETY: the area is this context's, its state live in this CPU's registers;
+                // saving keeps it live (registers unchanged).
+                unsafe { save_fpu(fpu) };
             }
             // SAFETY: the area is not being written: its state is saved, and only this
             // context's own calls (with `&self` or `&mut self`) write it.
             unsafe { *self.fpu.0.0.get() }
-        })
+        });
+        FpuImage {
+            bytes,
+            len: fpu_format().size(),
+        }
     }
 
-    /// Replaces the x87/SSE registers with `image` (from a signal frame): MXCSR's reserved
-    /// bits are cleared, so `fxrstor` cannot fault in the kernel.
-    pub fn set_fpu_state(&mut self, image: &[u8; 512]) {
-        let mut area = *image;
-        let mxcsr = u32::from_le_bytes([area[24], area[25], area[26], area[27]]) & MXCSR_VALID;
-        area[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    /// Replaces the FPU registers with `image` (from a signal frame): either a full image in
+    /// [`fpu_format`] or a 512-byte `fxsave` one (the AVX state then goes back to its initial
+    /// state, as Linux does for a legacy frame). MXCSR's reserved bits and the XSAVE header
+    /// are sanitized (see [`sanitize`]), so the restore cannot fault in the kernel. Any other
+    /// length is refused.
+    pub fn set_fpu_state(&mut self, image: &[u8]) -> Result<(), BadFpuImage> {
+        let format = fpu_format();
+        let mut area = [0u8; FPU_MAX];
+        if image.len() == format.size() {
+            area[..image.len()].copy_from_slice(image);
+        } else if image.len() == LEGACY_SIZE {
+            area = initial_image(format);
+            area[..LEGACY_SIZE].copy_from_slice(image);
+        } else {
+            return Err(BadFpuImage);
+        }
+        sanitize(&mut area, format);
         let fpu = self.fpu.addr();
         x86_64::instructions::interrupts::without_interrupts(|| {
             // The registers no longer hold this context's state: the next run loads `area`.
@@ -298,6 +452,7 @@ impl UserContext {
             // SAFETY: `&mut self`: nothing else reads or writes the area now.
             unsafe { *self.fpu.0.0.get() = area };
         });
+        Ok(())
     }
 }
 
@@ -311,7 +466,9 @@ fn is_canonical(address: u64) -> bool {
 }
 
 /// Sets this CPU up for user mode: `syscall`/`sysret` (EFER.SCE, STAR, LSTAR, FMASK) and the
-/// SSE state user programs use (CR0.MP, not EM; CR4.OSFXSR, OSXMMEXCPT).
+/// FPU state user programs use (CR0.MP, not EM; CR4.OSFXSR, OSXMMEXCPT; with XSAVE,
+/// CR4.OSXSAVE and XCR0 as [`fpu_format`] says, chosen on the first CPU to get here, the
+/// bootstrap CPU).
 pub(crate) fn init_this_cpu() {
     // SAFETY: enabling `syscall` with LSTAR pointing at hal's entry, which switches to a
     // kernel stack before touching memory; STAR's selectors are the GDT's (kernel code/data
@@ -336,6 +493,10 @@ pub(crate) fn init_this_cpu() {
             f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE);
         });
     }
+    let format = *FORMAT.call_once(choose_format);
+    if let FpuFormat::Xsave { features, .. } = format {
+        enable_xsave(features);
+    }
     // STAR: syscall loads CS = 0x08, SS = 0x10; sysret would load CS = 0x10 + 16 and
     // SS = 0x10 + 8 (user code and data, RPL 3).
     let star = (u64::from(gdt::KERNEL_DATA.0) << 48) | (u64::from(gdt::KERNEL_CODE.0) << 32);
@@ -345,6 +506,41 @@ pub(crate) fn init_this_cpu() {
 }
 
 const STAR_MSR: u32 = 0xc000_0081;
+
+/// On the bootstrap CPU: XSAVE with x87, SSE and AVX (those of them XCR0 supports) if the
+/// CPU has it and their image fits an [`FpuArea`], else x87 and SSE alone; `fxsave` without
+/// XSAVE. Leaves XSAVE enabled on this CPU when chosen.
+fn choose_format() -> FpuFormat {
+    if __cpuid(1).ecx & (1 << 26) == 0 {
+        return FpuFormat::Fxsave;
+    }
+    let supported = __cpuid_count(0xd, 0);
+    let supported = u64::from(supported.eax) | (u64::from(supported.edx) << 32);
+    for wanted in [XFEATURES_WANTED, XFEATURES_LEGACY] {
+        let features = supported & wanted;
+        enable_xsave(features);
+        // EBX: the size XCR0's components need in the standard form.
+        let size = __cpuid_count(0xd, 0).ebx as usize;
+        if size <= FPU_MAX {
+            return FpuFormat::Xsave { features, size };
+        }
+    }
+    // A CPU whose x87 and SSE need more than `FPU_MAX` bytes does not exist; be safe anyway.
+    // SAFETY: clearing OSXSAVE again: nothing has used XSAVE yet.
+    unsafe { Cr4::update(|f| f.remove(Cr4Flags::OSXSAVE)) };
+    FpuFormat::Fxsave
+}
+
+/// Sets CR4.OSXSAVE and XCR0 = `features` on this CPU.
+fn enable_xsave(features: u64) {
+    // SAFETY: the CPU has XSAVE (checked before the format was chosen), and `features` is a
+    // subset of what CPUID.(EAX=0Dh,ECX=0) reports supported that includes x87 and SSE,
+    // which is what `xsetbv` accepts; no user state has been saved in another format.
+    unsafe {
+        Cr4::update(|f| f.insert(Cr4Flags::OSXSAVE));
+        XCr0::write_raw(features);
+    }
+}
 
 /// Called by the trap path for a trap taken in user mode, after any interrupt handler ran:
 /// stores the registers into the running context and returns from `run`. Never returns.

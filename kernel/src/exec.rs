@@ -232,7 +232,7 @@ fn build_stack(
         .collect::<Result<_, _>>()?;
     let random = push_bytes(&crate::syscall::random_bytes::<16>(), &mut top)?;
     use linux_raw_sys::auxvec as g;
-    let auxv: [(u32, u64); 18] = [
+    let auxv: [(u32, u64); 19] = [
         (g::AT_PHDR, aux.phdr),
         (g::AT_PHENT, aux.phent),
         (g::AT_PHNUM, aux.phnum),
@@ -250,6 +250,8 @@ fn build_stack(
         (g::AT_CLKTCK, 100),
         (g::AT_PLATFORM, platform),
         (g::AT_EXECFN, execfn),
+        // The stack a signal handler needs, which grows with the FPU image (as Linux's).
+        (g::AT_MINSIGSTKSZ, crate::signal::min_sigstack_size()),
         (g::AT_NULL, 0),
     ];
     let mut words: Vec<u64> = Vec::new();

@@ -235,10 +235,58 @@ fn log_stop_once(sig: u8) {
     });
 }
 
-/// Size of the `fxsave` image in the frame.
-const FPU_BYTES: u64 = 512;
-/// `uc_flags`: the frame has an FPU state Linux-style.
+/// `uc_flags`: the frame's FPU state is an `xsave` image (with `_fpx_sw_bytes`).
 const UC_FP_XSTATE: u64 = 1;
+/// `struct _fpx_sw_bytes` (uapi `asm/sigcontext.h`) sits in the `fxsave` layout's bytes
+/// 464..512, which the CPU leaves to software; its `magic1` says an `xsave` image follows,
+/// `FP_XSTATE_MAGIC2` right after that image confirms it.
+const SW_BYTES: usize = 464;
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+const MAGIC2_SIZE: usize = 4;
+/// The legacy (`fxsave`) image's size, where the XSAVE header starts.
+const LEGACY_FPU: usize = 512;
+/// x87 and SSE: an `xsave` image's XSTATE_BV always claims them (as Linux), so a handler
+/// reading the legacy area sees it as written.
+const XFEATURES_FPSSE: u64 = 0b11;
+
+/// The FPU part of a signal frame: the image and, for XSAVE, Linux's software bytes and
+/// the trailing magic; `(bytes, uc_flags)`.
+fn fpu_frame(context: &hal::usermode::UserContext) -> (alloc::vec::Vec<u8>, u64) {
+    let image = context.fpu_state();
+    let mut bytes = image.as_bytes().to_vec();
+    match hal::usermode::fpu_format() {
+        hal::usermode::FpuFormat::Fxsave => (bytes, 0),
+        hal::usermode::FpuFormat::Xsave { features, size } => {
+            // struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size, padding.
+            let sw = &mut bytes[SW_BYTES..LEGACY_FPU];
+            sw.fill(0);
+            sw[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+            sw[4..8].copy_from_slice(&((size + MAGIC2_SIZE) as u32).to_le_bytes());
+            sw[8..16].copy_from_slice(&features.to_le_bytes());
+            sw[16..20].copy_from_slice(&(size as u32).to_le_bytes());
+            let bv = &mut bytes[LEGACY_FPU..LEGACY_FPU + 8];
+            let claimed = u64::from_le_bytes(bv.try_into().expect("8 bytes")) | XFEATURES_FPSSE;
+            bv.copy_from_slice(&claimed.to_le_bytes());
+            bytes.extend_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
+            (bytes, UC_FP_XSTATE)
+        }
+    }
+}
+
+/// The size Linux reports as `AT_MINSIGSTKSZ`: the largest frame a signal may need
+/// (`init_sigframe_size` in Linux's `arch/x86/kernel/signal.c`): `rt_sigframe`, its
+/// alignment padding, the FPU image (with the magic for XSAVE) and its 64-byte alignment.
+pub fn min_sigstack_size() -> u64 {
+    let fpu = match hal::usermode::fpu_format() {
+        hal::usermode::FpuFormat::Fxsave => LEGACY_FPU,
+        hal::usermode::FpuFormat::Xsave { size, .. } => size + MAGIC2_SIZE,
+    };
+    ((FRAME_BYTES as usize + 15 + fpu + 63).next_multiple_of(16)) as u64
+}
+
+/// `rt_sigframe`: pretcode, ucontext (304 bytes), siginfo (128 bytes).
+const FRAME_BYTES: u64 = 8 + 304 + 128;
 
 /// Writes the `rt_sigframe` and points the context at the handler.
 fn build_frame(
@@ -259,21 +307,21 @@ fn build_frame(
     } else {
         r.rsp.wrapping_sub(128) // the red zone
     };
-    sp = (sp - FPU_BYTES) & !63;
+    let (fpu, uc_flags) = fpu_frame(context);
+    sp = sp.checked_sub(fpu.len() as u64).ok_or(())? & !63;
     let fpstate = sp;
-    hal::user::copy_to_user(fpstate, &context.fpu_state()).map_err(|_| ())?;
-    // pretcode, ucontext (304 bytes), siginfo (128 bytes).
-    sp = ((sp - (8 + 304 + 128)) & !15) - 8;
+    hal::user::copy_to_user(fpstate, &fpu).map_err(|_| ())?;
+    sp = ((sp.checked_sub(FRAME_BYTES).ok_or(())?) & !15) - 8;
     let frame = sp;
     let old_mask = thread
         .saved_mask
         .lock()
         .take()
         .unwrap_or(thread.sigmask.load(Ordering::Acquire));
-    let mut words = [0u64; (8 + 304 + 128) / 8];
+    let mut words = [0u64; FRAME_BYTES as usize / 8];
     words[0] = action.restorer;
     // ucontext: uc_flags, uc_link, uc_stack (sp, flags, size), then sigcontext.
-    words[1] = UC_FP_XSTATE;
+    words[1] = uc_flags;
     words[2] = 0;
     words[3] = alt_base;
     words[4] = u64::from(if on_alt { 0 } else { alt_flags });
@@ -339,9 +387,8 @@ pub fn sigreturn(current: &Current, context: &mut hal::usermode::UserContext) ->
     ];
     let fpstate = words[mc + 23];
     if fpstate != 0 {
-        let mut fpu = [0u8; 512];
-        hal::user::copy_from_user(fpstate, &mut fpu).map_err(|_| e::EFAULT)?;
-        context.set_fpu_state(&fpu);
+        let fpu = read_fpu_frame(fpstate)?;
+        context.set_fpu_state(&fpu).map_err(|_| e::EFAULT)?;
     }
     current
         .thread
@@ -351,6 +398,42 @@ pub fn sigreturn(current: &Current, context: &mut hal::usermode::UserContext) ->
         current.task.interrupt();
     }
     Ok(context.regs.rax)
+}
+
+/// Reads the FPU image a frame's `fpstate` points at, as Linux's `check_xstate_in_sigframe`
+/// does: the whole `xsave` image if the software bytes and both magics say so, else the
+/// 512-byte legacy image (the AVX state then returns to its initial state). Components the
+/// frame's `xfeatures` leaves out return to their initial state too.
+fn read_fpu_frame(fpstate: u64) -> Result<alloc::vec::Vec<u8>, u32> {
+    let mut legacy = alloc::vec![0u8; LEGACY_FPU];
+    hal::user::copy_from_user(fpstate, &mut legacy).map_err(|_| e::EFAULT)?;
+    let hal::usermode::FpuFormat::Xsave { size, .. } = hal::usermode::fpu_format() else {
+        return Ok(legacy);
+    };
+    let word = |at: usize| u32::from_le_bytes(legacy[at..at + 4].try_into().expect("4 bytes"));
+    let xfeatures = u64::from_le_bytes(
+        legacy[SW_BYTES + 8..SW_BYTES + 16]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    let (magic1, extended, xstate) = (word(SW_BYTES), word(SW_BYTES + 4), word(SW_BYTES + 16));
+    if magic1 != FP_XSTATE_MAGIC1
+        || xstate as usize != size
+        || extended as usize != size + MAGIC2_SIZE
+    {
+        return Ok(legacy);
+    }
+    let mut full = alloc::vec![0u8; size + MAGIC2_SIZE];
+    hal::user::copy_from_user(fpstate, &mut full).map_err(|_| e::EFAULT)?;
+    let magic2 = u32::from_le_bytes(full[size..].try_into().expect("4 bytes"));
+    if magic2 != FP_XSTATE_MAGIC2 {
+        return Ok(legacy);
+    }
+    full.truncate(size);
+    let bv = &mut full[LEGACY_FPU..LEGACY_FPU + 8];
+    let kept = u64::from_le_bytes(bv.try_into().expect("8 bytes")) & (xfeatures | XFEATURES_FPSSE);
+    bv.copy_from_slice(&kept.to_le_bytes());
+    Ok(full)
 }
 
 /// A CPU exception in user mode: the signal it stands for goes to the thread — to its

@@ -394,6 +394,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-avx",
+        about: "per-thread AVX state with xsave (user/tests/avx.c): CPUID's OSXSAVE and XCR0's AVX bit, all sixteen YMM registers kept across syscalls and sched_yield, in two threads and in parent and child each with its own values, and across SIGUSR1/SIGALRM handlers that clobber them (the xsave signal frame's magic and contents, a handler's edit of it, a legacy frame resetting the upper halves): same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("avx.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-sh-basics",
         about: "busybox sh runs a script (user/tests/sh-basics.sh): loops, pipes, redirection, $?, command substitution, functions, background jobs, traps, kill; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {

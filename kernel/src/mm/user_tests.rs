@@ -380,3 +380,109 @@ pub fn fpu_per_context() -> TestResult {
     );
     Ok(())
 }
+
+/// Runs `context` until an event other than an interrupt.
+fn run_to_event(context: &mut hal::usermode::UserContext) -> hal::usermode::Event {
+    loop {
+        match context.run() {
+            hal::usermode::Event::Interrupt(_) => continue,
+            other => break other,
+        }
+    }
+}
+
+/// Each user context keeps its own AVX state: one sets `ymm0`'s upper half to ones, the
+/// other clears every YMM register, and each reads back its own upper half (xsave).
+#[ktest("user-ymm-per-context")]
+pub fn ymm_per_context() -> TestResult {
+    use hal::usermode::{Event, FpuFormat, UserContext};
+    if !matches!(hal::usermode::fpu_format(), FpuFormat::Xsave { features, .. } if features & 4 != 0)
+    {
+        return Ok(()); // no AVX on this CPU: nothing to keep
+    }
+    // test rax, rax; jz 2f; vpcmpeqd ymm0, ymm0, ymm0; jmp 3f; 2: vzeroall; 3: syscall;
+    // vextractf128 xmm0, ymm0, 1; movq rax, xmm0; syscall; jmp $
+    const CODE: [u8; 31] = [
+        0x48, 0x85, 0xc0, 0x74, 0x06, 0xc5, 0xfd, 0x76, 0xc0, 0xeb, 0x03, 0xc5, 0xfc, 0x77, 0x0f,
+        0x05, 0xc4, 0xe3, 0x7d, 0x19, 0xc0, 0x01, 0x66, 0x48, 0x0f, 0x7e, 0xc0, 0x0f, 0x05, 0xeb,
+        0xfe,
+    ];
+    let space = AddressSpace::new().map_err(|e| format!("{e}"))?;
+    space
+        .map_zeroed(BASE, PAGE, Access::READ_EXECUTE)
+        .map_err(|e| format!("{e}"))?;
+    check!(space.write(BASE, &CODE).is_ok(), "writing the code");
+    AddressSpace::activate(&space);
+    let mut contexts: [UserContext; 2] = Default::default();
+    for (context, value) in contexts.iter_mut().zip([1u64, 0]) {
+        context.regs.rip = BASE;
+        context.regs.rax = value;
+    }
+    // A sets ymm0's upper half to ones, B zeroes every YMM register, then each reads its own.
+    let mut events = alloc::vec::Vec::new();
+    for step in [0usize, 1, 0, 1] {
+        events.push(run_to_event(&mut contexts[step]));
+    }
+    user::deactivate();
+    check!(
+        events.iter().all(|e| *e == Event::Syscall),
+        "events {events:?}"
+    );
+    check!(
+        contexts[0].regs.rax == u64::MAX && contexts[1].regs.rax == 0,
+        "ymm0's upper half read back {:#x} and {:#x}, expected all ones and 0",
+        contexts[0].regs.rax,
+        contexts[1].regs.rax
+    );
+    Ok(())
+}
+
+/// A signal frame's FPU image is untrusted: one with every bit set (reserved MXCSR bits, a
+/// bad XSAVE header) is sanitized so the restore does not fault in the kernel, its XMM
+/// values still load, and an image of the wrong size is refused.
+#[ktest("user-fpu-hostile-image")]
+pub fn fpu_hostile_image() -> TestResult {
+    use hal::usermode::{Event, UserContext};
+    // movq rax, xmm0; syscall; jmp $
+    const CODE: [u8; 9] = [0x66, 0x48, 0x0f, 0x7e, 0xc0, 0x0f, 0x05, 0xeb, 0xfe];
+    let size = hal::usermode::fpu_format().size();
+    let mut context = UserContext::default();
+    check!(
+        context.set_fpu_state(&[0u8; 100]).is_err(),
+        "an image of 100 bytes is refused"
+    );
+    // Every bit set: MXCSR's reserved bits, XSTATE_BV beyond XCR0, XCOMP_BV, the reserved
+    // header bytes; restoring it unsanitized would fault in the kernel.
+    let hostile = alloc::vec![0xffu8; size];
+    check!(
+        context.set_fpu_state(&hostile).is_ok(),
+        "a full-size image is taken"
+    );
+    let space = AddressSpace::new().map_err(|e| format!("{e}"))?;
+    space
+        .map_zeroed(BASE, PAGE, Access::READ_EXECUTE)
+        .map_err(|e| format!("{e}"))?;
+    check!(space.write(BASE, &CODE).is_ok(), "writing the code");
+    AddressSpace::activate(&space);
+    context.regs.rip = BASE;
+    let event = run_to_event(&mut context);
+    user::deactivate();
+    check!(event == Event::Syscall, "event {event:?}");
+    check!(
+        context.regs.rax == u64::MAX,
+        "xmm0 from the image: {:#x}",
+        context.regs.rax
+    );
+    let state = context.fpu_state();
+    let bytes = state.as_bytes();
+    check!(bytes.len() == size, "image of {} bytes", bytes.len());
+    if let hal::usermode::FpuFormat::Xsave { features, .. } = hal::usermode::fpu_format() {
+        let bv = u64::from_le_bytes(bytes[512..520].try_into().expect("8 bytes"));
+        let xcomp = u64::from_le_bytes(bytes[520..528].try_into().expect("8 bytes"));
+        check!(
+            bv & !features == 0 && xcomp == 0,
+            "saved header XSTATE_BV {bv:#x} XCOMP_BV {xcomp:#x}"
+        );
+    }
+    Ok(())
+}
