@@ -389,10 +389,12 @@ const EXCEPTION_NAMES: [&str; 32] = [
     "reserved",
 ];
 
-/// Resolves a user page fault that is the kernel's to serve: copy-on-write, stack growth.
+/// Resolves a user page fault that is the kernel's to serve: demand paging, copy-on-write,
+/// stack growth.
 fn resolve_page_fault(error_code: u64) -> bool {
     let address = Cr2::read_raw();
-    crate::mm::resolve_write_fault(error_code, address)
+    crate::mm::resolve_lazy_fault(error_code, address)
+        || crate::mm::resolve_write_fault(error_code, address)
         || crate::mm::resolve_stack_fault(error_code, address)
 }
 

@@ -473,6 +473,26 @@ pub fn fault(
     };
     let thread = &current.thread;
     let process = current.process();
+    if vector == 14
+        && process
+            .memory()
+            .space
+            .fault_out_of_memory(error_code, address)
+    {
+        // Not the program's fault: memory ran out under it. Linux's OOM killer ends a
+        // process with SIGKILL and says so; so do we (no handler can run without memory).
+        static OOM_REPORTS: crate::logger::RateLimit =
+            crate::logger::RateLimit::new(10, 5_000_000_000);
+        if OOM_REPORTS.check().is_some() {
+            log::error!(
+                "out of memory: killed process {} ({}) on a page fault at {address:#x}",
+                process.pid,
+                process.path.lock()
+            );
+        }
+        process.exit_group(Exit::Signal(9));
+        return;
+    }
     let action = process.sigactions.lock().0[usize::from(sig - 1)];
     let blocked = thread.sigmask.load(Ordering::Acquire) & bit(sig) != 0;
     if action.handler > 1 && !blocked {

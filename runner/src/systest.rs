@@ -394,6 +394,30 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-memory",
+        about: "demand paging (user/tests/memory.c): a 256 MiB mapping reads zeros until touched and keeps what is written, the kernel writes untouched pages, MADV_DONTNEED drops private pages and keeps shared ones, mremap moves contents (a moved MAP_SHARED mapping stays shared with a child), untouched PROT_NONE/PROT_READ pages fault with SEGV_ACCERR, fork of untouched pages, a 1 GiB PROT_NONE reservation used piece by piece: same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("memory.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-oom",
+        about: "running out of memory (user/tests/oom.c): a child touching more memory than the machine has is killed with SIGKILL and a log line, twice, and the next child still gets 32 MiB and runs (guest only)",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("oom.c"),
+            args: &[],
+            guest_only: Some(
+                "oom: round 1: the hog was killed by signal 9\noom: round 1: the next child exited 0\noom: round 2: the hog was killed by signal 9\noom: round 2: the next child exited 0\noom: the kernel lives",
+            ),
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-avx",
         about: "per-thread AVX state with xsave (user/tests/avx.c): CPUID's OSXSAVE and XCR0's AVX bit, all sixteen YMM registers kept across syscalls and sched_yield, in two threads and in parent and child each with its own values, and across SIGUSR1/SIGALRM handlers that clobber them (the xsave signal frame's magic and contents, a handler's edit of it, a legacy frame resetting the upper halves): same output and status as on the host",
         kind: Kind::User(user::UserProgram {

@@ -48,6 +48,22 @@ pub(super) fn alloc_for(pages: u64, align_pages: u64, owner: Owner) -> Option<u6
         .alloc_contiguous(pages, align_pages, owner)
 }
 
+/// Frames user pages may not take: the last 4 MiB stay for the kernel (its heap, page tables,
+/// kernel stacks), so a program that eats all memory is refused its next page — and killed
+/// for it — before the kernel runs short, as Linux keeps `min_free_kbytes` back.
+pub const USER_RESERVE: u64 = 1024;
+
+/// Allocates one frame for a user page (owner `hal`), unless only the [`USER_RESERVE`] is
+/// left.
+pub(super) fn alloc_user() -> Option<u64> {
+    let mut frames = locked();
+    let frames = frames.as_mut()?;
+    if frames.stats().free <= USER_RESERVE {
+        return None;
+    }
+    frames.alloc_contiguous(1, 1, HAL)
+}
+
 /// Frees frames allocated with [`alloc_for`].
 pub(super) fn free_for(phys: u64, pages: u64, owner: Owner) -> Result<(), FrameError> {
     match locked().as_mut() {

@@ -55,7 +55,7 @@ pub use protect::Protections;
 pub(crate) use setup::init;
 pub use setup::{InitError, InitSummary};
 pub use space::{Access, AddressSpace, USER_END, deactivate};
-pub(crate) use space::{resolve_stack_fault, resolve_write_fault};
+pub(crate) use space::{resolve_lazy_fault, resolve_stack_fault, resolve_write_fault};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
 pub use tables::{frames_kept_after_failed_shootdowns, translate};
 #[cfg(feature = "test-hooks")]

@@ -130,6 +130,10 @@ pub fn smap_blocks_kernel() -> TestResult {
     space
         .map_zeroed(BASE, PAGE, Access::READ_WRITE)
         .map_err(|e| format!("{e}"))?;
+    // Page it in: SMAP is about a present page (a reserved one faults as not present).
+    space
+        .write(BASE, &[0])
+        .map_err(|a| format!("paging in {a:#x}"))?;
     AddressSpace::activate(&space);
     let direct = hal::trap::probe_read(BASE);
     let copied = UserPtr::<u64>::new(BASE).read();
@@ -484,5 +488,134 @@ pub fn fpu_hostile_image() -> TestResult {
             "saved header XSTATE_BV {bv:#x} XCOMP_BV {xcomp:#x}"
         );
     }
+    Ok(())
+}
+
+/// Private memory is reserved, not allocated: a mapping costs no frame until a page is
+/// touched (by the kernel's copy routine here, which pages in as user mode does), `fork`'s
+/// copy keeps untouched pages reserved, `discard` returns frames and reads back zeros,
+/// `move_range` moves contents without copying, protection changes apply to reserved pages,
+/// and dropping the spaces returns every frame.
+#[ktest("user-demand-paging")]
+pub fn demand_paging() -> TestResult {
+    let free_before = hal::mm::stats().frames.free;
+    {
+        let space = AddressSpace::new().map_err(|e| format!("{e}"))?;
+        let pages = 64;
+        space
+            .map_zeroed(BASE, pages * PAGE, Access::READ_WRITE)
+            .map_err(|e| format!("{e}"))?;
+        check!(
+            space.mapped_pages() == 0,
+            "{} pages have frames before any touch",
+            space.mapped_pages()
+        );
+        check!(
+            space.query(BASE + 5 * PAGE) == Some(Access::READ_WRITE),
+            "a reserved page's access"
+        );
+        check!(
+            space.fault_out_of_memory(0b110, BASE + 5 * PAGE),
+            "a fault on a reserved page that is still reserved means memory ran out"
+        );
+        check!(
+            space.map_zeroed(BASE + PAGE, PAGE, Access::READ).is_err(),
+            "mapping over a reserved page"
+        );
+        AddressSpace::activate(&space);
+        let wrote = UserPtr::<u64>::new(BASE + 3 * PAGE + 8).write(0x1234);
+        let read = UserPtr::<u64>::new(BASE + 7 * PAGE).read();
+        user::deactivate();
+        check!(
+            wrote.is_ok(),
+            "copy_to_user into a reserved page: {wrote:?}"
+        );
+        check!(read == Ok(0), "a reserved page reads as zeros: {read:?}");
+        check!(
+            space.mapped_pages() == 2,
+            "{} pages have frames after two touches",
+            space.mapped_pages()
+        );
+        check!(
+            !space.fault_out_of_memory(0b110, BASE + 3 * PAGE),
+            "a mapped page is no OOM"
+        );
+
+        let child = space.duplicate().map_err(|e| format!("duplicate: {e}"))?;
+        check!(
+            child.mapped_pages() == 2,
+            "the copy maps {} pages",
+            child.mapped_pages()
+        );
+        check!(
+            child.query(BASE + 40 * PAGE) == Some(Access::READ_WRITE),
+            "the copy's reservation"
+        );
+        drop(child);
+
+        space
+            .protect(BASE + 10 * PAGE, PAGE, Access::READ)
+            .map_err(|e| format!("{e}"))?;
+        check!(
+            space.query(BASE + 10 * PAGE) == Some(Access::READ),
+            "protect on a reserved page"
+        );
+        space
+            .protect_none(BASE + 11 * PAGE, PAGE)
+            .map_err(|e| format!("{e}"))?;
+        check!(
+            space.query(BASE + 11 * PAGE).is_none(),
+            "PROT_NONE on a reserved page"
+        );
+
+        space
+            .discard(BASE, 8 * PAGE)
+            .map_err(|e| format!("discard: {e}"))?;
+        check!(
+            space.mapped_pages() == 0,
+            "{} pages have frames after discard",
+            space.mapped_pages()
+        );
+        let mut word = [0xffu8; 8];
+        check!(
+            space.read(BASE + 3 * PAGE + 8, &mut word).is_ok() && word == [0; 8],
+            "a discarded page reads {word:?}"
+        );
+
+        space
+            .write(BASE + 20 * PAGE, b"moved")
+            .map_err(|a| format!("write at {a:#x}"))?;
+        let to = BASE + 0x10_0000;
+        space
+            .move_range(BASE + 16 * PAGE, to, 8 * PAGE)
+            .map_err(|e| format!("move: {e}"))?;
+        let mut moved = [0u8; 5];
+        check!(
+            space.read(to + 4 * PAGE, &mut moved).is_ok() && &moved == b"moved",
+            "moved contents {moved:?}"
+        );
+        check!(
+            space.query(BASE + 20 * PAGE).is_none(),
+            "the old range is empty"
+        );
+        check!(
+            space.query(to + 7 * PAGE) == Some(Access::READ_WRITE),
+            "the moved reservation"
+        );
+        check!(
+            space.move_range(to, BASE + 30 * PAGE, 8 * PAGE).is_err(),
+            "a move onto reserved pages is refused"
+        );
+        check!(space.unmap(BASE, pages * PAGE).is_ok(), "unmap");
+        check!(
+            space.query(BASE + 40 * PAGE).is_none(),
+            "unmap drops reservations"
+        );
+    }
+    let free_after = hal::mm::stats().frames.free;
+    check!(
+        free_after == free_before,
+        "free frames {free_before} before, {free_after} after"
+    );
     Ok(())
 }

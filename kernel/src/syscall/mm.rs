@@ -1,10 +1,8 @@
 //! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`.
 //!
-//! Pages are mapped eagerly (at `mmap`/`brk` time); `fork` shares them copy-on-write, except
-//! `MAP_SHARED` memory, which stays shared (hal's `AddressSpace` keeps both apart). Demand
-//! paging is to come, and will live behind the same calls.
-
-use alloc::vec;
+//! Private anonymous memory is reserved at `mmap`/`brk` time and paged in on its first touch
+//! (hal's `AddressSpace` keeps the reservation in the page tables); `fork` shares pages
+//! copy-on-write, except `MAP_SHARED` memory, which is mapped at once and stays shared.
 
 use hal::{mm::PAGE_SIZE, user::Access};
 use linux_raw_sys::{errno as e, general as g};
@@ -76,7 +74,9 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
         return Err(e::ENODEV);
     }
     let access = access_of(prot)?;
-    if !could_fit(len) {
+    // As Linux's overcommit heuristic, MAP_NORESERVE and PROT_NONE mappings are not counted
+    // (they are how programs reserve address space).
+    if flags & g::MAP_NORESERVE == 0 && access.is_some() && !could_fit(len) {
         return Err(e::ENOMEM);
     }
     let mm = current.process().memory();
@@ -108,8 +108,8 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
         layout.mmap_next = at;
         at
     };
-    // Memory is mapped eagerly (no demand paging yet); PROT_NONE pages are mapped without
-    // user access, so a touch faults and a later mprotect finds them.
+    // PROT_NONE pages are reserved without user access, so a touch faults and a later
+    // mprotect finds them.
     let map = access.unwrap_or(Access::READ);
     let mapped = if flags & g::MAP_SHARED != 0 {
         mm.space.map_zeroed_shared(at, len, map)
@@ -218,36 +218,34 @@ pub fn mremap(
         layout.mmap_next = at;
         at
     };
+    // The pages themselves move (frames, reservations, sharing and all), then the new tail
+    // is reserved with the first page's access.
     mm.space
-        .map_zeroed(at, new_len, Access::READ_WRITE)
+        .move_range(old, at, old_len)
         .map_err(|_| e::ENOMEM)?;
-    let mut page = vec![0u8; PAGE_SIZE as usize];
-    for i in 0..pages {
-        if mm.space.read(old + i * PAGE_SIZE, &mut page).is_ok() {
-            let _ = mm.space.write(at + i * PAGE_SIZE, &page);
-        }
+    if mm.space.map_zeroed(at + old_len, grow, first).is_err() {
+        // Put the pages back where they were.
+        let _ = mm.space.move_range(at, old, old_len);
+        return Err(e::ENOMEM);
     }
-    let _ = mm.space.protect(at, new_len, first);
-    let _ = mm.space.unmap(old, old_len);
     Ok(at)
 }
 
-/// `madvise`: `MADV_DONTNEED` zeroes the range (its pages read back as fresh ones); other
-/// advice is accepted and has no effect.
+/// `madvise`: `MADV_DONTNEED` drops the private pages of the range (they read back as fresh
+/// zeroed pages; `MAP_SHARED` pages keep their contents, as on Linux); other advice is
+/// accepted and has no effect.
 pub fn madvise(current: &Current, addr: u64, len: u64, advice: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE) {
         return Err(e::EINVAL);
     }
     let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::EINVAL)?;
-    if advice as u32 == g::MADV_DONTNEED {
-        let mm = current.process().memory();
-        let zero = vec![0u8; PAGE_SIZE as usize];
-        for i in 0..len / PAGE_SIZE {
-            let page = addr + i * PAGE_SIZE;
-            if mm.space.query(page).is_some() {
-                let _ = mm.space.write(page, &zero);
-            }
-        }
+    if advice as u32 == g::MADV_DONTNEED && len > 0 {
+        current
+            .process()
+            .memory()
+            .space
+            .discard(addr, len)
+            .map_err(|_| e::EINVAL)?;
     }
     Ok(0)
 }

@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 
 use frames::table::{ADDRESS_MASK, PRESENT, PageTables, TableMemory, TableRead, WRITABLE};
 
-use super::{ACTIVE, AddressSpace, COW, SHARED, USER_END};
+use super::{ACTIVE, AddressSpace, COW, LAZY, SHARED, USER_END};
 use crate::mm::{MapError, PAGE_SIZE, frame, share, tables::Hhdm};
 
 /// Page-fault error-code bits.
@@ -86,7 +86,7 @@ impl AddressSpace {
             tables.replace_leaf(memory, virt, flags | m.phys)?;
             return Ok(true);
         }
-        let phys = frame::alloc_for(1, 1, frame::HAL).ok_or(MapError::OutOfMemory)?;
+        let phys = frame::alloc_user().ok_or(MapError::OutOfMemory)?;
         // SAFETY: `m.phys` is a frame this space maps (its lock is held, and this space's
         // reference keeps the frame allocated), `phys` one just allocated for hal; both are
         // usable RAM in the HHDM, a page long, and distinct. Other spaces may write `m.phys`
@@ -118,6 +118,11 @@ fn share_tables(
     for slot in slots {
         let entry = memory.read(table, slot)?;
         if entry & PRESENT == 0 {
+            if level == 0 && entry & LAZY != 0 {
+                // Reserved, never touched: the copy gets its own zeroed page when it touches
+                // it.
+                memory.write(copy, slot, entry)?;
+            }
             continue;
         }
         let phys = entry & ADDRESS_MASK;
@@ -177,6 +182,32 @@ pub(crate) fn resolve_write_fault(error_code: u64, address: u64) -> bool {
     let mut memory = Hhdm::new(crate::mm::hhdm_offset());
     space
         .make_private(&tables, &mut memory, address & !(PAGE_SIZE - 1), true)
+        .unwrap_or(false)
+}
+
+/// Resolves a page fault with `error_code` on `address` in the space this CPU runs, if it is
+/// the first touch of a reserved page: the page gets its zeroed frame and `true` says the
+/// instruction can be retried. Called by the trap path with interrupts disabled.
+pub(crate) fn resolve_lazy_fault(error_code: u64, address: u64) -> bool {
+    if error_code & FAULT_PRESENT != 0 || address >= USER_END {
+        return false;
+    }
+    // As in `resolve_write_fault`.
+    let Some(space) = ACTIVE[crate::percpu::current_index()]
+        .lock()
+        .as_ref()
+        .map(Arc::clone)
+    else {
+        return false;
+    };
+    if !space.is_active_here() {
+        return false;
+    }
+    let _guard = space.lock();
+    let tables = space.tables();
+    let mut memory = Hhdm::new(crate::mm::hhdm_offset());
+    space
+        .fill(&tables, &mut memory, address & !(PAGE_SIZE - 1))
         .unwrap_or(false)
 }
 

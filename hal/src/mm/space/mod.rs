@@ -13,6 +13,16 @@
 //! mapped read-only while shared; a write copies it) and [`SHARED`] (`MAP_SHARED` memory:
 //! writable in every space that maps it, shared again by `fork`).
 //!
+//! Private anonymous memory is paged in on demand: [`map_zeroed`](AddressSpace::map_zeroed)
+//! only writes *reserved* leaves — not present, so the CPU ignores them, with the [`LAZY`]
+//! bit and the access the page will have — and the first touch (from user mode, or a kernel
+//! copy to or from user memory) faults; [`resolve_lazy_fault`] then gives the page a zeroed
+//! frame and the instruction is retried, as Linux does on its first fault of an anonymous
+//! page. Keeping the reservation in the leaf itself, rather than in a separate list of
+//! ranges, means every operation (unmap, protect, fork's copy, mremap's move, query) sees
+//! one truth. `MAP_SHARED` memory is mapped at once (its frames must exist to be shared by
+//! `fork`).
+//!
 //! TLB flushes happen with the space's lock held, so that no CPU can use a stale entry after
 //! the lock is released. A CPU waiting for the lock serves shootdowns while it spins (the
 //! holder may be waiting for its flush), and only CPUs running the space are asked.
@@ -22,8 +32,10 @@ mod cow;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use cow::{resolve_stack_fault, resolve_write_fault};
-use frames::table::{Attributes, PageSize, PageTables, TableMemory, TableRead};
+pub(crate) use cow::{resolve_lazy_fault, resolve_stack_fault, resolve_write_fault};
+use frames::table::{
+    ADDRESS_MASK, Attributes, PRESENT, PageSize, PageTables, TableMemory, TableRead,
+};
 use x86_64::{
     PhysAddr,
     registers::control::{Cr3, Cr3Flags},
@@ -41,6 +53,11 @@ use crate::{
 const COW: u64 = 1 << 9;
 /// Leaf software bit: `MAP_SHARED` memory, writable in place by every space that maps it.
 const SHARED: u64 = 1 << 10;
+/// Leaf software bit of a *not-present* entry: the page is reserved (zero-filled on its first
+/// touch); the entry's other bits are those the page will have, less the frame.
+const LAZY: u64 = 1 << 11;
+/// The accessed and dirty bits, which a reservation made from a mapped page drops.
+const ACCESSED_DIRTY: u64 = (1 << 5) | (1 << 6);
 
 /// The first address past user space: the lower canonical half, less its top page (as in
 /// Linux, so no user mapping touches the non-canonical boundary).
@@ -175,8 +192,9 @@ impl AddressSpace {
     }
 
     /// Maps `len` bytes of fresh zeroed memory at `virt` (page-aligned, inside user space)
-    /// with `access`. Refused if any page of the range is mapped already; on an error nothing
-    /// of the range stays mapped.
+    /// with `access`, paged in on demand (each page gets its frame at its first touch).
+    /// Refused if any page of the range is mapped or reserved already; on an error nothing of
+    /// the range stays mapped.
     pub fn map_zeroed(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
         self.map_fresh(virt, len, access, 0)
     }
@@ -193,37 +211,173 @@ impl AddressSpace {
         let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
+        let attributes = access.attributes();
         for i in 0..count {
             let v = virt + i * PAGE_SIZE;
-            let result = match frame::alloc_for(1, 1, frame::HAL) {
-                None => Err(MapError::OutOfMemory),
-                Some(phys) => {
-                    memory.zero(phys);
-                    let entry = tables.leaf_entry(phys, PageSize::Size4K, access.attributes());
-                    tables
-                        .map_entry(&mut memory, v, PageSize::Size4K, entry | bits)
-                        .map_err(|e| {
-                            let _ = frame::free_for(phys, 1, frame::HAL);
-                            MapError::from(e)
-                        })
-                }
+            let result = if bits & SHARED == 0 {
+                Self::reserve(&tables, &mut memory, v, attributes)
+            } else {
+                self.map_frame(&tables, &mut memory, v, attributes, bits)
             };
             if let Err(e) = result {
                 // Nothing of the new range was visible to user mode yet: no flush needed.
                 for j in 0..i {
-                    if let Ok(m) = tables.unmap(&mut memory, virt + j * PAGE_SIZE) {
-                        let _ = frame::free_for(m.phys, 1, frame::HAL);
+                    if let Ok(old) = tables.write_raw_leaf(&mut memory, virt + j * PAGE_SIZE, 0)
+                        && old & PRESENT != 0
+                    {
+                        let _ = frame::free_for(old & ADDRESS_MASK, 1, frame::HAL);
                         self.pages.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
                 return Err(e);
             }
-            self.pages.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Unmaps every mapped page of `[virt, virt + len)` and lets go of its frame once no TLB
+    /// Reserves the empty page at `v`: a not-present [`LAZY`] leaf with `attributes`.
+    fn reserve(
+        tables: &PageTables,
+        memory: &mut Hhdm,
+        v: u64,
+        attributes: Attributes,
+    ) -> Result<(), MapError> {
+        match tables.raw_leaf(memory, v) {
+            Some(0) => {}
+            Some(_) => return Err(MapError::Table(frames::table::Error::AlreadyMapped(v))),
+            None => return Err(MapError::Table(frames::table::Error::InsideLargePage(v))),
+        }
+        let entry = tables.leaf_entry(0, PageSize::Size4K, attributes);
+        tables.write_raw_leaf(memory, v, (entry & !PRESENT) | LAZY)?;
+        Ok(())
+    }
+
+    /// Maps a fresh zeroed frame at the empty page `v`.
+    fn map_frame(
+        &self,
+        tables: &PageTables,
+        memory: &mut Hhdm,
+        v: u64,
+        attributes: Attributes,
+        bits: u64,
+    ) -> Result<(), MapError> {
+        let phys = frame::alloc_user().ok_or(MapError::OutOfMemory)?;
+        memory.zero(phys);
+        let entry = tables.leaf_entry(phys, PageSize::Size4K, attributes);
+        tables
+            .map_entry(memory, v, PageSize::Size4K, entry | bits)
+            .map_err(|e| {
+                let _ = frame::free_for(phys, 1, frame::HAL);
+                MapError::from(e)
+            })?;
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives the reserved page at `v` (page-aligned) its zeroed frame, under the space's
+    /// lock. Whether the page is mapped now (`false`: nothing is reserved there).
+    fn fill(&self, tables: &PageTables, memory: &mut Hhdm, v: u64) -> Result<bool, MapError> {
+        let raw = tables.raw_leaf(memory, v).unwrap_or(0);
+        if raw & PRESENT != 0 {
+            // Filled by another thread meanwhile.
+            return Ok(true);
+        }
+        if raw & LAZY == 0 {
+            return Ok(false);
+        }
+        let phys = frame::alloc_user().ok_or(MapError::OutOfMemory)?;
+        memory.zero(phys);
+        // Not present to present: no TLB holds the old entry.
+        tables.write_raw_leaf(memory, v, (raw & !LAZY) | PRESENT | phys)?;
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Drops the frames of the mapped private pages of `[virt, virt + len)` and reserves the
+    /// pages again with their access, so they read back as fresh zeroed memory
+    /// (`MADV_DONTNEED`). `MAP_SHARED` pages keep their contents, as Linux's shared memory
+    /// does.
+    pub fn discard(&self, virt: u64, len: u64) -> Result<(), MapError> {
+        let (virt, count) = user_range(virt, len)?;
+        let _guard = self.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        let mut freed = alloc::vec::Vec::new();
+        for i in 0..count {
+            let v = virt + i * PAGE_SIZE;
+            let Some(m) = tables.translate(&memory, v) else {
+                continue;
+            };
+            if m.entry & SHARED != 0 {
+                continue;
+            }
+            let mut flags = m.entry & !(ADDRESS_MASK | PRESENT | ACCESSED_DIRTY);
+            if flags & COW != 0 {
+                flags = (flags & !COW) | frames::table::WRITABLE;
+            }
+            tables.write_raw_leaf(&mut memory, v, flags | LAZY)?;
+            freed.push(m.phys);
+        }
+        self.flush(virt, len, &freed);
+        self.pages.fetch_sub(freed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves every page of `[from, from + len)` — mapped or reserved, frames and all — to
+    /// `[to, to + len)`, which must be empty (`mremap`'s move: nothing is copied, so shared
+    /// pages stay shared). On an error nothing has moved.
+    pub fn move_range(&self, from: u64, to: u64, len: u64) -> Result<(), MapError> {
+        let (from, count) = user_range(from, len)?;
+        let (to, _) = user_range(to, len)?;
+        if from.abs_diff(to) < len {
+            return Err(MapError::InvalidRange);
+        }
+        let _guard = self.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        // First make sure every target slot exists and is empty, so the move cannot fail.
+        for i in 0..count {
+            let v = to + i * PAGE_SIZE;
+            if tables.raw_leaf(&memory, v) != Some(0) {
+                return Err(MapError::Table(frames::table::Error::AlreadyMapped(v)));
+            }
+            tables.write_raw_leaf(&mut memory, v, 0)?;
+        }
+        for i in 0..count {
+            let offset = i * PAGE_SIZE;
+            let entry = tables.write_raw_leaf(&mut memory, from + offset, 0)?;
+            if entry != 0 {
+                tables.write_raw_leaf(&mut memory, to + offset, entry)?;
+            }
+        }
+        // A CPU writing through a stale entry of the old range writes the same frame.
+        self.flush(from, len, &[]);
+        Ok(())
+    }
+
+    /// Whether a page fault with `error_code` at `address` failed for want of memory: the
+    /// page is reserved (or in the stack's reserve) but has no frame, or it is a write to a
+    /// copy-on-write page that could not be copied. The kernel then ends the program as
+    /// Linux's OOM killer does, instead of reporting a `SIGSEGV` the program did not earn.
+    pub fn fault_out_of_memory(&self, error_code: u64, address: u64) -> bool {
+        if address >= USER_END {
+            return false;
+        }
+        let memory = Hhdm::new(super::hhdm_offset());
+        let raw = self
+            .tables()
+            .raw_leaf(&memory, address & !(PAGE_SIZE - 1))
+            .unwrap_or(0);
+        let (floor, bottom) = self.stack();
+        let write = error_code & 2 != 0;
+        if raw & PRESENT == 0 {
+            raw & LAZY != 0 || (raw == 0 && address >= floor && address < bottom)
+        } else {
+            write && raw & COW != 0 && raw & frames::table::USER != 0
+        }
+    }
+
+    /// Unmaps every mapped or reserved page of `[virt, virt + len)` and lets go of its frame once no TLB
     /// can reach it (freed if no other space maps it; kept, and counted as such, if a CPU does
     /// not confirm the flush). Unmapped pages in
     /// the range are skipped. Returns how many pages were unmapped.
@@ -233,14 +387,21 @@ impl AddressSpace {
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
         let mut freed = alloc::vec::Vec::new();
+        let mut reserved = 0;
         for i in 0..count {
-            if let Ok(m) = tables.unmap(&mut memory, virt + i * PAGE_SIZE) {
-                freed.push(m.phys);
+            let v = virt + i * PAGE_SIZE;
+            let raw = tables.raw_leaf(&memory, v).unwrap_or(0);
+            if raw & PRESENT != 0 {
+                if let Ok(m) = tables.unmap(&mut memory, v) {
+                    freed.push(m.phys);
+                }
+            } else if raw & LAZY != 0 && tables.write_raw_leaf(&mut memory, v, 0).is_ok() {
+                reserved += 1;
             }
         }
         self.flush(virt, len, &freed);
         self.pages.fetch_sub(freed.len() as u64, Ordering::Relaxed);
-        Ok(freed.len() as u64)
+        Ok(freed.len() as u64 + reserved)
     }
 
     /// Changes the access of every mapped page of `[virt, virt + len)`.
@@ -263,9 +424,14 @@ impl AddressSpace {
         let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
+        let reserved = (tables.leaf_entry(0, PageSize::Size4K, attributes) & !PRESENT) | LAZY;
         for i in 0..count {
             let v = virt + i * PAGE_SIZE;
             let Some(m) = tables.translate(&memory, v) else {
+                if tables.raw_leaf(&memory, v).unwrap_or(0) & LAZY != 0 {
+                    // Not present: no TLB entry to flush.
+                    tables.write_raw_leaf(&mut memory, v, reserved)?;
+                }
                 continue;
             };
             let kept = m.entry & SHARED;
@@ -279,20 +445,27 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// The access user mode has to the page holding `virt`, if it is mapped.
+    /// The access user mode has to the page holding `virt`, if it is mapped or reserved.
     pub fn query(&self, virt: u64) -> Option<Access> {
         if virt >= USER_END {
             return None;
         }
         let memory = Hhdm::new(super::hhdm_offset());
-        let m = self.tables().translate(&memory, virt)?;
+        let tables = self.tables();
+        let Some(m) = tables.translate(&memory, virt) else {
+            let raw = tables.raw_leaf(&memory, virt & !(PAGE_SIZE - 1))?;
+            return (raw & LAZY != 0 && raw & frames::table::USER != 0).then_some(Access {
+                write: raw & frames::table::WRITABLE != 0,
+                execute: raw & frames::table::NO_EXECUTE == 0,
+            });
+        };
         m.user.then_some(Access {
             write: m.writable || m.entry & COW != 0,
             execute: m.executable,
         })
     }
 
-    /// Pages mapped.
+    /// Pages mapped (with a frame; reserved pages not yet touched do not count).
     pub fn mapped_pages(&self) -> u64 {
         self.pages.load(Ordering::Relaxed)
     }
@@ -301,7 +474,7 @@ impl AddressSpace {
     /// program text this way), through the direct map: the space need not be active. A page
     /// whose frame other spaces share (other than `MAP_SHARED` memory) gets a copy of its own
     /// first. Fails at the first page that is not mapped (or cannot be copied), with its
-    /// address.
+    /// address. Reserved pages get their frames first.
     pub fn write(&self, virt: u64, data: &[u8]) -> Result<(), u64> {
         self.each_chunk(virt, data.len(), true, |phys, offset, len| {
             let bytes = &data[offset..offset + len];
@@ -351,6 +524,8 @@ impl AddressSpace {
         let tables = self.tables();
         let mut at = virt;
         while at < end {
+            self.fill(&tables, &mut memory, at & !(PAGE_SIZE - 1))
+                .map_err(|_| at)?;
             if write {
                 self.make_private(&tables, &mut memory, at & !(PAGE_SIZE - 1), false)
                     .map_err(|_| at)?;
@@ -459,10 +634,10 @@ fn free_lower_half(memory: &mut Hhdm, table: u64, level: u32) -> u64 {
         let Ok(entry) = memory.read(table, slot) else {
             continue;
         };
-        if entry & frames::table::PRESENT == 0 {
+        if entry & PRESENT == 0 {
             continue;
         }
-        let phys = entry & frames::table::ADDRESS_MASK;
+        let phys = entry & ADDRESS_MASK;
         if level == 0 {
             share::put(phys);
             freed += 1;

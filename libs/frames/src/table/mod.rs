@@ -522,6 +522,50 @@ impl PageTables {
         Ok(mapping)
     }
 
+    /// The raw 4 KiB leaf entry for `virt`, present or not (a not-present entry may carry the
+    /// owner's own encoding, which the CPU ignores); 0 when no table reaches that far, and
+    /// `None` when a larger page covers `virt` or a table cannot be read.
+    pub fn raw_leaf(&self, memory: &impl TableRead, virt: u64) -> Option<u64> {
+        if !is_canonical(virt) {
+            return None;
+        }
+        let mut table = self.root;
+        for level in (1..=3u32).rev() {
+            let entry = memory.read(table, index(virt, level)).ok()?;
+            if entry & PRESENT == 0 {
+                return Some(0);
+            }
+            if is_leaf(entry, level) {
+                return None;
+            }
+            table = entry & ADDRESS_MASK;
+        }
+        memory.read(table, index(virt, 0)).ok()
+    }
+
+    /// Writes the raw 4 KiB leaf entry for `virt` (page-aligned), creating the tables above
+    /// it as needed, and returns the entry it replaces. Unlike [`map_entry`](Self::map_entry)
+    /// it writes whatever stands there; the caller keeps the books (and flushes the TLB if a
+    /// present entry changed).
+    pub fn write_raw_leaf(
+        &self,
+        memory: &mut impl TableMemory,
+        virt: u64,
+        entry: u64,
+    ) -> Result<u64, Error> {
+        if !virt.is_multiple_of(PageSize::Size4K.bytes()) {
+            return Err(Error::Misaligned);
+        }
+        if !is_canonical(virt) {
+            return Err(Error::NonCanonical(virt));
+        }
+        let table = self.table_for(memory, virt, 0)?;
+        let slot = index(virt, 0);
+        let old = memory.read(table, slot)?;
+        memory.write(table, slot, entry)?;
+        Ok(old)
+    }
+
     /// The mapping covering `virt`, if any. Tables the memory cannot read count as unmapped.
     pub fn translate(&self, memory: &impl TableRead, virt: u64) -> Option<Mapping> {
         self.find(memory, virt).ok().map(|(_, _, mapping)| mapping)

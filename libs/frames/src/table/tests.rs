@@ -554,3 +554,50 @@ fn raw_entries_keep_their_software_bits_and_replace_in_place() {
         Err(Error::Misaligned)
     );
 }
+
+#[test]
+fn raw_leaves_hold_not_present_entries_and_report_large_pages() {
+    let mut mem = FakeMemory::new(16);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let virt = 0x40_0000;
+    assert_eq!(
+        tables.raw_leaf(&mem, virt),
+        Some(0),
+        "no table yet reads as empty"
+    );
+    let marker = 1 << 11 | WRITABLE; // not present: the owner's encoding
+    assert_eq!(tables.write_raw_leaf(&mut mem, virt, marker), Ok(0));
+    assert_eq!(tables.raw_leaf(&mem, virt), Some(marker));
+    assert_eq!(
+        tables.translate(&mem, virt),
+        None,
+        "a not-present leaf maps nothing"
+    );
+    assert_eq!(tables.write_raw_leaf(&mut mem, virt, 0), Ok(marker));
+    assert_eq!(
+        tables.write_raw_leaf(&mut mem, virt + 1, 0),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(
+        tables.write_raw_leaf(&mut mem, 0x8000_0000_0000, 0),
+        Err(Error::NonCanonical(0x8000_0000_0000))
+    );
+    tables
+        .map(
+            &mut mem,
+            0x4000_0000,
+            0x4000_0000,
+            PageSize::Size2M,
+            Attributes::READ_WRITE,
+        )
+        .expect("a 2 MiB page");
+    assert_eq!(
+        tables.raw_leaf(&mem, 0x4000_1000),
+        None,
+        "inside a large page"
+    );
+    assert_eq!(
+        tables.write_raw_leaf(&mut mem, 0x4000_1000, marker),
+        Err(Error::InsideLargePage(0x4000_1000))
+    );
+}
