@@ -440,6 +440,17 @@ impl UserContext {
             return Err(BadFpuImage);
         }
         sanitize(&mut area, format);
+        self.install_fpu(area);
+        Ok(())
+    }
+
+    /// Puts the FPU registers in their initial state (x87 and SSE reset, MXCSR 0x1f80, AVX
+    /// state zero), as Linux does for a `sigreturn` whose frame has no `fpstate`.
+    pub fn reset_fpu_state(&mut self) {
+        self.install_fpu(initial_image(fpu_format()));
+    }
+
+    fn install_fpu(&mut self, area: [u8; FPU_MAX]) {
         let fpu = self.fpu.addr();
         x86_64::instructions::interrupts::without_interrupts(|| {
             // The registers no longer hold this context's state: the next run loads `area`.
@@ -452,7 +463,6 @@ impl UserContext {
             // SAFETY: `&mut self`: nothing else reads or writes the area now.
             unsafe { *self.fpu.0.0.get() = area };
         });
-        Ok(())
     }
 }
 

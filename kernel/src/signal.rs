@@ -389,6 +389,9 @@ pub fn sigreturn(current: &Current, context: &mut hal::usermode::UserContext) ->
     if fpstate != 0 {
         let fpu = read_fpu_frame(fpstate)?;
         context.set_fpu_state(&fpu).map_err(|_| e::EFAULT)?;
+    } else {
+        // No saved state: the FPU starts afresh (Linux's `fpu__clear_user_states`).
+        context.reset_fpu_state();
     }
     current
         .thread

@@ -129,6 +129,7 @@ static volatile int handled;
 static volatile int frame_ok;
 static volatile int edit_frame;    /* 1: set ymm15's upper half in the frame to 0xab */
 static volatile int drop_magic;    /* 1: clear magic1 (a legacy frame) */
+static volatile int null_fpstate;  /* 1: set the frame's fpstate pointer to NULL */
 static ymm_set held;               /* what main holds when the signal comes */
 
 static void handler(int sig, siginfo_t *info, void *ucv) {
@@ -151,6 +152,7 @@ static void handler(int sig, siginfo_t *info, void *ucv) {
     frame_ok = ok;
     if (edit_frame) memset(fp + 576 + 15 * 16, 0xab, 16);
     if (drop_magic) memset(fp + 464, 0, 4);
+    if (null_fpstate) uc->uc_mcontext.fpregs = NULL; /* sigreturn resets the FPU state */
     __asm__ volatile("vpcmpeqd %%ymm0, %%ymm0, %%ymm0\n"
                      "vmovdqa %%ymm0, %%ymm1\n vmovdqa %%ymm0, %%ymm3\n"
                      "vmovdqa %%ymm0, %%ymm7\n vmovdqa %%ymm0, %%ymm15\n"
@@ -183,9 +185,10 @@ static void ymm_wait_signal(ymm_set *out, long kill_pid) {
         : "rax", "rcx", "rdx", "rsi", "rdi", "r11", "memory", CLOBBERS);
 }
 
-static void signal_case(const char *name, int use_alarm, int edit, int legacy) {
+static void signal_case(const char *name, int use_alarm, int edit, int legacy, int null_fp) {
     ymm_set out;
-    pattern(&held, 100 + use_alarm * 2 + edit + legacy * 4);
+    pattern(&held, 100 + use_alarm * 2 + edit + legacy * 4 + null_fp * 8);
+    null_fpstate = null_fp;
     handled = 0;
     frame_ok = 0;
     edit_frame = edit;
@@ -201,6 +204,7 @@ static void signal_case(const char *name, int use_alarm, int edit, int legacy) {
     if (edit) memset(&want.b[15][16], 0xab, 16);
     if (legacy)
         for (int r = 0; r < 16; r++) memset(&want.b[r][16], 0, 16);
+    if (null_fp) memset(&want, 0, sizeof want);
     printf("%s: handler %d, frame %s, registers after %s\n", name, handled,
            frame_ok ? "ok" : "BAD", memcmp(&out, &want, sizeof out) == 0 ? "ok" : "CORRUPTED");
 }
@@ -250,9 +254,14 @@ int main(void) {
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGALRM, &sa, NULL);
-    signal_case("SIGUSR1 from kill", 0, 0, 0);
-    signal_case("SIGALRM while spinning", 1, 0, 0);
-    signal_case("SIGUSR1, handler edits ymm15 in the frame", 0, 1, 0);
-    signal_case("SIGUSR1, handler makes the frame legacy", 0, 0, 1);
+    signal_case("SIGUSR1 from kill", 0, 0, 0, 0);
+    signal_case("SIGALRM while spinning", 1, 0, 0, 0);
+    signal_case("SIGUSR1, handler edits ymm15 in the frame", 0, 1, 0, 0);
+    signal_case("SIGUSR1, handler makes the frame legacy", 0, 0, 1, 0);
+    unsigned mxcsr = 0x7f80; /* round toward zero: not the initial state */
+    __asm__ volatile("ldmxcsr %0" ::"m"(mxcsr));
+    signal_case("SIGUSR1, handler sets fpstate to NULL", 0, 0, 0, 1);
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    printf("MXCSR after the NULL-fpstate sigreturn: %#x\n", mxcsr);
     return 0;
 }
