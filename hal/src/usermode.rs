@@ -23,8 +23,13 @@
 //!
 //! Not yet:
 //! - AVX-512, AMX and the other XSAVE components (XCR0 holds x87, SSE and AVX only), and
-//!   `xsaveopt`/`xsaves` (each save writes the whole image);
-//! - PCIDs;
+//!   `xsaveopt`/`xsaves` (each save writes the whole image): QEMU's TCG CPU, where every test
+//!   here runs, has none of them, so code for them could not be run;
+//! - PCIDs, for the same reason (TCG reports neither PCID nor INVPCID). The plan: a few PCIDs
+//!   per CPU, each remembering the space it holds and that space's flush generation; a space
+//!   bumps its generation on every flush, so a CPU reloading a space it ran before keeps its
+//!   TLB entries (CR3 bit 63) only when no flush happened meanwhile; kernel mappings, which
+//!   are not global, are then flushed with INVPCID's all-contexts form;
 //! - an NMI that lands between `swapgs` and `iretq` on the way out sees the user's GS base
 //!   (Linux's "paranoid" NMI entry); hal's NMIs only stop CPUs on a panic, whose handler does
 //!   not use GS-relative data before halting.
