@@ -383,40 +383,61 @@ fn size_bars(m: &Mechanism, at: Address, slots: u8) -> Vec<Bar> {
         2,
         u32::from(command & !(COMMAND_IO | COMMAND_MEMORY)),
     );
-    let mut bars = Vec::new();
-    let mut index = 0;
-    while index < slots {
-        match size_bar(m, at, index, slots) {
-            Ok((Some(bar), used)) => {
-                bars.push(bar);
-                index += used;
-            }
-            Ok((None, used)) => index += used,
-            Err(why) => {
-                log::warn!("pci {at}: BAR {index} refused: {why}");
-                index += 1;
-            }
-        }
-    }
-    write_sized(m, at, reg::COMMAND, 2, u32::from(command));
-    bars
-}
-
-/// Sizes BAR `index`: the BAR (if it decodes anything) and how many slots it takes.
-fn size_bar(
-    m: &Mechanism,
-    at: Address,
-    index: u8,
-    slots: u8,
-) -> Result<(Option<Bar>, u8), &'static str> {
-    let offset = reg::BAR0 + 4 * u16::from(index);
-    let probe = |offset: u16| {
+    let bars = decode_bars(slots, |offset| {
         let original = m.read(at, offset);
         m.write(at, offset, u32::MAX);
         let mask = m.read(at, offset);
         m.write(at, offset, original);
         (original, mask)
-    };
+    })
+    .unwrap_or_else(|(bars, refused)| {
+        for (index, why) in refused {
+            log::warn!("pci {at}: BAR {index} refused: {why}");
+        }
+        bars
+    });
+    write_sized(m, at, reg::COMMAND, 2, u32::from(command));
+    bars
+}
+
+/// BARs refused by [`decode_bars`]: slot and reason.
+pub type RefusedBars = Vec<(u8, &'static str)>;
+
+/// Decodes BARs `0..slots` (at most 6) from `probe(offset)`, which gives a BAR register's
+/// value and what it reads after all ones were written (the size mask): the BARs that decode
+/// something, or those and the refused ones with why.
+pub fn decode_bars(
+    slots: u8,
+    mut probe: impl FnMut(u16) -> (u32, u32),
+) -> Result<Vec<Bar>, (Vec<Bar>, RefusedBars)> {
+    let (mut bars, mut refused) = (Vec::new(), Vec::new());
+    let mut index = 0;
+    while index < slots.min(6) {
+        match size_bar(&mut probe, index, slots.min(6)) {
+            Ok((bar, used)) => {
+                bars.extend(bar);
+                index += used;
+            }
+            Err(why) => {
+                refused.push((index, why));
+                index += 1;
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(bars)
+    } else {
+        Err((bars, refused))
+    }
+}
+
+/// Sizes BAR `index`: the BAR (if it decodes anything) and how many slots it takes.
+fn size_bar(
+    probe: &mut impl FnMut(u16) -> (u32, u32),
+    index: u8,
+    slots: u8,
+) -> Result<(Option<Bar>, u8), &'static str> {
+    let offset = reg::BAR0 + 4 * u16::from(index);
     let (low, low_mask) = probe(offset);
     if low & 1 == 1 {
         let mask = low_mask & !3 & 0xffff;
@@ -424,7 +445,11 @@ fn size_bar(
             return Ok((None, 1));
         }
         let size = u64::from(!mask & 0xffff) + 1;
-        return Ok((Some(bar(index, BarKind::Io, u64::from(low & !3), size)), 1));
+        let address = u64::from(low & !3);
+        if !size.is_power_of_two() || address + size > 0x1_0000 {
+            return Err("its port range is impossible");
+        }
+        return Ok((Some(bar(index, BarKind::Io, address, size)), 1));
     }
     let prefetchable = low & 8 != 0;
     let (kind, address, mask, used) = match (low >> 1) & 3 {
@@ -451,8 +476,9 @@ fn size_bar(
     if mask & !0xf == 0 || mask == 0xffff_ffff_0000_0000 {
         return Ok((None, used));
     }
-    let size = (!mask).wrapping_add(1);
-    if !size.is_power_of_two() || address.checked_add(size).is_none() {
+    let size = (!mask | 0xf).wrapping_add(1);
+    let limit = if used == 1 { 1 << 32 } else { u64::MAX };
+    if !size.is_power_of_two() || address.checked_add(size).is_none_or(|end| end > limit) {
         return Err("its size or address is impossible");
     }
     Ok((Some(bar(index, kind, address, size)), used))
