@@ -466,8 +466,10 @@ impl VirtioBlk {
             let (req, resp, token) = &mut slots[index];
             *token = None;
             // SAFETY: the same buffers as were passed to `read_blocks_nb` for this token.
-            let result =
-                unsafe { self.blk.complete_read_blocks(used, req, requests[index].1, resp) };
+            let result = unsafe {
+                self.blk
+                    .complete_read_blocks(used, req, requests[index].1, resp)
+            };
             if let Err(e) = result {
                 first_error.get_or_insert(BlkError::from(e));
             }

@@ -60,20 +60,19 @@ pub fn init() {
 fn open(address: hal::pci::Address, name: String) -> Result<Disk, BlkError> {
     let mut device = VirtioBlk::open(address)?;
     let cpu = hal::percpu::current_index();
-    let vector = crate::irq::allocate_msi().and_then(|vector| {
-        match device.use_interrupt(&vector, cpu) {
+    let vector =
+        crate::irq::allocate_msi().and_then(|vector| match device.use_interrupt(&vector, cpu) {
             Ok(()) => Some(vector),
             Err(e) => {
                 log::warn!("virtio-blk {address}: no interrupt ({e}): batches poll");
                 None
             }
-        }
-    });
+        });
     let serial = device.serial();
     let sectors = device.sectors();
     log::info!(
         "virtio-blk {address}: {name}: {sectors} sectors ({} MiB){}{}, {}",
-        sectors * SECTOR as u64 >> 20,
+        (sectors * SECTOR as u64) >> 20,
         if device.readonly() { ", read-only" } else { "" },
         if serial.is_empty() {
             String::new()
@@ -191,8 +190,9 @@ mod tests {
     pub fn q35_bridges() -> TestResult {
         let host = device(at(0, 0, 0));
         check!(
-            host.is_some_and(|d| (d.vendor, d.device, d.class, d.header_type)
-                == (0x8086, 0x29c0, (6, 0, 0), 0)),
+            host.is_some_and(
+                |d| (d.vendor, d.device, d.class, d.header_type) == (0x8086, 0x29c0, (6, 0, 0), 0)
+            ),
             "host bridge at 00:00.0: {host:?}"
         );
         let lpc = device(at(0, 0x1f, 0));
@@ -227,7 +227,10 @@ mod tests {
             check!(vendor >= 4, "{}: {vendor} virtio capabilities", d.address);
             let msix_bar = d.bar(1);
             check!(
-                msix_bar.is_some_and(|b| b.kind == BarKind::Memory32 { prefetchable: false }
+                msix_bar.is_some_and(|b| b.kind
+                    == BarKind::Memory32 {
+                        prefetchable: false
+                    }
                     && b.size == 0x1000),
                 "{}: BAR 1 {msix_bar:?}",
                 d.address
@@ -254,8 +257,9 @@ mod tests {
         };
         let scanned = vga.bar(0).copied();
         check!(
-            scanned.is_some_and(|b| b.size == 16 << 20
-                && b.kind == BarKind::Memory32 { prefetchable: true }),
+            scanned.is_some_and(
+                |b| b.size == 16 << 20 && b.kind == BarKind::Memory32 { prefetchable: true }
+            ),
             "BAR 0 {scanned:?}"
         );
         let dev = pci::open(vga.address).map_err(|e| alloc::format!("{e}"))?;
@@ -272,7 +276,10 @@ mod tests {
             scanned.is_some_and(|b| b.size == size),
             "by hand {size:#x}, scan {scanned:?}"
         );
-        check!(restored == original, "BAR 0 {original:#x} became {restored:#x}");
+        check!(
+            restored == original,
+            "BAR 0 {original:#x} became {restored:#x}"
+        );
         check!(
             scanned.is_some_and(|b| b.address == u64::from(original & !0xf)),
             "address {original:#x} vs {scanned:?}"
@@ -316,7 +323,8 @@ mod tests {
         let read = |offset: u16| caps.iter().find(|c| c.0 == offset).map_or(0xffff, |c| c.1);
         let good = pci::walk_capabilities(0x40, read);
         check!(
-            good.as_ref().is_ok_and(|c| c.len() == 2 && c[0].id == 0x11 && c[1].offset == 0x50),
+            good.as_ref()
+                .is_ok_and(|c| c.len() == 2 && c[0].id == 0x11 && c[1].offset == 0x50),
             "a good list gave {good:?}"
         );
         let into_header = pci::walk_capabilities(0x40, |_| 0x1009);
@@ -365,7 +373,8 @@ mod tests {
         );
         let mmio = dev.map_bar(2, 0, 0x1000);
         check!(
-            mmio.as_ref().is_ok_and(|m| m.phys() == vga.bar(2).map_or(0, |b| b.address)),
+            mmio.as_ref()
+                .is_ok_and(|m| m.phys() == vga.bar(2).map_or(0, |b| b.address)),
             "mapping BAR 2 gave {mmio:?}"
         );
         drop(dev);
@@ -390,10 +399,7 @@ mod tests {
             buffer.device_address().is_multiple_of(4096),
             "{buffer:?} is not page-aligned"
         );
-        check!(
-            buffer.as_slice().iter().all(|&b| b == 0),
-            "not zeroed"
-        );
+        check!(buffer.as_slice().iter().all(|&b| b == 0), "not zeroed");
         check!(
             hal::mm::stats().frames.free == free - 2,
             "two frames were not taken"
@@ -402,7 +408,8 @@ mod tests {
         let address = buffer.device_address();
         let second = hal::mm::phys_to_virt(address + 4096);
         check!(
-            hal::mm::translate(second).is_some_and(|m| m.phys + (second - m.virt) == address + 4096),
+            hal::mm::translate(second)
+                .is_some_and(|m| m.phys + (second - m.virt) == address + 4096),
             "the second page is not where the HHDM maps it"
         );
         drop(buffer);
@@ -447,7 +454,10 @@ mod tests {
         // The batch read the same bytes as single reads.
         let mut one = vec![0u8; 8 * SECTOR];
         disk.read(64, &mut one).map_err(|e| alloc::format!("{e}"))?;
-        check!(one == buffers[1], "a batched read differs from a single one");
+        check!(
+            one == buffers[1],
+            "a batched read differs from a single one"
+        );
         Ok(())
     }
 
@@ -459,7 +469,8 @@ mod tests {
             return Err("no boot disk".into());
         };
         let mut sector = vec![0u8; SECTOR];
-        disk.read(1, &mut sector).map_err(|e| alloc::format!("{e}"))?;
+        disk.read(1, &mut sector)
+            .map_err(|e| alloc::format!("{e}"))?;
         check!(
             &sector[..8] == b"EFI PART",
             "sector 1 starts {:x?}",

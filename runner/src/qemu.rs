@@ -875,7 +875,8 @@ mod tests {
                 o,
                 "-kernel" | "-initrd" | "-append"
             )),
-            without(&disk_args, &|o, v| (o == "-drive" && v.contains("disk.img"))
+            without(&disk_args, &|o, v| (o == "-drive"
+                && v.contains("disk.img"))
                 || (o == "-device" && v.contains("drive=boot"))),
         );
     }

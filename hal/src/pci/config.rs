@@ -12,11 +12,7 @@ use alloc::vec::Vec;
 use spin::Mutex;
 
 use super::Address;
-use crate::{
-    acpi::PcieRegion,
-    mm::Mmio,
-    port::Port32,
-};
+use crate::{acpi::PcieRegion, mm::Mmio, port::Port32};
 
 /// Bytes of configuration space per function through ECAM.
 pub const ECAM_SPACE: u16 = 4096;
@@ -85,12 +81,10 @@ impl Mechanism {
     pub(super) fn read(&self, at: Address, offset: u16) -> u32 {
         debug_assert!(offset.is_multiple_of(4) && offset < self.space());
         match self {
-            Self::Ecam { region, buses } => {
-                with_bus(region, buses, at.bus, |mmio| {
-                    mmio.read_u32(function_offset(at) + u64::from(offset))
-                })
-                .unwrap_or(u32::MAX)
-            }
+            Self::Ecam { region, buses } => with_bus(region, buses, at.bus, |mmio| {
+                mmio.read_u32(function_offset(at) + u64::from(offset))
+            })
+            .unwrap_or(u32::MAX),
             Self::Legacy(ports) => {
                 let mut ports = ports.lock();
                 ports.0.write(legacy_address(at, offset));

@@ -20,10 +20,9 @@ pub mod msix;
 use alloc::{vec, vec::Vec};
 use core::fmt;
 
-use spin::{Mutex, Once};
-
 use config::Mechanism;
 pub use msix::Msix;
+use spin::{Mutex, Once};
 
 use crate::mm::{MapError, Mmio};
 
@@ -219,8 +218,8 @@ pub fn init() -> Option<&'static [DeviceInfo]> {
     if let Some(bus) = BUS.get() {
         return Some(&bus.devices);
     }
-    let region = crate::acpi::platform()
-        .and_then(|p| p.pcie.iter().find(|r| r.segment == 0).copied());
+    let region =
+        crate::acpi::platform().and_then(|p| p.pcie.iter().find(|r| r.segment == 0).copied());
     let mechanism = match region {
         Some(region) => Mechanism::ecam(region),
         None => match Mechanism::legacy() {
@@ -275,9 +274,13 @@ fn log_device(d: &DeviceInfo) {
     for bar in &d.bars {
         let kind = match bar.kind {
             BarKind::Io => "io",
-            BarKind::Memory32 { prefetchable: false } => "mem32",
+            BarKind::Memory32 {
+                prefetchable: false,
+            } => "mem32",
             BarKind::Memory32 { prefetchable: true } => "mem32 pref",
-            BarKind::Memory64 { prefetchable: false } => "mem64",
+            BarKind::Memory64 {
+                prefetchable: false,
+            } => "mem64",
             BarKind::Memory64 { prefetchable: true } => "mem64 pref",
         };
         log::info!(
@@ -337,8 +340,8 @@ fn scan_bus(m: &Mechanism, bus: u8, visited: &mut [bool], out: &mut Vec<DeviceIn
                 function,
             };
             if let Some(info) = probe(m, at) {
-                let secondary = (info.header_type == 1)
-                    .then(|| read_sized(m, at, reg::SECONDARY_BUS, 1) as u8);
+                let secondary =
+                    (info.header_type == 1).then(|| read_sized(m, at, reg::SECONDARY_BUS, 1) as u8);
                 out.push(info);
                 if let Some(secondary) = secondary.filter(|&s| s > bus) {
                     scan_bus(m, secondary, visited, out);
