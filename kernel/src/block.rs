@@ -28,6 +28,8 @@ pub struct Disk {
     pub serial: String,
     /// Size in sectors.
     pub sectors: u64,
+    /// Its GPT partitions (none without a valid GPT).
+    pub partitions: Vec<crate::gpt::Partition>,
     device: Mutex<VirtioBlk>,
     /// Its MSI-X vector, if routing worked (else batches poll).
     vector: Option<Vector>,
@@ -84,13 +86,39 @@ fn open(address: hal::pci::Address, name: String) -> Result<Disk, BlkError> {
             None => "polled".into(),
         }
     );
+    let partitions = partitions(&name, &mut device);
     Ok(Disk {
         name,
         serial,
         sectors,
+        partitions,
         device: Mutex::new(device),
         vector,
     })
+}
+
+/// The disk's GPT partitions, logged as Linux does (`vda: vda1 vda2`); a missing table is
+/// noted, a damaged one warned about, and either gives no partitions.
+fn partitions(name: &str, device: &mut VirtioBlk) -> Vec<crate::gpt::Partition> {
+    let sectors = device.sectors();
+    match crate::gpt::read(sectors, |sector, buf| device.read(sector, buf).is_ok()) {
+        Ok(found) => {
+            let mut line = format!("{name}:");
+            for p in &found {
+                line.push_str(&format!(" {name}{}", p.number));
+            }
+            log::info!("{line}");
+            found
+        }
+        Err(crate::gpt::GptError::NoSignature) => {
+            log::info!("{name}: no partition table");
+            Vec::new()
+        }
+        Err(e) => {
+            log::warn!("{name}: {e}: partition table ignored");
+            Vec::new()
+        }
+    }
 }
 
 /// The disks found, in PCI order.

@@ -21,6 +21,7 @@ mod errno_names;
 mod exec;
 mod fs;
 mod futex;
+mod gpt;
 mod input;
 mod irq;
 mod itimer;
