@@ -236,11 +236,11 @@ mod tests {
 
     /// Re-seals a header after an edit (its CRC over the header size, CRC field zeroed).
     fn seal(header: &mut [u8], entries: &[u8]) {
-        let count = u32::from_le_bytes(header[80..84].try_into().unwrap()) as usize;
-        let size = u32::from_le_bytes(header[84..88].try_into().unwrap()) as usize;
+        let count = super::u32_at(header, 80) as usize;
+        let size = super::u32_at(header, 84) as usize;
         header[88..92].copy_from_slice(&crc32fast::hash(&entries[..count * size]).to_le_bytes());
         header[16..20].fill(0);
-        let len = u32::from_le_bytes(header[12..16].try_into().unwrap()) as usize;
+        let len = super::u32_at(header, 12) as usize;
         let crc = crc32fast::hash(&header[..len]);
         header[16..20].copy_from_slice(&crc.to_le_bytes());
     }
@@ -259,10 +259,7 @@ mod tests {
         let (sectors, header, entries) = boot_table()?;
         let parsed = parse_header(&header, sectors).map_err(|e| format!("{e}"))?;
         let again = parse_entries(&parsed, &entries);
-        check!(
-            again.as_ref() == Ok(&disk.partitions),
-            "reparsed {again:?}"
-        );
+        check!(again.as_ref() == Ok(&disk.partitions), "reparsed {again:?}");
         Ok(())
     }
 
@@ -275,7 +272,10 @@ mod tests {
         let mut bad = header.clone();
         bad[40] ^= 1;
         let got = parse_header(&bad, sectors);
-        check!(got == Err(GptError::BadHeaderCrc), "flipped header: {got:?}");
+        check!(
+            got == Err(GptError::BadHeaderCrc),
+            "flipped header: {got:?}"
+        );
         let parsed = parse_header(&header, sectors).map_err(|e| format!("{e}"))?;
         let mut bad_entries = entries.clone();
         bad_entries[40] ^= 1;
@@ -309,7 +309,10 @@ mod tests {
         odd[84..88].copy_from_slice(&100u32.to_le_bytes());
         seal(&mut odd, &[0; 1 << 16]);
         let got = parse_header(&odd, sectors);
-        check!(got == Err(GptError::BadEntryArray), "entry size 100: {got:?}");
+        check!(
+            got == Err(GptError::BadEntryArray),
+            "entry size 100: {got:?}"
+        );
         Ok(())
     }
 }
