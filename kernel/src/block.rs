@@ -111,7 +111,7 @@ fn partitions(name: &str, device: &mut VirtioBlk) -> Vec<crate::gpt::Partition> 
             found
         }
         Err(crate::gpt::GptError::NoSignature) => {
-            log::info!("{name}: no partition table");
+            log::debug!("{name}: no partition table");
             Vec::new()
         }
         Err(e) => {

@@ -212,7 +212,7 @@ const MULTI_FUNCTION: u8 = 0x80;
 const MAX_CAPABILITIES: usize = 48;
 
 /// Scans the PCI buses (once; later calls return the first result) and logs one line per
-/// function and per BAR. ECAM from the MCFG's segment-0 region if there is one, else the
+/// function (and, at debug level, per BAR). ECAM from the MCFG's segment-0 region if there is one, else the
 /// legacy ports. Returns the functions found, or `None` with no configuration mechanism.
 pub fn init() -> Option<&'static [DeviceInfo]> {
     if let Some(bus) = BUS.get() {
@@ -283,7 +283,7 @@ fn log_device(d: &DeviceInfo) {
             } => "mem64",
             BarKind::Memory64 { prefetchable: true } => "mem64 pref",
         };
-        log::info!(
+        log::debug!(
             "pci {}: BAR {} {kind} {:#x} size {:#x}",
             d.address,
             bar.index,
