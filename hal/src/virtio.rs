@@ -10,8 +10,9 @@
 //!   spanning non-contiguous frames, and the device never sees it: it only ever holds the
 //!   addresses of bounce buffers, which stay allocated until their request completes, so a
 //!   request that never completes cannot make the device write freed memory.
-//! - **Registers**: the crate's BAR regions are claimed through [`crate::mm::claim_mmio`] and
-//!   kept for good (one window per region; a device is set up once per boot).
+//! - **Registers**: before the crate sees the device, every virtio structure capability is
+//!   checked against its BAR and those BARs are mapped (uncached, through
+//!   [`PciDevice::map_bar`]) and kept for good; the crate's requests are served from them.
 //! - **Configuration space**: the crate gets an accessor bound to its own function only.
 //! - **Interrupts**: the crate does not program MSI-X vectors into the device, so
 //!   [`VirtioBlk::use_interrupt`] writes the queue's `queue_msix_vector` in the common
@@ -97,7 +98,7 @@ unsafe impl Hal for VirtioHal {
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
         let size = size as u64;
-        let mut windows = WINDOWS.lock();
+        let windows = WINDOWS.lock();
         if let Some(w) = windows
             .iter()
             .find(|w| paddr >= w.phys() && paddr + size <= w.phys() + w.len())
@@ -105,15 +106,9 @@ unsafe impl Hal for VirtioHal {
             return NonNull::new((w.virt() + (paddr - w.phys())) as *mut u8)
                 .expect("MMIO windows are never at address zero");
         }
-        match crate::mm::claim_mmio(paddr, size) {
-            Ok(window) => {
-                let virt = window.virt();
-                windows.push(window);
-                NonNull::new(virt as *mut u8).expect("MMIO windows are never at address zero")
-            }
-            // The trait has no error path; a device whose BAR cannot be mapped is unusable.
-            Err(e) => panic!("virtio: cannot map registers at {paddr:#x}: {e}"),
-        }
+        // `premap` mapped every BAR a structure capability names and checked each structure
+        // lies inside its BAR, and the crate asks only for those structures.
+        panic!("virtio: registers at {paddr:#x} ({size:#x} bytes) outside the checked BARs")
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
@@ -180,6 +175,43 @@ impl OwnConfig {
         (at.bus, at.device, at.function)
             == (self.address.bus, self.address.device, self.address.function)
     }
+}
+
+/// Checks every virtio structure capability against its BAR and maps the BARs they use into
+/// [`WINDOWS`], so the crate's `mmio_phys_to_virt` only ever finds windows that exist (it
+/// has no way to report an error). A structure outside its BAR is refused here.
+fn premap(device: &PciDevice) -> Result<(), BlkError> {
+    let info = device.info();
+    let mut bars: Vec<u8> = Vec::new();
+    for cap in info.capabilities.iter().filter(|c| c.id == CAP_VENDOR) {
+        let base = u16::from(cap.offset);
+        let cfg_type = device.read_u8(base + 3)?;
+        if !(1..=4).contains(&cfg_type) {
+            continue; // Not a structure in memory (e.g. the PCI configuration access).
+        }
+        let bar = device.read_u8(base + 4)?;
+        let offset = u64::from(device.read_u32(base + 8)?);
+        let len = u64::from(device.read_u32(base + 12)?);
+        let fits = info.bar(bar).is_some_and(|b| {
+            b.kind != pci::BarKind::Io && offset.checked_add(len).is_some_and(|e| e <= b.size)
+        });
+        if !fits {
+            log::warn!(
+                "virtio {}: structure {cfg_type} at BAR {bar} + {offset:#x} ({len:#x} bytes)                  is outside its BAR: refused",
+                info.address
+            );
+            return Err(BlkError::Pci(pci::Error::OutsideBar(bar)));
+        }
+        if !bars.contains(&bar) {
+            bars.push(bar);
+        }
+    }
+    for bar in bars {
+        let size = info.bar(bar).map_or(0, |b| b.size);
+        let window = device.map_bar(bar, 0, size)?;
+        WINDOWS.lock().push(window);
+    }
+    Ok(())
 }
 
 /// Why a virtio-blk operation failed.
@@ -275,6 +307,7 @@ impl VirtioBlk {
             device: address.device,
             function: address.function,
         };
+        premap(device)?;
         // The crate sizes the BARs again itself: not while they decode.
         device.set_memory_decode(false)?;
         let transport = PciTransport::new::<VirtioHal, _>(&mut root, function).map_err(|e| {

@@ -837,6 +837,26 @@ mod tests {
     }
 
     #[test]
+    fn the_scratch_disk_is_a_second_virtio_disk() {
+        let mut opts = RunOptions::headless("/t/disk.img".into(), "/t/serial.log".into());
+        let plain = args(&split_fw().command(&opts, Path::new("/v"))).join(" ");
+        assert!(!plain.contains("scratch"), "{plain}");
+        opts.scratch_disk = Some("/t/s,1.img".into());
+        let joined = args(&split_fw().command(&opts, Path::new("/v"))).join(" ");
+        assert!(
+            joined.contains("-drive if=none,id=scratch,format=raw,file=/t/s,,1.img"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "-device virtio-blk-pci,drive=scratch,disable-legacy=on,serial=evergreen-scratch"
+            ),
+            "{joined}"
+        );
+        assert!(joined.contains("drive=boot"), "{joined}");
+    }
+
+    #[test]
     fn a_direct_kernel_replaces_only_the_disk() {
         let disk = RunOptions::headless("/t/disk.img".into(), "/t/serial.log".into());
         let mut linux = disk.clone();
