@@ -25,6 +25,7 @@ pub mod ktest;
 pub mod mm;
 pub(crate) mod mm_hooks;
 pub mod paging;
+pub mod pci;
 pub mod percpu;
 pub mod pic;
 pub mod port;
@@ -40,5 +41,6 @@ pub mod time;
 pub mod trap;
 pub mod user;
 pub mod usermode;
+pub mod virtio;
 
 pub use init::{Apic, InitError, Machine, init};

@@ -262,6 +262,39 @@ pub fn register(vector: u8, handler: Handler) -> Result<(), RegisterError> {
     Ok(())
 }
 
+/// The vectors [`allocate`] hands out for device interrupts (MSI and MSI-X): above the fixed
+/// legacy-device vectors, below hal's IPI and APIC vectors.
+pub const DYNAMIC_VECTORS: core::ops::Range<u8> = 0x30..0xf0;
+
+/// A vector [`allocate`] handed out with its handler installed; dropping it uninstalls the
+/// handler and frees the vector. A device must be told to stop using it first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Vector(u8);
+
+impl Vector {
+    /// The vector number (what a device's message data carries).
+    pub fn number(&self) -> u8 {
+        self.0
+    }
+}
+
+impl Drop for Vector {
+    fn drop(&mut self) {
+        HANDLERS[usize::from(self.0)].store(0, Ordering::Release);
+    }
+}
+
+/// Installs `handler` on a free vector of [`DYNAMIC_VECTORS`], on every CPU; `None` when all
+/// are taken.
+pub fn allocate(handler: Handler) -> Option<Vector> {
+    DYNAMIC_VECTORS.clone().find_map(|v| {
+        HANDLERS[usize::from(v)]
+            .compare_exchange(0, handler as usize, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Vector(v))
+    })
+}
+
 /// [`register`] for hal's own vectors.
 pub(crate) fn register_hal(vector: u8, handler: Handler) {
     HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);

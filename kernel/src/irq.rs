@@ -76,6 +76,26 @@ pub fn init_this_cpu() {
     }
 }
 
+/// Interrupts taken per vector by [`on_msi`] (device MSI/MSI-X vectors from [`allocate_msi`]).
+static MSI_COUNTS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+fn on_msi(frame: &TrapFrame) {
+    if let Some(count) = MSI_COUNTS.get(frame.vector as usize) {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A vector for a device's message-signalled interrupt, counted by [`msi_count`]; the
+/// driver routes the device to it and waits for the count to move. Freed when dropped.
+pub fn allocate_msi() -> Option<trap::Vector> {
+    trap::allocate(on_msi)
+}
+
+/// How many interrupts `vector` has delivered.
+pub fn msi_count(vector: &trap::Vector) -> u64 {
+    MSI_COUNTS[usize::from(vector.number())].load(Ordering::Relaxed)
+}
+
 /// Runs `f` with interrupts enabled on this CPU, restoring the previous state afterwards.
 pub fn with_interrupts<T>(f: impl FnOnce() -> T) -> T {
     let were_enabled = hal::cpu::interrupts_enabled();

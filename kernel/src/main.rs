@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod acpi;
+mod block;
 mod cmdline;
 mod conformance;
 mod console;
@@ -20,6 +21,7 @@ mod errno_names;
 mod exec;
 mod fs;
 mod futex;
+mod gpt;
 mod input;
 mod irq;
 mod itimer;
@@ -97,6 +99,8 @@ fn main(boot: hal::boot::Boot) -> ! {
     time::init(&boot, &machine.time);
     irq::init_bsp(&machine);
     input::init();
+    hal::pci::init();
+    block::init();
     // Leave the loader's stack for a kernel stack with a guard page, taking the token along.
     let stack = hal::mm::alloc_kernel_stack(smp::STACK_PAGES)
         .expect("the first kernel stack: memory management has just been set up");

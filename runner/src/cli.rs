@@ -517,6 +517,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         paused: false,
         reset_log: None,
         machine: Vec::new(),
+        scratch_disk: None,
     };
     status!(
         "starting QEMU ({}, {} CPU{}, {}, {}, {})",

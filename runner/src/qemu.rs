@@ -305,7 +305,17 @@ pub struct RunOptions {
     pub reset_log: Option<PathBuf>,
     /// Extra properties of the q35 machine, e.g. `hpet=off` (tests of degraded firmware).
     pub machine: Vec<String>,
+    /// A second virtio-blk disk the guest may overwrite (serial `evergreen-scratch`), for the
+    /// block-device tests.
+    pub scratch_disk: Option<PathBuf>,
 }
+
+/// The boot disk's device: modern-only virtio-blk (device id 0x1042), named by its serial.
+const BOOT_DISK_DEVICE: &str =
+    "virtio-blk-pci,drive=boot,disable-legacy=on,serial=evergreen-boot,bootindex=0";
+/// The scratch disk's device.
+const SCRATCH_DISK_DEVICE: &str =
+    "virtio-blk-pci,drive=scratch,disable-legacy=on,serial=evergreen-scratch";
 
 impl RunOptions {
     /// Options for an unattended run: no window, serial to `log`, one CPU, 512 MiB, TCG.
@@ -324,6 +334,7 @@ impl RunOptions {
             paused: false,
             reset_log: None,
             machine: Vec::new(),
+            scratch_disk: None,
         }
     }
 }
@@ -394,11 +405,24 @@ impl Qemu {
                 .arg("-append")
                 .arg(&direct.append);
         } else {
-            let drive = match opts.boot {
-                Boot::UefiDisk => "format=raw",
-                Boot::UefiCdrom | Boot::BiosCdrom => "format=raw,media=cdrom",
-            };
-            cmd.arg("-drive").arg(drive_arg(drive, &opts.image));
+            match opts.boot {
+                // The boot disk is a virtio-blk device, which OVMF boots from (its VirtioBlkDxe)
+                // as fast as from the default AHCI disk, and which the kernel drives.
+                Boot::UefiDisk => {
+                    cmd.arg("-drive")
+                        .arg(drive_arg("if=none,id=boot,format=raw", &opts.image));
+                    cmd.args(["-device", BOOT_DISK_DEVICE]);
+                }
+                Boot::UefiCdrom | Boot::BiosCdrom => {
+                    cmd.arg("-drive")
+                        .arg(drive_arg("format=raw,media=cdrom", &opts.image));
+                }
+            }
+        }
+        if let Some(scratch) = &opts.scratch_disk {
+            cmd.arg("-drive")
+                .arg(drive_arg("if=none,id=scratch,format=raw", scratch));
+            cmd.args(["-device", SCRATCH_DISK_DEVICE]);
         }
         cmd.args([
             "-device",
@@ -640,7 +664,8 @@ mod tests {
             "-smp 1",
             "-drive if=pflash,format=raw,readonly=on,file=/fw/CODE.fd",
             "-drive if=pflash,format=raw,file=/tmp/vars",
-            "-drive format=raw,file=/t/disk,,1.img",
+            "-drive if=none,id=boot,format=raw,file=/t/disk,,1.img",
+            "-device virtio-blk-pci,drive=boot,disable-legacy=on,serial=evergreen-boot",
             "-device isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-no-reboot",
             "-accel tcg",
@@ -812,6 +837,26 @@ mod tests {
     }
 
     #[test]
+    fn the_scratch_disk_is_a_second_virtio_disk() {
+        let mut opts = RunOptions::headless("/t/disk.img".into(), "/t/serial.log".into());
+        let plain = args(&split_fw().command(&opts, Path::new("/v"))).join(" ");
+        assert!(!plain.contains("scratch"), "{plain}");
+        opts.scratch_disk = Some("/t/s,1.img".into());
+        let joined = args(&split_fw().command(&opts, Path::new("/v"))).join(" ");
+        assert!(
+            joined.contains("-drive if=none,id=scratch,format=raw,file=/t/s,,1.img"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "-device virtio-blk-pci,drive=scratch,disable-legacy=on,serial=evergreen-scratch"
+            ),
+            "{joined}"
+        );
+        assert!(joined.contains("drive=boot"), "{joined}");
+    }
+
+    #[test]
     fn a_direct_kernel_replaces_only_the_disk() {
         let disk = RunOptions::headless("/t/disk.img".into(), "/t/serial.log".into());
         let mut linux = disk.clone();
@@ -850,7 +895,9 @@ mod tests {
                 o,
                 "-kernel" | "-initrd" | "-append"
             )),
-            without(&disk_args, &|o, v| o == "-drive" && v.contains("disk.img")),
+            without(&disk_args, &|o, v| (o == "-drive"
+                && v.contains("disk.img"))
+                || (o == "-device" && v.contains("drive=boot"))),
         );
     }
 

@@ -898,6 +898,18 @@ fn prepare(opts: &SuiteOptions, cases: &[Test]) -> Result<Suite> {
     })
 }
 
+/// Bytes of the scratch disk kernel runs get (the block-device ktests write to it).
+const SCRATCH_DISK_BYTES: u64 = 4 << 20;
+
+/// A fresh, zeroed scratch disk for case `name`.
+fn scratch_disk(images: &Path, name: &str) -> Result<PathBuf> {
+    let path = images.join(format!("{name}-scratch.img"));
+    let file = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.set_len(SCRATCH_DISK_BYTES)
+        .with_context(|| format!("sizing {}", path.display()))?;
+    Ok(path)
+}
+
 /// Runs one case; `Ok` carries a note for the PASS line.
 fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
     let case = test.case;
@@ -912,6 +924,9 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
     };
     opts.image = image_path.clone();
     opts.serial = qemu::Serial::File(log.to_path_buf());
+    if let Kind::Kernel(_) = case.kind {
+        opts.scratch_disk = Some(scratch_disk(&ctx.images, &name)?);
+    }
     if log.exists() {
         fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
     }
