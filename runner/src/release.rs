@@ -200,6 +200,34 @@ pub fn factory_slot(spec: &ImageSpec) -> Result<Option<SlotImage>> {
     build_slot_image(&info, kernel, initramfs, &key.key).map(Some)
 }
 
+/// A slot image from a file (made by `release`), refused unless it verifies with `key`.
+pub fn slot_image_from_file(path: &Path, key: &PublicKey) -> Result<SlotImage> {
+    let image = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = match read_slot(&image, key) {
+        SlotContents::Release { manifest, payloads } => {
+            if let Some((name, Err(e))) = payloads.iter().find(|(_, r)| r.is_err()) {
+                bail!(
+                    "{}: payload {name} does not match its manifest: {e}",
+                    path.display()
+                );
+            }
+            manifest
+        }
+        SlotContents::Empty => bail!("{}: an empty slot image", path.display()),
+        SlotContents::Unreadable(e) | SlotContents::BadManifest(e) => {
+            bail!(
+                "{}: not a release signed with this key: {e}",
+                path.display()
+            )
+        }
+    };
+    Ok(SlotImage {
+        image,
+        version: manifest.version,
+        rollback_index: manifest.rollback_index,
+    })
+}
+
 /// What a slot partition holds.
 #[derive(Debug)]
 pub enum SlotContents {
@@ -211,8 +239,8 @@ pub enum SlotContents {
     BadManifest(String),
     /// A release whose manifest verifies; each payload checked.
     Release {
-        /// The verified manifest.
-        manifest: Manifest,
+        /// The verified manifest (boxed: it holds its payloads inline).
+        manifest: Box<Manifest>,
         /// Per payload: its name, and whether the file matches.
         payloads: Vec<(String, Result<(), String>)>,
     },
@@ -268,7 +296,10 @@ pub fn read_slot(partition: &[u8], key: &PublicKey) -> SlotContents {
             (name, check)
         })
         .collect();
-    SlotContents::Release { manifest, payloads }
+    SlotContents::Release {
+        manifest: Box::new(manifest),
+        payloads,
+    }
 }
 
 #[cfg(test)]
@@ -288,7 +319,7 @@ mod tests {
     fn a_slot_image_reads_back_and_verifies() {
         let key = ReleaseKey::development().expect("dev key in the repository");
         let kernel = b"\x7fELF a kernel".to_vec();
-        let initramfs: Vec<u8> = (0..200_000u32).map(|i| (i * 7 >> 3) as u8).collect();
+        let initramfs: Vec<u8> = (0..200_000u32).map(|i| ((i * 7) >> 3) as u8).collect();
         let slot = build_slot_image(&info(), &kernel, &initramfs, &key.key).expect("built");
         assert_eq!((slot.version, slot.rollback_index), (7, 2));
         let SlotContents::Release { manifest, payloads } = read_slot(&slot.image, &key.public())

@@ -883,6 +883,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         iso::write(&ctx.images, &name, &spec, firmware, &mut opts)?
     } else {
         let path = ctx.images.join(format!("{name}.img"));
+        let spec = spec.with_factory_release()?;
         image::write_image(&spec, &path).with_context(|| format!("writing {}", path.display()))?;
         path
     };
