@@ -201,13 +201,13 @@ fn render_slot(out: &mut String, slot: Slot, contents: &SlotContents) {
             let _ = writeln!(
                 out,
                 "slot {} ({name}): release {} version {}, rollback index {}, {} boot tries, \
-                 created {} (Unix time); signature valid",
+                 created {}; signature valid",
                 slot.name(),
                 m.product.as_str(),
                 m.version,
                 m.rollback_index,
                 m.boot_tries,
-                m.created
+                utc(m.created)
             );
             for (p, (_, check)) in m.payloads().zip(payloads) {
                 let hash: String = p.sha256[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -226,9 +226,39 @@ fn render_slot(out: &mut String, slot: Slot, contents: &SlotContents) {
     }
 }
 
+/// `secs` since the Unix epoch as a UTC date and time (the civil-from-days conversion of
+/// the proleptic Gregorian calendar, after H. Hinnant's "chrono-Compatible Low-Level Date
+/// Algorithms").
+fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creation_times_read_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
+    }
     use crate::{
         image::{self, ImageSpec},
         release::{ReleaseInfo, ReleaseKey, build_slot_image},
