@@ -101,9 +101,11 @@ impl ImageSpec {
 
     /// The factory layout: the ESP's kernel and initramfs as release v1 (signed with the
     /// development key) in slot A, slot B empty. An image without both files keeps both slots
-    /// empty.
+    /// empty; a spec whose slots were already given keeps them.
     pub fn with_factory_release(mut self) -> Result<Self> {
-        self.slots = [crate::release::factory_slot(&self)?, None];
+        if self.slots.iter().all(Option::is_none) {
+            self.slots = [crate::release::factory_slot(&self)?, None];
+        }
         Ok(self)
     }
 
