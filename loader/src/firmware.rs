@@ -58,7 +58,7 @@ impl Firmware {
 }
 
 /// TSC ticks per second, measured over a 10 ms firmware stall.
-fn measure_tsc() -> u64 {
+pub fn measure_tsc() -> u64 {
     let start = cpu::rdtsc();
     boot::stall(Duration::from_millis(10));
     cpu::rdtsc().wrapping_sub(start) * 100

@@ -135,7 +135,7 @@ impl BootVolume {
     }
 }
 
-fn file_size(file: &mut RegularFile, path: &str) -> Result<u64, Error> {
+pub fn file_size(file: &mut RegularFile, path: &str) -> Result<u64, Error> {
     let info = file
         .get_boxed_info::<FileInfo>()
         .map_err(|e| Error::FileRead {
@@ -145,7 +145,7 @@ fn file_size(file: &mut RegularFile, path: &str) -> Result<u64, Error> {
     Ok(info.file_size())
 }
 
-fn read_all(file: &mut RegularFile, buf: &mut [u8], path: &str) -> Result<(), Error> {
+pub fn read_all(file: &mut RegularFile, buf: &mut [u8], path: &str) -> Result<(), Error> {
     let mut done = 0;
     while done < buf.len() {
         let n = file.read(&mut buf[done..]).map_err(|e| Error::FileRead {

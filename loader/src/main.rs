@@ -29,6 +29,7 @@ mod platform;
 mod responses;
 mod run;
 mod serial;
+mod slots;
 mod strict;
 mod tables;
 mod wants;

@@ -19,7 +19,7 @@ use crate::{
     mem::{Allocations, Kind, pages_for},
     memory, modules, mp, out,
     responses::{self, Context, Responder},
-    strict,
+    slots, strict,
     tables::{self, Identity},
     wants,
 };
@@ -41,6 +41,9 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     out::set_verbose(loaded.config.verbose);
     if loaded.config.strict {
         strict::enable();
+    }
+    if loaded.config.slots {
+        slots::dry_run();
     }
     let (entry, limine) = loaded
         .config

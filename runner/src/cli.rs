@@ -14,11 +14,11 @@ use crate::{
     bench,
     build::{self, Component, Profile},
     image::{self, ImageSpec},
-    interrupt,
+    inspect, interrupt,
     iso::{self, LimineRelease},
     payload::{self, LoaderMode, ModuleFile},
     qemu::{self, Accel, Boot, GuestExit, Qemu, RunOptions, Serial},
-    qmp,
+    qmp, release,
     rootfs::{self, AddSpec, Rootfs},
     systest,
     watch::{self, Outcome},
@@ -42,6 +42,10 @@ Examples:
   cargo run -- --headless --timeout 60    stop QEMU after 60 s (exit status 124)
   cargo run -- image --out evergreen.img  write a disk image for a USB stick
   cargo run -- iso --out evergreen.iso    write a UEFI ISO (xorriso) with our loader
+  cargo run -- release --version 2 target/v2.slot
+                                          build a signed release (a slot image) of version 2
+  cargo run -- inspect target/evergreen.img
+                                          print the boot state and the slots of a disk image
   cargo run -- --iso                      boot the ISO from a CD-ROM drive instead of the disk
   cargo run -- test                       host unit tests + QEMU system tests
   cargo run -- test --filter bad --skip-unit
@@ -57,6 +61,9 @@ Environment:
                `--iso` and `--bios` also limine-uefi-cd.bin, limine-bios-cd.bin,
                limine-bios.sys and limine.c (Limine's binary release): a hybrid ISO
   OVMF_PATH    an OVMF_CODE*.fd file, a combined OVMF.fd, or a folder holding them
+  EVERGREEN_RELEASE_KEY
+               a release key file (an ed25519 seed, 64 hex digits) for `release` and
+               `inspect`, instead of the public development key runner/keys/dev-release-key.seed
   LINUX_KERNEL a vmlinuz for `bench linux` (default: Debian's linux-image-cloud-amd64,
                downloaded with apt-get into target/linux/)
 
@@ -96,6 +103,80 @@ enum Command {
     Bench(BenchArgs),
     /// Boot headless, run one static program as init, print its output and exit with its status
     Exec(ExecArgs),
+    /// Build a signed release: a slot image holding the kernel, the initramfs and a manifest
+    #[command(after_help = RELEASE_HELP)]
+    Release(ReleaseArgs),
+    /// Print the boot state and the slots of a disk image (its update partitions)
+    #[command(after_help = INSPECT_HELP)]
+    Inspect(InspectArgs),
+}
+
+const RELEASE_HELP: &str = "\
+A release is one slot image: a small FAT16 volume with `kernel`, `initramfs` and `manifest`,
+the manifest (product, version, rollback index, creation time, boot tries, each file's size
+and SHA-256) signed with ed25519. It is written whole into EG_SLOT_A or EG_SLOT_B.
+
+Without --key or EVERGREEN_RELEASE_KEY it is signed with the DEVELOPMENT key,
+runner/keys/dev-release-key.seed, which is public: fine for testing, never for a real release.
+A key file is one ed25519 seed as 64 hex digits (`#` lines are comments); make one with e.g.
+  (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > ~/evergreen-release.key)
+and keep it out of the repository.
+
+Examples:
+  cargo run -- release --version 2 target/v2.slot
+  cargo run -- release --version 3 --rollback-index 2 --tries 2 --key ~/evergreen-release.key \\
+      target/v3.slot
+  cargo run -- release --version 2 --kernel k.elf --initramfs root.cpio target/v2.slot";
+
+const INSPECT_HELP: &str = "\
+Decodes EG_STATE (both copies of the boot-state record, and which one is current), checks the
+release in EG_SLOT_A and EG_SLOT_B (manifest signature and every file's SHA-256) and says
+which slot the loader's rules would boot next. Releases are checked against the key of --key
+or EVERGREEN_RELEASE_KEY, else the development key.
+
+Example:
+  cargo run -- inspect target/evergreen.img";
+
+#[derive(Debug, Args)]
+struct ReleaseArgs {
+    /// The release's version (updates only go up)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    version: u64,
+    /// Its rollback index: once a release with index R is marked good, nothing under R boots
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    rollback_index: u64,
+    /// Boots it gets on trial before it is marked bad (1 to 15)
+    #[arg(long, value_name = "T", default_value_t = release::DEFAULT_TRIES,
+          value_parser = clap::value_parser!(u8).range(1..=15))]
+    tries: u8,
+    /// Sign with this key file instead of EVERGREEN_RELEASE_KEY or the development key
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Use this kernel ELF instead of building one (needs --initramfs too)
+    #[arg(long, value_name = "FILE", requires = "initramfs")]
+    kernel: Option<PathBuf>,
+    /// Use this initramfs (cpio) instead of building one (needs --kernel too)
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initramfs: Option<PathBuf>,
+    /// Build the kernel with the dev profile
+    #[arg(long)]
+    debug: bool,
+    /// Copy the host file or folder HOST into the initramfs at GUEST; repeatable
+    #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
+    add: Vec<AddSpec>,
+    /// Where to write the slot image
+    #[arg(value_name = "OUT")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Check releases with this key file instead of EVERGREEN_RELEASE_KEY or the development key
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The disk image
+    #[arg(value_name = "IMAGE")]
+    image: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +324,16 @@ struct ImageArgs {
     /// Where to write the image [default: target/evergreen.img]
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Put this release (a slot image from `release`) in slot A instead of the factory v1
+    #[arg(long, value_name = "SLOT_IMAGE")]
+    slot_a: Option<PathBuf>,
+    /// Put this release (a slot image from `release`) in slot B, which is otherwise empty
+    #[arg(long, value_name = "SLOT_IMAGE")]
+    slot_b: Option<PathBuf>,
+    /// The key the releases of --slot-a and --slot-b must verify with (default:
+    /// EVERGREEN_RELEASE_KEY, else the development key)
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +438,18 @@ pub fn main() -> Result<ExitCode> {
             bench::run(args.what, &options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Release(args)) => make_release(&args),
+        Some(Command::Inspect(args)) => {
+            let key = release::ReleaseKey::load(args.key.as_deref())?;
+            let report = inspect::DiskReport::read(&args.image, &key.public())?;
+            println!(
+                "image {} (releases checked with {})",
+                show(&args.image),
+                key.describe()
+            );
+            print!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Exec(args)) => crate::exec::run(&crate::exec::ExecRequest {
             command: &args.command,
             strace: args.strace,
@@ -361,6 +464,44 @@ pub fn main() -> Result<ExitCode> {
             adds: &args.add,
         }),
     }
+}
+
+/// `cargo run -- release`: builds (or takes) the kernel and initramfs and writes a signed
+/// slot image.
+fn make_release(args: &ReleaseArgs) -> Result<ExitCode> {
+    let key = release::ReleaseKey::load(args.key.as_deref())?;
+    let (kernel, initramfs) = match (&args.kernel, &args.initramfs) {
+        (Some(kernel), Some(initramfs)) => (
+            std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?,
+            std::fs::read(initramfs).with_context(|| format!("reading {}", initramfs.display()))?,
+        ),
+        _ => {
+            let profile = if args.debug {
+                Profile::Debug
+            } else {
+                Profile::Release
+            };
+            let rootfs = Rootfs::gather(&args.add)?;
+            let kernel_path = build::build(Component::Kernel, profile)?;
+            let kernel = std::fs::read(&kernel_path)
+                .with_context(|| format!("reading {}", kernel_path.display()))?;
+            (kernel, rootfs::module(&rootfs.tree).data)
+        }
+    };
+    let info = release::ReleaseInfo::new(args.version, args.rollback_index, args.tries);
+    let slot = release::build_slot_image(&info, &kernel, &initramfs, &key.key)?;
+    std::fs::write(&args.out, &slot.image)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    status!(
+        "wrote release v{} (rollback index {}, {} tries, {} KiB) to {}, signed with {}",
+        args.version,
+        args.rollback_index,
+        args.tries,
+        slot.image.len() / 1024,
+        show(&args.out),
+        key.describe()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `path` relative to the current directory when it is inside it (for messages).
@@ -419,13 +560,28 @@ fn boot_files(args: &BuildArgs) -> Result<BootFiles> {
 
 /// Builds what the image needs, writes it to `out` and returns the kernel's path.
 fn build_image(args: &BuildArgs, out: &Path) -> Result<PathBuf> {
+    build_image_with(args, out, [None, None])
+}
+
+/// [`build_image`], with given slot images in place of the factory layout's.
+fn build_image_with(
+    args: &BuildArgs,
+    out: &Path,
+    slots: [Option<image::SlotImage>; 2],
+) -> Result<PathBuf> {
     let files = boot_files(args)?;
     status!(
         "writing image {} (boot loader: {})",
         show(out),
         files.loader
     );
-    image::write_image(&files.spec, out).with_context(|| format!("writing {}", out.display()))?;
+    let mut spec = files.spec.with_factory_release()?;
+    for (i, slot) in slots.into_iter().enumerate() {
+        if let Some(slot) = slot {
+            spec.slots[i] = Some(slot);
+        }
+    }
+    image::write_image(&spec, out).with_context(|| format!("writing {}", out.display()))?;
     Ok(files.kernel)
 }
 
@@ -592,7 +748,14 @@ fn write_image(args: &ImageArgs) -> Result<ExitCode> {
         Some(out) => out.clone(),
         None => build::target_dir()?.join("evergreen.img"),
     };
-    build_image(&args.build, &out)?;
+    let key = release::ReleaseKey::load(args.key.as_deref())?;
+    let slots = [&args.slot_a, &args.slot_b].map(|path| {
+        path.as_deref()
+            .map(|p| release::slot_image_from_file(p, &key.public()))
+            .transpose()
+    });
+    let [a, b] = slots;
+    build_image_with(&args.build, &out, [a?, b?])?;
     status!(
         "done. To boot a PC from a USB stick, write the image to the whole stick (ALL DATA ON \
          IT IS LOST; check the device name with lsblk):\n    sudo dd if={} of=/dev/sdX bs=4M \

@@ -80,6 +80,9 @@ enum Kind {
     Iso(iso::Firmware),
     /// A static user program run as `init=` and on the host: same stdout, same exit status.
     User(user::UserProgram),
+    /// Like [`Kind::Boot`] with `evergreen_slots: yes`: our loader reads the update state,
+    /// verifies the factory release in slot A and logs its (dry-run) choice.
+    Slots,
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -645,6 +648,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::LoaderError(Broken::Elf),
     },
     Case {
+        name: "slots-dry-run",
+        about: "our loader reads EG_STATE, verifies slot A's signed release and would boot it",
+        kind: Kind::Slots,
+    },
+    Case {
         name: "bad-config",
         about: "our loader reports a limine.conf entry without kernel_path",
         kind: Kind::LoaderError(Broken::Config),
@@ -712,8 +720,11 @@ impl Case {
             // The triple-fault case checks the runner's verdicts, not the kernel: one boot.
             Kind::Power(run) => run.end != Ending::TripleFault,
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
-            // ISO cases check the CD-ROM boot path; iso-bios boots real Limine.
-            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) => false,
+            // ISO cases check the CD-ROM boot path; iso-bios boots real Limine. The slots
+            // case checks the loader's reading of the update partitions, not the kernel.
+            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots => {
+                false
+            }
         }
     }
 }
@@ -919,6 +930,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         iso::write(&ctx.images, &name, &spec, firmware, &mut opts)?
     } else {
         let path = ctx.images.join(format!("{name}.img"));
+        let spec = spec.with_factory_release()?;
         image::write_image(&spec, &path).with_context(|| format!("writing {}", path.display()))?;
         path
     };
@@ -931,6 +943,11 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
     }
     let result = match case.kind {
+        Kind::Slots => boot_and_check(ctx, &opts, log, &|lines| {
+            let note = check_slots_log(lines)?;
+            check_boot_log(lines)?;
+            Ok(note)
+        }),
         Kind::Boot | Kind::Iso(_) => boot_and_check(ctx, &opts, log, &|lines| {
             let note = check_boot_log(lines)?;
             check_boot_values(lines, opts.smp, opts.memory_mib)?;
@@ -989,6 +1006,24 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             standard("test=conformance cpus=2", &[file])?
         }
         Kind::LoaderError(broken) => broken_image(ctx, broken)?,
+        // The option is our loader's: real Limine would ignore it.
+        Kind::Slots => {
+            // Slot A holds release v1 with the standard initramfs; the ESP boots test=boot
+            // without one (with an initramfs the kernel would start init instead).
+            let initramfs = crate::rootfs::module(&crate::rootfs::Rootfs::gather(&[])?.tree);
+            let mut spec =
+                payload::standard_image(&ctx.loader, ctx.kernel.clone(), "test=boot", &[])?;
+            let info = crate::release::ReleaseInfo::new(1, 1, crate::release::DEFAULT_TRIES);
+            let key = crate::release::ReleaseKey::development()?;
+            spec.slots[0] = Some(crate::release::build_slot_image(
+                &info,
+                &ctx.kernel,
+                &initramfs.data,
+                &key.key,
+            )?);
+            spec.config = format!("evergreen_slots: yes\n{}", spec.config);
+            spec
+        }
         Kind::Kernel(run) => {
             opts.smp = run.smp;
             opts.memory_mib = run.memory_mib;
@@ -1008,6 +1043,20 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,
     };
     Ok((spec, opts))
+}
+
+/// The loader's dry-run line for the factory layout, with the time the checks took.
+fn check_slots_log(lines: &[String]) -> Result<String, String> {
+    const WANT: &str = "loader: slots: state copy 0 (sequence 1); slot A v1 verifies, slot B \
+                        does not verify; would boot slot A (version 1, Normal, after a state write)";
+    lines
+        .iter()
+        .find(|l| l.contains(WANT))
+        .map(|l| format!(": {}", l.trim()))
+        .ok_or_else(|| {
+            let got = lines.iter().find(|l| l.contains("loader: slots:"));
+            format!("no line {WANT:?}; the loader said {got:?}")
+        })
 }
 
 /// A broken image for our loader.
@@ -1654,7 +1703,7 @@ mod tests {
         for case in CASES {
             let boots_kernel = !matches!(
                 case.kind,
-                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_)
+                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots
             );
             let checks_the_runner =
                 matches!(case.kind, Kind::Power(run) if run.end == Ending::TripleFault);

@@ -1,8 +1,12 @@
-//! GPT disk images with one EFI System Partition, written without root or external tools, and
-//! the FAT image an ISO boots from under UEFI.
+//! GPT disk images with an EFI System Partition and the update partitions, written without
+//! root or external tools, and the FAT image an ISO boots from under UEFI.
 //!
-//! The whole disk is built in memory: a protective MBR and GPT (crate `gpt`) around one ESP
-//! whose FAT32 file system (crate `fatfs`) is formatted directly inside the disk buffer. The
+//! The whole disk is built in memory: a protective MBR and GPT (crate `gpt`) around the ESP,
+//! whose FAT32 file system (crate `fatfs`) is formatted directly inside the disk buffer, and
+//! the three partitions of automatic updates (`libs/update`): `EG_STATE`, a small raw
+//! partition holding the boot-state record, and `EG_SLOT_A` / `EG_SLOT_B`, each a release's
+//! slot image (a small FAT volume, see [`crate::release`]) written whole, or zeros for an empty
+//! slot. The loader still boots from the ESP; the slots are what it will boot from. The
 //! buffer is then written to a temporary file next to the destination and renamed over it, so
 //! a reader never sees half an image. The same FAT writer makes the El Torito EFI boot image
 //! of an ISO ([`efi_boot_image`]), as FAT16: El Torito counts that image in 16 bits of
@@ -41,6 +45,19 @@ pub const EFI_APP_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 pub const CONFIG_PATH: &str = "limine.conf";
 /// The kernel ELF.
 pub const KERNEL_PATH: &str = "boot/kernel";
+/// GPT partition names of the update partitions (the loader finds them by name).
+pub const STATE_NAME: &str = "EG_STATE";
+/// GPT partition names of slots A and B.
+pub const SLOT_NAMES: [&str; 2] = ["EG_SLOT_A", "EG_SLOT_B"];
+/// Size of the state partition: far more than the record's two copies need, so that a later
+/// format has room.
+pub const STATE_SIZE: u64 = 1024 * 1024;
+/// The smallest slot partition: room for a release larger than today's.
+pub const MIN_SLOT_SIZE: u64 = 16 * 1024 * 1024;
+/// Partition type GUID of `EG_STATE` (Evergreen's own, random).
+pub const STATE_TYPE_GUID: &str = "5E6A1C52-5D3B-4C0E-9A0B-2F1E8D7C6B01";
+/// Partition type GUID of `EG_SLOT_A` and `EG_SLOT_B` (Evergreen's own, random).
+pub const SLOT_TYPE_GUID: &str = "5E6A1C52-5D3B-4C0E-9A0B-2F1E8D7C6B02";
 
 /// The contents of a disk image: paths are relative to the ESP's root, `/`-separated.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +68,19 @@ pub struct ImageSpec {
     pub config: String,
     /// Further files, normally `boot/kernel` and modules under `boot/`.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The slot images of slots A and B (`None`: empty); see [`ImageSpec::with_factory_release`].
+    pub slots: [Option<SlotImage>; 2],
+}
+
+/// A release's slot image and what the boot state records about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotImage {
+    /// The image, written whole at the start of the slot partition.
+    pub image: Vec<u8>,
+    /// Its manifest's version.
+    pub version: u64,
+    /// Its manifest's rollback index.
+    pub rollback_index: u64,
 }
 
 impl ImageSpec {
@@ -60,7 +90,23 @@ impl ImageSpec {
             efi_app,
             config,
             files: vec![(KERNEL_PATH.to_owned(), kernel)],
+            slots: [None, None],
         }
+    }
+
+    /// The file at `path` on the ESP, if any.
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        self.all_files().find(|(p, _)| *p == path).map(|(_, d)| d)
+    }
+
+    /// The factory layout: the ESP's kernel and initramfs as release v1 (signed with the
+    /// development key) in slot A, slot B empty. An image without both files keeps both slots
+    /// empty; a spec whose slots were already given keeps them.
+    pub fn with_factory_release(mut self) -> Result<Self> {
+        if self.slots.iter().all(Option::is_none) {
+            self.slots = [crate::release::factory_slot(&self)?, None];
+        }
+        Ok(self)
     }
 
     /// Adds a file at `path` (relative to the ESP's root).
@@ -89,6 +135,29 @@ pub struct ImageLayout {
     pub esp_offset: u64,
     /// Size of the ESP in bytes.
     pub esp_size: u64,
+    /// Byte offset of `EG_STATE` ([`STATE_SIZE`] bytes).
+    pub state_offset: u64,
+    /// Byte offsets of `EG_SLOT_A` and `EG_SLOT_B`.
+    pub slot_offsets: [u64; 2],
+    /// Size of each slot partition in bytes.
+    pub slot_size: u64,
+}
+
+impl ImageLayout {
+    /// Where everything goes for an ESP of `esp_size` bytes and slots of `slot_size`.
+    fn new(esp_size: u64, slot_size: u64) -> Self {
+        let state_offset = ESP_OFFSET + esp_size;
+        let slot_a = state_offset + STATE_SIZE;
+        let slot_b = slot_a + slot_size;
+        Self {
+            disk_size: slot_b + slot_size + TAIL_SIZE,
+            esp_offset: ESP_OFFSET,
+            esp_size,
+            state_offset,
+            slot_offsets: [slot_a, slot_b],
+            slot_size,
+        }
+    }
 }
 
 /// Builds the image described by `spec` in memory and writes it to `out`.
@@ -118,20 +187,71 @@ pub fn write_image(spec: &ImageSpec, out: &Path) -> Result<ImageLayout> {
 pub fn build_image(spec: &ImageSpec) -> Result<(Vec<u8>, ImageLayout)> {
     check_paths(spec)?;
     let esp_size = esp_size_for(spec);
-    let disk_size = ESP_OFFSET + esp_size + TAIL_SIZE;
-    let layout = ImageLayout {
-        disk_size,
-        esp_offset: ESP_OFFSET,
-        esp_size,
-    };
-    let len = usize::try_from(disk_size).context("disk image too large for this host")?;
+    let layout = ImageLayout::new(esp_size, slot_size_for(spec));
+    let len = usize::try_from(layout.disk_size).context("disk image too large for this host")?;
     let mut disk = vec![0u8; len];
 
     write_partition_table(&mut disk, layout)?;
-    let start = usize::try_from(ESP_OFFSET).context("ESP offset")?;
-    let end = usize::try_from(ESP_OFFSET + esp_size).context("ESP end")?;
-    write_esp(&mut disk[start..end], spec, esp_size)?;
+    write_esp(range(&mut disk, ESP_OFFSET, esp_size)?, spec, esp_size)?;
+    let area = update::state::fresh_area(&factory_state(spec));
+    range(&mut disk, layout.state_offset, area.len() as u64)?.copy_from_slice(&area);
+    for (slot, offset) in spec.slots.iter().zip(layout.slot_offsets) {
+        if let Some(slot) = slot {
+            range(&mut disk, offset, slot.image.len() as u64)?.copy_from_slice(&slot.image);
+        }
+    }
     Ok((disk, layout))
+}
+
+/// The `len` bytes of `disk` at `offset`.
+fn range(disk: &mut [u8], offset: u64, len: u64) -> Result<&mut [u8]> {
+    let start = usize::try_from(offset).context("offset")?;
+    let end = usize::try_from(offset + len).context("length")?;
+    disk.get_mut(start..end)
+        .context("a partition's contents run past the end of the disk")
+}
+
+/// The boot state of a new disk: each slot's release good (A preferred when both are), or
+/// empty.
+pub fn factory_state(spec: &ImageSpec) -> update::state::BootState {
+    use update::state::{BootState, Slot, SlotState};
+    let [a, b] = &spec.slots;
+    let entry = |s: &Option<SlotImage>| {
+        s.as_ref().map_or(SlotState::EMPTY, |s| {
+            SlotState::good(s.version, s.rollback_index)
+        })
+    };
+    let floor = spec
+        .slots
+        .iter()
+        .flatten()
+        .map(|s| s.rollback_index)
+        .min()
+        .unwrap_or(0);
+    let mut state = BootState::factory(0, floor);
+    state.slots = [entry(a), entry(b)];
+    state.preferred = if a.is_none() && b.is_some() {
+        Slot::B
+    } else {
+        Slot::A
+    };
+    state
+}
+
+/// Slot size: twice the largest slot image (room for a larger update), whole MiB, at least
+/// [`MIN_SLOT_SIZE`].
+fn slot_size_for(spec: &ImageSpec) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let largest = spec
+        .slots
+        .iter()
+        .flatten()
+        .map(|s| s.image.len() as u64)
+        .max();
+    (2 * largest.unwrap_or(0))
+        .div_ceil(MIB)
+        .saturating_mul(MIB)
+        .max(MIN_SLOT_SIZE)
 }
 
 /// ESP size: at least [`MIN_ESP_SIZE`], else the files plus a quarter for FAT overhead,
@@ -162,7 +282,8 @@ pub fn check_paths(spec: &ImageSpec) -> Result<()> {
     Ok(())
 }
 
-/// Writes the protective MBR, the primary and the backup GPT with one ESP entry.
+/// Writes the protective MBR, the primary and the backup GPT: the ESP and the update
+/// partitions.
 fn write_partition_table(disk: &mut [u8], layout: ImageLayout) -> Result<()> {
     let sectors = layout.disk_size / SECTOR_SIZE;
     let mut device = Cursor::new(disk);
@@ -184,8 +305,38 @@ fn write_partition_table(disk: &mut [u8], layout: ImageLayout) -> Result<()> {
         0,
     )
     .context("adding the ESP to the GPT")?;
+    let state_type = custom_type(STATE_TYPE_GUID)?;
+    let slot_type = custom_type(SLOT_TYPE_GUID)?;
+    gpt.add_partition_at(
+        STATE_NAME,
+        2,
+        layout.state_offset / SECTOR_SIZE,
+        STATE_SIZE / SECTOR_SIZE,
+        state_type,
+        0,
+    )
+    .context("adding EG_STATE to the GPT")?;
+    for (i, (name, offset)) in SLOT_NAMES.iter().zip(layout.slot_offsets).enumerate() {
+        gpt.add_partition_at(
+            name,
+            3 + i as u32,
+            offset / SECTOR_SIZE,
+            layout.slot_size / SECTOR_SIZE,
+            slot_type.clone(),
+            0,
+        )
+        .with_context(|| format!("adding {name} to the GPT"))?;
+    }
     gpt.write().context("writing the GPT")?;
     Ok(())
+}
+
+/// A partition type of Evergreen's own.
+fn custom_type(guid: &str) -> Result<partition_types::Type> {
+    Ok(partition_types::Type {
+        guid: guid.parse().context("partition type GUID")?,
+        os: partition_types::OperatingSystem::Custom("Evergreen".to_owned()),
+    })
 }
 
 /// Cluster size keeping a FAT32 volume of `size` bytes well above the 65525-cluster minimum.
@@ -201,7 +352,7 @@ fn cluster_size_for(size: u64) -> u32 {
 fn write_esp(esp: &mut [u8], spec: &ImageSpec, esp_size: u64) -> Result<()> {
     write_fat(
         esp,
-        spec,
+        spec.all_files(),
         FatType::Fat32,
         cluster_size_for(esp_size),
         "the ESP",
@@ -230,7 +381,7 @@ pub fn efi_boot_image(spec: &ImageSpec) -> Result<Vec<u8>> {
     let mut volume = vec![0u8; usize::try_from(size).context("El Torito image size")?];
     write_fat(
         &mut volume,
-        spec,
+        spec.all_files(),
         FatType::Fat16,
         512,
         "the El Torito image",
@@ -238,11 +389,41 @@ pub fn efi_boot_image(spec: &ImageSpec) -> Result<Vec<u8>> {
     Ok(volume)
 }
 
+/// A FAT16 volume holding `files` (paths relative to its root), as small as fits them: a
+/// release's slot image, which the loader reads through UEFI's FAT driver.
+pub fn fat16_volume<'a>(files: &[(&'a str, &'a [u8])], what: &str) -> Result<Vec<u8>> {
+    const MIB: u64 = 1024 * 1024;
+    let payload: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    let size = (payload + payload / 16 + MIB)
+        .next_multiple_of(MIB)
+        .max(MIN_EL_TORITO_SIZE);
+    // FAT16 counts at most 65524 clusters: grow the cluster until the volume fits.
+    let mut cluster = 512u32;
+    while size / u64::from(cluster) > 65_000 {
+        cluster *= 2;
+        if cluster > 32 * 1024 {
+            bail!(
+                "{what}: {} MiB of files are too many for FAT16",
+                payload / MIB
+            );
+        }
+    }
+    let mut volume = vec![0u8; usize::try_from(size).context("volume size")?];
+    write_fat(
+        &mut volume,
+        files.iter().copied(),
+        FatType::Fat16,
+        cluster,
+        what,
+    )?;
+    Ok(volume)
+}
+
 /// Formats `volume` as `fat_type` with `cluster`-byte clusters and copies the files in;
 /// `what` names the volume in errors.
-fn write_fat(
+fn write_fat<'a>(
     volume: &mut [u8],
-    spec: &ImageSpec,
+    files: impl Iterator<Item = (&'a str, &'a [u8])>,
     fat_type: FatType,
     cluster: u32,
     what: &str,
@@ -258,7 +439,7 @@ fn write_fat(
     if fs.fat_type() != fat_type {
         bail!("{what} came out as {:?}, not {fat_type:?}", fs.fat_type());
     }
-    for (path, data) in spec.all_files() {
+    for (path, data) in files {
         add_file(&fs, path, data).with_context(|| format!("adding /{path} to {what}"))?;
     }
     // Records the free-cluster count in FSInfo (fatfs leaves it "unknown").
@@ -332,14 +513,43 @@ mod tests {
         assert_eq!(record.os_type, 0xEE);
         assert_eq!(record.lb_start, 1);
 
-        // GPT: both headers valid, exactly one ESP at the recorded offset.
+        // GPT: both headers valid, the ESP first at the recorded offset, then the update
+        // partitions in order, none overlapping.
         let gpt = GptConfig::new()
             .only_valid_headers(true)
             .logical_block_size(LogicalBlockSize::Lb512)
             .open(&out)
             .expect("valid GPT");
         let used: Vec<_> = gpt.partitions().values().filter(|p| p.is_used()).collect();
-        assert_eq!(used.len(), 1);
+        let names: Vec<&str> = used.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["EFI System Partition", "EG_STATE", "EG_SLOT_A", "EG_SLOT_B"]
+        );
+        let extents: Vec<(u64, u64)> = used
+            .iter()
+            .map(|p| {
+                let lb = LogicalBlockSize::Lb512;
+                (
+                    p.bytes_start(lb).expect("start"),
+                    p.bytes_len(lb).expect("len"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            extents[1..],
+            [
+                (layout.state_offset, STATE_SIZE),
+                (layout.slot_offsets[0], layout.slot_size),
+                (layout.slot_offsets[1], layout.slot_size)
+            ]
+        );
+        for pair in extents.windows(2) {
+            assert!(pair[0].0 + pair[0].1 <= pair[1].0, "{pair:?} overlap");
+        }
+        let guid = |p: &gpt::partition::Partition| p.part_type_guid.guid.to_string().to_uppercase();
+        assert_eq!(guid(used[1]), STATE_TYPE_GUID);
+        assert_eq!(guid(used[2]), SLOT_TYPE_GUID);
         let esp = used[0];
         assert_eq!(esp.part_type_guid, partition_types::EFI);
         assert_eq!(
@@ -354,7 +564,7 @@ mod tests {
             esp.bytes_len(LogicalBlockSize::Lb512).expect("len"),
             layout.esp_size
         );
-        assert!(layout.esp_offset + layout.esp_size <= layout.disk_size - 33 * SECTOR_SIZE);
+        assert!(layout.slot_offsets[1] + layout.slot_size <= layout.disk_size - 33 * SECTOR_SIZE);
 
         // FAT32 with the files byte for byte.
         let mut bytes = Vec::new();

@@ -40,6 +40,10 @@ pub struct Config {
     /// a choice open, the one least convenient for the kernel (see `loader/README.md`).
     /// Real Limine ignores the option.
     pub strict: bool,
+    /// `evergreen_slots: yes`: Evergreen's loader reads the A/B update state and checks the
+    /// slots (`libs/update`), and says which slot it would boot; for now it still boots the
+    /// entry from the ESP and writes nothing. Real Limine ignores the option.
+    pub slots: bool,
     /// Every entry in file order; `depth` gives the nesting.
     pub entries: Vec<Entry>,
 }
@@ -556,6 +560,7 @@ fn apply_global(cfg: &mut Config, key: &str, value: &str) -> Result<bool, Config
         "verbose" => cfg.verbose = parse_bool(key, value)?,
         "quiet" => cfg.quiet = parse_bool(key, value)?,
         "evergreen_strict" => cfg.strict = parse_bool(key, value)?,
+        "evergreen_slots" => cfg.slots = parse_bool(key, value)?,
         _ if IGNORED_GLOBALS.contains(&key) => {}
         _ if IGNORED_GLOBAL_PREFIXES.iter().any(|p| key.starts_with(p)) => {}
         _ => return Ok(false),
@@ -581,6 +586,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         verbose: false,
         quiet: false,
         strict: false,
+        slots: false,
         entries: Vec::new(),
     };
     let mut current: Option<RawEntry> = None;

@@ -51,6 +51,7 @@ serial: yes\r
 verbose: yes\r
 quiet: no\r
 Evergreen_Strict: yes\r
+evergreen_slots: yes\r
 interface_branding: My OS\r
 term_palette: 1;2;3\r
 wallpaper: boot():/bg.png\r
@@ -78,7 +79,7 @@ editor_enabled: no\r
 ";
     let cfg = parse(text).expect("valid");
     assert_eq!(cfg.timeout, Timeout::Millis(2500));
-    assert!(cfg.serial && cfg.verbose && !cfg.quiet && cfg.strict);
+    assert!(cfg.serial && cfg.verbose && !cfg.quiet && cfg.strict && cfg.slots);
     assert_eq!(cfg.entries[0].protocol.as_deref(), Some("linux"));
     assert!(cfg.entries[0].limine.is_none());
     let (entry, e) = cfg.entry_to_boot().expect("bootable");

@@ -1,0 +1,388 @@
+//! Releases: signing keys, slot images and reading them back.
+//!
+//! A release is one slot image: a small FAT16 volume holding `kernel`, `initramfs` and
+//! `manifest` (the signed manifest of `libs/update`, naming the other two with their sizes and
+//! SHA-256). FAT because the loader can then read a slot through the firmware's own FAT
+//! driver, and because an update writes the image whole, as raw blocks: no FAT metadata is
+//! ever a commit point (the state record is).
+//!
+//! Keys are ed25519 seeds, 64 hex digits in a text file (`#` starts a comment line). Without
+//! `--key` or `EVERGREEN_RELEASE_KEY`, releases are signed with the *development* key in
+//! `runner/keys/dev-release-key.seed`, which is public: it is what `cargo run` and the tests
+//! use, and nothing signed with it is a real release.
+
+use std::{
+    fs,
+    io::{Cursor, Read},
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use fatfs::{FileSystem, FsOptions};
+use update::manifest::{self, MAX_LEN, Manifest, Payload, PublicKey, SecretKey};
+
+use crate::{
+    build,
+    image::{self, ImageSpec, SlotImage},
+    rootfs,
+};
+
+/// The environment variable naming a key file to use instead of the development key.
+pub const KEY_ENV: &str = "EVERGREEN_RELEASE_KEY";
+/// The development key's seed file, relative to the workspace root.
+pub const DEV_KEY_PATH: &str = "runner/keys/dev-release-key.seed";
+/// The manifest's file name in a slot image.
+pub const MANIFEST_FILE: &str = "manifest";
+/// The kernel's file name in a slot image (and its payload name).
+pub const KERNEL_FILE: &str = "kernel";
+/// The initramfs's file name in a slot image (and its payload name).
+pub const INITRAMFS_FILE: &str = "initramfs";
+/// The factory release: version 1, rollback index 1.
+pub const FACTORY_VERSION: u64 = 1;
+/// Boot tries a release gets on trial unless told otherwise.
+pub const DEFAULT_TRIES: u8 = 3;
+
+/// A signing key and where it came from.
+pub struct ReleaseKey {
+    /// The key.
+    pub key: SecretKey,
+    /// Its file, for messages.
+    pub source: PathBuf,
+    /// Whether it is the public development key.
+    pub development: bool,
+}
+
+impl ReleaseKey {
+    /// The key `path` names, else the one `EVERGREEN_RELEASE_KEY` names, else the
+    /// development key.
+    pub fn load(path: Option<&Path>) -> Result<ReleaseKey> {
+        let from_env = std::env::var_os(KEY_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        match path.map(Path::to_path_buf).or(from_env) {
+            Some(path) => Self::from_file(&path, false),
+            None => Self::development(),
+        }
+    }
+
+    /// The development key (public; never for a real release).
+    pub fn development() -> Result<ReleaseKey> {
+        Self::from_file(&build::workspace_root().join(DEV_KEY_PATH), true)
+    }
+
+    fn from_file(path: &Path, development: bool) -> Result<ReleaseKey> {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading the release key {}", path.display()))?;
+        let seed = parse_seed(&text).with_context(|| format!("in {}", path.display()))?;
+        Ok(ReleaseKey {
+            key: SecretKey::from_bytes(&seed),
+            source: path.to_path_buf(),
+            development,
+        })
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey::of(&self.key)
+    }
+
+    /// A short description for messages: the file, and "development key" when it is that.
+    pub fn describe(&self) -> String {
+        let kind = if self.development {
+            "the development key, public: not for real releases"
+        } else {
+            "release key"
+        };
+        format!("{} ({kind})", self.source.display())
+    }
+}
+
+/// The 32-byte seed in a key file: 64 hex digits, ignoring blank and `#` lines.
+pub fn parse_seed(text: &str) -> Result<[u8; 32]> {
+    let digits: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("a key file holds one ed25519 seed as 64 hex digits (`#` lines are comments)");
+    }
+    let mut seed = [0u8; 32];
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).expect("checked hex digits");
+    }
+    Ok(seed)
+}
+
+/// What a release says about itself (besides its files).
+#[derive(Clone, Copy, Debug)]
+pub struct ReleaseInfo {
+    /// Its version.
+    pub version: u64,
+    /// Its rollback index.
+    pub rollback_index: u64,
+    /// Boot tries on trial.
+    pub tries: u8,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+}
+
+impl ReleaseInfo {
+    /// `version` with `rollback_index` and `tries`, created now (or at `SOURCE_DATE_EPOCH`,
+    /// for reproducible images).
+    pub fn new(version: u64, rollback_index: u64, tries: u8) -> Self {
+        let created = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            });
+        Self {
+            version,
+            rollback_index,
+            tries,
+            created,
+        }
+    }
+}
+
+/// Builds the slot image of a release of `kernel` and `initramfs`, signed with `key`.
+pub fn build_slot_image(
+    info: &ReleaseInfo,
+    kernel: &[u8],
+    initramfs: &[u8],
+    key: &SecretKey,
+) -> Result<SlotImage> {
+    let mut m = Manifest::new(
+        manifest::PRODUCT,
+        info.version,
+        info.rollback_index,
+        info.created,
+        info.tries,
+    )
+    .map_err(|e| anyhow::anyhow!("release manifest: {e}"))?;
+    for (name, data) in [(KERNEL_FILE, kernel), (INITRAMFS_FILE, initramfs)] {
+        let payload =
+            Payload::of(name, data).map_err(|e| anyhow::anyhow!("payload {name}: {e}"))?;
+        m.add_payload(payload)
+            .map_err(|e| anyhow::anyhow!("payload {name}: {e}"))?;
+    }
+    let mut signed = vec![0u8; MAX_LEN];
+    let len = m
+        .encode_signed(key, &mut signed)
+        .map_err(|e| anyhow::anyhow!("encoding the manifest: {e}"))?;
+    signed.truncate(len);
+    let files: [(&str, &[u8]); 3] = [
+        (MANIFEST_FILE, &signed),
+        (KERNEL_FILE, kernel),
+        (INITRAMFS_FILE, initramfs),
+    ];
+    Ok(SlotImage {
+        image: image::fat16_volume(&files, "the slot image")?,
+        version: info.version,
+        rollback_index: info.rollback_index,
+    })
+}
+
+/// The factory release of an image: its ESP's kernel and initramfs as version 1, signed with
+/// the development key; `None` when the ESP lacks either (the images of loader-error tests).
+pub fn factory_slot(spec: &ImageSpec) -> Result<Option<SlotImage>> {
+    let initramfs = format!("boot/{}", rootfs::MODULE_NAME);
+    let (Some(kernel), Some(initramfs)) = (spec.file(image::KERNEL_PATH), spec.file(&initramfs))
+    else {
+        return Ok(None);
+    };
+    let info = ReleaseInfo::new(FACTORY_VERSION, 1, DEFAULT_TRIES);
+    let key = ReleaseKey::development()?;
+    build_slot_image(&info, kernel, initramfs, &key.key).map(Some)
+}
+
+/// A slot image from a file (made by `release`), refused unless it verifies with `key`.
+pub fn slot_image_from_file(path: &Path, key: &PublicKey) -> Result<SlotImage> {
+    let image = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = match read_slot(&image, key) {
+        SlotContents::Release { manifest, payloads } => {
+            if let Some((name, Err(e))) = payloads.iter().find(|(_, r)| r.is_err()) {
+                bail!(
+                    "{}: payload {name} does not match its manifest: {e}",
+                    path.display()
+                );
+            }
+            manifest
+        }
+        SlotContents::Empty => bail!("{}: an empty slot image", path.display()),
+        SlotContents::Unreadable(e) | SlotContents::BadManifest(e) => {
+            bail!(
+                "{}: not a release signed with this key: {e}",
+                path.display()
+            )
+        }
+    };
+    Ok(SlotImage {
+        image,
+        version: manifest.version,
+        rollback_index: manifest.rollback_index,
+    })
+}
+
+/// What a slot partition holds.
+#[derive(Debug)]
+pub enum SlotContents {
+    /// Nothing: its first block is zero.
+    Empty,
+    /// Not a FAT volume with a manifest.
+    Unreadable(String),
+    /// A manifest that does not decode or verify with the key.
+    BadManifest(String),
+    /// A release whose manifest verifies; each payload checked.
+    Release {
+        /// The verified manifest (boxed: it holds its payloads inline).
+        manifest: Box<Manifest>,
+        /// Per payload: its name, and whether the file matches.
+        payloads: Vec<(String, Result<(), String>)>,
+    },
+}
+
+impl SlotContents {
+    /// Whether the slot is a release that verifies completely (manifest and every payload).
+    pub fn verified(&self) -> Option<&Manifest> {
+        match self {
+            Self::Release { manifest, payloads } if payloads.iter().all(|(_, r)| r.is_ok()) => {
+                Some(manifest)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Reads and checks the release in a slot partition's bytes against `key`.
+pub fn read_slot(partition: &[u8], key: &PublicKey) -> SlotContents {
+    if partition.iter().take(512).all(|&b| b == 0) {
+        return SlotContents::Empty;
+    }
+    let mut bytes = partition.to_vec();
+    let fs = match FileSystem::new(Cursor::new(&mut bytes[..]), FsOptions::new()) {
+        Ok(fs) => fs,
+        Err(e) => return SlotContents::Unreadable(format!("not a FAT volume: {e}")),
+    };
+    let read = |name: &str, limit: u64| -> Result<Vec<u8>> {
+        let mut data = Vec::new();
+        fs.root_dir()
+            .open_file(name)
+            .with_context(|| format!("no file {name}"))?
+            .take(limit)
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading {name}"))?;
+        Ok(data)
+    };
+    let text = match read(MANIFEST_FILE, MAX_LEN as u64 + 1) {
+        Ok(text) => text,
+        Err(e) => return SlotContents::Unreadable(format!("{e:#}")),
+    };
+    let manifest = match Manifest::decode(&text, key) {
+        Ok(m) => m,
+        Err(e) => return SlotContents::BadManifest(e.to_string()),
+    };
+    let payloads = manifest
+        .payloads()
+        .map(|p| {
+            let name = p.name.as_str().to_owned();
+            let check = read(&name, p.size + 1)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|data| p.check(&data).map_err(|e| e.to_string()));
+            (name, check)
+        })
+        .collect();
+    SlotContents::Release {
+        manifest: Box::new(manifest),
+        payloads,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ReleaseInfo {
+        ReleaseInfo {
+            version: 7,
+            rollback_index: 2,
+            tries: 4,
+            created: 1_800_000_000,
+        }
+    }
+
+    #[test]
+    fn a_slot_image_reads_back_and_verifies() {
+        let key = ReleaseKey::development().expect("dev key in the repository");
+        let kernel = b"\x7fELF a kernel".to_vec();
+        let initramfs: Vec<u8> = (0..200_000u32).map(|i| ((i * 7) >> 3) as u8).collect();
+        let slot = build_slot_image(&info(), &kernel, &initramfs, &key.key).expect("built");
+        assert_eq!((slot.version, slot.rollback_index), (7, 2));
+        let SlotContents::Release { manifest, payloads } = read_slot(&slot.image, &key.public())
+        else {
+            panic!("not a release");
+        };
+        assert_eq!((manifest.version, manifest.rollback_index), (7, 2));
+        assert_eq!((manifest.boot_tries, manifest.created), (4, 1_800_000_000));
+        assert_eq!(
+            manifest.payload("kernel").map(|p| p.size),
+            Some(kernel.len() as u64)
+        );
+        assert_eq!(payloads.len(), 2);
+        assert!(payloads.iter().all(|(_, r)| r.is_ok()), "{payloads:?}");
+    }
+
+    #[test]
+    fn a_wrong_key_or_a_changed_payload_is_caught() {
+        let key = ReleaseKey::development().expect("dev key");
+        let kernel = vec![0x5a; 5000];
+        let slot = build_slot_image(&info(), &kernel, b"initramfs", &key.key).expect("built");
+        let other = PublicKey::of(&SecretKey::from_bytes(&[9; 32]));
+        assert!(matches!(
+            read_slot(&slot.image, &other),
+            SlotContents::BadManifest(_)
+        ));
+        // Flip one byte of the kernel's data inside the FAT volume.
+        let mut image = slot.image.clone();
+        let at = image
+            .windows(kernel.len())
+            .position(|w| w == kernel.as_slice())
+            .expect("kernel stored contiguously");
+        image[at + 100] ^= 1;
+        let contents = read_slot(&image, &key.public());
+        assert!(contents.verified().is_none());
+        let SlotContents::Release { payloads, .. } = contents else {
+            panic!("manifest still verifies");
+        };
+        assert!(
+            payloads[0].1.is_err() && payloads[1].1.is_ok(),
+            "{payloads:?}"
+        );
+        assert!(matches!(
+            read_slot(&[0; 4096], &key.public()),
+            SlotContents::Empty
+        ));
+        assert!(matches!(
+            read_slot(&[1; 4096], &key.public()),
+            SlotContents::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn key_files_are_64_hex_digits_with_comments() {
+        let seed = parse_seed(
+            "# comment\n\n00112233445566778899aabbccddeeff\n00112233445566778899AABBCCDDEEFF\n",
+        )
+        .expect("valid");
+        assert_eq!(seed[1], 0x11);
+        assert_eq!(seed[31], 0xff);
+        assert!(parse_seed("0011").is_err());
+        assert!(parse_seed(&"zz".repeat(32)).is_err());
+        let dev = ReleaseKey::development().expect("dev key");
+        assert!(dev.development && dev.describe().contains("development"));
+    }
+}
