@@ -149,6 +149,8 @@ unsafe extern "Rust" {
 /// First Rust code: brings up the serial port, copies the command line out of loader memory,
 /// then runs the kernel with the one [`Boot`](crate::boot::Boot) token.
 extern "C" fn rust_entry() -> ! {
+    // Before anything can log or panic: both name the CPU with `percpu::current_index`.
+    crate::percpu::point_gs_at(0);
     crate::cpu::reset_rflags();
     crate::serial::init();
     crate::boot::copy_cmdline();
