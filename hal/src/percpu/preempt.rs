@@ -36,6 +36,12 @@ impl PreemptGuard {
             _pinned: PhantomData,
         }
     }
+
+    /// The CPU the task is pinned to.
+    #[inline]
+    pub fn cpu(&self) -> usize {
+        self.cpu as usize
+    }
 }
 
 impl Default for PreemptGuard {
@@ -56,7 +62,7 @@ impl local::sealed::Sealed for PreemptGuard {}
 
 impl local::Pinned for PreemptGuard {
     fn cpu(&self) -> usize {
-        self.cpu as usize
+        PreemptGuard::cpu(self)
     }
 }
 
@@ -77,6 +83,11 @@ impl IrqGuard {
             were_enabled,
             preempt: PreemptGuard::new(),
         }
+    }
+
+    /// The CPU the task is pinned to.
+    pub fn cpu(&self) -> usize {
+        self.preempt.cpu()
     }
 }
 
@@ -100,7 +111,7 @@ impl local::sealed::Sealed for IrqGuard {}
 
 impl local::Pinned for IrqGuard {
     fn cpu(&self) -> usize {
-        self.preempt.cpu as usize
+        IrqGuard::cpu(self)
     }
 }
 
