@@ -48,6 +48,10 @@ struct Stack(UnsafeCell<[u8; IST_STACK_SIZE]>);
 // SAFETY: only the CPU (on exception entry) touches the bytes; Rust only takes the address.
 unsafe impl Sync for Stack {}
 
+// Plain arrays indexed by the CPU index, not `CpuLocal`s: they are built and loaded while
+// the CPU comes up, by the index hal assigned it (a parked CPU borrows CPU 0's GDT), and the
+// CPU itself only ever reaches them through its GDTR, TR and the TSS's stack pointers —
+// never through its GS base. The stacks also need no cache-line padding of their own.
 static IST_STACKS: [[Stack; STACKS]; MAX_CPUS] =
     [const { [const { Stack(UnsafeCell::new([0; IST_STACK_SIZE])) }; STACKS] }; MAX_CPUS];
 

@@ -58,6 +58,8 @@ const _: () = assert!(offset_of!(PerCpu, index) == 0);
 /// Where [`PerCpu::preempt_count`] sits in the block (for `gs:`-relative access).
 pub(crate) const PREEMPT_COUNT_OFFSET: usize = offset_of!(PerCpu, preempt_count);
 
+/// The blocks themselves: a plain array, since they are what the GS base points at (a
+/// `CpuLocal` is found through them).
 static CPUS: [PerCpu; MAX_CPUS] = {
     let mut cpus = [const {
         PerCpu {
