@@ -354,6 +354,26 @@ unsafe extern "C" {
     static hal_probe_read_fixup: u8;
 }
 
+/// Test hook: raises the PING vector with `int` while the user's GS base (0) is loaded, as
+/// an NMI that lands next to a `swapgs` finds it; the trap path must load the kernel's GS
+/// base for the handler (which uses per-CPU data) and put the user's back. Only with the
+/// `test-hooks` feature: it is no part of the normal API.
+#[cfg(feature = "test-hooks")]
+pub fn ping_with_user_gs() {
+    let irqs_off = crate::percpu::IrqGuard::new();
+    // SAFETY: interrupts are off, so only the `int` runs between the two `swapgs` (nothing
+    // else uses GS meanwhile); the kernel's GS base is back before Rust code runs again.
+    unsafe {
+        core::arch::asm!(
+            "swapgs",
+            "int {vector}",
+            "swapgs",
+            vector = const vectors::PING,
+        );
+    }
+    drop(irqs_off);
+}
+
 /// Test hook: reads the qword at `address`, reporting a page fault instead of crashing.
 /// Only with the `test-hooks` feature: a read of any address can race with a writer or have
 /// a device side effect, so it is no part of the normal API.

@@ -159,6 +159,28 @@ pub mod tests {
         Ok(())
     }
 
+    /// An interrupt taken in kernel mode while the user's GS base is loaded (an NMI next
+    /// to a `swapgs`) still runs its handler on this CPU's per-CPU data, and leaves the
+    /// kernel's GS base behind.
+    #[ktest("irq-trap-with-user-gs")]
+    pub fn trap_with_user_gs() -> TestResult {
+        let cpu = hal::percpu::current_index();
+        let before = pings(cpu);
+        hal::trap::ping_with_user_gs();
+        check!(
+            pings(cpu) == before + 1,
+            "the handler counted {} pings on CPU {cpu}",
+            pings(cpu) - before
+        );
+        check!(
+            hal::percpu::current_index() == cpu && hal::percpu::preempt_count() == 0,
+            "after the trap: CPU {}, preemption count {}",
+            hal::percpu::current_index(),
+            hal::percpu::preempt_count()
+        );
+        Ok(())
+    }
+
     /// A fixed IPI sent by APIC id reaches every online CPU, this one included.
     #[ktest("ipi-each-cpu")]
     pub fn ipi_each_cpu() -> TestResult {
