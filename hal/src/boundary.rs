@@ -76,6 +76,51 @@
 //! hal::percpu::init_this_cpu(1, 1);
 //! ```
 //!
+//! This CPU's instance of a CPU-local variable is reached only under a guard that pins the
+//! task, and only for as long as the guard lives (hole 6):
+//!
+//! ```no_run
+//! use core::sync::atomic::{AtomicU64, Ordering};
+//! hal::cpu_local! { static COUNT: AtomicU64 = AtomicU64::new(0); }
+//! let pinned = hal::percpu::PreemptGuard::new();
+//! COUNT.get(&pinned).fetch_add(1, Ordering::Relaxed);
+//! let _ = COUNT.for_cpu(1).map(|c| c.load(Ordering::Relaxed));
+//! ```
+//!
+//! ```compile_fail,E0597
+//! use core::sync::atomic::AtomicU64;
+//! hal::cpu_local! { static COUNT: AtomicU64 = AtomicU64::new(0); }
+//! let mine = {
+//!     let pinned = hal::percpu::PreemptGuard::new();
+//!     COUNT.get(&pinned)
+//! };
+//! ```
+//!
+//! ```compile_fail,E0505
+//! use core::sync::atomic::{AtomicU64, Ordering};
+//! hal::cpu_local! { static COUNT: AtomicU64 = AtomicU64::new(0); }
+//! let pinned = hal::percpu::PreemptGuard::new();
+//! let mine = COUNT.get(&pinned);
+//! drop(pinned);
+//! mine.load(Ordering::Relaxed);
+//! ```
+//!
+//! A guard stays on the CPU that took it, and no one but hal makes one:
+//!
+//! ```compile_fail,E0277
+//! fn to_another_task<T: Send>(_: T) {}
+//! to_another_task(hal::percpu::PreemptGuard::new());
+//! ```
+//!
+//! ```compile_fail,E0277
+//! struct Forged;
+//! impl hal::percpu::Pinned for Forged {
+//!     fn cpu(&self) -> usize {
+//!         0
+//!     }
+//! }
+//! ```
+//!
 //! Bring-up is one call; its steps are hal's (rule 2):
 //!
 //! ```compile_fail,E0603

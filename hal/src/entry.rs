@@ -25,6 +25,8 @@ struct EntryRecord {
     via: AtomicU64,
     /// The time-stamp counter at entry (for boot-time figures).
     tsc: AtomicU64,
+    /// The GS base at entry (hal points it at the per-CPU block right after).
+    gs_base: AtomicU64,
 }
 
 static RECORD: EntryRecord = EntryRecord {
@@ -34,6 +36,7 @@ static RECORD: EntryRecord = EntryRecord {
     rflags: AtomicU64::new(0),
     via: AtomicU64::new(0),
     tsc: AtomicU64::new(0),
+    gs_base: AtomicU64::new(u64::MAX),
 };
 
 /// How the kernel was entered.
@@ -60,6 +63,8 @@ pub struct EntryState {
     pub path: Option<EntryPath>,
     /// The time-stamp counter at entry.
     pub tsc: u64,
+    /// The GS base the loader left (hal changes it before any other Rust code runs).
+    pub gs_base: u64,
 }
 
 /// Returns the recorded entry state.
@@ -75,6 +80,7 @@ pub fn entry_state() -> EntryState {
             _ => None,
         },
         tsc: RECORD.tsc.load(Ordering::Relaxed),
+        gs_base: RECORD.gs_base.load(Ordering::Relaxed),
     }
 }
 
@@ -149,6 +155,10 @@ unsafe extern "Rust" {
 /// First Rust code: brings up the serial port, copies the command line out of loader memory,
 /// then runs the kernel with the one [`Boot`](crate::boot::Boot) token.
 extern "C" fn rust_entry() -> ! {
+    // Before anything can log or panic: both name the CPU with `percpu::current_index`.
+    let loader_gs_base = x86_64::registers::model_specific::GsBase::read().as_u64();
+    RECORD.gs_base.store(loader_gs_base, Ordering::Relaxed);
+    crate::percpu::point_gs_at(0);
     crate::cpu::reset_rflags();
     crate::serial::init();
     crate::boot::copy_cmdline();

@@ -10,7 +10,7 @@ use x86_64::{
         segmentation::{CS, DS, ES, FS, GS, SS, Segment},
         tables::load_tss,
     },
-    registers::segmentation::SegmentSelector,
+    registers::{model_specific::GsBase, segmentation::SegmentSelector},
     structures::{
         gdt::{Descriptor, GlobalDescriptorTable},
         tss::TaskStateSegment,
@@ -48,6 +48,10 @@ struct Stack(UnsafeCell<[u8; IST_STACK_SIZE]>);
 // SAFETY: only the CPU (on exception entry) touches the bytes; Rust only takes the address.
 unsafe impl Sync for Stack {}
 
+// Plain arrays indexed by the CPU index, not `CpuLocal`s: they are built and loaded while
+// the CPU comes up, by the index hal assigned it (a parked CPU borrows CPU 0's GDT), and the
+// CPU itself only ever reaches them through its GDTR, TR and the TSS's stack pointers —
+// never through its GS base. The stacks also need no cache-line padding of their own.
 static IST_STACKS: [[Stack; STACKS]; MAX_CPUS] =
     [const { [const { Stack(UnsafeCell::new([0; IST_STACK_SIZE])) }; STACKS] }; MAX_CPUS];
 
@@ -60,8 +64,9 @@ static TSS: [Once<TaskStateSegment>; MAX_CPUS] = [const { Once::new() }; MAX_CPU
 static TABLES: [Once<CpuTables>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
 /// Builds and loads CPU `index`'s GDT and TSS and reloads every segment register. hal calls
-/// it once per CPU, with the index it assigned that CPU, before
-/// [`crate::percpu::init_this_cpu`]: two CPUs never share a TSS or IST stacks.
+/// it once per CPU, with the index it assigned that CPU, after
+/// [`crate::percpu::init_this_cpu`] (whose GS base it keeps): two CPUs never share a TSS or
+/// IST stacks.
 ///
 /// # Panics
 /// If `index >= MAX_CPUS`.
@@ -90,6 +95,8 @@ pub(crate) fn init_this_cpu(index: usize) {
         CpuTables { gdt, tss_selector }
     });
     tables.gdt.load();
+    // Loading a GS selector clears the GS base, which already points at the per-CPU block.
+    let gs_base = GsBase::read();
     // SAFETY: the selectors index the descriptors appended above, in the GDT just loaded; the
     // TSS descriptor is this CPU's own and has not been loaded before.
     unsafe {
@@ -99,6 +106,7 @@ pub(crate) fn init_this_cpu(index: usize) {
         ES::set_reg(KERNEL_DATA);
         FS::set_reg(SegmentSelector(0));
         GS::set_reg(SegmentSelector(0));
+        GsBase::write(gs_base);
         load_tss(tables.tss_selector);
     }
 }

@@ -73,8 +73,8 @@ pub fn init(_boot: &Boot) -> Result<Machine, InitError> {
         return Err(InitError::AlreadyDone);
     }
     let bsp_lapic_id = smp::bsp_lapic_id();
-    gdt::init_this_cpu(0);
     percpu::init_this_cpu(0, bsp_lapic_id);
+    gdt::init_this_cpu(0);
     trap::init_this_cpu();
     crate::usermode::init_this_cpu();
     percpu::mark_online();

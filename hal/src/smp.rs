@@ -192,15 +192,16 @@ pub fn parked_count() -> usize {
 /// Only the loader calls this, with the CPU's own `Cpu` record, in the protocol's machine
 /// state.
 unsafe extern "C" fn ap_entry(cpu: &Cpu) -> ! {
+    let index = cpu.extra.load(Ordering::Relaxed) as usize;
+    // Before anything can log or panic: both name the CPU with `percpu::current_index`.
+    percpu::init_this_cpu(index, cpu.lapic_id);
     crate::cpu::reset_rflags();
     // A panic elsewhere may have begun stopping the machine before this CPU could take NMIs.
     if trap::stopping() {
         crate::cpu::halt_forever();
     }
-    let index = cpu.extra.load(Ordering::Relaxed) as usize;
     crate::mm_hooks::on_ap_start();
     gdt::init_this_cpu(index);
-    percpu::init_this_cpu(index, cpu.lapic_id);
     trap::init_this_cpu();
     crate::usermode::init_this_cpu();
     if crate::apic::mode().is_some()

@@ -21,7 +21,7 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::{mm::KernelStack, percpu::MAX_CPUS, sync::IrqMutex};
+use crate::{mm::KernelStack, sync::IrqMutex};
 
 /// Kernel stack size of a thread, in 4 KiB pages.
 pub const STACK_PAGES: u64 = 16;
@@ -108,12 +108,12 @@ struct CpuThreads {
     previous: Option<Arc<Thread>>,
 }
 
-static CPUS: [IrqMutex<CpuThreads>; MAX_CPUS] = [const {
-    IrqMutex::new(CpuThreads {
+crate::cpu_local! {
+    static CPUS: IrqMutex<CpuThreads> = IrqMutex::new(CpuThreads {
         current: None,
         previous: None,
-    })
-}; MAX_CPUS];
+    });
+}
 
 impl Thread {
     /// A new thread that will run `f` on its own stack when first switched to. `f` ends the
@@ -157,17 +157,20 @@ pub(crate) fn init_this_cpu() {
         finished: AtomicBool::new(false),
         start: IrqMutex::new(None),
     });
-    CPUS[crate::percpu::current_index()].lock().current = Some(thread);
+    // Bring-up runs with interrupts off, before the CPU has any other thread.
+    CPUS.here().lock().current = Some(thread);
 }
 
 /// The thread running on this CPU.
 pub fn current() -> Option<Arc<Thread>> {
-    CPUS[crate::percpu::current_index()].lock().current.clone()
+    let pinned = crate::percpu::PreemptGuard::new();
+    CPUS.get(&pinned).lock().current.clone()
 }
 
 /// Suspends the running thread and runs `next` on this CPU; returns when something switches
 /// back to the suspended thread (perhaps on another CPU).
 pub fn switch_to(next: &Arc<Thread>) -> Result<(), SwitchError> {
+    refuse_if_pinned();
     if next.is_finished() {
         return Err(SwitchError::Finished);
     }
@@ -180,12 +183,25 @@ pub fn switch_to(next: &Arc<Thread>) -> Result<(), SwitchError> {
     result
 }
 
+/// Panics if the running task holds a preemption guard ([`crate::percpu::PreemptGuard`]): it
+/// could resume on another CPU with the guard still counted on this one, and what it took
+/// from this CPU's [`CpuLocal`](crate::percpu::CpuLocal)s would be another CPU's. Blocking
+/// under a guard is a kernel bug (Linux's "scheduling while atomic").
+fn refuse_if_pinned() {
+    let count = crate::percpu::preempt_count();
+    assert!(
+        count == 0,
+        "thread switch with {count} preemption guard(s) held on CPU {}",
+        crate::percpu::current_index()
+    );
+}
+
 /// Switches to `next`, whose reference becomes this CPU's `current`; on failure the
 /// reference comes back with the reason.
 fn switch_locked(next: Arc<Thread>) -> Result<(), (SwitchError, Arc<Thread>)> {
-    let index = crate::percpu::current_index();
     let (prev_rsp, next_rsp) = {
-        let mut cpu = CPUS[index].lock();
+        // Interrupts are off (the caller disabled them): nothing moves the task meanwhile.
+        let mut cpu = CPUS.here().lock();
         let Some(current) = cpu.current.clone() else {
             return Err((SwitchError::NotReady, next));
         };
@@ -216,7 +232,7 @@ fn switch_locked(next: Arc<Thread>) -> Result<(), (SwitchError, Arc<Thread>)> {
 /// The second half of every switch, on the thread that now runs: release the suspended
 /// thread's flag (its registers are saved) and drop this CPU's reference to it.
 fn finish_switch() {
-    let previous = CPUS[crate::percpu::current_index()].lock().previous.take();
+    let previous = CPUS.here().lock().previous.take();
     if let Some(previous) = previous {
         previous.running.store(false, Ordering::Release);
         drop(previous);
@@ -228,6 +244,7 @@ fn finish_switch() {
 /// reference to it goes (not before the switch is over). `next` is taken by value: nothing
 /// may stay on a stack that never resumes. Returns only if `next` cannot run.
 pub fn exit_to(next: Arc<Thread>) -> SwitchError {
+    refuse_if_pinned();
     if next.is_finished() {
         return SwitchError::Finished;
     }

@@ -17,7 +17,7 @@ use x86_64::{
     structures::DescriptorTablePointer,
 };
 
-use crate::{gdt, percpu::MAX_CPUS};
+use crate::gdt;
 
 /// The registers of an interrupted context, as saved by the entry stubs.
 #[repr(C)]
@@ -99,7 +99,8 @@ unsafe extern "C" {
     static hal_trap_stubs: u8;
 }
 
-/// Saves the interrupted context and calls [`dispatch`]; restores it and returns with `iretq`.
+/// Saves the interrupted context and calls [`dispatch`] with the kernel's GS base loaded;
+/// restores it and returns with `iretq`.
 #[unsafe(naked)]
 extern "C" fn trap_common() {
     core::arch::naked_asm!(
@@ -123,12 +124,30 @@ extern "C" fn trap_common() {
         "push r13",
         "push r14",
         "push r15",
+        // Taken in kernel mode: the GS base is the kernel's, except for an NMI or machine
+        // check in the few instructions around `swapgs` on a user-mode crossing. Check the
+        // MSR (kernel GS bases are higher-half addresses, user ones are not) and swap if
+        // needed, remembering it in r12 (callee-saved across `dispatch`) to swap back.
+        "xor r12d, r12d",
+        "test qword ptr [rsp + 15 * 8 + 24], 3",
+        "jnz 4f",
+        "mov ecx, {gs_base_msr}",
+        "rdmsr",
+        "test edx, edx",
+        "js 4f",
+        "swapgs",
+        "mov r12d, 1",
+        "4:",
         "mov rdi, rsp",
         "cld",
         "mov rbx, rsp",
         "and rsp, -16",
         "call {dispatch}",
         "mov rsp, rbx",
+        "test r12d, r12d",
+        "jz 5f",
+        "swapgs",
+        "5:",
         "pop r15",
         "pop r14",
         "pop r13",
@@ -151,6 +170,7 @@ extern "C" fn trap_common() {
         "add rsp, 16",
         "iretq",
         dispatch = sym dispatch,
+        gs_base_msr = const 0xc000_0101u32,
     )
 }
 
@@ -334,8 +354,10 @@ pub struct PageFault {
     pub error_code: u64,
 }
 
-static LAST_FAULT: [(AtomicU64, AtomicU64); MAX_CPUS] =
-    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_CPUS];
+crate::cpu_local! {
+    /// The CR2 and error code of the last page fault a probe caught on each CPU.
+    static LAST_FAULT: (AtomicU64, AtomicU64) = (AtomicU64::new(0), AtomicU64::new(0));
+}
 
 #[repr(C)]
 struct ProbeResult {
@@ -365,6 +387,26 @@ unsafe extern "C" {
     static hal_probe_read_fixup: u8;
 }
 
+/// Test hook: raises the PING vector with `int` while the user's GS base (0) is loaded, as
+/// an NMI that lands next to a `swapgs` finds it; the trap path must load the kernel's GS
+/// base for the handler (which uses per-CPU data) and put the user's back. Only with the
+/// `test-hooks` feature: it is no part of the normal API.
+#[cfg(feature = "test-hooks")]
+pub fn ping_with_user_gs() {
+    let irqs_off = crate::percpu::IrqGuard::new();
+    // SAFETY: interrupts are off, so only the `int` runs between the two `swapgs` (nothing
+    // else uses GS meanwhile); the kernel's GS base is back before Rust code runs again.
+    unsafe {
+        core::arch::asm!(
+            "swapgs",
+            "int {vector}",
+            "swapgs",
+            vector = const vectors::PING,
+        );
+    }
+    drop(irqs_off);
+}
+
 /// Test hook: reads the qword at `address`, reporting a page fault instead of crashing.
 /// Only with the `test-hooks` feature: a read of any address can race with a writer or have
 /// a device side effect, so it is no part of the normal API.
@@ -376,11 +418,13 @@ pub fn probe_read(address: u64) -> Result<u64, PageFault> {
 /// Reads the qword at `address`, reporting a page fault instead of crashing (hal's stack
 /// walker uses it on frame-pointer chains it cannot trust).
 pub(crate) fn probe(address: u64) -> Result<u64, PageFault> {
+    // The fault handler records the fault on this CPU; the guard keeps the task here.
+    let pinned = crate::percpu::PreemptGuard::new();
     let result = probe_read_raw(address);
     if result.faulted == 0 {
         return Ok(result.value);
     }
-    let (cr2, code) = &LAST_FAULT[crate::percpu::current_index()];
+    let (cr2, code) = LAST_FAULT.get(&pinned);
     Err(PageFault {
         address: cr2.load(Ordering::Relaxed),
         error_code: code.load(Ordering::Relaxed),
@@ -455,7 +499,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             log::warn!("breakpoint at {:#x}; continuing", frame.rip);
         }
         14 if frame.rip == (&raw const hal_probe_read_insn) as u64 => {
-            let (cr2, code) = &LAST_FAULT[crate::percpu::current_index()];
+            let (cr2, code) = LAST_FAULT.here();
             cr2.store(Cr2::read_raw(), Ordering::Relaxed);
             code.store(frame.error_code, Ordering::Relaxed);
             frame.rip = (&raw const hal_probe_read_fixup) as u64;

@@ -29,10 +29,12 @@
 //!   per CPU, each remembering the space it holds and that space's flush generation; a space
 //!   bumps its generation on every flush, so a CPU reloading a space it ran before keeps its
 //!   TLB entries (CR3 bit 63) only when no flush happened meanwhile; kernel mappings, which
-//!   are not global, are then flushed with INVPCID's all-contexts form;
-//! - an NMI that lands between `swapgs` and `iretq` on the way out sees the user's GS base
-//!   (Linux's "paranoid" NMI entry); hal's NMIs only stop CPUs on a panic, whose handler does
-//!   not use GS-relative data before halting.
+//!   are not global, are then flushed with INVPCID's all-contexts form.
+//!
+//! An NMI or machine check that lands between `swapgs` and `iretq`/`sysretq` on the way out
+//! (or before the `swapgs` on the way in) arrives in kernel mode with the user's GS base: the
+//! trap path checks the GS base MSR for every trap taken in kernel mode and swaps it (as
+//! Linux's "paranoid" entry does), so per-CPU data is always the kernel's.
 
 use alloc::boxed::Box;
 use core::{
@@ -42,7 +44,7 @@ use core::{
     },
     cell::UnsafeCell,
     mem::offset_of,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
 use x86_64::registers::{
@@ -52,7 +54,11 @@ use x86_64::registers::{
     xcontrol::XCr0,
 };
 
-use crate::{gdt, percpu::PerCpu, trap::TrapFrame};
+use crate::{
+    gdt,
+    percpu::{IrqGuard, PerCpu, PreemptGuard},
+    trap::TrapFrame,
+};
 
 /// A user thread's registers.
 #[repr(C)]
@@ -107,14 +113,15 @@ impl Clone for UserContext {
     }
 }
 
-/// Per CPU, the address of the [`FpuArea`] whose state this CPU's FPU registers hold
-/// (0: none). The kernel is soft-float, so after a context's user code traps its registers
-/// stay as they were until another context runs here or this CPU switches threads: a syscall
-/// then costs no save or restore. The state is saved into the area when the CPU switches
-/// kernel threads ([`save_live_fpu`]) and whenever the kernel reads it; an area leaving this
-/// table before it is freed (its `Drop`) is what keeps the address valid.
-static FPU_LIVE: [AtomicUsize; crate::percpu::MAX_CPUS] =
-    [const { AtomicUsize::new(0) }; crate::percpu::MAX_CPUS];
+crate::cpu_local! {
+    /// Per CPU, the address of the [`FpuArea`] whose state this CPU's FPU registers hold
+    /// (0: none). The kernel is soft-float, so after a context's user code traps its registers
+    /// stay as they were until another context runs here or this CPU switches threads: a syscall
+    /// then costs no save or restore. The state is saved into the area when the CPU switches
+    /// kernel threads ([`save_live_fpu`]) and whenever the kernel reads it; an area leaving this
+    /// table before it is freed (its `Drop`) is what keeps the address valid.
+    static FPU_LIVE: AtomicUsize = AtomicUsize::new(0);
+}
 
 /// A context's boxed FPU area (boxed: its address stays put while the context moves).
 #[derive(Debug, Default)]
@@ -129,7 +136,7 @@ impl Fpu {
 impl Drop for Fpu {
     fn drop(&mut self) {
         let addr = self.addr();
-        for live in &FPU_LIVE {
+        for (_, live) in FPU_LIVE.iter() {
             let _ = live.compare_exchange(addr, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
@@ -138,7 +145,8 @@ impl Drop for Fpu {
 /// Saves the user FPU state live in this CPU's registers into its context's area, and
 /// forgets it (hal's thread switch calls this: the next thread may run another context).
 pub(crate) fn save_live_fpu() {
-    let addr = FPU_LIVE[crate::percpu::current_index()].swap(0, Ordering::AcqRel);
+    // Interrupts are off (the thread switch): the task stays on this CPU.
+    let addr = FPU_LIVE.here().swap(0, Ordering::AcqRel);
     if addr != 0 {
         // SAFETY: a live area belongs to a context that has not been dropped (its `Drop`
         // takes it out of the table first), and nothing else touches it while its state is
@@ -328,9 +336,10 @@ pub enum Event {
 const USER_FLAGS: u64 = 0x0000_0000_0004_0dd5 | (1 << 21);
 const FLAGS_ALWAYS: u64 = (1 << 1) | (1 << 9);
 
-/// Per CPU, the FS base it last loaded for user mode.
-static FS_LOADED: [core::sync::atomic::AtomicU64; crate::percpu::MAX_CPUS] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; crate::percpu::MAX_CPUS];
+crate::cpu_local! {
+    /// Per CPU, the FS base it last loaded for user mode.
+    static FS_LOADED: AtomicU64 = AtomicU64::new(0);
+}
 
 /// `sysretq` only for a `rip` below this (the lower half less its last page, as Linux).
 const SYSRET_RIP_END: u64 = 0x0000_7fff_ffff_f000;
@@ -339,9 +348,10 @@ const SYSRET_RIP_END: u64 = 0x0000_7fff_ffff_f000;
 const RETURNED_SYSCALL: u64 = 0;
 const RETURNED_TRAP: u64 = 1;
 
-/// The trap that ended the last run on each CPU (vector, error code, CR2).
-static LAST_TRAP: [[core::sync::atomic::AtomicU64; 3]; crate::percpu::MAX_CPUS] =
-    [const { [const { core::sync::atomic::AtomicU64::new(0) }; 3] }; crate::percpu::MAX_CPUS];
+crate::cpu_local! {
+    /// The trap that ended the last run on each CPU (vector, error code, CR2).
+    static LAST_TRAP: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+}
 
 impl UserContext {
     /// Runs the context on this CPU, in the running user address space, until it makes a
@@ -362,15 +372,18 @@ impl UserContext {
         } else {
             0
         };
+        // What this CPU's registers hold is checked and set here and used on entry: the task
+        // stays on this CPU until `run` returns.
+        let pinned = PreemptGuard::new();
         // `wrmsr` is slow; the kernel never changes FS (nor can user mode: FSGSBASE is off),
         // so the value this CPU last loaded is still there.
-        let loaded = &FS_LOADED[crate::percpu::current_index()];
+        let loaded = FS_LOADED.get(&pinned);
         if loaded.load(Ordering::Relaxed) != fs {
             FsBase::write(x86_64::VirtAddr::new_truncate(fs));
             loaded.store(fs, Ordering::Relaxed);
         }
         let fpu = self.fpu.addr();
-        let live = &FPU_LIVE[crate::percpu::current_index()];
+        let live = FPU_LIVE.get(&pinned);
         if live.load(Ordering::Acquire) != fpu {
             // Another context's state is in the registers: keep it in its own area first.
             save_live_fpu();
@@ -393,7 +406,7 @@ impl UserContext {
         if code == RETURNED_SYSCALL {
             return Event::Syscall;
         }
-        let [vector, error_code, address] = &LAST_TRAP[crate::percpu::current_index()];
+        let [vector, error_code, address] = LAST_TRAP.get(&pinned);
         let vector = vector.load(Ordering::Relaxed) as u8;
         // An NMI is no fault of the program's: like an interrupt, it only paused it.
         if vector < 32 && vector != 2 {
@@ -412,8 +425,9 @@ impl UserContext {
     /// The FPU registers as a signal frame carries them: an image in [`fpu_format`].
     pub fn fpu_state(&self) -> FpuImage {
         let fpu = self.fpu.addr();
-        let bytes = x86_64::instructions::interrupts::without_interrupts(|| {
-            if FPU_LIVE[crate::percpu::current_index()].load(Ordering::Acquire) == fpu {
+        let bytes = {
+            let irqs_off = IrqGuard::new();
+            if FPU_LIVE.get(&irqs_off).load(Ordering::Acquire) == fpu {
                 // SAFETY: the area is this context's, its state live in this CPU's registers;
                 // saving keeps it live (registers unchanged).
                 unsafe { save_fpu(fpu) };
@@ -421,7 +435,7 @@ impl UserContext {
             // SAFETY: the area is not being written: its state is saved, and only this
             // context's own calls (with `&self` or `&mut self`) write it.
             unsafe { *self.fpu.0.0.get() }
-        });
+        };
         FpuImage {
             bytes,
             len: fpu_format().size(),
@@ -457,9 +471,10 @@ impl UserContext {
 
     fn install_fpu(&mut self, area: [u8; FPU_MAX]) {
         let fpu = self.fpu.addr();
-        x86_64::instructions::interrupts::without_interrupts(|| {
+        {
+            let irqs_off = IrqGuard::new();
             // The registers no longer hold this context's state: the next run loads `area`.
-            let _ = FPU_LIVE[crate::percpu::current_index()].compare_exchange(
+            let _ = FPU_LIVE.get(&irqs_off).compare_exchange(
                 fpu,
                 0,
                 Ordering::AcqRel,
@@ -467,7 +482,7 @@ impl UserContext {
             );
             // SAFETY: `&mut self`: nothing else reads or writes the area now.
             unsafe { *self.fpu.0.0.get() = area };
-        });
+        }
     }
 }
 
@@ -560,9 +575,7 @@ fn enable_xsave(features: u64) {
 /// Called by the trap path for a trap taken in user mode, after any interrupt handler ran:
 /// stores the registers into the running context and returns from `run`. Never returns.
 pub(crate) fn trap_from_user(frame: &TrapFrame) -> ! {
-    let Some(block) = crate::percpu::this_block() else {
-        crate::cpu::halt_forever()
-    };
+    let block = crate::percpu::this_block();
     let context = block.context.load(Ordering::Acquire) as *mut UserContext;
     if context.is_null() {
         // User mode without a context cannot happen: nothing else enters it.
@@ -573,7 +586,7 @@ pub(crate) fn trap_from_user(frame: &TrapFrame) -> ! {
     } else {
         0
     };
-    let [vector, error_code, address] = &LAST_TRAP[crate::percpu::current_index()];
+    let [vector, error_code, address] = LAST_TRAP.here();
     vector.store(frame.vector, Ordering::Relaxed);
     error_code.store(frame.error_code, Ordering::Relaxed);
     address.store(cr2, Ordering::Relaxed);

@@ -250,7 +250,13 @@ impl Probe<'_> {
         for (name, sel) in [("DS", ds), ("ES", es), ("FS", fs), ("GS", gs), ("SS", ss)] {
             ensure!(sel == 0x30, "{name} = {sel:#x}, expected 0x30");
         }
-        ensure!(cpu.fs_base == 0 && cpu.gs_base == 0, "FS/GS base not 0");
+        // hal points the GS base at its per-CPU block first thing: the loader's is recorded.
+        let gs_base = hal::entry::entry_state().gs_base;
+        ensure!(
+            cpu.fs_base == 0 && gs_base == 0,
+            "FS/GS base not 0 (FS {:#x}, GS at entry {gs_base:#x})",
+            cpu.fs_base
+        );
         ensure!(
             cpu.gdtr.0 >= self.hhdm,
             "GDTR base {:#x} is not an HHDM address",

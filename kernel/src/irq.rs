@@ -8,23 +8,25 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hal::{
-    percpu::MAX_CPUS,
+    percpu::PreemptGuard,
     trap::{self, TrapFrame, vectors},
 };
 
-static PINGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+hal::cpu_local! {
+    /// PING IPIs each CPU has handled.
+    static PINGS: AtomicU64 = AtomicU64::new(0);
+}
 /// Whether the local APIC works (else no timer tick and no IPIs).
 static APIC_UP: AtomicBool = AtomicBool::new(false);
 
 fn on_ping(_frame: &TrapFrame) {
-    if let Some(count) = PINGS.get(hal::percpu::current_index()) {
-        count.fetch_add(1, Ordering::Relaxed);
-    }
+    let pinned = PreemptGuard::new();
+    PINGS.get(&pinned).fetch_add(1, Ordering::Relaxed);
 }
 
 /// How many PING IPIs CPU `cpu` has handled.
 pub fn pings(cpu: usize) -> u64 {
-    PINGS.get(cpu).map_or(0, |p| p.load(Ordering::Relaxed))
+    PINGS.for_cpu(cpu).map_or(0, |p| p.load(Ordering::Relaxed))
 }
 
 /// Whether the local APIC is up (timer ticks and IPIs work).
@@ -173,6 +175,28 @@ pub mod tests {
             pings(cpu) == before + 1,
             "one IPI arrived {} times",
             pings(cpu) - before
+        );
+        Ok(())
+    }
+
+    /// An interrupt taken in kernel mode while the user's GS base is loaded (an NMI next
+    /// to a `swapgs`) still runs its handler on this CPU's per-CPU data, and leaves the
+    /// kernel's GS base behind.
+    #[ktest("irq-trap-with-user-gs")]
+    pub fn trap_with_user_gs() -> TestResult {
+        let cpu = hal::percpu::current_index();
+        let before = pings(cpu);
+        hal::trap::ping_with_user_gs();
+        check!(
+            pings(cpu) == before + 1,
+            "the handler counted {} pings on CPU {cpu}",
+            pings(cpu) - before
+        );
+        check!(
+            hal::percpu::current_index() == cpu && hal::percpu::preempt_count() == 0,
+            "after the trap: CPU {}, preemption count {}",
+            hal::percpu::current_index(),
+            hal::percpu::preempt_count()
         );
         Ok(())
     }

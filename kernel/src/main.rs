@@ -17,6 +17,7 @@ mod cmdline;
 mod conformance;
 mod console;
 mod cpu;
+mod cpulocal;
 mod errno_names;
 mod exec;
 mod fs;

@@ -490,7 +490,7 @@ fn thread_main(task: Arc<Task>, thread: Arc<Thread>, mut context: UserContext) {
             },
             Event::Interrupt(vector) => {
                 if vector == hal::trap::vectors::TIMER {
-                    sched::preempt(&current.task);
+                    let _ = sched::preempt(&current.task);
                 }
             }
             Event::Exception {

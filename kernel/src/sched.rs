@@ -8,7 +8,10 @@
 //! - it blocks ([`wait`]): it sleeps until a [`WaitQueue`] it waits on is woken, a deadline
 //!   passes, or it is interrupted (a signal) — no busy-waiting;
 //! - it is preempted: user code interrupted by the timer tick calls [`preempt`], which gives
-//!   the CPU to the next runnable task once the time slice (one tick) is used;
+//!   the CPU to the next runnable task once the time slice (one tick) is used — unless the
+//!   task holds a [`hal::percpu::PreemptGuard`], when the switch waits for a later tick
+//!   (kernel code is not preempted at all; it gives the CPU up only when it blocks, yields
+//!   or ends, which it must not do under a guard: hal's thread switch refuses);
 //! - it ends ([`exit`]).
 //!
 //! Waking a task puts it at the back of the queue of the CPU it last ran on (its caches are
@@ -50,13 +53,16 @@ pub struct Task {
     space: IrqMutex<Option<Arc<AddressSpace>>>,
 }
 
-/// Each CPU's run queue.
-static QUEUES: [IrqMutex<VecDeque<Arc<Task>>>; MAX_CPUS] =
-    [const { IrqMutex::new(VecDeque::new()) }; MAX_CPUS];
+hal::cpu_local! {
+    /// Each CPU's run queue (other CPUs steal from it: reached by index).
+    static QUEUES: IrqMutex<VecDeque<Arc<Task>>> = IrqMutex::new(VecDeque::new());
+    /// Each CPU's idle thread (its first thread).
+    static IDLE: IrqMutex<Option<Arc<Thread>>> = IrqMutex::new(None);
+    /// Time-slice ends on each CPU whose switch was put off: the task held a preemption guard.
+    static DEFERRED: AtomicU64 = AtomicU64::new(0);
+}
 /// Tasks queued, all queues together (a cheap "is there work anywhere" look).
 static QUEUED_TASKS: AtomicUsize = AtomicUsize::new(0);
-/// Each CPU's idle thread (its first thread).
-static IDLE: [IrqMutex<Option<Arc<Thread>>>; MAX_CPUS] = [const { IrqMutex::new(None) }; MAX_CPUS];
 /// CPUs halted in their idle loop, one bit each.
 static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
 /// Tasks sleeping with a deadline (monotonic ns).
@@ -147,8 +153,18 @@ fn enqueue(task: Arc<Task>) {
     kick_idle_cpu(cpu);
 }
 
+/// CPU `cpu`'s run queue.
+fn queue(cpu: usize) -> &'static IrqMutex<VecDeque<Arc<Task>>> {
+    QUEUES.for_cpu(cpu).expect("CPU indices are below MAX_CPUS")
+}
+
+/// CPU `cpu`'s idle thread slot.
+fn idle_slot(cpu: usize) -> &'static IrqMutex<Option<Arc<Thread>>> {
+    IDLE.for_cpu(cpu).expect("CPU indices are below MAX_CPUS")
+}
+
 fn push(cpu: usize, task: Arc<Task>, front: bool) {
-    let mut queue = QUEUES[cpu].lock();
+    let mut queue = queue(cpu).lock();
     if front {
         queue.push_front(task);
     } else {
@@ -164,7 +180,7 @@ fn pop() -> Option<Arc<Task>> {
         return None;
     }
     let me = hal::percpu::current_index();
-    if let Some(task) = QUEUES[me].lock().pop_front() {
+    if let Some(task) = queue(me).lock().pop_front() {
         QUEUED_TASKS.fetch_sub(1, Ordering::SeqCst);
         return Some(task);
     }
@@ -173,15 +189,15 @@ fn pop() -> Option<Arc<Task>> {
     while QUEUED_TASKS.load(Ordering::SeqCst) > 0 {
         let (busiest, len) = (0..online)
             .filter(|&cpu| cpu != me)
-            .map(|cpu| (cpu, QUEUES[cpu].lock().len()))
+            .map(|cpu| (cpu, queue(cpu).lock().len()))
             .max_by_key(|&(_, len)| len)?;
         if len == 0 {
             // Only this CPU's queue, which was empty a moment ago.
-            return QUEUES[me].lock().pop_front().inspect(|_| {
+            return queue(me).lock().pop_front().inspect(|_| {
                 QUEUED_TASKS.fetch_sub(1, Ordering::SeqCst);
             });
         }
-        if let Some(task) = QUEUES[busiest].lock().pop_front() {
+        if let Some(task) = queue(busiest).lock().pop_front() {
             QUEUED_TASKS.fetch_sub(1, Ordering::SeqCst);
             return Some(task);
         }
@@ -269,7 +285,7 @@ fn switch_to_next(me: &Arc<Task>, next: Option<Arc<Task>>) {
         },
         None => {}
     }
-    let idle = IDLE[hal::percpu::current_index()].lock().clone();
+    let idle = idle_slot(hal::percpu::current_index()).lock().clone();
     let Some(idle) = idle else {
         // No idle thread on this CPU: cannot happen once the CPU entered its loop.
         me.state.store(RUNNING, Ordering::Release);
@@ -310,16 +326,45 @@ pub fn yield_now(me: &Arc<Task>) {
     me.resume_space();
 }
 
-/// Called when user code of `me` was interrupted: yields once its time slice (a tick) is up.
-pub fn preempt(me: &Arc<Task>) {
+/// What [`preempt`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preempted {
+    /// The time slice is not used up: the task goes on.
+    NotDue,
+    /// The slice is used up, but the task holds a preemption guard: it goes on, and the
+    /// switch waits for a tick after the guard is dropped (the slice stays used up).
+    Deferred,
+    /// The slice was used up: the CPU was offered to the next runnable task (the task is
+    /// back, perhaps on another CPU, with a new slice).
+    Yielded,
+}
+
+/// Called when user code of `me` was interrupted by the timer tick: yields once its time
+/// slice (a tick) is up, unless the task holds a [`hal::percpu::PreemptGuard`].
+pub fn preempt(me: &Arc<Task>) -> Preempted {
     let cpu = hal::percpu::current_index();
-    if crate::time::ticks(cpu) != me.slice_start.load(Ordering::Relaxed) {
-        yield_now(me);
-        me.slice_start.store(
-            crate::time::ticks(hal::percpu::current_index()),
-            Ordering::Relaxed,
-        );
+    if crate::time::ticks(cpu) == me.slice_start.load(Ordering::Relaxed) {
+        return Preempted::NotDue;
     }
+    if hal::percpu::preempt_count() != 0 {
+        if let Some(deferred) = DEFERRED.for_cpu(cpu) {
+            deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        return Preempted::Deferred;
+    }
+    yield_now(me);
+    me.slice_start.store(
+        crate::time::ticks(hal::percpu::current_index()),
+        Ordering::Relaxed,
+    );
+    Preempted::Yielded
+}
+
+/// How many time-slice ends CPU `cpu` has put off because the task held a preemption guard.
+pub fn deferred_preemptions(cpu: usize) -> u64 {
+    DEFERRED
+        .for_cpu(cpu)
+        .map_or(0, |d| d.load(Ordering::Relaxed))
 }
 
 /// Ends `me`: its thread never runs again (its stack is freed once nothing refers to it).
@@ -336,7 +381,7 @@ pub fn exit(me: Arc<Task>) -> ! {
             // The task's own stack holds it; only its thread is needed to switch.
             Arc::clone(&task.thread)
         }
-        None => IDLE[hal::percpu::current_index()]
+        None => idle_slot(hal::percpu::current_index())
             .lock()
             .clone()
             .expect("a task runs only on a CPU whose idle loop started"),
@@ -485,8 +530,8 @@ pub fn on_tick() {
 /// `done()` holds (checked after every wake-up).
 pub fn idle_until(mut done: impl FnMut() -> bool) {
     let cpu = hal::percpu::current_index();
-    if IDLE[cpu].lock().is_none() {
-        *IDLE[cpu].lock() = thread::current();
+    if idle_slot(cpu).lock().is_none() {
+        *idle_slot(cpu).lock() = thread::current();
     }
     while !done() {
         idle_once(cpu);
@@ -495,8 +540,8 @@ pub fn idle_until(mut done: impl FnMut() -> bool) {
 
 /// Runs what is queued, or halts until the next interrupt.
 pub fn idle_once(cpu: usize) {
-    if IDLE[cpu].lock().is_none() {
-        *IDLE[cpu].lock() = thread::current();
+    if idle_slot(cpu).lock().is_none() {
+        *idle_slot(cpu).lock() = thread::current();
     }
     hal::cpu::disable_interrupts();
     // Say "idle" before looking at the queue: a task queued after the look then sees the bit

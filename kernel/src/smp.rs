@@ -130,8 +130,10 @@ pub fn run_on_all(work: fn(usize), timeout_ns: u64) -> usize {
     1 + DONE.load(Ordering::Acquire)
 }
 
-/// Per-CPU results of a broadcast test (0 = not run, 1 = passed, 2.. = failure codes).
-static RESULTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+hal::cpu_local! {
+    /// Per-CPU results of a broadcast test (0 = not run, 1 = passed, 2.. = failure codes).
+    static RESULTS: AtomicU64 = AtomicU64::new(0);
+}
 
 /// Tests that need every CPU at once.
 #[cfg(feature = "tests")]
@@ -150,7 +152,16 @@ pub mod tests {
     const TIMEOUT_NS: u64 = 20_000_000_000;
 
     fn clear() {
-        RESULTS.iter().for_each(|r| r.store(0, Ordering::Relaxed));
+        RESULTS
+            .iter()
+            .for_each(|(_, r)| r.store(0, Ordering::Relaxed));
+    }
+
+    /// Records CPU `cpu`'s result of a broadcast test.
+    fn report(cpu: usize, code: u64) {
+        if let Some(result) = RESULTS.for_cpu(cpu) {
+            result.store(code, Ordering::Release);
+        }
     }
 
     /// Runs `work` on all CPUs; each records 1 for success or a failure code.
@@ -160,7 +171,9 @@ pub mod tests {
         let ran = run_on_all(work, TIMEOUT_NS);
         check!(ran == online, "{ran} of {online} CPUs ran the work");
         for cpu in (0..MAX_CPUS).filter(|&c| hal::percpu::is_online(c)) {
-            let result = RESULTS[cpu].load(Ordering::Acquire);
+            let result = RESULTS
+                .for_cpu(cpu)
+                .map_or(0, |r| r.load(Ordering::Acquire));
             check!(result == 1, "CPU {cpu} reported failure code {result}");
         }
         Ok(())
@@ -192,7 +205,7 @@ pub mod tests {
         on_all(|cpu| {
             let own = hal::percpu::current_index() == cpu
                 && hal::percpu::lapic_id(cpu) == Some(hal::apic::id());
-            RESULTS[cpu].store(if own { 1 } else { 5 }, Ordering::Release);
+            report(cpu, if own { 1 } else { 5 });
         })?;
         let mut ids: Vec<u32> = (0..MAX_CPUS)
             .filter(|&c| hal::percpu::is_online(c))
@@ -214,7 +227,7 @@ pub mod tests {
     pub fn smap_not_lifted() -> TestResult {
         on_all(|cpu| {
             let ac = hal::cpu::rflags() & hal::cpu::RFLAGS_AC != 0;
-            RESULTS[cpu].store(if ac { 2 } else { 1 }, Ordering::Release);
+            report(cpu, if ac { 2 } else { 1 });
         })
     }
 
@@ -249,7 +262,7 @@ pub mod tests {
             "halted CPUs went from {parked} to {}",
             hal::smp::parked_count()
         );
-        on_all(|cpu| RESULTS[cpu].store(1, Ordering::Release))?;
+        on_all(|cpu| report(cpu, 1))?;
         check!(
             hal::percpu::online_count() == online,
             "{online} CPUs were online, now {}",
@@ -281,7 +294,7 @@ pub mod tests {
                     .enumerate()
                     .all(|(i, b)| b.iter().all(|&x| x == (cpu + 7 - i) as u8));
             }
-            RESULTS[cpu].store(if ok { 1 } else { 2 }, Ordering::Release);
+            report(cpu, if ok { 1 } else { 2 });
         })
     }
 
@@ -296,7 +309,7 @@ pub mod tests {
             for line in 0..LOG_STORM_LINES {
                 log::info!("log-storm cpu {cpu} line {line} end");
             }
-            RESULTS[cpu].store(1, Ordering::Release);
+            report(cpu, 1);
         })
     }
 
@@ -315,7 +328,7 @@ pub mod tests {
                 ok &= now >= seen;
                 LATEST.fetch_max(now, Ordering::AcqRel);
             }
-            RESULTS[cpu].store(if ok { 1 } else { 3 }, Ordering::Release);
+            report(cpu, if ok { 1 } else { 3 });
         })
     }
 
@@ -352,6 +365,6 @@ pub mod tests {
 
     fn read_expected(cpu: usize) {
         let ok = hal::trap::probe_read(REMAP_VIRT) == Ok(EXPECTED.load(Ordering::Acquire));
-        RESULTS[cpu].store(if ok { 1 } else { 4 }, Ordering::Release);
+        report(cpu, if ok { 1 } else { 4 });
     }
 }

@@ -6,12 +6,15 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hal::{percpu::MAX_CPUS, trap::TrapFrame};
+use hal::{percpu::PreemptGuard, trap::TrapFrame};
 
 /// Timer interrupts per second on each CPU.
 pub const TICK_HZ: u32 = 100;
 
-static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+hal::cpu_local! {
+    /// Timer ticks each CPU has taken.
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+}
 /// Unix time (seconds) at monotonic time 0, if known.
 static EPOCH_AT_ZERO: AtomicU64 = AtomicU64::new(0);
 static HAVE_WALL_CLOCK: AtomicBool = AtomicBool::new(false);
@@ -99,16 +102,14 @@ pub fn unix_time() -> Option<u64> {
 
 /// Timer ticks CPU `cpu` has taken.
 pub fn ticks(cpu: usize) -> u64 {
-    TICKS.get(cpu).map_or(0, |t| t.load(Ordering::Relaxed))
+    TICKS.for_cpu(cpu).map_or(0, |t| t.load(Ordering::Relaxed))
 }
 
 /// The timer interrupt handler (every CPU).
 pub fn on_tick(_frame: &TrapFrame) {
-    let cpu = hal::percpu::current_index();
-    if let Some(ticks) = TICKS.get(cpu) {
-        ticks.fetch_add(1, Ordering::Relaxed);
-    }
-    if cpu == 0 {
+    let pinned = PreemptGuard::new();
+    TICKS.get(&pinned).fetch_add(1, Ordering::Relaxed);
+    if pinned.cpu() == 0 {
         crate::input::poll_if_needed();
     }
     crate::sched::on_tick();

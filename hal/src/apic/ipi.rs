@@ -122,7 +122,10 @@ static SHOOTDOWN: Shootdown = Shootdown {
 };
 /// CPUs whose local APIC is enabled (only they can take the shootdown IPI).
 static APIC_READY: AtomicU64 = AtomicU64::new(0);
-static SERVED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+crate::cpu_local! {
+    /// Shootdown requests each CPU has served.
+    static SERVED: AtomicUsize = AtomicUsize::new(0);
+}
 static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
 
 /// Registers the shootdown IPI handler and hands [`shootdown`] to `hal::mm`. Call once on
@@ -139,11 +142,13 @@ pub(super) fn mark_ready() {
 
 /// How many shootdown requests CPU `index` has served.
 pub fn shootdowns_served(index: usize) -> usize {
-    SERVED.get(index).map_or(0, |n| n.load(Ordering::Relaxed))
+    SERVED
+        .for_cpu(index)
+        .map_or(0, |n| n.load(Ordering::Relaxed))
 }
 
 /// Serves the request in flight if this CPU still owes it a flush (also called by CPUs
-/// spinning with interrupts off).
+/// spinning with interrupts off: nothing moves the caller to another CPU meanwhile).
 pub(crate) fn serve() {
     let bit = 1u64 << percpu::current_index();
     if SHOOTDOWN.pending.load(Ordering::Acquire) & bit == 0 {
@@ -152,7 +157,7 @@ pub(crate) fn serve() {
     let start = SHOOTDOWN.start.load(Ordering::Relaxed);
     let len = SHOOTDOWN.len.load(Ordering::Relaxed);
     crate::mm::flush_local(start, len);
-    SERVED[percpu::current_index()].fetch_add(1, Ordering::Relaxed);
+    SERVED.here().fetch_add(1, Ordering::Relaxed);
     SHOOTDOWN.pending.fetch_and(!bit, Ordering::AcqRel);
 }
 

@@ -167,11 +167,7 @@ pub(crate) fn resolve_write_fault(error_code: u64, address: u64) -> bool {
     // Wait for the slot rather than give up: another CPU's shootdown looks at it (briefly,
     // with `try_lock`), and a fault that gave up would kill the program for nothing. This
     // CPU never holds its own slot across a user access.
-    let Some(space) = ACTIVE[crate::percpu::current_index()]
-        .lock()
-        .as_ref()
-        .map(Arc::clone)
-    else {
+    let Some(space) = ACTIVE.here().lock().as_ref().map(Arc::clone) else {
         return false;
     };
     if !space.is_active_here() {
@@ -193,11 +189,7 @@ pub(crate) fn resolve_lazy_fault(error_code: u64, address: u64) -> bool {
         return false;
     }
     // As in `resolve_write_fault`.
-    let Some(space) = ACTIVE[crate::percpu::current_index()]
-        .lock()
-        .as_ref()
-        .map(Arc::clone)
-    else {
+    let Some(space) = ACTIVE.here().lock().as_ref().map(Arc::clone) else {
         return false;
     };
     if !space.is_active_here() {
@@ -219,11 +211,7 @@ pub(crate) fn resolve_stack_fault(error_code: u64, address: u64) -> bool {
         return false;
     }
     // As in `resolve_write_fault`.
-    let Some(space) = ACTIVE[crate::percpu::current_index()]
-        .lock()
-        .as_ref()
-        .map(Arc::clone)
-    else {
+    let Some(space) = ACTIVE.here().lock().as_ref().map(Arc::clone) else {
         return false;
     };
     space.is_active_here() && space.grow_stack(address)

@@ -44,7 +44,7 @@ use x86_64::{
 
 use super::{MapError, PAGE_SIZE, frame, share, tables::Hhdm};
 use crate::{
-    percpu::MAX_CPUS,
+    percpu::PreemptGuard,
     sync::{IrqMutex, IrqMutexGuard},
 };
 
@@ -110,10 +110,11 @@ pub struct AddressSpace {
     stack_growth: IrqMutex<()>,
 }
 
-/// The user address space each CPU runs on, if any (it holds a reference, so the space
-/// outlives its use).
-static ACTIVE: [IrqMutex<Option<Arc<AddressSpace>>>; MAX_CPUS] =
-    [const { IrqMutex::new(None) }; MAX_CPUS];
+crate::cpu_local! {
+    /// The user address space each CPU runs on, if any (it holds a reference, so the space
+    /// outlives its use).
+    static ACTIVE: IrqMutex<Option<Arc<AddressSpace>>> = IrqMutex::new(None);
+}
 
 fn user_range(virt: u64, len: u64) -> Result<(u64, u64), MapError> {
     let end = virt.checked_add(len).ok_or(MapError::InvalidRange)?;
@@ -577,7 +578,7 @@ impl AddressSpace {
         // loads this space after the check walks the new entries.
         core::sync::atomic::fence(Ordering::SeqCst);
         let here = crate::percpu::current_index();
-        ACTIVE.iter().enumerate().any(|(cpu, slot)| {
+        ACTIVE.iter().any(|(cpu, slot)| {
             cpu != here
                 && slot.try_lock().is_none_or(|active| {
                     active
@@ -590,7 +591,8 @@ impl AddressSpace {
     /// Runs this CPU on `space` (its lower half becomes the user half) until [`deactivate`]
     /// or another `activate`.
     pub fn activate(space: &Arc<Self>) {
-        let mut slot = ACTIVE[crate::percpu::current_index()].lock();
+        let pinned = PreemptGuard::new();
+        let mut slot = ACTIVE.get(&pinned).lock();
         if slot.as_ref().is_some_and(|a| Arc::ptr_eq(a, space)) && space.is_active_here() {
             return;
         }
@@ -602,7 +604,8 @@ impl AddressSpace {
 
 /// Puts this CPU back on the kernel's own tables (an empty lower half).
 pub fn deactivate() {
-    let mut slot = ACTIVE[crate::percpu::current_index()].lock();
+    let pinned = PreemptGuard::new();
+    let mut slot = ACTIVE.get(&pinned).lock();
     load_root(super::tables::kernel_root());
     let _previous = slot.take();
 }
