@@ -148,6 +148,12 @@ static void protections(void) {
     printf("prot: after mprotect write %d (%s)", r, code_name(code));
     r = probe(none + PAGE, 0, &code);
     printf(", the other page %d (%s)\n", r, code_name(code));
+    /* A PROT_NONE page is still a mapping: MAP_FIXED_NOREPLACE refuses it. */
+    unsigned char *guard = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *over = mmap(guard, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    printf("prot: MAP_FIXED_NOREPLACE over PROT_NONE: %s\n",
+           over == MAP_FAILED ? strerror(errno) : "mapped");
+    munmap(guard, PAGE);
     munmap(none, 2 * PAGE);
     munmap(ro, 2 * PAGE);
 }

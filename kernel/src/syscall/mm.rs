@@ -93,7 +93,7 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
             return Err(e::ENOMEM);
         }
         if flags & g::MAP_FIXED_NOREPLACE != 0
-            && (0..len / PAGE_SIZE).any(|i| mm.space.query(addr + i * PAGE_SIZE).is_some())
+            && (0..len / PAGE_SIZE).any(|i| mm.space.is_occupied(addr + i * PAGE_SIZE))
         {
             return Err(e::EEXIST);
         }
@@ -205,7 +205,7 @@ pub fn mremap(
     let tail_free = tail
         .checked_add(grow)
         .is_some_and(|end| end <= hal::user::USER_END)
-        && (0..grow / PAGE_SIZE).all(|i| mm.space.query(tail + i * PAGE_SIZE).is_none());
+        && (0..grow / PAGE_SIZE).all(|i| !mm.space.is_occupied(tail + i * PAGE_SIZE));
     if tail_free && mm.space.map_zeroed(tail, grow, first).is_ok() {
         return Ok(old);
     }

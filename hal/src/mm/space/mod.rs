@@ -466,6 +466,18 @@ impl AddressSpace {
         })
     }
 
+    /// Whether anything occupies the page holding `virt`: mapped or reserved, with any access
+    /// (`PROT_NONE` pages too, which [`query`](Self::query) reports as inaccessible).
+    pub fn is_occupied(&self, virt: u64) -> bool {
+        if virt >= USER_END {
+            return false;
+        }
+        let memory = Hhdm::new(super::hhdm_offset());
+        self.tables()
+            .raw_leaf(&memory, virt & !(PAGE_SIZE - 1))
+            .is_none_or(|raw| raw & (PRESENT | LAZY) != 0)
+    }
+
     /// Pages mapped (with a frame; reserved pages not yet touched do not count).
     pub fn mapped_pages(&self) -> u64 {
         self.pages.load(Ordering::Relaxed)
