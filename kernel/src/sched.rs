@@ -404,6 +404,9 @@ pub enum Wait {
 /// Tasks waiting for something.
 pub struct WaitQueue {
     waiters: IrqMutex<Vec<Arc<Task>>>,
+    /// How many wake-ups the queue has had: an edge-triggered `epoll` reports a ready file
+    /// again only after a new one (an event happened), as Linux's wake-up callback does.
+    wakes: core::sync::atomic::AtomicU64,
 }
 
 impl Default for WaitQueue {
@@ -417,11 +420,18 @@ impl WaitQueue {
     pub const fn new() -> Self {
         Self {
             waiters: IrqMutex::new(Vec::new()),
+            wakes: core::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many wake-ups the queue has had.
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Acquire)
     }
 
     /// Wakes every waiting task (each checks its condition again).
     pub fn wake_all(&self) {
+        self.wakes.fetch_add(1, Ordering::AcqRel);
         let waiters = core::mem::take(&mut *self.waiters.lock());
         for task in &waiters {
             wake(task);

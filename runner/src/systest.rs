@@ -421,6 +421,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-events",
+        about: "eventfd and epoll (user/tests/events.c): the eventfd counter (semaphore mode, EAGAIN, EINVAL, poll), epoll_ctl's errors (EEXIST, ENOENT, EPERM, EINVAL, ELOOP), level-triggered, edge-triggered and one-shot reports on pipes and eventfds, EPOLLOUT and EPOLLHUP, a closed descriptor leaving the list, timeouts, a wait another process ends, an epoll inside an epoll: same output and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("events.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-avx",
         about: "per-thread AVX state with xsave (user/tests/avx.c): CPUID's OSXSAVE and XCR0's AVX bit, all sixteen YMM registers kept across syscalls and sched_yield, in two threads and in parent and child each with its own values, and across SIGUSR1/SIGALRM handlers that clobber them (the xsave signal frame's magic and contents, a handler's edit of it, a legacy frame resetting the upper halves): same output and status as on the host",
         kind: Kind::User(user::UserProgram {

@@ -10,8 +10,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use linux_raw_sys::{errno as e, general as g};
 use spin::Mutex;
 
-use super::{Device, Kind, Node, pipe::Pipe};
-use crate::sched::{self, Task, Wait};
+use super::{Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe};
+use crate::sched::{self, Task, Wait, WaitQueue};
 
 /// What an open file reads and writes.
 pub enum Target {
@@ -21,6 +21,10 @@ pub enum Target {
     PipeRead(Arc<Pipe>),
     /// A pipe's write end.
     PipeWrite(Arc<Pipe>),
+    /// An `eventfd` counter.
+    EventFd(Arc<EventFd>),
+    /// An `epoll` instance.
+    Epoll(Arc<Epoll>),
 }
 
 /// An open file description.
@@ -40,7 +44,7 @@ impl Drop for OpenFile {
         match &self.target {
             Target::PipeRead(p) => p.close_end(true),
             Target::PipeWrite(p) => p.close_end(false),
-            Target::Node(_) => {}
+            Target::Node(_) | Target::EventFd(_) | Target::Epoll(_) => {}
         }
     }
 }
@@ -88,6 +92,36 @@ impl OpenFile {
         }
     }
 
+    /// What `poll` reports for it now: `POLLIN`, `POLLOUT`, `POLLHUP` bits (all of them, the
+    /// caller masks).
+    pub fn readiness(&self) -> u16 {
+        let (pollin, pollout, pollhup) = (g::POLLIN as u16, g::POLLOUT as u16, g::POLLHUP as u16);
+        let bit = |yes: bool, b: u16| if yes { b } else { 0 };
+        match &self.target {
+            // As Linux's `pipe_poll`: data is POLLIN, no writer left is POLLHUP.
+            Target::PipeRead(p) => bit(p.available() > 0, pollin) | bit(p.writers_gone(), pollhup),
+            Target::PipeWrite(p) => bit(p.poll_write(), pollout),
+            Target::EventFd(c) => bit(c.poll_read(), pollin) | bit(c.poll_write(), pollout),
+            Target::Epoll(ep) => bit(ep.any_ready(), pollin),
+            Target::Node(node) => match node.kind {
+                Kind::Device(Device::Console) => pollout,
+                _ => pollin | pollout,
+            },
+        }
+    }
+
+    /// The queues a wait for this file's readiness sleeps on. The console and an epoll
+    /// instance (watched by `poll` or another epoll) have none: their waiters look again
+    /// every few milliseconds.
+    pub fn wait_queues<'a>(&'a self, out: &mut Vec<&'a WaitQueue>) {
+        match &self.target {
+            Target::PipeRead(p) => out.push(p.queues()[0]),
+            Target::PipeWrite(p) => out.push(p.queues()[1]),
+            Target::EventFd(c) => out.push(c.queue()),
+            Target::Epoll(_) | Target::Node(_) => {}
+        }
+    }
+
     /// Reads into `out` at the file offset (or at `at`, for `pread`).
     pub fn read(&self, me: &Arc<Task>, out: &mut [u8], at: Option<u64>) -> Result<usize, u32> {
         if !self.readable() {
@@ -95,7 +129,8 @@ impl OpenFile {
         }
         match &self.target {
             Target::PipeRead(p) => p.read(me, out, self.nonblock()),
-            Target::PipeWrite(_) => Err(e::EBADF),
+            Target::EventFd(c) => c.read(me, out, self.nonblock()),
+            Target::PipeWrite(_) | Target::Epoll(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
                 Kind::Symlink(_) => Err(e::EINVAL),
@@ -123,7 +158,8 @@ impl OpenFile {
         }
         match &self.target {
             Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
-            Target::PipeRead(_) => Err(e::EBADF),
+            Target::EventFd(c) => c.write(me, data, self.nonblock()),
+            Target::PipeRead(_) | Target::Epoll(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
                 Kind::Symlink(_) => Err(e::EINVAL),

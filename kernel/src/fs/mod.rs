@@ -7,6 +7,8 @@
 //! next issue's; this is enough to run programs and shell scripts.
 
 pub mod cpio;
+pub mod epoll;
+pub mod eventfd;
 pub mod file;
 pub mod pipe;
 
@@ -122,6 +124,11 @@ impl Node {
     /// A new device node.
     pub fn new_device(device: Device, mode: u32) -> Arc<Self> {
         Self::new(Kind::Device(device), mode)
+    }
+
+    /// Whether it is a device.
+    pub fn is_device(&self) -> bool {
+        matches!(self.kind, Kind::Device(_))
     }
 
     /// Whether it is a directory.

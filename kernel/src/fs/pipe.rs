@@ -138,10 +138,9 @@ impl Pipe {
         self.state.lock().buffer.len()
     }
 
-    /// Whether a read would not block (data, or no writer left).
-    pub fn poll_read(&self) -> bool {
-        let s = self.state.lock();
-        !s.buffer.is_empty() || s.writers == 0
+    /// Whether every write end is closed.
+    pub fn writers_gone(&self) -> bool {
+        self.state.lock().writers == 0
     }
 
     /// Whether a write would not block (room, or no reader left).

@@ -321,8 +321,8 @@ pub fn fcntl(current: &Current, fd: u64, command: u64, arg: u64) -> SysResult {
         }
         g::F_GETLK | g::F_SETLK | g::F_SETLKW => fds.get(fd).map(|_| 0),
         g::F_GETPIPE_SZ => match fds.get(fd)?.target {
-            Target::Node(_) => Err(e::EBADF),
-            _ => Ok(fs::pipe::CAPACITY as u64),
+            Target::PipeRead(_) | Target::PipeWrite(_) => Ok(fs::pipe::CAPACITY as u64),
+            _ => Err(e::EBADF),
         },
         _ => {
             fds.get(fd)?;
@@ -403,10 +403,21 @@ fn stat_words(node: Option<&Node>, pipe_ino: u64) -> [u64; 18] {
     st
 }
 
+/// What `stat` says about an anonymous-inode file (eventfd, epoll): Linux's `anon_inode`,
+/// mode 0600 with no file type.
+fn anon_stat(ino: u64) -> [u64; 18] {
+    let mut st = stat_words(None, ino);
+    st[0] = 0xe;
+    st[3] = 0o600;
+    st
+}
+
 fn file_stat(file: &OpenFile) -> [u64; 18] {
     match &file.target {
         Target::Node(node) => stat_words(Some(node), 0),
         Target::PipeRead(p) | Target::PipeWrite(p) => stat_words(None, Arc::as_ptr(p) as u64 >> 4),
+        Target::EventFd(c) => anon_stat(Arc::as_ptr(c) as u64 >> 4),
+        Target::Epoll(ep) => anon_stat(Arc::as_ptr(ep) as u64 >> 4),
     }
 }
 
@@ -788,31 +799,10 @@ pub fn ioctl(current: &Current, fd: u64, request: u64, arg: u64) -> SysResult {
 
 /// Readiness of `fd` for `events` (`POLLIN`, `POLLOUT`), as `revents`.
 fn poll_one(current: &Current, fd: i32, events: u16) -> u16 {
-    let (pollin, pollout) = (g::POLLIN as u16, g::POLLOUT as u16);
     let Ok(file) = file(current, fd as u64) else {
         return g::POLLNVAL as u16;
     };
-    let ready = match &file.target {
-        Target::PipeRead(p) => {
-            let mut r = if p.poll_read() { pollin } else { 0 };
-            if p.poll_read() && p.available() == 0 {
-                r |= g::POLLHUP as u16;
-            }
-            r
-        }
-        Target::PipeWrite(p) => {
-            if p.poll_write() {
-                pollout
-            } else {
-                0
-            }
-        }
-        Target::Node(node) => match node.kind {
-            Kind::Device(fs::Device::Console) => pollout,
-            _ => pollin | pollout,
-        },
-    };
-    ready & (events | g::POLLHUP as u16 | g::POLLERR as u16)
+    file.readiness() & (events | g::POLLHUP as u16 | g::POLLERR as u16)
 }
 
 /// Waits until `check` finds something ready or `deadline` passes: each round sleeps on the
@@ -836,18 +826,28 @@ fn wait_ready(
             .iter()
             .filter_map(|&fd| file(current, fd as u64).ok())
             .collect();
-        let mut queues = Vec::new();
-        for f in &files {
-            if let Target::PipeRead(p) | Target::PipeWrite(p) = &f.target {
-                queues.extend(p.queues());
-            }
-        }
-        let step = now + 10_000_000;
-        let until = deadline.map_or(step, |d| d.min(step));
-        if sched::wait(&current.task, &queues, Some(until), || check() > 0) == Wait::Interrupted {
-            return Err(e::EINTR);
-        }
+        sleep_on(current, &files, deadline, &mut check)?;
     }
+}
+
+/// One round of waiting for `files`: sleeps on their queues until woken, `check` passes or
+/// `deadline` (at most 10 ms, for files without a queue). `EINTR` if a signal came.
+fn sleep_on(
+    current: &Current,
+    files: &[Arc<OpenFile>],
+    deadline: Option<u64>,
+    check: &mut impl FnMut() -> u64,
+) -> Result<(), u32> {
+    let mut queues = Vec::new();
+    for f in files {
+        f.wait_queues(&mut queues);
+    }
+    let step = crate::time::now_ns() + 10_000_000;
+    let until = deadline.map_or(step, |d| d.min(step));
+    if sched::wait(&current.task, &queues, Some(until), || check() > 0) == Wait::Interrupted {
+        return Err(e::EINTR);
+    }
+    Ok(())
 }
 
 fn poll_list(current: &Current, fds: u64, count: u64, deadline: Option<u64>) -> SysResult {
@@ -1038,4 +1038,105 @@ pub fn sendfile(
             .map_err(|_| e::EFAULT)?;
     }
     Ok(done as u64)
+}
+
+/// `eventfd2(initval, flags)`: `EFD_CLOEXEC`, `EFD_NONBLOCK`, `EFD_SEMAPHORE`.
+pub fn eventfd2(current: &Current, initial: u64, flags: u64) -> SysResult {
+    const SEMAPHORE: u64 = 1;
+    let known = u64::from(g::O_CLOEXEC | g::O_NONBLOCK) | SEMAPHORE;
+    if flags & !known != 0 {
+        return Err(e::EINVAL);
+    }
+    let counter = fs::eventfd::EventFd::new(initial as u32, flags & SEMAPHORE != 0);
+    let file = OpenFile::new(
+        Target::EventFd(counter),
+        g::O_RDWR | (flags as u32 & g::O_NONBLOCK),
+        "anon_inode:[eventfd]".into(),
+    );
+    let cloexec = flags & u64::from(g::O_CLOEXEC) != 0;
+    current.process().fds().lock().insert(file, cloexec)
+}
+
+/// `epoll_create1(flags)` (and `epoll_create(size)`, whose size must be positive).
+pub fn epoll_create1(current: &Current, flags: u64) -> SysResult {
+    if flags & !u64::from(g::O_CLOEXEC) != 0 {
+        return Err(e::EINVAL);
+    }
+    let file = OpenFile::new(
+        Target::Epoll(fs::epoll::Epoll::new()),
+        g::O_RDWR,
+        "anon_inode:[eventpoll]".into(),
+    );
+    current.process().fds().lock().insert(file, flags != 0)
+}
+
+/// The epoll instance `epfd` names (`EBADF`, or `EINVAL` for another kind of file).
+fn epoll_of(current: &Current, epfd: u64) -> Result<Arc<fs::epoll::Epoll>, u32> {
+    match &file(current, epfd)?.target {
+        Target::Epoll(ep) => Ok(Arc::clone(ep)),
+        _ => Err(e::EINVAL),
+    }
+}
+
+/// `epoll_ctl(epfd, op, fd, event)`.
+pub fn epoll_ctl(current: &Current, epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
+    use fs::epoll::Control;
+    let ep = epoll_of(current, epfd)?;
+    let target = file(current, fd)?;
+    let op = match op as u32 {
+        g::EPOLL_CTL_ADD => Control::Add,
+        g::EPOLL_CTL_DEL => Control::Delete,
+        g::EPOLL_CTL_MOD => Control::Modify,
+        _ => return Err(e::EINVAL),
+    };
+    let (events, data) = if matches!(op, Control::Delete) {
+        (0, 0)
+    } else {
+        let mut raw = [0u8; 12];
+        user::copy_from_user(event, &mut raw).map_err(|_| e::EFAULT)?;
+        (
+            u32::from_ne_bytes(raw[..4].try_into().expect("4 bytes")),
+            u64::from_ne_bytes(raw[4..].try_into().expect("8 bytes")),
+        )
+    };
+    if fd == epfd {
+        return Err(e::EINVAL);
+    }
+    ep.control(op, fd as i32, &target, events, data).map(|()| 0)
+}
+
+/// `epoll_wait(epfd, events, maxevents, timeout_ms)` (and `epoll_pwait`, whose signal mask
+/// is not applied yet).
+pub fn epoll_wait(
+    current: &Current,
+    epfd: u64,
+    events: u64,
+    max: u64,
+    timeout_ms: i64,
+) -> SysResult {
+    let max = max as i32;
+    if max <= 0 || max as usize > MAX_IO / 12 {
+        return Err(e::EINVAL);
+    }
+    let ep = epoll_of(current, epfd)?;
+    let deadline = (timeout_ms >= 0).then(|| crate::time::now_ns() + timeout_ms as u64 * 1_000_000);
+    let ready = loop {
+        let ready = ep.collect(max as usize);
+        if !ready.is_empty() {
+            break ready;
+        }
+        if deadline.is_some_and(|d| crate::time::now_ns() >= d) {
+            return Ok(0);
+        }
+        let files = ep.files();
+        let mut check = || u64::from(ep.any_ready());
+        sleep_on(current, &files, deadline, &mut check)?;
+    };
+    let mut out = Vec::with_capacity(ready.len() * 12);
+    for (bits, data) in &ready {
+        out.extend_from_slice(&bits.to_ne_bytes());
+        out.extend_from_slice(&data.to_ne_bytes());
+    }
+    user::copy_to_user(events, &out).map_err(|_| e::EFAULT)?;
+    Ok(ready.len() as u64)
 }

@@ -141,6 +141,15 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_fsync | g::__NR_fdatasync => fs::fsync(current, a[0]),
         g::__NR_sync => Ok(0),
         g::__NR_ioctl => fs::ioctl(current, a[0], a[1], a[2]),
+        g::__NR_eventfd => fs::eventfd2(current, a[0], 0),
+        g::__NR_eventfd2 => fs::eventfd2(current, a[0], a[1]),
+        g::__NR_epoll_create if a[0] as i32 > 0 => fs::epoll_create1(current, 0),
+        g::__NR_epoll_create => Err(e::EINVAL),
+        g::__NR_epoll_create1 => fs::epoll_create1(current, a[0]),
+        g::__NR_epoll_ctl => fs::epoll_ctl(current, a[0], a[1], a[2], a[3]),
+        g::__NR_epoll_wait | g::__NR_epoll_pwait => {
+            fs::epoll_wait(current, a[0], a[1], a[2], a[3] as i32 as i64)
+        }
         g::__NR_poll => fs::poll(current, a[0], a[1], a[2] as i32 as i64),
         g::__NR_ppoll => fs::ppoll(current, a[0], a[1], a[2]),
         g::__NR_select => fs::select(current, a[0], a[1], a[2], a[3], a[4]),
