@@ -4,7 +4,9 @@
  * regular files, EINVAL for itself, ELOOP for a cycle), level-triggered, edge-triggered and
  * one-shot reports on pipes and eventfds, EPOLLOUT and EPOLLHUP, a closed descriptor leaving
  * the list, timeouts, a blocking wait woken by another process, and an epoll inside an
- * epoll. Prints only what is the same on any Linux. */
+ * epoll; timerfd's expirations counted across reads, its settings, absolute CLOCK_REALTIME
+ * times, and timers in poll and (edge-triggered) epoll. Prints only what is the same on any
+ * Linux. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,10 +173,81 @@ static void epolls(void) {
     close(ep);
 }
 
+static void timers(void) {
+    int t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    uint64_t n = 0;
+    printf("timerfd: create %s, disarmed read %s\n", t >= 0 ? "ok" : "failed", err(read(t, &n, 8)));
+    struct itimerspec cur;
+    timerfd_gettime(t, &cur);
+    printf("timerfd: disarmed gettime %ld %ld\n", (long)cur.it_value.tv_sec, (long)cur.it_value.tv_nsec);
+    struct itimerspec set = {{0, 10000000}, {0, 20000000}};
+    printf("timerfd: settime %s\n", err(timerfd_settime(t, 0, &set, NULL)));
+    timerfd_gettime(t, &cur);
+    printf("timerfd: armed: interval %ld ns, first expiry within 20 ms %d\n", cur.it_interval.tv_nsec,
+           cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec > 0 && cur.it_value.tv_nsec <= 20000000);
+    fcntl(t, F_SETFL, 0);
+    long r = read(t, &n, 8);
+    printf("timerfd: blocking read %ld, at least one expiration %d\n", r, n >= 1);
+    usleep(55000);
+    read(t, &n, 8);
+    printf("timerfd: after 55 ms, at least 4 more %d\n", n >= 4);
+    struct itimerspec old, off = {{0, 0}, {0, 0}};
+    timerfd_settime(t, 0, &off, &old);
+    printf("timerfd: disarm: old interval %ld ns\n", old.it_interval.tv_nsec);
+    fcntl(t, F_SETFL, O_NONBLOCK);
+    printf("timerfd: disarmed again, read %s\n", err(read(t, &n, 8)));
+    close(t);
+
+    /* An absolute CLOCK_REALTIME time, seen by poll. */
+    t = timerfd_create(CLOCK_REALTIME, 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct itimerspec at = {{0, 0}, {now.tv_sec, now.tv_nsec}};
+    at.it_value.tv_nsec += 30000000;
+    if (at.it_value.tv_nsec >= 1000000000) {
+        at.it_value.tv_sec++;
+        at.it_value.tv_nsec -= 1000000000;
+    }
+    timerfd_settime(t, TFD_TIMER_ABSTIME, &at, NULL);
+    struct pollfd p = {t, POLLIN, 0};
+    int ready = poll(&p, 1, 2000);
+    read(t, &n, 8);
+    printf("timerfd: absolute realtime: poll %d revents %#x, read %llu\n", ready, p.revents,
+           (unsigned long long)n);
+    close(t);
+
+    /* A one-shot timer in an edge-triggered epoll. */
+    t = timerfd_create(CLOCK_BOOTTIME, TFD_NONBLOCK);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = 0x8888}}, out[2];
+    epoll_ctl(ep, EPOLL_CTL_ADD, t, &ev);
+    struct itimerspec once = {{0, 0}, {0, 20000000}};
+    timerfd_settime(t, 0, &once, NULL);
+    int e1 = epoll_wait(ep, out, 2, 2000);
+    int e2 = epoll_wait(ep, out, 2, 0);
+    read(t, &n, 8);
+    printf("timerfd: epoll edge: %d then %d, data %#llx, read %llu\n", e1, e2,
+           (unsigned long long)out[0].data.u64, (unsigned long long)n);
+    close(ep);
+
+    printf("timerfd: bad clock %s", err(timerfd_create(99, 0)));
+    printf(", bad flags %s", err(timerfd_create(CLOCK_MONOTONIC, 0x40000)));
+    printf(", bad settime flags %s", err(timerfd_settime(t, 0x100, &once, NULL)));
+    struct itimerspec neg = {{0, 0}, {0, -1}};
+    printf(", negative %s", err(timerfd_settime(t, 0, &neg, NULL)));
+    int pp[2];
+    pipe(pp);
+    printf(", on a pipe %s\n", err(timerfd_gettime(pp[0], &cur)));
+    close(pp[0]);
+    close(pp[1]);
+    close(t);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     eventfds();
     epolls();
+    timers();
     printf("events: done\n");
     return 0;
 }

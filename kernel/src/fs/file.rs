@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use linux_raw_sys::{errno as e, general as g};
 use spin::Mutex;
 
-use super::{Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe};
+use super::{Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe, timerfd::TimerFd};
 use crate::sched::{self, Task, Wait, WaitQueue};
 
 /// What an open file reads and writes.
@@ -25,6 +25,8 @@ pub enum Target {
     EventFd(Arc<EventFd>),
     /// An `epoll` instance.
     Epoll(Arc<Epoll>),
+    /// A `timerfd` timer.
+    TimerFd(Arc<TimerFd>),
 }
 
 /// An open file description.
@@ -44,7 +46,7 @@ impl Drop for OpenFile {
         match &self.target {
             Target::PipeRead(p) => p.close_end(true),
             Target::PipeWrite(p) => p.close_end(false),
-            Target::Node(_) | Target::EventFd(_) | Target::Epoll(_) => {}
+            Target::Node(_) | Target::EventFd(_) | Target::Epoll(_) | Target::TimerFd(_) => {}
         }
     }
 }
@@ -103,6 +105,7 @@ impl OpenFile {
             Target::PipeWrite(p) => bit(p.poll_write(), pollout),
             Target::EventFd(c) => bit(c.poll_read(), pollin) | bit(c.poll_write(), pollout),
             Target::Epoll(ep) => bit(ep.any_ready(), pollin),
+            Target::TimerFd(t) => bit(t.readable(), pollin),
             Target::Node(node) => match node.kind {
                 Kind::Device(Device::Console) => pollout,
                 _ => pollin | pollout,
@@ -118,7 +121,28 @@ impl OpenFile {
             Target::PipeRead(p) => out.push(p.queues()[0]),
             Target::PipeWrite(p) => out.push(p.queues()[1]),
             Target::EventFd(c) => out.push(c.queue()),
+            Target::TimerFd(t) => out.push(t.queue()),
             Target::Epoll(_) | Target::Node(_) => {}
+        }
+    }
+
+    /// When a waiter must look at it again even if no queue wakes it (a timer's expiry).
+    pub fn deadline(&self) -> Option<u64> {
+        match &self.target {
+            Target::TimerFd(t) => t.deadline(),
+            _ => None,
+        }
+    }
+
+    /// A count that grows with every event on the file (queue wake-ups, timer expirations):
+    /// what an edge-triggered epoll entry compares.
+    pub fn events_so_far(&self) -> u64 {
+        let mut queues = Vec::new();
+        self.wait_queues(&mut queues);
+        let woken = queues.iter().map(|q| q.wakes()).fold(0, u64::wrapping_add);
+        match &self.target {
+            Target::TimerFd(t) => woken.wrapping_add(t.expirations()),
+            _ => woken,
         }
     }
 
@@ -130,6 +154,7 @@ impl OpenFile {
         match &self.target {
             Target::PipeRead(p) => p.read(me, out, self.nonblock()),
             Target::EventFd(c) => c.read(me, out, self.nonblock()),
+            Target::TimerFd(t) => t.read(me, out, self.nonblock()),
             Target::PipeWrite(_) | Target::Epoll(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
@@ -159,7 +184,7 @@ impl OpenFile {
         match &self.target {
             Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
             Target::EventFd(c) => c.write(me, data, self.nonblock()),
-            Target::PipeRead(_) | Target::Epoll(_) => Err(e::EINVAL),
+            Target::PipeRead(_) | Target::Epoll(_) | Target::TimerFd(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
                 Kind::Symlink(_) => Err(e::EINVAL),

@@ -418,6 +418,7 @@ fn file_stat(file: &OpenFile) -> [u64; 18] {
         Target::PipeRead(p) | Target::PipeWrite(p) => stat_words(None, Arc::as_ptr(p) as u64 >> 4),
         Target::EventFd(c) => anon_stat(Arc::as_ptr(c) as u64 >> 4),
         Target::Epoll(ep) => anon_stat(Arc::as_ptr(ep) as u64 >> 4),
+        Target::TimerFd(t) => anon_stat(Arc::as_ptr(t) as u64 >> 4),
     }
 }
 
@@ -843,7 +844,9 @@ fn sleep_on(
         f.wait_queues(&mut queues);
     }
     let step = crate::time::now_ns() + 10_000_000;
+    let timers = files.iter().filter_map(|f| f.deadline()).min();
     let until = deadline.map_or(step, |d| d.min(step));
+    let until = timers.map_or(until, |t| t.min(until));
     if sched::wait(&current.task, &queues, Some(until), || check() > 0) == Wait::Interrupted {
         return Err(e::EINTR);
     }
@@ -1139,4 +1142,67 @@ pub fn epoll_wait(
     }
     user::copy_to_user(events, &out).map_err(|_| e::EFAULT)?;
     Ok(ready.len() as u64)
+}
+
+/// `timerfd_create(clockid, flags)`: `CLOCK_REALTIME`, `CLOCK_MONOTONIC`, `CLOCK_BOOTTIME`;
+/// `TFD_CLOEXEC`, `TFD_NONBLOCK`.
+pub fn timerfd_create(current: &Current, clock: u64, flags: u64) -> SysResult {
+    let realtime = match clock as u32 {
+        g::CLOCK_REALTIME => true,
+        g::CLOCK_MONOTONIC | g::CLOCK_BOOTTIME => false,
+        _ => return Err(e::EINVAL),
+    };
+    if flags & !u64::from(g::O_CLOEXEC | g::O_NONBLOCK) != 0 {
+        return Err(e::EINVAL);
+    }
+    let file = OpenFile::new(
+        Target::TimerFd(fs::timerfd::TimerFd::new(realtime)),
+        g::O_RDWR | (flags as u32 & g::O_NONBLOCK),
+        "anon_inode:[timerfd]".into(),
+    );
+    current
+        .process()
+        .fds()
+        .lock()
+        .insert(file, flags & u64::from(g::O_CLOEXEC) != 0)
+}
+
+fn timer_of(current: &Current, fd: u64) -> Result<Arc<fs::timerfd::TimerFd>, u32> {
+    match &file(current, fd)?.target {
+        Target::TimerFd(t) => Ok(Arc::clone(t)),
+        _ => Err(e::EINVAL),
+    }
+}
+
+fn write_itimerspec(at: u64, (interval, value): fs::timerfd::Setting) -> Result<(), u32> {
+    let split = |ns: u64| [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64];
+    let [a, b] = split(interval);
+    let [c, d] = split(value);
+    UserPtr::<[i64; 4]>::new(at)
+        .write([a, b, c, d])
+        .map_err(|_| e::EFAULT)
+}
+
+/// `timerfd_settime(fd, flags, new, old)`: `TFD_TIMER_ABSTIME` (and `TFD_TIMER_CANCEL_ON_SET`,
+/// accepted: the wall clock is never set here).
+pub fn timerfd_settime(current: &Current, fd: u64, flags: u64, new: u64, old: u64) -> SysResult {
+    const ABSTIME: u64 = 1;
+    const CANCEL_ON_SET: u64 = 2;
+    let timer = timer_of(current, fd)?;
+    if flags & !(ABSTIME | CANCEL_ON_SET) != 0 {
+        return Err(e::EINVAL);
+    }
+    let interval = super::read_timespec(new)?;
+    let value = super::read_timespec(new + 16)?;
+    let previous = timer.set(interval, value, flags & ABSTIME != 0);
+    if old != 0 {
+        write_itimerspec(old, previous)?;
+    }
+    Ok(0)
+}
+
+/// `timerfd_gettime(fd, curr)`.
+pub fn timerfd_gettime(current: &Current, fd: u64, curr: u64) -> SysResult {
+    let timer = timer_of(current, fd)?;
+    write_itimerspec(curr, timer.get()).map(|()| 0)
 }
