@@ -31,13 +31,17 @@ impl State {
         if now < next {
             return;
         }
-        let n = if self.interval == 0 {
-            self.next = None;
-            1
-        } else {
-            let n = 1 + (now - next) / self.interval;
-            self.next = Some(next.saturating_add(n.saturating_mul(self.interval)));
-            n
+        let n = match (now - next).checked_div(self.interval) {
+            None => {
+                // One shot.
+                self.next = None;
+                1
+            }
+            Some(periods) => {
+                let n = periods + 1;
+                self.next = Some(next.saturating_add(n.saturating_mul(self.interval)));
+                n
+            }
         };
         self.pending = self.pending.saturating_add(n);
         self.total = self.total.wrapping_add(n);
