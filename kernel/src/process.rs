@@ -176,6 +176,9 @@ pub struct Process {
     pub vfork_done: AtomicBool,
     /// Woken when `vfork_done` is set.
     pub vfork_wait: WaitQueue,
+    /// Woken whenever a signal becomes pending for the process or one of its threads, blocked
+    /// or not (`rt_sigtimedwait` waits for blocked ones).
+    pub signalled: WaitQueue,
     /// CPU time used by its threads, in ns (user and system together).
     pub cpu_ns: AtomicU64,
     /// CPU time of its reaped children.
@@ -294,6 +297,7 @@ impl Process {
             shared_pending: AtomicU64::new(0),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
+            signalled: WaitQueue::new(),
             cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
         });

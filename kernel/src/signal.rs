@@ -99,6 +99,7 @@ pub fn send_thread(thread: &Thread, sig: u8) {
         return;
     }
     thread.pending.fetch_or(bit(sig), Ordering::AcqRel);
+    thread.process.signalled.wake_all();
     if thread.sigmask.load(Ordering::Acquire) & bit(sig) == 0
         && let Some(task) = thread.task.get()
     {
@@ -116,6 +117,7 @@ pub fn send_process(process: &Arc<Process>, sig: u8) {
         return;
     }
     process.shared_pending.fetch_or(bit(sig), Ordering::AcqRel);
+    process.signalled.wake_all();
     let threads = process.threads.lock();
     let taker = threads
         .iter()

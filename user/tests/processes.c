@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void status_line(const char *what, int st) {
@@ -367,6 +368,33 @@ static void stack_growth(void) {
     read_far_down();
 }
 
+/* sigtimedwait ends when a blocked signal arrives from another process, not at its timeout;
+ * with nothing pending it times out with EAGAIN. */
+static void timed_wait(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        usleep(50000);
+        kill(parent, SIGUSR2);
+        _exit(0);
+    }
+    struct timespec a, b, timeout = {5, 0};
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int sig = sigtimedwait(&set, NULL, &timeout);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+    waitpid(child, NULL, 0);
+    struct timespec short_wait = {0, 20000000};
+    int none = sigtimedwait(&set, NULL, &short_wait);
+    printf("sigtimedwait: got %d, before the 5 s timeout %s; nothing pending: %d %s\n", sig,
+           ms < 2500 ? "yes" : "no", none, none < 0 ? strerror(errno) : "");
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "exit-with") == 0)
         return argc > 2 && argv[2][0] >= '0' && argv[2][0] <= '9' ? atoi(argv[2]) : 100 + argc;
@@ -379,5 +407,6 @@ int main(int argc, char **argv) {
     pipes();
     ids();
     stack_growth();
+    timed_wait();
     return 0;
 }

@@ -671,7 +671,12 @@ pub fn rt_sigtimedwait(
                 & set
                 != 0
         };
-        match sched::wait(&current.task, &[], deadline, pending_any) {
+        match sched::wait(
+            &current.task,
+            &[&thread.process.signalled],
+            deadline,
+            pending_any,
+        ) {
             Wait::TimedOut => return Err(e::EAGAIN),
             Wait::Interrupted if !pending_any() => return Err(e::EINTR),
             _ => {}
