@@ -71,8 +71,7 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
         None => conf::resolve(&volume, kernel_conf_path)?,
     };
     let cmdline = match &slot_boot {
-        Some(boot) if limine.cmdline.is_empty() => boot.cmdline_suffix(),
-        Some(boot) => format!("{} {}", limine.cmdline, boot.cmdline_suffix()),
+        Some(boot) => with_slot_options(&limine.cmdline, &boot.cmdline_suffix()),
         None => limine.cmdline.clone(),
     };
 
@@ -300,4 +299,23 @@ fn slot_modules(
         allocs,
     )?);
     Ok(out)
+}
+
+/// `cmdline` with the slot options added to the kernel's part: before a ` -- `, whose words
+/// belong to the init program.
+fn with_slot_options(cmdline: &str, options: &str) -> String {
+    let (kernel, init) = match cmdline.split_once(" -- ") {
+        Some((kernel, init)) => (kernel, Some(init)),
+        None => (cmdline, None),
+    };
+    let mut out = String::from(kernel.trim_end());
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(options);
+    if let Some(init) = init {
+        out.push_str(" -- ");
+        out.push_str(init);
+    }
+    out
 }
