@@ -1,7 +1,7 @@
 //! The boot sequence: everything is read, loaded, answered and allocated while boot
 //! services run; after ExitBootServices only pure work on pre-allocated memory remains.
 
-use alloc::{format, string::String, vec, vec::Vec};
+use alloc::{string::String, vec, vec::Vec};
 use core::convert::Infallible;
 
 use bootcore::{HHDM_BASE_4LVL, memmap};
