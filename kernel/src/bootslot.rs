@@ -5,7 +5,8 @@
 //! `evergreen.version=N`, `evergreen.state=good|pending|rollback|recovered` and, for a trial,
 //! `evergreen.tries=T` (the tries left after this one). The kernel only reports it, so the
 //! log says what runs without reading the disk; marking a trial good will use the state
-//! partition through the block device later. Words are ignored when malformed, as Linux
+//! partition through the block device later. It runs before the kernel heap exists, so
+//! it allocates nothing. Words are ignored when malformed, as Linux
 //! ignores unknown parameters: a bad value is reported, never fatal.
 
 use alloc::string::String;
@@ -35,8 +36,8 @@ pub fn log(cmdline: &str) {
     if let Some(word) = bad {
         log::warn!("boot: ignoring malformed option '{word}'");
     }
-    if let Some(line) = describe(&info) {
-        log::info!("{line}");
+    if let Some(slot) = info.slot {
+        log::info!("{}", Line(slot, &info));
     }
 }
 
@@ -69,19 +70,22 @@ fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
     (info, bad)
 }
 
-/// The log line, if a slot was named.
-fn describe(info: &BootSlot<'_>) -> Option<String> {
-    let slot = info.slot?;
-    let mut line = String::new();
-    let _ = write!(line, "boot: slot {slot}");
-    if let Some(version) = info.version {
-        let _ = write!(line, ", version {version}");
+/// The log line (`Display`, so nothing is allocated: this runs before the kernel heap).
+struct Line<'a>(&'a str, &'a BootSlot<'a>);
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Line(slot, info) = self;
+        write!(f, "boot: slot {slot}")?;
+        if let Some(version) = info.version {
+            write!(f, ", version {version}")?;
+        }
+        if let Some(state) = info.state {
+            write!(f, ", {state}")?;
+        }
+        if let Some(tries) = info.tries {
+            write!(f, " ({tries} tries left)")?;
+        }
+        Ok(())
     }
-    if let Some(state) = info.state {
-        let _ = write!(line, ", {state}");
-    }
-    if let Some(tries) = info.tries {
-        let _ = write!(line, " ({tries} tries left)");
-    }
-    Some(line)
 }
