@@ -6,11 +6,9 @@
 //! `evergreen.tries=T` (the tries left after this one). The kernel only reports it, so the
 //! log says what runs without reading the disk; marking a trial good will use the state
 //! partition through the block device later. It runs before the kernel heap exists, so
-//! it allocates nothing. Words are ignored when malformed, as Linux
-//! ignores unknown parameters: a bad value is reported, never fatal.
+//! it allocates nothing. A malformed word is reported and ignored, never fatal.
 
-use alloc::string::String;
-use core::fmt::Write;
+use core::fmt;
 
 /// The prefix of every option this module owns.
 const PREFIX: &str = "evergreen.";
