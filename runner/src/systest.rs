@@ -1714,7 +1714,7 @@ mod tests {
         let names =
             |filter| -> Vec<String> { select(Some(filter)).iter().map(Test::name).collect() };
         assert_eq!(select(None).len(), all_tests().len());
-        assert_eq!(names("bad"), ["bad-elf", "bad-config"]);
+        assert_eq!(names("bad"), ["bad-elf", "slots-bad-payload", "bad-config"]);
         assert_eq!(names("pie"), ["pie-kaslr", "pie-relr"]);
         assert_eq!(
             names("input"),
