@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod acpi;
 mod block;
+mod bootslot;
 mod cmdline;
 mod conformance;
 mod console;
@@ -79,13 +80,18 @@ fn main(boot: hal::boot::Boot) -> ! {
     let screen = console::init(&boot);
 
     log::info!("Evergreen {VERSION} ({GIT_HASH}) booting");
-    for word in unknown.iter().take(unknown_count) {
+    for word in unknown
+        .iter()
+        .take(unknown_count)
+        .filter(|w| !bootslot::is_option(w))
+    {
         log::warn!("cmdline: ignoring unknown option '{word}'");
     }
     if screen.is_none() {
         log::warn!("no usable framebuffer: output on serial only");
     }
     summary::log(&boot);
+    bootslot::log(hal::boot::cmdline());
     if options.test == Some("conformance") {
         // The probe checks the machine state the loader handed over, so it runs before the
         // kernel replaces any of it (GDT, IDT, page tables).

@@ -121,6 +121,10 @@ pub enum Error {
         /// What it was for.
         what: &'static str,
     },
+    /// The update slots could not be read (`evergreen_slots: yes`).
+    Slots(String),
+    /// Neither update slot can boot (the reasons, per slot).
+    NoBootableSlot(String),
     /// A pre-sized buffer turned out too small (a loader bug).
     Internal(&'static str),
 }
@@ -213,6 +217,8 @@ impl fmt::Display for Error {
             Error::TooManyAllocations { what } => {
                 write!(f, "too many allocations (at {what}); loader limit reached")
             }
+            Error::Slots(why) => write!(f, "update slots: {why}"),
+            Error::NoBootableSlot(why) => write!(f, "nothing to boot: {why}"),
             Error::Internal(what) => write!(f, "internal error: {what}"),
         }
     }

@@ -43,6 +43,21 @@ pub struct LoadedFile {
     pub size: u64,
 }
 
+impl LoadedFile {
+    /// `data` copied into fresh pages of the given kind.
+    pub fn copy_of(
+        data: &[u8],
+        allocs: &mut Allocations,
+        kind: Kind,
+        what: &'static str,
+    ) -> Result<Self, Error> {
+        let size = data.len() as u64;
+        let mut region = allocs.pages(pages_for(size), kind, what)?;
+        region.bytes_mut()[..data.len()].copy_from_slice(data);
+        Ok(Self { region, size })
+    }
+}
+
 impl BootVolume {
     /// Opens the file system of the volume the loader image was loaded from.
     pub fn open() -> Result<Self, Error> {

@@ -1,7 +1,7 @@
 //! The boot sequence: everything is read, loaded, answered and allocated while boot
 //! services run; after ExitBootServices only pure work on pre-allocated memory remains.
 
-use alloc::{vec, vec::Vec};
+use alloc::{string::String, vec, vec::Vec};
 use core::convert::Infallible;
 
 use bootcore::{HHDM_BASE_4LVL, memmap};
@@ -13,7 +13,7 @@ use crate::{
     cpu::{self, CR4_LA57, Features},
     error::Error,
     firmware::Firmware,
-    fs::BootVolume,
+    fs::{BootVolume, LoadedFile},
     gop, kernel,
     launch::{self, Launch},
     mem::{Allocations, Kind, pages_for},
@@ -26,6 +26,10 @@ use crate::{
 
 /// The page-table pool (the PML4 is its first page) must sit below 4 GiB.
 const POOL_LIMIT: u64 = 1 << 32;
+/// The path the kernel is told for a slot's kernel (the Executable File response).
+const SLOT_KERNEL_PATH: &str = "/kernel";
+/// The path a slot's initramfs gets: the kernel unpacks the module ending in this name.
+const SLOT_INITRAMFS_PATH: &str = "/boot/initramfs.cpio";
 
 /// Boots the configured kernel; returns only on failure (before ExitBootServices).
 pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
@@ -42,9 +46,6 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     if loaded.config.strict {
         strict::enable();
     }
-    if loaded.config.slots {
-        slots::dry_run();
-    }
     let (entry, limine) = loaded
         .config
         .entry_to_boot()
@@ -54,11 +55,25 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
         })?;
     log::info!("config {config_path}, entry '{}'", entry.title);
     conf::countdown(loaded.config.timeout, &entry.title);
+    // With update slots the kernel and initramfs come from the chosen slot (after its state
+    // was written); the entry still gives the protocol options and the command line.
+    let slot_boot = if loaded.config.slots {
+        Some(slots::select()?)
+    } else {
+        None
+    };
     let kernel_conf_path = limine
         .path
         .as_ref()
         .ok_or(Error::Internal("entry without path"))?;
-    let kernel_path = conf::resolve(&volume, kernel_conf_path)?;
+    let kernel_path = match &slot_boot {
+        Some(_) => String::from(SLOT_KERNEL_PATH),
+        None => conf::resolve(&volume, kernel_conf_path)?,
+    };
+    let cmdline = match &slot_boot {
+        Some(boot) => with_slot_options(&limine.cmdline, &boot.cmdline_suffix()),
+        None => limine.cmdline.clone(),
+    };
 
     // Kernel file and image. The raw file is handed to the kernel (Executable File feature)
     // but is not the loaded image; strict mode puts it in reclaimable memory, as real Limine
@@ -69,15 +84,21 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     } else {
         Kind::ExecutableAndModules
     };
-    let kernel_file = volume
-        .read_into_pages(&kernel_path, allocs, file_kind, "kernel file")?
-        .ok_or_else(|| Error::FileNotFound {
-            what: "kernel",
-            path: conf::display(kernel_conf_path),
-        })?;
+    let kernel_file = match &slot_boot {
+        Some(boot) => LoadedFile::copy_of(&boot.kernel, allocs, file_kind, "kernel file")?,
+        None => volume
+            .read_into_pages(&kernel_path, allocs, file_kind, "kernel file")?
+            .ok_or_else(|| Error::FileNotFound {
+                what: "kernel",
+                path: conf::display(kernel_conf_path),
+            })?,
+    };
     log::info!(
         "kernel {} ({} bytes)",
-        conf::display(kernel_conf_path),
+        match &slot_boot {
+            Some(_) => String::from(SLOT_KERNEL_PATH),
+            None => conf::display(kernel_conf_path),
+        },
         kernel_file.size
     );
     let file_bytes = &kernel_file.region.bytes()[..kernel_file.size as usize];
@@ -142,14 +163,25 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
         .transpose()?;
 
     // Modules.
-    let modules = modules::load(&mut volume, scan, &kernel, &kernel_path, limine, allocs)?;
+    let modules = match &slot_boot {
+        Some(boot) => slot_modules(
+            &mut volume,
+            scan,
+            &kernel,
+            &kernel_path,
+            limine,
+            boot,
+            allocs,
+        )?,
+        None => modules::load(&mut volume, scan, &kernel, &kernel_path, limine, allocs)?,
+    };
 
     // Responses.
     let ctx = Context {
         hhdm,
         kernel_file: &kernel_file,
         kernel_path: &kernel_path,
-        cmdline: &limine.cmdline,
+        cmdline: &cmdline,
         partition: volume.partition,
         part_guid: volume.part_guid,
         modules: &modules,
@@ -218,4 +250,72 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     };
     log::info!("entering kernel at {entry_point:#x}");
     launch::exit_and_enter(launch)
+}
+
+/// The modules of a slot boot: the slot's initramfs in place of the ESP's, then the entry's
+/// other modules from the ESP (extra files a developer added with `--module`).
+fn slot_modules(
+    volume: &mut BootVolume,
+    scan: &bootcore::requests::Scan,
+    kernel: &kernel::Kernel,
+    kernel_path: &str,
+    limine: &bootcore::config::LimineEntry,
+    boot: &slots::SlotBoot,
+    allocs: &mut Allocations,
+) -> Result<Vec<modules::Module>, Error> {
+    if scan.find(bootcore::proto::Feature::Module).is_none() {
+        return Ok(Vec::new());
+    }
+    let is_initramfs = |m: &bootcore::config::Module| m.path.path.ends_with("/initramfs.cpio");
+    let string = limine
+        .modules
+        .iter()
+        .find(|m| is_initramfs(m))
+        .map_or_else(|| String::from("initramfs.cpio"), |m| m.string.clone());
+    let mut others = limine.clone();
+    others.modules.retain(|m| !is_initramfs(m));
+    let file = LoadedFile::copy_of(
+        &boot.initramfs,
+        allocs,
+        Kind::ExecutableAndModules,
+        "module",
+    )?;
+    log::info!(
+        "module {SLOT_INITRAMFS_PATH} ({} bytes, slot {})",
+        file.size,
+        boot.decision.slot.name()
+    );
+    let mut out = vec![modules::Module {
+        file,
+        path: String::from(SLOT_INITRAMFS_PATH),
+        string,
+    }];
+    out.extend(modules::load(
+        volume,
+        scan,
+        kernel,
+        kernel_path,
+        &others,
+        allocs,
+    )?);
+    Ok(out)
+}
+
+/// `cmdline` with the slot options added to the kernel's part: before a ` -- `, whose words
+/// belong to the init program.
+fn with_slot_options(cmdline: &str, options: &str) -> String {
+    let (kernel, init) = match cmdline.split_once(" -- ") {
+        Some((kernel, init)) => (kernel, Some(init)),
+        None => (cmdline, None),
+    };
+    let mut out = String::from(kernel.trim_end());
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(options);
+    if let Some(init) = init {
+        out.push_str(" -- ");
+        out.push_str(init);
+    }
+    out
 }

@@ -1,12 +1,15 @@
-//! A/B update slots, first step: read the boot state, check both slots, say what to boot.
+//! A/B update slots: read the boot state, check both slots, write the decision, boot one.
 //!
 //! With `evergreen_slots: yes` in `limine.conf` the loader finds `EG_STATE`, `EG_SLOT_A` and
 //! `EG_SLOT_B` by their GPT names (the firmware's PartitionInfo protocol), reads the state
 //! record through DiskIo, opens each slot's FAT volume through the firmware's own FAT driver,
 //! checks the manifest's signature with the key built into the loader and every payload's
-//! SHA-256, and runs the slot choice of `libs/update`. For now this is a dry run: it logs the
-//! decision and how long the checks took, writes nothing, and the entry from the ESP boots as
-//! before. Booting the chosen slot (and writing the state first) is the next step.
+//! SHA-256, and runs the slot choice of `libs/update`. The state that decision asks for (a trial's
+//! tries decremented, a failed slot marked bad, a rollback) is written and flushed *before*
+//! the chosen slot's kernel runs, so a crash or hang during the boot still counts; the steady
+//! state (a normal boot of the good preferred slot) writes nothing. The kernel and initramfs
+//! booted are the verified bytes, and the kernel learns its slot from `evergreen.slot=` and
+//! friends on its command line. When no slot can boot the loader stops with an error.
 //!
 //! The key is the public development key (`runner/keys/dev-release-key.seed`); a real key
 //! will come from the build.
@@ -24,64 +27,148 @@ use uefi::{
     },
 };
 use update::{
-    choice::{self, Verified},
+    choice::{self, Decision, Verified},
     manifest::{self, Manifest, PublicKey, SecretKey},
-    state::{self, Slot},
+    state::{self, BootKind, BootState, Current, Slot},
 };
 
-use crate::{cpu, firmware, fs};
+use crate::{cpu, error::Error, firmware, fs};
 
 /// The development key's seed; the loader checks releases against its public half.
 const DEV_KEY_SEED: &str = include_str!("../../runner/keys/dev-release-key.seed");
 
-/// Logs what the slots hold and which one the rules of `libs/update` would boot.
-pub fn dry_run() {
-    let start = cpu::rdtsc();
-    let report = check();
-    let ticks = cpu::rdtsc().wrapping_sub(start);
-    let ms = ticks / (firmware::measure_tsc() / 1000).max(1);
-    match report {
-        Ok(line) => {
-            log::info!("slots: {line} (checked in {ms} ms; dry run, booting the ESP entry)")
+/// The release the loader boots: the chosen slot's verified kernel and initramfs.
+pub struct SlotBoot {
+    /// The decision of `libs/update` (slot, kind, version, tries left).
+    pub decision: Decision,
+    /// The kernel ELF, its SHA-256 checked against the signed manifest.
+    pub kernel: Vec<u8>,
+    /// The initramfs, its SHA-256 checked against the signed manifest.
+    pub initramfs: Vec<u8>,
+}
+
+impl SlotBoot {
+    /// What the kernel command line gets appended, so the kernel knows what it is without
+    /// reading the disk: `evergreen.slot=B evergreen.version=2 evergreen.state=pending
+    /// evergreen.tries=1`.
+    pub fn cmdline_suffix(&self) -> String {
+        let d = &self.decision;
+        let state = match d.kind {
+            BootKind::Trial => "pending",
+            BootKind::Rollback => "rollback",
+            BootKind::Recovered => "recovered",
+            BootKind::Normal | BootKind::None => "good",
+        };
+        let mut out = format!(
+            "evergreen.slot={} evergreen.version={} evergreen.state={state}",
+            d.slot.name(),
+            d.version
+        );
+        if let Some(tries) = d.tries_left {
+            out.push_str(&format!(" evergreen.tries={tries}"));
         }
-        Err(why) => log::warn!("slots: {why} (dry run, booting the ESP entry)"),
+        out
     }
 }
 
-fn check() -> Result<String, String> {
-    let key = dev_key().ok_or("the built-in release key is malformed")?;
-    let (state_handle, slot_handles) = find_partitions()?;
-    let area = read_area(state_handle)?;
+/// Reads the state, verifies both slots, chooses one with `libs/update`, writes and flushes
+/// the decision's state **before** anything of the slot runs, and returns the slot's files.
+///
+/// Both slots are verified (signature, then every payload's SHA-256) before the choice, so a
+/// slot that fails verification is marked bad by the same decision that picks the other one,
+/// and the files booted are exactly the bytes that were hashed (no second read).
+pub fn select() -> Result<SlotBoot, Error> {
+    let start = cpu::rdtsc();
+    let key = dev_key().ok_or_else(|| slot_error("the built-in release key is malformed"))?;
+    let (state_handle, slot_handles) = find_partitions().map_err(slot_error)?;
+    let area = read_area(state_handle).map_err(slot_error)?;
     let read = state::read_area(&area);
-    let verified = slot_handles.map(|h| h.and_then(|h| verify_slot(h, &key).ok()));
-    let current = read.current.map(|c| c.state);
-    let state_text = match read.current {
-        Some(c) => format!("state copy {} (sequence {})", c.copy, c.seq),
-        None => String::from("both state copies invalid"),
-    };
-    let verdict = |i: usize| match verified[i] {
-        Some(v) => format!("v{} verifies", v.version),
-        None => String::from("does not verify"),
-    };
-    let choice = match choice::choose(current.as_ref(), verified) {
-        Ok(d) => format!(
-            "would boot slot {} (version {}, {:?}{})",
-            d.slot.name(),
-            d.version,
-            d.kind,
-            if d.write.is_some() {
-                ", after a state write"
-            } else {
-                ""
+    match read.current {
+        Some(c) => log::info!("slots: state copy {} (sequence {})", c.copy, c.seq),
+        None => log::warn!("slots: both state copies are invalid; rebuilding from what verifies"),
+    }
+    let mut files: [Option<(Vec<u8>, Vec<u8>)>; 2] = [None, None];
+    let mut verified = [None, None];
+    for slot in Slot::ALL {
+        let i = slot.index();
+        let Some(handle) = slot_handles[i] else {
+            log::warn!("slots: slot {} has no partition", slot.name());
+            continue;
+        };
+        match verify_slot(handle, &key) {
+            Ok((v, kernel, initramfs)) => {
+                log::info!("slots: slot {} v{} verifies", slot.name(), v.version);
+                verified[i] = Some(v);
+                files[i] = Some((kernel, initramfs));
             }
-        ),
-        Err(e) => format!("{e}"),
-    };
-    Ok(format!(
-        "{state_text}; slot A {}, slot B {}; {choice}",
-        verdict(0),
-        verdict(1)
-    ))
+            Err(why) => log::info!("slots: slot {} does not verify: {why}", slot.name()),
+        }
+    }
+    let current = read.current.map(|c| c.state);
+    let ms = cpu::rdtsc().wrapping_sub(start) / (firmware::measure_tsc() / 1000).max(1);
+    match choice::choose(current.as_ref(), verified) {
+        Ok(decision) => {
+            if let Some(next) = &decision.write {
+                write_state(state_handle, read.current.as_ref(), next)?;
+            }
+            log::info!(
+                "slots: booting slot {} (version {}, {:?}{}; checked in {ms} ms{})",
+                decision.slot.name(),
+                decision.version,
+                decision.kind,
+                decision
+                    .tries_left
+                    .map(|t| format!(", {t} tries left"))
+                    .unwrap_or_default(),
+                if decision.write.is_some() {
+                    ", state written"
+                } else {
+                    ", state unchanged"
+                }
+            );
+            let (kernel, initramfs) = files[decision.slot.index()]
+                .take()
+                .ok_or(Error::Internal("chosen slot without files"))?;
+            Ok(SlotBoot {
+                decision,
+                kernel,
+                initramfs,
+            })
+        }
+        Err(none) => {
+            // Slots that became bad are recorded even though nothing boots.
+            if let Some(next) = &none.write {
+                write_state(state_handle, read.current.as_ref(), next)?;
+            }
+            Err(Error::NoBootableSlot(format!("{none}")))
+        }
+    }
+}
+
+fn slot_error(why: impl Into<String>) -> Error {
+    Error::Slots(why.into())
+}
+
+/// Writes `next` into the copy that does not hold `current`, then flushes the disk, so a torn
+/// write leaves the previous state readable.
+fn write_state(handle: Handle, current: Option<&Current>, next: &BootState) -> Result<(), Error> {
+    let write = state::next_write(current, next);
+    let mut block = firmware::shared_protocol::<BlockIO>(handle)
+        .map_err(|e| slot_error(format!("EG_STATE: no block I/O ({:?})", e.status())))?;
+    let media_id = block.media().media_id();
+    let mut disk = firmware::shared_protocol::<DiskIo>(handle)
+        .map_err(|e| slot_error(format!("EG_STATE: no disk I/O ({:?})", e.status())))?;
+    disk.write_disk(media_id, write.offset as u64, &write.bytes)
+        .map_err(|e| slot_error(format!("EG_STATE: write failed ({:?})", e.status())))?;
+    block
+        .flush_blocks()
+        .map_err(|e| slot_error(format!("EG_STATE: flush failed ({:?})", e.status())))?;
+    log::info!(
+        "slots: state written to copy {} (sequence {})",
+        write.copy,
+        write.seq
+    );
+    Ok(())
 }
 
 fn dev_key() -> Option<PublicKey> {
@@ -146,8 +233,9 @@ fn read_area(handle: Handle) -> Result<Vec<u8>, String> {
     Ok(area)
 }
 
-/// The slot's release, if its manifest verifies with `key` and every payload matches.
-fn verify_slot(handle: Handle, key: &PublicKey) -> Result<Verified, String> {
+/// The slot's release and its kernel and initramfs, if its manifest verifies with `key` and
+/// every payload matches.
+fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, Vec<u8>, Vec<u8>), String> {
     let mut sfs = firmware::shared_protocol::<SimpleFileSystem>(handle)
         .map_err(|_| String::from("no FAT volume"))?;
     let mut root = sfs
@@ -169,17 +257,20 @@ fn verify_slot(handle: Handle, key: &PublicKey) -> Result<Verified, String> {
     };
     let text = read(uefi::cstr16!("manifest"), manifest::MAX_LEN as u64)?;
     let m = Manifest::decode(&text, key).map_err(|e| format!("manifest: {e}"))?;
-    for (payload, name) in [
-        (m.payload("kernel"), uefi::cstr16!("kernel")),
-        (m.payload("initramfs"), uefi::cstr16!("initramfs")),
-    ] {
-        let payload = payload.ok_or("manifest lacks a payload")?;
+    let mut load = |what: &str, name: &CStr16| -> Result<Vec<u8>, String> {
+        let payload = m
+            .payload(what)
+            .ok_or_else(|| format!("manifest lacks {what}"))?;
         let data = read(name, payload.size)?;
         payload.check(&data).map_err(|e| format!("{name}: {e}"))?;
-    }
-    Ok(Verified {
+        Ok(data)
+    };
+    let kernel = load("kernel", uefi::cstr16!("kernel"))?;
+    let initramfs = load("initramfs", uefi::cstr16!("initramfs"))?;
+    let verified = Verified {
         version: m.version,
         rollback_index: m.rollback_index,
         boot_tries: m.boot_tries,
-    })
+    };
+    Ok((verified, kernel, initramfs))
 }

@@ -581,6 +581,7 @@ fn build_image_with(
             spec.slots[i] = Some(slot);
         }
     }
+    let spec = spec.booting_slots();
     image::write_image(&spec, out).with_context(|| format!("writing {}", out.display()))?;
     Ok(files.kernel)
 }

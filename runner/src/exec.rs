@@ -119,7 +119,7 @@ pub fn run(request: &ExecRequest<'_>) -> Result<ExitCode> {
     let image_path = target.join("exec.img");
     let log = target.join("exec.log");
     let spec = payload::standard_image(&loader, kernel, &cmdline, &[rootfs::module(&rootfs.tree)])?;
-    image::write_image(&spec.with_factory_release()?, &image_path)?;
+    image::write_image(&spec.with_factory_release()?.booting_slots(), &image_path)?;
     let _ = std::fs::remove_file(&log);
     let mut opts = RunOptions::headless(image_path, log.clone());
     opts.smp = request.smp;

@@ -14,6 +14,7 @@ mod iso;
 mod pie;
 mod power;
 mod screen;
+mod slots;
 pub(crate) mod user;
 
 use std::{
@@ -80,9 +81,9 @@ enum Kind {
     Iso(iso::Firmware),
     /// A static user program run as `init=` and on the host: same stdout, same exit status.
     User(user::UserProgram),
-    /// Like [`Kind::Boot`] with `evergreen_slots: yes`: our loader reads the update state,
-    /// verifies the factory release in slot A and logs its (dry-run) choice.
-    Slots,
+    /// `evergreen_slots: yes`: our loader boots the slot `libs/update` chooses, once or a few
+    /// times, and the disk's boot state is checked after each boot.
+    Slots(slots::Scenario),
 }
 
 /// A kernel run: command line, machine size, how it must end and what the log must hold.
@@ -659,9 +660,29 @@ pub const CASES: &[Case] = &[
         kind: Kind::LoaderError(Broken::Elf),
     },
     Case {
-        name: "slots-dry-run",
-        about: "our loader reads EG_STATE, verifies slot A's signed release and would boot it",
-        kind: Kind::Slots,
+        name: "slots-factory",
+        about: "our loader boots slot A v1 of a factory image; the second boot writes nothing",
+        kind: Kind::Slots(slots::Scenario::Factory),
+    },
+    Case {
+        name: "slots-trial",
+        about: "slot B v2 pending with 2 tries: each trial counted on disk first, then rollback to A",
+        kind: Kind::Slots(slots::Scenario::Trial),
+    },
+    Case {
+        name: "slots-bad-payload",
+        about: "a flipped byte in slot B's kernel: B is marked bad and A boots",
+        kind: Kind::Slots(slots::Scenario::BadPayload),
+    },
+    Case {
+        name: "slots-none-bootable",
+        about: "slot A bad, slot B empty: a clear loader error instead of a hang",
+        kind: Kind::Slots(slots::Scenario::NothingBootable),
+    },
+    Case {
+        name: "slots-torn-state",
+        about: "a torn state copy: the previous state is used and the torn copy rewritten",
+        kind: Kind::Slots(slots::Scenario::TornState),
     },
     Case {
         name: "bad-config",
@@ -733,7 +754,7 @@ impl Case {
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
             // ISO cases check the CD-ROM boot path; iso-bios boots real Limine. The slots
             // case checks the loader's reading of the update partitions, not the kernel.
-            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots => {
+            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots(_) => {
                 false
             }
         }
@@ -954,11 +975,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         fs::remove_file(log).with_context(|| format!("removing the old {}", log.display()))?;
     }
     let result = match case.kind {
-        Kind::Slots => boot_and_check(ctx, &opts, log, &|lines| {
-            let note = check_slots_log(lines)?;
-            check_boot_log(lines)?;
-            Ok(note)
-        }),
+        Kind::Slots(scenario) => slots::run(ctx, &opts, log, scenario),
         Kind::Boot | Kind::Iso(_) => boot_and_check(ctx, &opts, log, &|lines| {
             let note = check_boot_log(lines)?;
             check_boot_values(lines, opts.smp, opts.memory_mib)?;
@@ -1018,23 +1035,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         }
         Kind::LoaderError(broken) => broken_image(ctx, broken)?,
         // The option is our loader's: real Limine would ignore it.
-        Kind::Slots => {
-            // Slot A holds release v1 with the standard initramfs; the ESP boots test=boot
-            // without one (with an initramfs the kernel would start init instead).
-            let initramfs = crate::rootfs::module(&crate::rootfs::Rootfs::gather(&[])?.tree);
-            let mut spec =
-                payload::standard_image(&ctx.loader, ctx.kernel.clone(), "test=boot", &[])?;
-            let info = crate::release::ReleaseInfo::new(1, 1, crate::release::DEFAULT_TRIES);
-            let key = crate::release::ReleaseKey::development()?;
-            spec.slots[0] = Some(crate::release::build_slot_image(
-                &info,
-                &ctx.kernel,
-                &initramfs.data,
-                &key.key,
-            )?);
-            spec.config = format!("evergreen_slots: yes\n{}", spec.config);
-            spec
-        }
+        Kind::Slots(scenario) => slots::spec(ctx, scenario)?,
         Kind::Kernel(run) => {
             opts.smp = run.smp;
             opts.memory_mib = run.memory_mib;
@@ -1054,20 +1055,6 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,
     };
     Ok((spec, opts))
-}
-
-/// The loader's dry-run line for the factory layout, with the time the checks took.
-fn check_slots_log(lines: &[String]) -> Result<String, String> {
-    const WANT: &str = "loader: slots: state copy 0 (sequence 1); slot A v1 verifies, slot B \
-                        does not verify; would boot slot A (version 1, Normal, after a state write)";
-    lines
-        .iter()
-        .find(|l| l.contains(WANT))
-        .map(|l| format!(": {}", l.trim()))
-        .ok_or_else(|| {
-            let got = lines.iter().find(|l| l.contains("loader: slots:"));
-            format!("no line {WANT:?}; the loader said {got:?}")
-        })
 }
 
 /// A broken image for our loader.
@@ -1714,7 +1701,7 @@ mod tests {
         for case in CASES {
             let boots_kernel = !matches!(
                 case.kind,
-                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots
+                Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots(_)
             );
             let checks_the_runner =
                 matches!(case.kind, Kind::Power(run) if run.end == Ending::TripleFault);
@@ -1738,7 +1725,7 @@ mod tests {
         let names =
             |filter| -> Vec<String> { select(Some(filter)).iter().map(Test::name).collect() };
         assert_eq!(select(None).len(), all_tests().len());
-        assert_eq!(names("bad"), ["bad-elf", "bad-config"]);
+        assert_eq!(names("bad"), ["bad-elf", "slots-bad-payload", "bad-config"]);
         assert_eq!(names("pie"), ["pie-kaslr", "pie-relr"]);
         assert_eq!(
             names("input"),

@@ -6,7 +6,8 @@
 //! the three partitions of automatic updates (`libs/update`): `EG_STATE`, a small raw
 //! partition holding the boot-state record, and `EG_SLOT_A` / `EG_SLOT_B`, each a release's
 //! slot image (a small FAT volume, see [`crate::release`]) written whole, or zeros for an empty
-//! slot. The loader still boots from the ESP; the slots are what it will boot from. The
+//! slot. With a release in slot A the image's config turns on our loader's slot boot
+//! ([`ImageSpec::booting_slots`]); without one the ESP's kernel boots. The
 //! buffer is then written to a temporary file next to the destination and renamed over it, so
 //! a reader never sees half an image. The same FAT writer makes the El Torito EFI boot image
 //! of an ISO ([`efi_boot_image`]), as FAT16: El Torito counts that image in 16 bits of
@@ -43,6 +44,8 @@ const MIN_EL_TORITO_SIZE: u64 = 4 * 1024 * 1024;
 pub const EFI_APP_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 /// The loader's configuration file at the ESP's root.
 pub const CONFIG_PATH: &str = "limine.conf";
+/// The `limine.conf` option that makes our loader boot the update slots.
+pub const SLOTS_OPTION: &str = "evergreen_slots:";
 /// The kernel ELF.
 pub const KERNEL_PATH: &str = "boot/kernel";
 /// GPT partition names of the update partitions (the loader finds them by name).
@@ -107,6 +110,16 @@ impl ImageSpec {
             self.slots = [crate::release::factory_slot(&self)?, None];
         }
         Ok(self)
+    }
+
+    /// Makes our loader boot from the update slots (`evergreen_slots: yes`) when slot A holds
+    /// a release; an image without releases keeps booting the ESP's kernel. Real Limine
+    /// ignores the option and boots the ESP entry.
+    pub fn booting_slots(mut self) -> Self {
+        if self.slots[0].is_some() && !self.config.contains(SLOTS_OPTION) {
+            self.config = format!("{SLOTS_OPTION} yes\n{}", self.config);
+        }
+        self
     }
 
     /// Adds a file at `path` (relative to the ESP's root).
@@ -493,6 +506,20 @@ mod tests {
             b"\x7fELF kernel".to_vec(),
         )
         .with_file("boot/testmod.bin", module)
+    }
+
+    #[test]
+    fn slot_boot_only_with_a_release_in_slot_a() {
+        let plain = sample_spec().booting_slots();
+        assert_eq!(plain.config, "timeout: 0\n", "no release: the ESP boots");
+        let mut released = sample_spec();
+        released.slots[0] = Some(SlotImage {
+            image: vec![1; 512],
+            version: 1,
+            rollback_index: 1,
+        });
+        let released = released.booting_slots().booting_slots();
+        assert_eq!(released.config, "evergreen_slots: yes\ntimeout: 0\n");
     }
 
     #[test]

@@ -40,9 +40,9 @@ pub struct Config {
     /// a choice open, the one least convenient for the kernel (see `loader/README.md`).
     /// Real Limine ignores the option.
     pub strict: bool,
-    /// `evergreen_slots: yes`: Evergreen's loader reads the A/B update state and checks the
-    /// slots (`libs/update`), and says which slot it would boot; for now it still boots the
-    /// entry from the ESP and writes nothing. Real Limine ignores the option.
+    /// `evergreen_slots: yes`: Evergreen's loader boots the kernel and initramfs of the A/B
+    /// update slot `libs/update` chooses (boot counting and rollback), with the entry's
+    /// options and command line. Real Limine ignores the option.
     pub slots: bool,
     /// Every entry in file order; `depth` gives the nesting.
     pub entries: Vec<Entry>,

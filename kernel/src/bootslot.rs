@@ -1,0 +1,89 @@
+//! Which update slot this kernel was booted from, as the loader says on the command line.
+//!
+//! With A/B update slots the loader decides what boots (and writes the boot state before it
+//! does), then tells the kernel on its command line: `evergreen.slot=A|B`, and with it
+//! `evergreen.version=N`, `evergreen.state=good|pending|rollback|recovered` and, for a trial,
+//! `evergreen.tries=T` (the tries left after this one). The kernel only reports it, so the
+//! log says what runs without reading the disk; marking a trial good will use the state
+//! partition through the block device later. It runs before the kernel heap exists, so
+//! it allocates nothing. A malformed word is reported and ignored, never fatal.
+
+use core::fmt;
+
+/// The prefix of every option this module owns.
+const PREFIX: &str = "evergreen.";
+
+/// What the loader said about the boot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct BootSlot<'a> {
+    slot: Option<&'a str>,
+    version: Option<u64>,
+    state: Option<&'a str>,
+    tries: Option<u64>,
+}
+
+/// Whether `word` is one of the loader's `evergreen.*` options (so it is not "unknown").
+pub fn is_option(word: &str) -> bool {
+    word.starts_with(PREFIX)
+}
+
+/// Logs `boot: slot B, version 2, pending (1 tries left)`, or nothing when the kernel was
+/// not booted from a slot (the ESP or real Limine).
+pub fn log(cmdline: &str) {
+    let (info, bad) = parse(cmdline);
+    if let Some(word) = bad {
+        log::warn!("boot: ignoring malformed option '{word}'");
+    }
+    if let Some(slot) = info.slot {
+        log::info!("{}", Line(slot, &info));
+    }
+}
+
+/// The loader's options in `cmdline` (before any ` -- `), and the first malformed one.
+fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
+    let kernel_part = cmdline.split(" -- ").next().unwrap_or_default();
+    let mut info = BootSlot::default();
+    let mut bad = None;
+    for word in kernel_part.split_ascii_whitespace() {
+        let Some((key, value)) = word.strip_prefix(PREFIX).and_then(|w| w.split_once('=')) else {
+            continue;
+        };
+        let ok = match key {
+            "slot" if matches!(value, "A" | "B") => {
+                info.slot = Some(value);
+                true
+            }
+            "version" => value.parse().map(|v| info.version = Some(v)).is_ok(),
+            "state" if matches!(value, "good" | "pending" | "rollback" | "recovered") => {
+                info.state = Some(value);
+                true
+            }
+            "tries" => value.parse().map(|t| info.tries = Some(t)).is_ok(),
+            _ => false,
+        };
+        if !ok && bad.is_none() {
+            bad = Some(word);
+        }
+    }
+    (info, bad)
+}
+
+/// The log line (`Display`, so nothing is allocated: this runs before the kernel heap).
+struct Line<'a>(&'a str, &'a BootSlot<'a>);
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Line(slot, info) = self;
+        write!(f, "boot: slot {slot}")?;
+        if let Some(version) = info.version {
+            write!(f, ", version {version}")?;
+        }
+        if let Some(state) = info.state {
+            write!(f, ", {state}")?;
+        }
+        if let Some(tries) = info.tries {
+            write!(f, " ({tries} tries left)")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,421 @@
+//! The update-slot cases: our loader boots the slot `libs/update` chooses, with boot counting
+//! and rollback, and the disk tells what it wrote.
+//!
+//! Each case builds one disk image (slot A holds release v1, slot B what the scenario needs),
+//! may overwrite the boot-state area from the host, then boots the same image once or a few
+//! times. After every boot the state partition is decoded with the `inspect` code — the host
+//! side of the record, independent of the loader's writing of it — and compared with what the
+//! rules say that boot must have written; the serial log must show the loader's choice and the
+//! kernel's `boot: slot …` line. The slot's initramfs holds no `/sbin/init`, so the kernel runs
+//! `test=boot` and exits. Boots cost firmware time, so each case makes only the boots its
+//! story needs, and the cases run in parallel like any others.
+
+use std::{
+    fs,
+    io::{Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use gpt::{GptConfig, disk::LogicalBlockSize};
+use update::state::{
+    self, BootKind, BootState, COPY_STRIDE, LastBoot, RECORD_LEN, Slot, SlotState, Status,
+};
+
+use super::{LOADER_ERROR, Suite, stop_unless_exited};
+use crate::{
+    image::{ImageSpec, STATE_NAME},
+    initramfs::Initramfs,
+    inspect::DiskReport,
+    payload,
+    qemu::{GuestExit, RunOptions, Serial},
+    release::{self, ReleaseInfo, ReleaseKey},
+    watch::{self, Outcome},
+};
+
+/// The story a slot case tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// A factory image boots slot A v1; a second boot writes nothing.
+    Factory,
+    /// Slot B holds v2 pending with 2 tries: two trials, each counted on disk before it
+    /// boots, then the rollback to A with B marked bad.
+    Trial,
+    /// Slot B's kernel has a flipped byte: B is marked bad and A boots.
+    BadPayload,
+    /// Slot A is bad and slot B empty: a clear loader error, no hang.
+    NothingBootable,
+    /// The newer state copy is torn (garbage after its first bytes): the older one is used
+    /// and the next write replaces the torn copy.
+    TornState,
+}
+
+/// The version in slot A and in slot B (when the scenario fills it).
+const V1: u64 = 1;
+const V2: u64 = 2;
+/// Boot tries of the trial release.
+const TRIES: u8 = 2;
+
+/// The image of a scenario: our loader, `test=boot` on the ESP, v1 in slot A.
+pub fn spec(ctx: &Suite, scenario: Scenario) -> Result<ImageSpec> {
+    let mut spec = payload::standard_image(&ctx.loader, ctx.kernel.clone(), "test=boot", &[])?;
+    spec.config = format!("evergreen_slots: yes\n{}", spec.config);
+    let key = ReleaseKey::development()?;
+    let slot = |version: u64| {
+        release::build_slot_image(
+            &ReleaseInfo::new(version, 1, TRIES),
+            &ctx.kernel,
+            &tiny_initramfs(version)?,
+            &key.key,
+        )
+    };
+    spec.slots[0] = Some(slot(V1)?);
+    if matches!(scenario, Scenario::Trial | Scenario::BadPayload) {
+        let mut b = slot(V2)?;
+        if scenario == Scenario::BadPayload {
+            flip_kernel_byte(&mut b.image, &ctx.kernel)?;
+        }
+        spec.slots[1] = Some(b);
+    }
+    Ok(spec)
+}
+
+/// An initramfs without `/sbin/init` (the kernel then finishes `test=boot`), told apart by
+/// version.
+fn tiny_initramfs(version: u64) -> Result<Vec<u8>> {
+    let mut tree = Initramfs::new();
+    tree.file(
+        "/etc/evergreen-release",
+        format!("{version}\n").into_bytes(),
+        0o644,
+    )?;
+    Ok(tree.to_cpio())
+}
+
+/// Flips one byte of the kernel file inside a slot image (found by a window of its bytes).
+fn flip_kernel_byte(image: &mut [u8], kernel: &[u8]) -> Result<()> {
+    let window = kernel
+        .get(4096..4160)
+        .context("the kernel is too small to corrupt")?;
+    let at = image
+        .windows(window.len())
+        .position(|w| w == window)
+        .context("the kernel's bytes are not in the slot image")?;
+    image[at + 10] ^= 0x40;
+    Ok(())
+}
+
+/// Runs the scenario on the image at `opts.image`; `log` gets every boot's serial output.
+pub fn run(ctx: &Suite, opts: &RunOptions, log: &Path, scenario: Scenario) -> Result<String> {
+    let case = Case { ctx, opts, log };
+    let result = match scenario {
+        Scenario::Factory => factory(&case),
+        Scenario::Trial => trial(&case),
+        Scenario::BadPayload => bad_payload(&case),
+        Scenario::NothingBootable => nothing_bootable(&case),
+        Scenario::TornState => torn_state(&case),
+    };
+    case.gather_logs()?;
+    result
+}
+
+fn factory(case: &Case) -> Result<String> {
+    let before = case.state()?;
+    let lines = case.boot_ok(1)?;
+    expect_line(&lines, "boot: slot A, version 1, good")?;
+    let after = case.state()?;
+    let mut want = before;
+    want.last_boot = LastBoot {
+        kind: BootKind::Normal,
+        slot: Slot::A,
+    };
+    ensure!(
+        after == want,
+        "boot 1: the state should only note the normal boot of A: {after:?}"
+    );
+    // The steady state: the same boot again writes nothing at all.
+    let area = case.area()?;
+    let lines = case.boot_ok(2)?;
+    expect_line(&lines, "boot: slot A, version 1, good")?;
+    expect_line(&lines, "state unchanged")?;
+    ensure!(
+        case.area()? == area,
+        "boot 2: a normal boot of a good slot wrote the state area"
+    );
+    Ok(": A v1 booted, then booted again without a write".into())
+}
+
+fn trial_state() -> BootState {
+    BootState {
+        slots: [
+            SlotState::good(V1, 1),
+            SlotState {
+                status: Status::Pending { tries: TRIES },
+                version: V2,
+                rollback_index: 1,
+            },
+        ],
+        preferred: Slot::B,
+        rollback_floor: 1,
+        last_failed_version: 0,
+        last_boot: LastBoot::NONE,
+    }
+}
+
+/// The state after B failed (its tries or its check) and A booted as the rollback.
+fn rolled_back() -> BootState {
+    let mut want = trial_state();
+    want.slots[1].status = Status::Bad;
+    want.preferred = Slot::A;
+    want.last_failed_version = V2;
+    want.last_boot = LastBoot {
+        kind: BootKind::Rollback,
+        slot: Slot::A,
+    };
+    want
+}
+
+fn trial(case: &Case) -> Result<String> {
+    case.set_area(&state::fresh_area(&trial_state()))?;
+    let mut want = trial_state();
+    for boot in 1..=u32::from(TRIES) {
+        let left = TRIES - boot as u8;
+        let lines = case.boot_ok(boot)?;
+        expect_line(
+            &lines,
+            &format!("boot: slot B, version 2, pending ({left} tries left)"),
+        )?;
+        want.slots[1].status = Status::Pending { tries: left };
+        want.last_boot = LastBoot {
+            kind: BootKind::Trial,
+            slot: Slot::B,
+        };
+        let got = case.state()?;
+        ensure!(
+            got == want,
+            "boot {boot}: B's tries must be counted on disk: {got:?}"
+        );
+    }
+    // Nothing marked B good: its tries are used up, so it becomes bad and A boots.
+    let lines = case.boot_ok(u32::from(TRIES) + 1)?;
+    expect_line(&lines, "boot: slot A, version 1, rollback")?;
+    let got = case.state()?;
+    ensure!(
+        got == rolled_back(),
+        "after the tries: B must be bad and A preferred: {got:?}"
+    );
+    Ok(format!(": B tried {TRIES} times, then rolled back to A"))
+}
+
+fn bad_payload(case: &Case) -> Result<String> {
+    case.set_area(&state::fresh_area(&trial_state()))?;
+    let lines = case.boot_ok(1)?;
+    let reason = expect_line(&lines, "slots: slot B does not verify: kernel")?;
+    expect_line(&lines, "boot: slot A, version 1, rollback")?;
+    let got = case.state()?;
+    ensure!(
+        got == rolled_back(),
+        "B must be marked bad and A preferred: {got:?}"
+    );
+    Ok(format!(": {}", reason.trim()))
+}
+
+fn nothing_bootable(case: &Case) -> Result<String> {
+    let mut dead = BootState::factory(V1, 1);
+    dead.slots[0].status = Status::Bad;
+    case.set_area(&state::fresh_area(&dead))?;
+    let area = case.area()?;
+    let line = case.boot_error(1)?;
+    ensure!(
+        line.contains("nothing to boot: no slot can boot: slot A marked bad, slot B empty"),
+        "the loader's error does not say why nothing boots: {line}"
+    );
+    ensure!(
+        case.area()? == area,
+        "the state changed although nothing booted"
+    );
+    Ok(format!(": {}", line.trim()))
+}
+
+fn torn_state(case: &Case) -> Result<String> {
+    let old = BootState::factory(V1, 1);
+    let mut area = state::fresh_area(&old);
+    // A write of sequence 2 into copy 1 that stopped after 16 bytes.
+    let mut newer = old;
+    newer.preferred = Slot::B;
+    let torn = state::encode_copy(&newer, 2);
+    area[COPY_STRIDE..COPY_STRIDE + RECORD_LEN].fill(0xa5);
+    area[COPY_STRIDE..COPY_STRIDE + 16].copy_from_slice(&torn[..16]);
+    case.set_area(&area)?;
+    let lines = case.boot_ok(1)?;
+    expect_line(&lines, "slots: state copy 0 (sequence 1)")?;
+    expect_line(&lines, "boot: slot A, version 1, good")?;
+    let report = case.report()?;
+    let current = report
+        .state
+        .current
+        .ok_or_else(|| anyhow!("no valid state copy after the boot"))?;
+    let mut want = old;
+    want.last_boot = LastBoot {
+        kind: BootKind::Normal,
+        slot: Slot::A,
+    };
+    ensure!(
+        current.copy == 1 && current.seq == 2 && current.state == want,
+        "the write must replace the torn copy 1 with sequence 2: {current:?}"
+    );
+    ensure!(
+        matches!(report.state.copies[0], Ok((s, 1)) if s == old),
+        "copy 0 (the previous state) must be left alone: {:?}",
+        report.state.copies[0]
+    );
+    Ok(": the torn copy was ignored and then replaced".into())
+}
+
+/// The line containing `want`, or an error quoting the loader's slot lines.
+fn expect_line<'a>(lines: &'a [String], want: &str) -> Result<&'a String> {
+    lines.iter().find(|l| l.contains(want)).ok_or_else(|| {
+        let said: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains("slots:") || l.contains("boot: slot"))
+            .map(|l| l.trim())
+            .collect();
+        anyhow!("no line {want:?}; the loader and kernel said {said:?}")
+    })
+}
+
+/// One case's image, options and log.
+struct Case<'a> {
+    ctx: &'a Suite,
+    opts: &'a RunOptions,
+    log: &'a Path,
+}
+
+impl Case<'_> {
+    fn boot_log(&self, boot: u32) -> PathBuf {
+        self.log.with_extension(format!("boot{boot}.log"))
+    }
+
+    /// Boots the image; the lines up to the loader's error or QEMU's exit.
+    fn boot(&self, boot: u32) -> Result<(Outcome, Vec<String>)> {
+        let log = self.boot_log(boot);
+        fs::remove_file(&log).ok();
+        let mut opts = self.opts.clone();
+        opts.serial = Serial::File(log.clone());
+        let mut running = self.ctx.qemu.spawn(&opts)?;
+        let mut lines = Vec::new();
+        let outcome = watch::watch(
+            &mut running.child,
+            Some(&log),
+            Some(self.ctx.timeout),
+            |line| {
+                lines.push(line.to_owned());
+                line.trim_start().starts_with(LOADER_ERROR)
+            },
+        );
+        let outcome = stop_unless_exited(&mut running.child, outcome)?;
+        Ok((outcome, lines))
+    }
+
+    /// A boot that must end with the kernel's `test=boot` success.
+    fn boot_ok(&self, boot: u32) -> Result<Vec<String>> {
+        let (outcome, lines) = self.boot(boot)?;
+        match outcome {
+            Outcome::Exited(status) => {
+                let exit = GuestExit::from_status(status);
+                ensure!(
+                    exit == GuestExit::Success,
+                    "boot {boot}: {}",
+                    exit.describe()
+                );
+                Ok(lines)
+            }
+            Outcome::Matched(line) => bail!("boot {boot}: the loader failed: {line}"),
+            Outcome::TimedOut => bail!(
+                "boot {boot}: no exit within {} s (QEMU stopped)",
+                self.ctx.timeout.as_secs()
+            ),
+            Outcome::Interrupted => bail!("interrupted"),
+        }
+    }
+
+    /// A boot that must stop with a loader error (QEMU is then stopped); the error line.
+    fn boot_error(&self, boot: u32) -> Result<String> {
+        match self.boot(boot)?.0 {
+            Outcome::Matched(line) => Ok(line),
+            Outcome::Exited(status) => bail!(
+                "boot {boot}: no `{LOADER_ERROR}` line before QEMU exited: {}",
+                GuestExit::from_status(status).describe()
+            ),
+            Outcome::TimedOut => bail!(
+                "boot {boot}: no `{LOADER_ERROR}` line within {} s: a hang",
+                self.ctx.timeout.as_secs()
+            ),
+            Outcome::Interrupted => bail!("interrupted"),
+        }
+    }
+
+    /// The disk as `inspect` decodes it.
+    fn report(&self) -> Result<DiskReport> {
+        DiskReport::read(&self.opts.image, &ReleaseKey::development()?.public())
+    }
+
+    /// The current boot state (a valid copy must exist).
+    fn state(&self) -> Result<BootState> {
+        self.report()?
+            .state
+            .current
+            .map(|c| c.state)
+            .ok_or_else(|| anyhow!("no valid copy of the boot state on the disk"))
+    }
+
+    /// Byte offset of `EG_STATE` in the image.
+    fn state_offset(&self) -> Result<u64> {
+        let gpt = GptConfig::new()
+            .writable(false)
+            .logical_block_size(LogicalBlockSize::Lb512)
+            .open(&self.opts.image)
+            .context("the case image has no valid GPT")?;
+        let part = gpt
+            .partitions()
+            .values()
+            .find(|p| p.is_used() && p.name == STATE_NAME)
+            .context("the case image has no EG_STATE")?;
+        Ok(part.bytes_start(LogicalBlockSize::Lb512)?)
+    }
+
+    /// The raw state area.
+    fn area(&self) -> Result<Vec<u8>> {
+        let disk = fs::read(&self.opts.image).context("reading the case image")?;
+        let start = usize::try_from(self.state_offset()?)?;
+        disk.get(start..start + state::AREA_LEN)
+            .map(<[u8]>::to_vec)
+            .context("the state area runs past the image")
+    }
+
+    /// Overwrites the state area, as a host tool (or a torn write) would.
+    fn set_area(&self, area: &[u8]) -> Result<()> {
+        let offset = self.state_offset()?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(&self.opts.image)
+            .context("opening the case image")?;
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(area)?;
+        file.sync_all()?;
+        Ok(())
+    }
+
+    /// Puts every boot's serial output into the case's log, in order.
+    fn gather_logs(&self) -> Result<()> {
+        let mut all = String::new();
+        for boot in 1.. {
+            let Ok(text) = fs::read_to_string(self.boot_log(boot)) else {
+                break;
+            };
+            all.push_str(&format!("===== boot {boot} =====\n{text}"));
+            fs::remove_file(self.boot_log(boot)).ok();
+        }
+        fs::write(self.log, all).with_context(|| format!("writing {}", self.log.display()))
+    }
+}
