@@ -178,7 +178,7 @@ pub struct Process {
     pub vfork_wait: WaitQueue,
     /// Woken whenever a signal becomes pending for the process or one of its threads, blocked
     /// or not (`rt_sigtimedwait` waits for blocked ones).
-    pub signalled: WaitQueue,
+    pub signalled: Arc<WaitQueue>,
     /// CPU time used by its threads, in ns (user and system together).
     pub cpu_ns: AtomicU64,
     /// CPU time of its reaped children.
@@ -297,7 +297,7 @@ impl Process {
             shared_pending: AtomicU64::new(0),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
-            signalled: WaitQueue::new(),
+            signalled: Arc::new(WaitQueue::new()),
             cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
         });

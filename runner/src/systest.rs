@@ -423,7 +423,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "user-events",
-        about: "eventfd and epoll (user/tests/events.c): the eventfd counter (semaphore mode, EAGAIN, EINVAL, poll), epoll_ctl's errors (EEXIST, ENOENT, EPERM, EINVAL, ELOOP), level-triggered, edge-triggered and one-shot reports on pipes and eventfds, EPOLLOUT and EPOLLHUP, a closed descriptor leaving the list, timeouts, a wait another process ends, an epoll inside an epoll; timerfd expirations, settings, absolute CLOCK_REALTIME times, timers in poll and edge-triggered epoll: same output and status as on the host",
+        about: "eventfd and epoll (user/tests/events.c): the eventfd counter (semaphore mode, EAGAIN, EINVAL, poll), epoll_ctl's errors (EEXIST, ENOENT, EPERM, EINVAL, ELOOP), level-triggered, edge-triggered and one-shot reports on pipes and eventfds, EPOLLOUT and EPOLLHUP, a closed descriptor leaving the list, timeouts, a wait another process ends, an epoll inside an epoll; timerfd expirations, settings, absolute CLOCK_REALTIME times, timers in poll and edge-triggered epoll; signalfd reading blocked signals (several per read, from poll, epoll, a blocking read another process ends, a new mask): same output and status as on the host",
         kind: Kind::User(user::UserProgram {
             program: user::Program::C("events.c"),
             args: &[],

@@ -5,7 +5,8 @@
  * one-shot reports on pipes and eventfds, EPOLLOUT and EPOLLHUP, a closed descriptor leaving
  * the list, timeouts, a blocking wait woken by another process, and an epoll inside an
  * epoll; timerfd's expirations counted across reads, its settings, absolute CLOCK_REALTIME
- * times, and timers in poll and (edge-triggered) epoll. Prints only what is the same on any
+ * times, and timers in poll and (edge-triggered) epoll; signalfd reading blocked signals
+ * (several per read, from poll, epoll and a blocking read another process ends). Prints only what is the same on any
  * Linux. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -243,11 +246,76 @@ static void timers(void) {
     close(t);
 }
 
+static void signalfds(void) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    struct signalfd_siginfo info[4];
+    printf("signalfd: create %s, nothing pending: %s\n", sfd >= 0 ? "ok" : "failed",
+           err(read(sfd, info, sizeof info)));
+    kill(getpid(), SIGUSR2);
+    kill(getpid(), SIGUSR1);
+    struct pollfd p = {sfd, POLLIN, 0};
+    int n = poll(&p, 1, 0);
+    printf("signalfd: poll %d revents %#x\n", n, p.revents);
+    printf("signalfd: short buffer %s\n", err(read(sfd, info, 100)));
+    long r = read(sfd, info, sizeof info);
+    printf("signalfd: read %ld bytes: signals %u %u\n", r, info[0].ssi_signo, r >= 256 ? info[1].ssi_signo : 0);
+    printf("signalfd: drained: %s\n", err(read(sfd, info, sizeof info)));
+
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {EPOLLIN, {.u64 = 0x9999}}, out[2];
+    epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        usleep(50000);
+        kill(parent, SIGUSR1);
+        _exit(0);
+    }
+    n = epoll_wait(ep, out, 2, 5000);
+    waitpid(child, NULL, 0);
+    r = read(sfd, info, sizeof info);
+    printf("signalfd: epoll woke %d data %#llx, read %ld bytes signal %u\n", n,
+           (unsigned long long)out[0].data.u64, r, info[0].ssi_signo);
+    close(ep);
+
+    sigset_t only2;
+    sigemptyset(&only2);
+    sigaddset(&only2, SIGUSR2);
+    printf("signalfd: new mask returns the same fd: %d\n", signalfd(sfd, &only2, 0) == sfd);
+    int efd = eventfd(0, 0);
+    printf("signalfd: on an eventfd %s\n", err(signalfd(efd, &only2, 0)));
+    close(efd);
+    fcntl(sfd, F_SETFL, 0);
+    child = fork();
+    if (child == 0) {
+        usleep(50000);
+        kill(parent, SIGUSR1); /* not in the mask any more: stays pending */
+        kill(parent, SIGUSR2);
+        _exit(0);
+    }
+    r = read(sfd, info, sizeof info);
+    waitpid(child, NULL, 0);
+    printf("signalfd: blocking read %ld bytes signal %u\n", r, info[0].ssi_signo);
+    sigset_t pending;
+    sigpending(&pending);
+    printf("signalfd: SIGUSR1 still pending %d\n", sigismember(&pending, SIGUSR1));
+    close(sfd);
+    struct timespec none = {0, 0};
+    sigtimedwait(&mask, NULL, &none);
+    sigprocmask(SIG_UNBLOCK, &mask, NULL);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     eventfds();
     epolls();
     timers();
+    signalfds();
     printf("events: done\n");
     return 0;
 }

@@ -10,7 +10,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use linux_raw_sys::{errno as e, general as g};
 use spin::Mutex;
 
-use super::{Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe, timerfd::TimerFd};
+use super::{
+    Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe, signalfd::SignalFd,
+    timerfd::TimerFd,
+};
 use crate::sched::{self, Task, Wait, WaitQueue};
 
 /// What an open file reads and writes.
@@ -27,6 +30,8 @@ pub enum Target {
     Epoll(Arc<Epoll>),
     /// A `timerfd` timer.
     TimerFd(Arc<TimerFd>),
+    /// A `signalfd` (read by the syscall layer, which knows the reading thread).
+    SignalFd(Arc<SignalFd>),
 }
 
 /// An open file description.
@@ -46,7 +51,11 @@ impl Drop for OpenFile {
         match &self.target {
             Target::PipeRead(p) => p.close_end(true),
             Target::PipeWrite(p) => p.close_end(false),
-            Target::Node(_) | Target::EventFd(_) | Target::Epoll(_) | Target::TimerFd(_) => {}
+            Target::Node(_)
+            | Target::EventFd(_)
+            | Target::Epoll(_)
+            | Target::TimerFd(_)
+            | Target::SignalFd(_) => {}
         }
     }
 }
@@ -106,6 +115,7 @@ impl OpenFile {
             Target::EventFd(c) => bit(c.poll_read(), pollin) | bit(c.poll_write(), pollout),
             Target::Epoll(ep) => bit(ep.any_ready(), pollin),
             Target::TimerFd(t) => bit(t.readable(), pollin),
+            Target::SignalFd(f) => bit(f.readable(), pollin),
             Target::Node(node) => match node.kind {
                 Kind::Device(Device::Console) => pollout,
                 _ => pollin | pollout,
@@ -122,6 +132,7 @@ impl OpenFile {
             Target::PipeWrite(p) => out.push(p.queues()[1]),
             Target::EventFd(c) => out.push(c.queue()),
             Target::TimerFd(t) => out.push(t.queue()),
+            Target::SignalFd(f) => out.push(f.queue()),
             Target::Epoll(_) | Target::Node(_) => {}
         }
     }
@@ -155,7 +166,7 @@ impl OpenFile {
             Target::PipeRead(p) => p.read(me, out, self.nonblock()),
             Target::EventFd(c) => c.read(me, out, self.nonblock()),
             Target::TimerFd(t) => t.read(me, out, self.nonblock()),
-            Target::PipeWrite(_) | Target::Epoll(_) => Err(e::EINVAL),
+            Target::PipeWrite(_) | Target::Epoll(_) | Target::SignalFd(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
                 Kind::Symlink(_) => Err(e::EINVAL),
@@ -184,7 +195,9 @@ impl OpenFile {
         match &self.target {
             Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
             Target::EventFd(c) => c.write(me, data, self.nonblock()),
-            Target::PipeRead(_) | Target::Epoll(_) | Target::TimerFd(_) => Err(e::EINVAL),
+            Target::PipeRead(_) | Target::Epoll(_) | Target::TimerFd(_) | Target::SignalFd(_) => {
+                Err(e::EINVAL)
+            }
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
                 Kind::Symlink(_) => Err(e::EINVAL),

@@ -11,6 +11,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod file;
 pub mod pipe;
+pub mod signalfd;
 pub mod timerfd;
 
 use alloc::{

@@ -108,6 +108,9 @@ fn read_result(result: Result<usize, u32>) -> SysResult {
 
 pub fn read(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
     let file = file(current, fd)?;
+    if let Target::SignalFd(sfd) = &file.target {
+        return signalfd_read(current, &file, sfd, buf, len);
+    }
     let mut data = vec![0u8; (len as usize).min(MAX_IO)];
     let n = read_result(file.read(&current.task, &mut data, None))? as usize;
     user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
@@ -419,6 +422,7 @@ fn file_stat(file: &OpenFile) -> [u64; 18] {
         Target::EventFd(c) => anon_stat(Arc::as_ptr(c) as u64 >> 4),
         Target::Epoll(ep) => anon_stat(Arc::as_ptr(ep) as u64 >> 4),
         Target::TimerFd(t) => anon_stat(Arc::as_ptr(t) as u64 >> 4),
+        Target::SignalFd(f) => anon_stat(Arc::as_ptr(f) as u64 >> 4),
     }
 }
 
@@ -1205,4 +1209,100 @@ pub fn timerfd_settime(current: &Current, fd: u64, flags: u64, new: u64, old: u6
 pub fn timerfd_gettime(current: &Current, fd: u64, curr: u64) -> SysResult {
     let timer = timer_of(current, fd)?;
     write_itimerspec(curr, timer.get()).map(|()| 0)
+}
+
+/// `signalfd4(fd, mask, sizemask, flags)`: a new signalfd (`fd` -1) or a new mask for one.
+pub fn signalfd4(current: &Current, fd: u64, mask: u64, size: u64, flags: u64) -> SysResult {
+    if size != 8 || flags & !u64::from(g::O_CLOEXEC | g::O_NONBLOCK) != 0 {
+        return Err(e::EINVAL);
+    }
+    let mask = UserPtr::<u64>::new(mask).read().map_err(|_| e::EFAULT)?;
+    if fd as i32 != -1 {
+        let file = file(current, fd)?;
+        return match &file.target {
+            Target::SignalFd(sfd) => {
+                sfd.set_mask(mask);
+                Ok(fd)
+            }
+            _ => Err(e::EINVAL),
+        };
+    }
+    let file = OpenFile::new(
+        Target::SignalFd(fs::signalfd::SignalFd::new(mask, current.process())),
+        g::O_RDWR | (flags as u32 & g::O_NONBLOCK),
+        "anon_inode:[signalfd]".into(),
+    );
+    current
+        .process()
+        .fds()
+        .lock()
+        .insert(file, flags & u64::from(g::O_CLOEXEC) != 0)
+}
+
+/// Takes the lowest signal of `mask` pending for the thread, then for the process.
+fn take_signal(current: &Current, mask: u64) -> Option<u8> {
+    let thread = &current.thread;
+    for source in [&thread.pending, &thread.process.shared_pending] {
+        let hits = source.load(Ordering::Acquire) & mask;
+        if hits != 0 {
+            let sig = hits.trailing_zeros() as u8 + 1;
+            let bit = 1u64 << (sig - 1);
+            if source.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
+                return Some(sig);
+            }
+        }
+    }
+    None
+}
+
+/// `read` on a signalfd: as many 128-byte `signalfd_siginfo` records as fit and are
+/// pending (at least one: blocks, or `EAGAIN` when non-blocking).
+fn signalfd_read(
+    current: &Current,
+    file: &OpenFile,
+    sfd: &fs::signalfd::SignalFd,
+    buf: u64,
+    len: u64,
+) -> SysResult {
+    const RECORD: usize = 128;
+    let room = (len as usize).min(MAX_IO) / RECORD;
+    if room == 0 {
+        return Err(e::EINVAL);
+    }
+    let mut out = Vec::new();
+    loop {
+        while out.len() / RECORD < room {
+            let Some(sig) = take_signal(current, sfd.mask()) else {
+                break;
+            };
+            let info = current.thread.infos.lock()[usize::from(sig - 1)];
+            let mut record = [0u8; RECORD];
+            record[0..4].copy_from_slice(&u32::from(sig).to_ne_bytes());
+            record[8..12].copy_from_slice(&info.code.to_ne_bytes());
+            record[12..16].copy_from_slice(&info.pid.to_ne_bytes());
+            record[72..80].copy_from_slice(&info.addr.to_ne_bytes());
+            out.extend_from_slice(&record);
+        }
+        if !out.is_empty() {
+            break;
+        }
+        if file.flags.load(Ordering::Relaxed) & g::O_NONBLOCK != 0 {
+            return Err(e::EAGAIN);
+        }
+        let thread = &current.thread;
+        let mask = sfd.mask();
+        let pending = || {
+            (thread.pending.load(Ordering::Acquire)
+                | thread.process.shared_pending.load(Ordering::Acquire))
+                & mask
+                != 0
+        };
+        if sched::wait(&current.task, &[sfd.queue()], None, pending) == Wait::Interrupted
+            && !pending()
+        {
+            return Err(e::EINTR);
+        }
+    }
+    user::copy_to_user(buf, &out).map_err(|_| e::EFAULT)?;
+    Ok(out.len() as u64)
 }

@@ -144,6 +144,8 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_timerfd_create => fs::timerfd_create(current, a[0], a[1]),
         g::__NR_timerfd_settime => fs::timerfd_settime(current, a[0], a[1], a[2], a[3]),
         g::__NR_timerfd_gettime => fs::timerfd_gettime(current, a[0], a[1]),
+        g::__NR_signalfd => fs::signalfd4(current, a[0], a[1], a[2], 0),
+        g::__NR_signalfd4 => fs::signalfd4(current, a[0], a[1], a[2], a[3]),
         g::__NR_eventfd => fs::eventfd2(current, a[0], 0),
         g::__NR_eventfd2 => fs::eventfd2(current, a[0], a[1]),
         g::__NR_epoll_create if a[0] as i32 > 0 => fs::epoll_create1(current, 0),

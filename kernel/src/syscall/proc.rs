@@ -464,8 +464,16 @@ pub fn kill(current: &Current, pid: i32, sig: u64) -> SysResult {
     }
     if let Some(sig) = sig {
         for target in &targets {
-            // Init only gets signals it has a handler for (as on Linux).
-            if target.pid == 1 && target.sigactions.lock().0[usize::from(sig - 1)].handler <= 1 {
+            // Init only gets signals it has a handler for or blocks (as on Linux, where a
+            // blocked signal is never ignored: a handler may be set before it is unblocked).
+            if target.pid == 1
+                && target.sigactions.lock().0[usize::from(sig - 1)].handler <= 1
+                && !target
+                    .threads
+                    .lock()
+                    .iter()
+                    .any(|t| t.sigmask.load(Ordering::Acquire) & (1 << (sig - 1)) != 0)
+            {
                 continue;
             }
             if let Some(t) = target.threads.lock().first() {
@@ -673,7 +681,7 @@ pub fn rt_sigtimedwait(
         };
         match sched::wait(
             &current.task,
-            &[&thread.process.signalled],
+            &[&*thread.process.signalled],
             deadline,
             pending_any,
         ) {
