@@ -30,6 +30,7 @@ mod itimer;
 mod ktest;
 mod logger;
 mod mm;
+mod net;
 mod panic;
 mod power;
 mod process;
@@ -124,6 +125,7 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
     }
     fs::init();
     itimer::init();
+    net::init(options.ip, options.gw);
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.
     let init = options.init.or_else(|| {
         fs::lookup(&fs::root(), "/sbin/init", true)
