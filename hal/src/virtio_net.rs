@@ -36,7 +36,7 @@ pub const NET_DEVICE: u16 = 0x1041;
 /// The transitional network device's id.
 pub const NET_DEVICE_TRANSITIONAL: u16 = 0x1000;
 /// Receive and transmit queue size.
-const QUEUE_SIZE: usize = 64;
+const QUEUE_SIZE: usize = 16;
 /// Bytes of each receive buffer: a whole Ethernet frame (1514) plus the virtio header, with
 /// room to spare.
 const RX_BUFFER: usize = 2048;
@@ -50,7 +50,7 @@ pub type NetError = BlkError;
 
 /// A virtio network device: its PCI function, the crate's driver and (once routed) MSI-X.
 pub struct VirtioNet {
-    net: VirtIONet<VirtioHal, PciTransport, QUEUE_SIZE>,
+    net: Box<VirtIONet<VirtioHal, PciTransport, QUEUE_SIZE>>,
     device: &'static PciDevice,
     msix: Option<Msix>,
 }
@@ -90,10 +90,10 @@ impl VirtioNet {
             return Err(BlkError::Device("not a virtio network device"));
         }
         device.enable_memory_and_dma()?;
-        let net = VirtIONet::new(transport, RX_BUFFER).map_err(|e| {
+        let net = Box::new(VirtIONet::new(transport, RX_BUFFER).map_err(|e| {
             log::warn!("virtio {address}: {e}");
             BlkError::Device("the device refused initialisation")
-        })?;
+        })?);
         Ok(Self {
             net,
             device,

@@ -8,7 +8,8 @@
 //! checks its own condition (as pipes do).
 //!
 //! Addresses: DHCP (smoltcp's client) unless the command line gives `ip=ADDR/PREFIX` and
-//! optionally `gw=ADDR`, as a static configuration. Polling: a kernel task polls at each
+//! optionally `gw=ADDR`, as a static configuration; `gw=` alone is the gateway when the lease
+//! has none (QEMU's DHCP server sends no router option under `restrict=on`). Polling: a kernel task polls at each
 //! deadline smoltcp asks for, at the latest every [`POLL_NS`]; the card's receive queue
 //! interrupts through MSI-X, counted by [`crate::irq`] (handlers only count, so the task
 //! picks the work up at its next wake-up). Callers that wait for the network (the ktests,
@@ -106,17 +107,20 @@ struct Eth {
     net: Iface,
     dhcp: Option<SocketHandle>,
     config: Option<Ipv4Config>,
+    /// `gw=` without `ip=`: the gateway when the lease names none (slirp's DHCP server
+    /// leaves the router option out under `restrict=on`).
+    fallback_gw: Option<Ipv4Addr>,
     vector: Option<Vector>,
 }
 
 /// Everything the network stack holds.
 pub struct Net {
-    eth: Option<Eth>,
+    eth: Option<alloc::boxed::Box<Eth>>,
     lo_device: Loopback,
     lo: Iface,
 }
 
-static NET: Once<Mutex<Net>> = Once::new();
+static NET: Once<Mutex<alloc::boxed::Box<Net>>> = Once::new();
 /// Woken whenever a poll changed socket state (for waiters on no socket in particular).
 static CHANGED: WaitQueue = WaitQueue::new();
 
@@ -147,7 +151,12 @@ pub fn init(ip: Option<&str>, gw: Option<&str>) {
         }
         parsed
     });
-    NET.call_once(|| Mutex::new(Net::new(statics)));
+    let fallback_gw = if statics.is_none() {
+        gw.and_then(|gw| gw.parse().ok())
+    } else {
+        None
+    };
+    NET.call_once(|| Mutex::new(Net::new(statics, fallback_gw)));
     if let Some(net) = NET.get() {
         let has_dhcp = net.lock().eth.as_ref().is_some_and(|e| e.config.is_none());
         if has_dhcp {
@@ -176,13 +185,13 @@ fn poll_task(me: Arc<crate::sched::Task>) {
 
 /// Runs `f` on the stack (`None` before [`init`]).
 pub fn with<T>(f: impl FnOnce(&mut Net) -> T) -> Option<T> {
-    NET.get().map(|net| f(&mut net.lock()))
+    NET.get().map(|net| f(&mut *net.lock()))
 }
 
 /// Processes what has arrived and what is due on every interface; returns whether socket
 /// state changed (then every socket's queue has been woken).
 pub fn poll() -> bool {
-    with(Net::poll).unwrap_or(false)
+    with(|net| net.poll()).unwrap_or(false)
 }
 
 /// eth0's address, once it has one.
@@ -200,11 +209,6 @@ pub fn eth_counters() -> Option<Counters> {
     with(|net| net.eth.as_ref().map(|e| e.nic.counters())).flatten()
 }
 
-/// The queue woken whenever any socket's state changed.
-pub fn changed() -> &'static WaitQueue {
-    &CHANGED
-}
-
 fn format_mac(mac: [u8; 6]) -> alloc::string::String {
     alloc::format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -218,18 +222,27 @@ fn format_mac(mac: [u8; 6]) -> alloc::string::String {
 }
 
 impl Net {
-    fn new(statics: Option<(Ipv4Cidr, Option<Ipv4Addr>)>) -> Self {
-        let mut lo_device = Loopback::new(Medium::Ip);
-        let mut lo = Interface::new(Config::new(HardwareAddress::Ip), &mut lo_device, now());
-        lo.update_ip_addrs(|addrs| {
+    /// Built in place on the heap: smoltcp's interfaces are large for a kernel stack.
+    fn new(
+        statics: Option<(Ipv4Cidr, Option<Ipv4Addr>)>,
+        fallback_gw: Option<Ipv4Addr>,
+    ) -> alloc::boxed::Box<Self> {
+        let lo_device = Loopback::new(Medium::Ip);
+        let mut net = alloc::boxed::Box::new(Self {
+            eth: None,
+            lo_device,
+            lo: Iface::new(Interface::new(
+                Config::new(HardwareAddress::Ip),
+                &mut Loopback::new(Medium::Ip),
+                now(),
+            )),
+        });
+        net.lo.iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(Ipv4Addr::LOCALHOST.into(), 8));
         });
         log::debug!("net: lo 127.0.0.1/8");
-        Self {
-            eth: open_eth(statics),
-            lo_device,
-            lo: Iface::new(lo),
-        }
+        net.eth = open_eth(statics, fallback_gw);
+        net
     }
 
     fn poll(&mut self) -> bool {
@@ -244,7 +257,10 @@ impl Net {
                 eth.net.wake_all();
             }
         }
-        let lo_changed = self.lo.iface.poll(now, &mut self.lo_device, &mut self.lo.sockets)
+        let lo_changed = self
+            .lo
+            .iface
+            .poll(now, &mut self.lo_device, &mut self.lo.sockets)
             == PollResult::SocketStateChanged;
         if lo_changed {
             self.lo.wake_all();
@@ -303,10 +319,7 @@ impl Net {
         let iface = self
             .iface(id.link)
             .expect("a SocketId's interface exists while the socket does");
-        (
-            iface.sockets.get_mut::<S>(id.handle),
-            iface.iface.context(),
-        )
+        (iface.sockets.get_mut::<S>(id.handle), iface.iface.context())
     }
 
     /// The queue woken when socket `id`'s state may have changed.
@@ -320,7 +333,10 @@ impl Net {
     }
 
     /// Queues a frame on eth0's receive path as if the card had received it (tests).
-    #[cfg_attr(not(feature = "tests"), expect(dead_code, reason = "used by the ktests"))]
+    #[cfg_attr(
+        not(feature = "tests"),
+        expect(dead_code, reason = "used by the ktests")
+    )]
     pub fn inject(&mut self, frame: &[u8]) -> bool {
         match &mut self.eth {
             Some(eth) => {
@@ -333,7 +349,10 @@ impl Net {
 }
 
 /// Opens the first virtio-net card as eth0; `None` (logged) without one.
-fn open_eth(statics: Option<(Ipv4Cidr, Option<Ipv4Addr>)>) -> Option<Eth> {
+fn open_eth(
+    statics: Option<(Ipv4Cidr, Option<Ipv4Addr>)>,
+    fallback_gw: Option<Ipv4Addr>,
+) -> Option<alloc::boxed::Box<Eth>> {
     let info = hal::pci::devices().iter().find(|d| {
         d.vendor == hal::virtio::VENDOR
             && matches!(
@@ -372,15 +391,17 @@ fn open_eth(statics: Option<(Ipv4Cidr, Option<Ipv4Addr>)>) -> Option<Eth> {
         }
     );
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    config.random_seed = crate::time::now_ns() ^ u64::from_le_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+    config.random_seed = crate::time::now_ns()
+        ^ u64::from_le_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
     let iface = Interface::new(config, &mut nic, now());
-    let mut eth = Eth {
+    let mut eth = alloc::boxed::Box::new(Eth {
         nic,
         net: Iface::new(iface),
         dhcp: None,
         config: None,
+        fallback_gw,
         vector,
-    };
+    });
     match statics {
         Some((address, gateway)) => eth.configure(Ipv4Config {
             address,
@@ -404,15 +425,18 @@ impl Eth {
             Some(dhcpv4::Event::Configured(lease)) => {
                 let config = Ipv4Config {
                     address: lease.address,
-                    gateway: lease.router,
+                    gateway: lease.router.or(self.fallback_gw),
                     source: Source::Dhcp,
                 };
                 if self.config != Some(config) {
                     self.configure(config);
                 }
             }
+            // The client's first event is a Deconfigured: only a held lease can be lost.
             Some(dhcpv4::Event::Deconfigured) => {
-                log::warn!("net: eth0: DHCP lease lost");
+                if self.config.is_some() {
+                    log::warn!("net: eth0: DHCP lease lost");
+                }
                 self.config = None;
                 self.net.iface.update_ip_addrs(|a| a.clear());
                 self.net.iface.routes_mut().remove_default_ipv4_route();

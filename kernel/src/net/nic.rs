@@ -69,7 +69,10 @@ impl Nic {
     }
 
     /// Queues `frame` to be received as if it came from the wire.
-    #[cfg_attr(not(feature = "tests"), expect(dead_code, reason = "used by the ktests"))]
+    #[cfg_attr(
+        not(feature = "tests"),
+        expect(dead_code, reason = "used by the ktests")
+    )]
     pub fn inject(&mut self, frame: &[u8]) {
         self.injected.push_back(frame.to_vec());
     }
