@@ -908,8 +908,8 @@ mod tests {
                 .contains("netdev")
         );
         opts.net = Some(Network {
-            forward: vec![parse_forward("8080:80").unwrap()],
-            serve: vec![parse_serve("10.0.2.100:7:4000").unwrap()],
+            forward: vec![parse_forward("8080:80").expect("a valid forward")],
+            serve: vec![parse_serve("10.0.2.100:7:4000").expect("a valid serve")],
         });
         let line = args(&split_fw().command(&opts, Path::new("vars.fd"))).join(" ");
         assert!(line.contains(

@@ -185,7 +185,7 @@ fn poll_task(me: Arc<crate::sched::Task>) {
 
 /// Runs `f` on the stack (`None` before [`init`]).
 pub fn with<T>(f: impl FnOnce(&mut Net) -> T) -> Option<T> {
-    NET.get().map(|net| f(&mut *net.lock()))
+    NET.get().map(|net| f(&mut net.lock()))
 }
 
 /// Processes what has arrived and what is due on every interface; returns whether socket

@@ -140,7 +140,10 @@ impl Device for Nic {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        self.hw.can_send().then(|| TxToken {
+        if !self.hw.can_send() {
+            return None;
+        }
+        Some(TxToken {
             hw: &mut self.hw,
             counters: &mut self.counters,
         })

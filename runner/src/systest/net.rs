@@ -93,14 +93,15 @@ mod tests {
 
     #[test]
     fn echoes_and_is_only_served_to_the_guest_address() {
-        let server = EchoServer::start().unwrap();
+        let server = EchoServer::start().expect("a loopback port");
         let net = server.network();
         assert_eq!(net.serve, vec![(ECHO_GUEST.0, 7, server.port)]);
         assert!(net.forward.is_empty());
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).unwrap();
-        stream.write_all(b"evergreen").unwrap();
+        let mut stream =
+            TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).expect("the echo server");
+        stream.write_all(b"evergreen").expect("writing");
         let mut back = [0u8; 9];
-        stream.read_exact(&mut back).unwrap();
+        stream.read_exact(&mut back).expect("reading the echo");
         assert_eq!(&back, b"evergreen");
     }
 }
