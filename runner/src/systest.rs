@@ -748,12 +748,12 @@ impl Case {
             // User programs see the kernel, not the loader: one of them checks that user
             // space starts the same under the strict loader.
             Kind::User(_) => self.name == "user-hello",
-            Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
-                true
-            }
-            // The network cases check the stack, not the loader (kernel-tests is strict-run
-            // through its network-free cases' loader paths already).
-            Kind::Net(_) => self.name == "kernel-tests",
+            Kind::Boot
+            | Kind::Conformance
+            | Kind::Kernel(_)
+            | Kind::Net(_)
+            | Kind::Input(_)
+            | Kind::Screen => true,
             // The triple-fault case checks the runner's verdicts, not the kernel: one boot.
             Kind::Power(run) => run.end != Ending::TripleFault,
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
