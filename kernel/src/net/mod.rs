@@ -209,6 +209,40 @@ pub fn eth_counters() -> Option<Counters> {
     with(|net| net.eth.as_ref().map(|e| e.nic.counters())).flatten()
 }
 
+/// eth0's counters in the layout of Linux's `/proc/net/dev` (its two header lines, then
+/// one line per interface; the columns Evergreen does not track read 0). For the procfs
+/// file a later slice adds. `lo` is not listed yet: the loopback device is not counted.
+pub fn proc_net_dev() -> alloc::string::String {
+    let mut text = alloc::string::String::from(
+        "Inter-|   Receive                                                |  Transmit\n \
+         face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets \
+         errs drop fifo colls carrier compressed\n",
+    );
+    if let Some(c) = eth_counters() {
+        text.push_str(&alloc::format!(
+            "  eth0: {:>7} {:>7} {:>4} {:>4} {:>4} {:>5} {:>10} {:>9} {:>8} {:>7} {:>4} {:>4} \
+             {:>4} {:>5} {:>7} {:>10}\n",
+            c.rx_bytes,
+            c.rx_packets,
+            0,
+            c.rx_dropped,
+            0,
+            0,
+            0,
+            0,
+            c.tx_bytes,
+            c.tx_packets,
+            c.tx_errors,
+            0,
+            0,
+            0,
+            0,
+            0
+        ));
+    }
+    text
+}
+
 fn format_mac(mac: [u8; 6]) -> alloc::string::String {
     alloc::format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",

@@ -339,3 +339,36 @@ fn bad_frames_dropped() -> TestResult {
     );
     ping_gateway()
 }
+
+/// `/proc/net/dev`'s eth0 line carries the card's counters, which traffic moves.
+#[ktest("net-proc-net-dev")]
+fn proc_net_dev_counts() -> TestResult {
+    check!(
+        poll_until(|net| net.eth.as_ref().is_some_and(|e| e.config.is_some())),
+        "no address"
+    );
+    let before = super::eth_counters().ok_or("no counters")?;
+    ping_gateway()?;
+    let after = super::eth_counters().ok_or("no counters")?;
+    check!(
+        after.tx_packets > before.tx_packets && after.rx_packets > before.rx_packets,
+        "a ping moved no counter: {before:?} then {after:?}"
+    );
+    let text = super::proc_net_dev();
+    let lines: Vec<&str> = text.lines().collect();
+    check!(lines.len() == 3, "{} lines: {text}", lines.len());
+    let fields: Vec<&str> = lines[2].split_ascii_whitespace().collect();
+    check!(
+        fields.len() == 17 && fields[0] == "eth0:",
+        "eth0 line: {}",
+        lines[2]
+    );
+    let rx_bytes: u64 = fields[1].parse().map_err(|_| "rx bytes")?;
+    let tx_packets: u64 = fields[10].parse().map_err(|_| "tx packets")?;
+    check!(
+        rx_bytes >= after.rx_bytes && tx_packets >= after.tx_packets,
+        "eth0 line {} behind the counters {after:?}",
+        lines[2]
+    );
+    Ok(())
+}
