@@ -9,10 +9,10 @@
 //!
 //! Addresses: DHCP (smoltcp's client) unless the command line gives `ip=ADDR/PREFIX` and
 //! optionally `gw=ADDR`, as a static configuration; `gw=` alone is the gateway when the lease
-//! has none (QEMU's DHCP server sends no router option under `restrict=on`). Polling: a kernel task polls at each
-//! deadline smoltcp asks for, at the latest every [`POLL_NS`]; the card's receive queue
-//! interrupts through MSI-X, counted by [`crate::irq`] (handlers only count, so the task
-//! picks the work up at its next wake-up). Callers that wait for the network (the ktests,
+//! has none (QEMU's DHCP server sends no router option under `restrict=on`). Polling: a
+//! kernel task polls when the card's receive queue interrupts (MSI-X; the handler only
+//! counts and wakes the task) and at each deadline smoltcp asks for, at the latest every
+//! [`POLL_NS`]. Callers that wait for the network (the ktests,
 //! later blocking socket calls) may call [`poll`] themselves.
 
 mod nic;
@@ -20,7 +20,10 @@ mod nic;
 mod tests;
 
 use alloc::{sync::Arc, vec::Vec};
-use core::net::Ipv4Addr;
+use core::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use hal::trap::Vector;
 pub use nic::Counters;
@@ -121,6 +124,17 @@ pub struct Net {
 }
 
 static NET: Once<Mutex<alloc::boxed::Box<Net>>> = Once::new();
+/// Receive interrupts taken (the poll task compares it with what it has seen).
+static RX_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// Woken by the card's receive interrupt; the poll task waits on it.
+static RX_QUEUE: WaitQueue = WaitQueue::new();
+
+/// The card's receive interrupt: count and wake the poll task (no locks held long, no
+/// logging, as every handler).
+fn on_receive(_frame: &hal::trap::TrapFrame) {
+    RX_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+    RX_QUEUE.wake_all();
+}
 /// Woken whenever a poll changed socket state (for waiters on no socket in particular).
 static CHANGED: WaitQueue = WaitQueue::new();
 
@@ -175,11 +189,18 @@ pub fn init(ip: Option<&str>, gw: Option<&str>) {
     }
 }
 
+/// Polls, then sleeps until a receive interrupt or smoltcp's next deadline (at most
+/// [`POLL_NS`]).
 fn poll_task(me: Arc<crate::sched::Task>) {
     loop {
+        let seen = RX_INTERRUPTS.load(Ordering::Relaxed);
         poll();
         let delay = with(|net| net.poll_delay_ns()).unwrap_or(POLL_NS);
-        crate::sched::sleep_until(&me, crate::time::now_ns() + delay.clamp(1_000_000, POLL_NS));
+        let deadline = crate::time::now_ns() + delay.clamp(1_000_000, POLL_NS);
+        crate::sched::wait(&me, &[&RX_QUEUE], Some(deadline), || {
+            RX_INTERRUPTS.load(Ordering::Relaxed) != seen
+        });
+        me.clear_interrupt();
     }
 }
 
@@ -407,13 +428,14 @@ fn open_eth(
     };
     let mut nic = Nic::new(hw);
     let cpu = hal::percpu::current_index();
-    let vector = crate::irq::allocate_msi().and_then(|v| match nic.hw().use_interrupt(&v, cpu) {
-        Ok(()) => Some(v),
-        Err(e) => {
-            log::warn!("virtio-net {}: no interrupt ({e}): polled", info.address);
-            None
-        }
-    });
+    let vector =
+        hal::trap::allocate(on_receive).and_then(|v| match nic.hw().use_interrupt(&v, cpu) {
+            Ok(()) => Some(v),
+            Err(e) => {
+                log::warn!("virtio-net {}: no interrupt ({e}): polled", info.address);
+                None
+            }
+        });
     let mac = nic.mac();
     log::debug!(
         "virtio-net {}: eth0 {}, {}",
