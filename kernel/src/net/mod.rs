@@ -192,8 +192,14 @@ pub fn init(ip: Option<&str>, gw: Option<&str>) {
 /// Polls, then sleeps until a receive interrupt or smoltcp's next deadline (at most
 /// [`POLL_NS`]).
 fn poll_task(me: Arc<crate::sched::Task>) {
+    log::debug!("net: poll task running");
+    let mut reported = false;
     loop {
         let seen = RX_INTERRUPTS.load(Ordering::Relaxed);
+        if seen > 0 && !reported {
+            log::debug!("net: receive interrupts arrive ({seen} so far)");
+            reported = true;
+        }
         poll();
         let delay = with(|net| net.poll_delay_ns()).unwrap_or(POLL_NS);
         let deadline = crate::time::now_ns() + delay.clamp(1_000_000, POLL_NS);
