@@ -42,5 +42,6 @@ pub mod trap;
 pub mod user;
 pub mod usermode;
 pub mod virtio;
+pub mod virtio_net;
 
 pub use init::{Apic, InitError, Machine, init};

@@ -143,9 +143,9 @@ unsafe impl Hal for VirtioHal {
 
 /// Configuration access for one function: other functions read as absent, writes to them
 /// are dropped.
-struct OwnConfig {
-    address: Address,
-    device: &'static PciDevice,
+pub(crate) struct OwnConfig {
+    pub(crate) address: Address,
+    pub(crate) device: &'static PciDevice,
 }
 
 impl ConfigurationAccess for OwnConfig {
@@ -180,7 +180,7 @@ impl OwnConfig {
 /// Checks every virtio structure capability against its BAR and maps the BARs they use into
 /// [`WINDOWS`], so the crate's `mmio_phys_to_virt` only ever finds windows that exist (it
 /// has no way to report an error). A structure outside its BAR is refused here.
-fn premap(device: &PciDevice) -> Result<(), BlkError> {
+pub(crate) fn premap(device: &PciDevice) -> Result<(), BlkError> {
     let info = device.info();
     let mut bars: Vec<u8> = Vec::new();
     for cap in info.capabilities.iter().filter(|c| c.id == CAP_VENDOR) {
@@ -366,12 +366,7 @@ impl VirtioBlk {
         let routed = msix.route(0, vector, cpu);
         self.msix = Some(msix);
         routed?;
-        let common = self.common_config()?;
-        common.write_u16(COMMON_QUEUE_SELECT, 0);
-        common.write_u16(COMMON_QUEUE_MSIX_VECTOR, 0);
-        if common.read_u16(COMMON_QUEUE_MSIX_VECTOR) == NO_VECTOR {
-            return Err(BlkError::Device("the device refused the MSI-X vector"));
-        }
+        set_queue_vector(&self.common_config()?, 0, 0)?;
         self.blk.enable_interrupts();
         Ok(())
     }
@@ -381,28 +376,8 @@ impl VirtioBlk {
         self.msix.as_ref()
     }
 
-    /// A window onto the common configuration (through a window the crate mapped).
     fn common_config(&self) -> Result<CommonConfig, BlkError> {
-        let bad = BlkError::Pci(pci::Error::BadCapability(CAP_VENDOR));
-        let info = self.device.info();
-        let cap = info
-            .capabilities
-            .iter()
-            .filter(|c| c.id == CAP_VENDOR)
-            .find(|c| self.device.read_u8(u16::from(c.offset) + 3) == Ok(CAP_COMMON_CFG))
-            .ok_or(bad)?;
-        let bar = self.device.read_u8(u16::from(cap.offset) + 4)?;
-        let offset = self.device.read_u32(u16::from(cap.offset) + 8)?;
-        let base = info.bar(bar).ok_or(bad)?.address + u64::from(offset);
-        let windows = WINDOWS.lock();
-        let window = windows
-            .iter()
-            .position(|w| base >= w.phys() && base + 0x20 <= w.phys() + w.len())
-            .ok_or(bad)?;
-        Ok(CommonConfig {
-            window,
-            offset: base - windows[window].phys(),
-        })
+        common_config(self.device)
     }
 
     fn check(&self, sector: u64, len: usize) -> Result<(), BlkError> {
@@ -518,8 +493,47 @@ impl VirtioBlk {
     }
 }
 
+/// A window onto `device`'s common configuration (through a window the crate mapped).
+pub(crate) fn common_config(device: &PciDevice) -> Result<CommonConfig, BlkError> {
+    let bad = BlkError::Pci(pci::Error::BadCapability(CAP_VENDOR));
+    let info = device.info();
+    let cap = info
+        .capabilities
+        .iter()
+        .filter(|c| c.id == CAP_VENDOR)
+        .find(|c| device.read_u8(u16::from(c.offset) + 3) == Ok(CAP_COMMON_CFG))
+        .ok_or(bad)?;
+    let bar = device.read_u8(u16::from(cap.offset) + 4)?;
+    let offset = device.read_u32(u16::from(cap.offset) + 8)?;
+    let base = info.bar(bar).ok_or(bad)?.address + u64::from(offset);
+    let windows = WINDOWS.lock();
+    let window = windows
+        .iter()
+        .position(|w| base >= w.phys() && base + 0x20 <= w.phys() + w.len())
+        .ok_or(bad)?;
+    Ok(CommonConfig {
+        window,
+        offset: base - windows[window].phys(),
+    })
+}
+
+/// Points queue `queue`'s interrupts at MSI-X table entry `entry`; fails if the device
+/// refuses (reads back "no vector").
+pub(crate) fn set_queue_vector(
+    common: &CommonConfig,
+    queue: u16,
+    entry: u16,
+) -> Result<(), BlkError> {
+    common.write_u16(COMMON_QUEUE_SELECT, queue);
+    common.write_u16(COMMON_QUEUE_MSIX_VECTOR, entry);
+    if common.read_u16(COMMON_QUEUE_MSIX_VECTOR) == NO_VECTOR {
+        return Err(BlkError::Device("the device refused the MSI-X vector"));
+    }
+    Ok(())
+}
+
 /// The common configuration inside one of the crate's windows.
-struct CommonConfig {
+pub(crate) struct CommonConfig {
     window: usize,
     offset: u64,
 }

@@ -21,6 +21,10 @@ pub struct Options<'a> {
     pub init_args: Option<&'a str>,
     /// `strace`: print every system call of user programs, as `strace -f` does.
     pub strace: bool,
+    /// `ip=ADDR/PREFIX`: eth0's static address (else DHCP).
+    pub ip: Option<&'a str>,
+    /// `gw=ADDR`: the default gateway with `ip=`.
+    pub gw: Option<&'a str>,
 }
 
 impl<'a> Options<'a> {
@@ -35,6 +39,8 @@ impl<'a> Options<'a> {
             init: None,
             init_args: None,
             strace: false,
+            ip: None,
+            gw: None,
         };
         let (cmdline, init_args) = match cmdline.split_once(" -- ") {
             Some((kernel, args)) => (kernel, Some(args)),
@@ -51,6 +57,8 @@ impl<'a> Options<'a> {
                 "test" => options.test = Some(value),
                 "init" if !value.is_empty() => options.init = Some(value),
                 "strace" if value.is_empty() => options.strace = true,
+                "ip" if !value.is_empty() => options.ip = Some(value),
+                "gw" if !value.is_empty() => options.gw = Some(value),
                 "cpus" => match value.parse() {
                     Ok(n) => options.expect_cpus = Some(n),
                     Err(_) => unknown(word),

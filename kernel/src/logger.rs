@@ -74,6 +74,10 @@ fn level_style(level: Level) -> (&'static str, &'static str) {
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // The virtio crate reports routine negotiation at info: that is debug detail here.
+        if metadata.target().starts_with("virtio_drivers") {
+            return metadata.level() <= log::Level::Warn || log::max_level() >= log::Level::Debug;
+        }
         metadata.level() <= log::max_level()
     }
 

@@ -31,6 +31,7 @@ mod itimer;
 mod ktest;
 mod logger;
 mod mm;
+mod net;
 mod panic;
 mod power;
 mod process;
@@ -130,6 +131,7 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
     }
     fs::init();
     itimer::init();
+    net::init(options.ip, options.gw);
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.
     let init = options.init.or_else(|| {
         fs::lookup(&fs::root(), "/sbin/init", true)

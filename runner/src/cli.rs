@@ -35,6 +35,10 @@ Examples:
   cargo run -- exec --add ./tool:/usr/bin/tool -- tool
                                           copy a host file into the initramfs and run it
   cargo run -- --add ./www:/srv/www       boot with a host folder copied to /srv/www
+  cargo run -- --net                      with a network card (DHCP; reaches only this machine)
+  cargo run -- --forward 8080:80 --serve 10.0.2.100:80:8000
+                                          127.0.0.1:8080 reaches the guest's port 80; the guest's
+                                          10.0.2.100:80 reaches 127.0.0.1:8000
   cargo run -- --gdb                      wait for GDB on localhost:1234
   cargo run -- --gdb-port 4321            the same on port 4321
   cargo run -- --loader-strict            our loader makes every open protocol choice against
@@ -308,9 +312,28 @@ struct RunArgs {
     /// is UEFI-only)
     #[arg(long)]
     bios: bool,
+    /// Attach a virtio-net card on QEMU's user network with restrict=on: the guest gets DHCP
+    /// and reaches nothing outside this machine but what --forward and --serve set up
+    #[arg(long)]
+    net: bool,
+    /// Relay connections to 127.0.0.1:HOST_PORT to the guest's GUEST_PORT (TCP; implies --net)
+    #[arg(long, value_name = "HOST_PORT:GUEST_PORT", value_parser = qemu::parse_forward)]
+    forward: Vec<(u16, u16)>,
+    /// Relay the guest's TCP connections to GUEST_ADDR:GUEST_PORT to 127.0.0.1:HOST_PORT
+    /// (e.g. 10.0.2.100:80:8080; implies --net)
+    #[arg(long, value_name = "GUEST_ADDR:GUEST_PORT:HOST_PORT", value_parser = qemu::parse_serve)]
+    serve: Vec<(std::net::Ipv4Addr, u16, u16)>,
 }
 
 impl RunArgs {
+    /// The guest's network, if any flag asks for one.
+    fn network(&self) -> Option<qemu::Network> {
+        (self.net || !self.forward.is_empty() || !self.serve.is_empty()).then(|| qemu::Network {
+            forward: self.forward.clone(),
+            serve: self.serve.clone(),
+        })
+    }
+
     /// The gdbstub's port: `--gdb-port`, or the default with plain `--gdb`.
     fn gdb_port(&self) -> Option<u16> {
         self.gdb_port.or(self.gdb.then_some(qemu::DEFAULT_GDB_PORT))
@@ -675,6 +698,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         reset_log: None,
         machine: Vec::new(),
         scratch_disk: None,
+        net: args.network(),
     };
     status!(
         "starting QEMU ({}, {} CPU{}, {}, {}, {})",

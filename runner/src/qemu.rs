@@ -308,6 +308,60 @@ pub struct RunOptions {
     /// A second virtio-blk disk the guest may overwrite (serial `evergreen-scratch`), for the
     /// block-device tests.
     pub scratch_disk: Option<PathBuf>,
+    /// A virtio-net card on QEMU's user network, restricted to this machine (`None`: no card).
+    pub net: Option<Network>,
+}
+
+/// The guest's network: QEMU user networking with `restrict=on`, so the guest reaches
+/// nothing but its DHCP server and gateway and the loopback services forwarded here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    /// `(host, guest)` TCP ports: connections to 127.0.0.1:host reach the guest's port.
+    pub forward: Vec<(u16, u16)>,
+    /// `(guest address, guest port, host port)`: connections the guest makes to the address
+    /// and port are relayed to 127.0.0.1:host port.
+    pub serve: Vec<(std::net::Ipv4Addr, u16, u16)>,
+}
+
+impl Network {
+    /// The `-netdev` argument.
+    pub fn netdev_arg(&self) -> String {
+        let mut arg = String::from("user,id=n0,restrict=on");
+        for (host, guest) in &self.forward {
+            arg.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        for (addr, port, host) in &self.serve {
+            arg.push_str(&format!(",guestfwd=tcp:{addr}:{port}-tcp:127.0.0.1:{host}"));
+        }
+        arg
+    }
+}
+
+/// Parses `--forward HOST_PORT:GUEST_PORT`.
+pub fn parse_forward(text: &str) -> Result<(u16, u16), String> {
+    let (host, guest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not HOST_PORT:GUEST_PORT"))?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{p}` is not a port (1 to 65535)"))
+    };
+    Ok((port(host)?, port(guest)?))
+}
+
+/// Parses `--serve GUEST_ADDR:GUEST_PORT:HOST_PORT` (e.g. `10.0.2.100:80:8080`).
+pub fn parse_serve(text: &str) -> Result<(std::net::Ipv4Addr, u16, u16), String> {
+    let mut parts = text.rsplitn(3, ':');
+    let (Some(host), Some(guest), Some(addr)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("`{text}` is not GUEST_ADDR:GUEST_PORT:HOST_PORT"));
+    };
+    let addr: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
+    let (guest, host) = parse_forward(&format!("{host}:{guest}"))?;
+    Ok((addr, host, guest))
 }
 
 /// The boot disk's device: modern-only virtio-blk (device id 0x1042), named by its serial.
@@ -335,6 +389,7 @@ impl RunOptions {
             reset_log: None,
             machine: Vec::new(),
             scratch_disk: None,
+            net: None,
         }
     }
 }
@@ -423,6 +478,14 @@ impl Qemu {
             cmd.arg("-drive")
                 .arg(drive_arg("if=none,id=scratch,format=raw", scratch));
             cmd.args(["-device", SCRATCH_DISK_DEVICE]);
+        }
+        if let Some(net) = &opts.net {
+            // No option ROM (`romfile=`): OVMF then does not try a network boot.
+            cmd.arg("-netdev").arg(net.netdev_arg());
+            cmd.args([
+                "-device",
+                "virtio-net-pci,netdev=n0,disable-legacy=on,romfile=",
+            ]);
         }
         cmd.args([
             "-device",
@@ -834,6 +897,30 @@ mod tests {
                 "missing {expected:?} in {joined}"
             );
         }
+    }
+
+    #[test]
+    fn the_network_stays_on_loopback() {
+        let mut opts = RunOptions::headless("disk.img".into(), "serial.log".into());
+        assert!(
+            !args(&split_fw().command(&opts, Path::new("vars.fd")))
+                .join(" ")
+                .contains("netdev")
+        );
+        opts.net = Some(Network {
+            forward: vec![parse_forward("8080:80").expect("a valid forward")],
+            serve: vec![parse_serve("10.0.2.100:7:4000").expect("a valid serve")],
+        });
+        let line = args(&split_fw().command(&opts, Path::new("vars.fd"))).join(" ");
+        assert!(line.contains(
+            "-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80,\
+             guestfwd=tcp:10.0.2.100:7-tcp:127.0.0.1:4000"
+        ));
+        assert!(line.contains("-device virtio-net-pci,netdev=n0,disable-legacy=on,romfile="));
+        assert!(parse_forward("80").is_err());
+        assert!(parse_forward("0:80").is_err());
+        assert!(parse_serve("10.0.2.100:80").is_err());
+        assert!(parse_serve("host:80:90").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod gdb;
 mod input;
 mod iso;
+mod net;
 mod pie;
 mod power;
 mod screen;
@@ -66,6 +67,9 @@ enum Kind {
     LoaderError(Broken),
     /// Boot the kernel with a command line and check how the run ends and what it printed.
     Kernel(KernelRun),
+    /// Like [`Kind::Kernel`] with a network card (restricted to this machine) and a TCP echo
+    /// server on a loopback port that the guest reaches at [`net::ECHO_GUEST`].
+    Net(KernelRun),
     /// Boot the kernel with a command line that ends the run by powering off, resetting or
     /// triple-faulting, and check how QEMU says it ended (QMP events, its CPU-reset log).
     Power(PowerRun),
@@ -129,14 +133,44 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "kernel-tests",
-        about: "the in-kernel tests pass (test=kernel; 4 CPUs, 1 GiB)",
-        kind: Kind::Kernel(KernelRun {
+        about: "the in-kernel tests pass (test=kernel; 4 CPUs, 1 GiB, a network card)",
+        kind: Kind::Net(KernelRun {
             cmdline: "test=kernel",
             smp: 4,
             memory_mib: 1024,
             exit: GuestExit::Success,
             expect: &["ktest: ", " 0 failed"],
             extra: Some(check_kernel_tests),
+            machine: &[],
+        }),
+    },
+    Case {
+        name: "net",
+        about: "the network ktests: DHCP, TCP echo through guestfwd, loopback TCP, bad frames",
+        kind: Kind::Net(KernelRun {
+            cmdline: "test=kernel:net- gw=10.0.2.2",
+            smp: 2,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &[
+                "net: eth0 52:54:00:12:34:56 10.0.2.15/24 via 10.0.2.2 (DHCP)",
+                "test net-dhcp-lease ... ok",
+                "test net-tcp-echo-host ... ok",
+            ],
+            extra: None,
+            machine: &[],
+        }),
+    },
+    Case {
+        name: "net-static",
+        about: "ip= and gw= on the command line configure eth0 without DHCP",
+        kind: Kind::Net(KernelRun {
+            cmdline: "test=boot ip=10.0.2.77/24 gw=10.0.2.2",
+            smp: 1,
+            memory_mib: 512,
+            exit: GuestExit::Success,
+            expect: &["net: eth0 52:54:00:12:34:56 10.0.2.77/24 via 10.0.2.2 (static)"],
+            extra: None,
             machine: &[],
         }),
     },
@@ -746,9 +780,12 @@ impl Case {
             // User programs see the kernel, not the loader: one of them checks that user
             // space starts the same under the strict loader.
             Kind::User(_) => self.name == "user-hello",
-            Kind::Boot | Kind::Conformance | Kind::Kernel(_) | Kind::Input(_) | Kind::Screen => {
-                true
-            }
+            Kind::Boot
+            | Kind::Conformance
+            | Kind::Kernel(_)
+            | Kind::Net(_)
+            | Kind::Input(_)
+            | Kind::Screen => true,
             // The triple-fault case checks the runner's verdicts, not the kernel: one boot.
             Kind::Power(run) => run.end != Ending::TripleFault,
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
@@ -968,7 +1005,13 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
     };
     opts.image = image_path.clone();
     opts.serial = qemu::Serial::File(log.to_path_buf());
-    if let Kind::Kernel(_) = case.kind {
+    let _echo;
+    if let Kind::Net(_) = case.kind {
+        let echo = net::EchoServer::start()?;
+        opts.net = Some(echo.network());
+        _echo = echo;
+    }
+    if let Kind::Kernel(_) | Kind::Net(_) = case.kind {
         opts.scratch_disk = Some(scratch_disk(&ctx.images, &name)?);
     }
     if log.exists() {
@@ -983,7 +1026,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         }),
         Kind::Conformance => boot_and_check(ctx, &opts, log, &check_conformance_log),
         Kind::LoaderError(_) => expect_loader_error(ctx, &opts, log),
-        Kind::Kernel(run) => run_kernel(ctx, &opts, log, run),
+        Kind::Kernel(run) | Kind::Net(run) => run_kernel(ctx, &opts, log, run),
         Kind::Power(run) => power::run(ctx, &opts, log, run),
         Kind::Pie(_) => boot_and_check(ctx, &opts, log, &check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
@@ -1036,7 +1079,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         Kind::LoaderError(broken) => broken_image(ctx, broken)?,
         // The option is our loader's: real Limine would ignore it.
         Kind::Slots(scenario) => slots::spec(ctx, scenario)?,
-        Kind::Kernel(run) => {
+        Kind::Kernel(run) | Kind::Net(run) => {
             opts.smp = run.smp;
             opts.memory_mib = run.memory_mib;
             opts.machine = run.machine.iter().map(|p| (*p).to_owned()).collect();
