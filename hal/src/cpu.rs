@@ -264,3 +264,37 @@ pub fn rdrand() -> Option<u64> {
     }
     None
 }
+
+/// The CPU's vendor (CPUID leaf 0: "GenuineIntel", "AuthenticAMD", …).
+pub fn vendor_string() -> alloc::string::String {
+    let leaf = core::arch::x86_64::__cpuid(0);
+    let mut bytes = [0u8; 12];
+    for (i, word) in [leaf.ebx, leaf.edx, leaf.ecx].iter().enumerate() {
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+    }
+    alloc::string::String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The CPU's model name (CPUID leaves 0x8000_0002..4), or "unknown" where it has none.
+pub fn brand_string() -> alloc::string::String {
+    if core::arch::x86_64::__cpuid(0x8000_0000).eax < 0x8000_0004 {
+        return "unknown".into();
+    }
+    let mut bytes = [0u8; 48];
+    for (n, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+        let r = core::arch::x86_64::__cpuid(leaf);
+        for (i, word) in [r.eax, r.ebx, r.ecx, r.edx].iter().enumerate() {
+            let at = n * 16 + i * 4;
+            bytes[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        }
+    }
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    alloc::string::String::from_utf8_lossy(&bytes[..end])
+        .trim()
+        .into()
+}
+
+/// The TSC rate in MHz (0 before the clock is calibrated).
+pub fn tsc_mhz() -> u64 {
+    crate::time::calibration().map_or(0, |c| c.tsc_hz / 1_000_000)
+}

@@ -183,6 +183,12 @@ pub struct Process {
     pub cpu_ns: AtomicU64,
     /// CPU time of its reaped children.
     pub children_cpu_ns: AtomicU64,
+    /// When it was made, ns since boot (`/proc/<pid>/stat`'s start time).
+    pub started_ns: u64,
+    /// Its program's arguments, each ending in NUL (`/proc/<pid>/cmdline`).
+    pub cmdline: Mutex<Vec<u8>>,
+    /// Its program's environment, each ending in NUL (`/proc/<pid>/environ`).
+    pub environ: Mutex<Vec<u8>>,
 }
 
 /// `Thread::restart_nr` when no call waits to be restarted (no syscall has this number).
@@ -250,6 +256,9 @@ impl Process {
         mm: Arc<Mm>,
         files: Arc<Mutex<FdTable>>,
     ) -> Arc<Self> {
+        let (cmdline, environ) = parent.map_or((Vec::new(), Vec::new()), |p| {
+            (p.cmdline.lock().clone(), p.environ.lock().clone())
+        });
         let (ppid, pgid, sid, cwd, umask, path, comm, actions) = match parent {
             Some(p) => (
                 p.pid,
@@ -300,9 +309,26 @@ impl Process {
             signalled: Arc::new(WaitQueue::new()),
             cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
+            started_ns: crate::time::now_ns(),
+            cmdline: Mutex::new(cmdline),
+            environ: Mutex::new(environ),
         });
         TABLE.lock().insert(pid, Arc::downgrade(&process));
         process
+    }
+
+    /// Records the arguments and environment of the program it now runs (for `/proc`).
+    pub fn set_arguments<S: AsRef<str>>(&self, argv: &[S], envp: &[S]) {
+        let joined = |list: &[S]| {
+            let mut out = Vec::new();
+            for s in list {
+                out.extend_from_slice(s.as_ref().as_bytes());
+                out.push(0);
+            }
+            out
+        };
+        *self.cmdline.lock() = joined(argv);
+        *self.environ.lock() = joined(envp);
     }
 
     /// Its parent, if it is still there.
@@ -425,6 +451,7 @@ pub fn start_init(path: &str, argv: &[&str], envp: &[&str]) -> Result<Arc<Proces
     let process = Process::new(pid, None, Mm::new(&image), Arc::new(Mutex::new(files)));
     *process.path.lock() = path.into();
     *process.comm.lock() = crate::exec::comm_of(path);
+    process.set_arguments(argv, envp);
     start_thread(&process, pid, image.context, 0).map_err(|_| "out of memory")?;
     Ok(process)
 }

@@ -60,6 +60,15 @@ hal::cpu_local! {
     static IDLE: IrqMutex<Option<Arc<Thread>>> = IrqMutex::new(None);
     /// Time-slice ends on each CPU whose switch was put off: the task held a preemption guard.
     static DEFERRED: AtomicU64 = AtomicU64::new(0);
+    /// Nanoseconds each CPU has spent halted in its idle loop (`/proc/stat`, `uptime`).
+    static IDLE_NS: AtomicU64 = AtomicU64::new(0);
+}
+
+/// Nanoseconds CPU `cpu` has spent idle since boot.
+pub fn idle_ns(cpu: usize) -> u64 {
+    IDLE_NS
+        .for_cpu(cpu)
+        .map_or(0, |n| n.load(Ordering::Relaxed))
 }
 /// Tasks queued, all queues together (a cheap "is there work anywhere" look).
 static QUEUED_TASKS: AtomicUsize = AtomicUsize::new(0);
@@ -100,6 +109,11 @@ impl Task {
         if let Some(space) = space {
             AddressSpace::activate(&space);
         }
+    }
+
+    /// Whether it is on a CPU now (or switching to one): `R` in `ps`.
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
     }
 
     /// Whether a wait of this task is to be interrupted.
@@ -570,8 +584,12 @@ pub fn idle_once(cpu: usize) {
             hal::mm::deactivate();
             // Interrupts stay off from the check to the halt (`sti; hlt` is one step), so a
             // wake-up IPI sent in between still ends the halt.
+            let halted = crate::time::now_ns();
             hal::cpu::idle();
             IDLE_CPUS.fetch_and(!(1 << cpu), Ordering::AcqRel);
+            if let Some(idle) = IDLE_NS.for_cpu(cpu) {
+                idle.fetch_add(crate::time::now_ns() - halted, Ordering::Relaxed);
+            }
         }
     }
 }

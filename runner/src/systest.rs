@@ -489,6 +489,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-procfs",
+        about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name (guest only)",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::Script("procfs.sh"),
+            args: &[],
+            guest_only: Some("procfs: all checks passed"),
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-sh-applets",
         about: "busybox applets on the RAM file system (user/tests/sh-applets.sh): sort uniq grep sed awk cut tr xargs od md5sum sha256sum find tar gzip; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {

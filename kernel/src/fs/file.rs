@@ -183,6 +183,20 @@ impl OpenFile {
                     Ok(n)
                 }
                 Kind::Device(device) => read_device(*device, me, out, self.nonblock()),
+                Kind::Proc(super::proc::Entry::File(f)) => {
+                    // Rendered afresh each read, at the offset asked for (as `seq_file`).
+                    let text = super::proc::render(*f)?;
+                    let mut offset = self.offset.lock();
+                    let pos = at.unwrap_or(*offset) as usize;
+                    let start = pos.min(text.len());
+                    let n = out.len().min(text.len() - start);
+                    out[..n].copy_from_slice(&text[start..start + n]);
+                    if at.is_none() {
+                        *offset = (start + n) as u64;
+                    }
+                    Ok(n)
+                }
+                Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
             },
         }
     }
@@ -211,13 +225,8 @@ impl OpenFile {
                         None => *offset as usize,
                     };
                     let end = pos.checked_add(data.len()).ok_or(e::EFBIG)?;
-                    if end > MAX_FILE {
-                        return Err(e::EFBIG);
-                    }
-                    let len = bytes.len();
-                    if len < end {
-                        bytes.try_reserve(end - len).map_err(|_| e::ENOSPC)?;
-                        bytes.resize(end, 0);
+                    if bytes.len() < end {
+                        node.resize(&mut bytes, end)?;
                     }
                     bytes[pos..end].copy_from_slice(data);
                     if at.is_none() {
@@ -228,13 +237,12 @@ impl OpenFile {
                     Ok(data.len())
                 }
                 Kind::Device(device) => Ok(write_device(*device, data)),
+                Kind::Proc(super::proc::Entry::File(f)) => super::proc::write(*f, data),
+                Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
             },
         }
     }
 }
-
-/// The largest RAM file (a runaway writer fails with `EFBIG` before memory runs out).
-const MAX_FILE: usize = 256 << 20;
 
 /// Output to the console: serial and the screen.
 pub fn console_write(bytes: &[u8]) {
@@ -385,6 +393,13 @@ impl FdTable {
             }
         }
         closed
+    }
+
+    /// The descriptors in use, lowest first.
+    pub fn open_fds(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&fd| self.slots[fd].is_some())
+            .collect()
     }
 
     /// Closes everything (at exit).

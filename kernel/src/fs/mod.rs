@@ -1,16 +1,18 @@
-//! Files: a RAM file system as `/`, filled from the initramfs at boot.
+//! Files: the VFS, with a RAM file system (tmpfs) as `/`, filled from the initramfs at boot.
 //!
-//! Every file lives in memory as a [`Node`]: a directory (names to nodes), a regular file (its
-//! bytes), a symbolic link, or a device (`/dev/console`, `/dev/null`, …). Paths resolve from
+//! Every file of tmpfs lives in memory as a [`Node`]: a directory (names to nodes), a regular
+//! file (its bytes), a symbolic link, or a device (`/dev/console`, `/dev/null`, …). procfs
+//! nodes ([`proc`]) are made on lookup and render their text when read. Paths resolve from
 //! the root or a working directory, following symbolic links as Linux does (at most 40 on one
-//! lookup, `ELOOP` beyond). The full VFS (mounts, several file systems, permissions) is the
-//! next issue's; this is enough to run programs and shell scripts.
+//! lookup, `ELOOP` beyond) and crossing mounts ([`mount`]) both ways.
 
 pub mod cpio;
 pub mod epoll;
 pub mod eventfd;
 pub mod file;
+pub mod mount;
 pub mod pipe;
+pub mod proc;
 pub mod signalfd;
 pub mod timerfd;
 
@@ -20,7 +22,7 @@ use alloc::{
     sync::{Arc, Weak},
     vec::Vec,
 };
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use linux_raw_sys::{errno as e, general as g};
 use spin::{Mutex, Once};
@@ -66,6 +68,8 @@ pub enum Kind {
     Symlink(String),
     /// A character device.
     Device(Device),
+    /// A procfs directory or file (made on lookup, rendered when read).
+    Proc(proc::Entry),
 }
 
 /// A file of any kind, with its metadata.
@@ -78,6 +82,22 @@ pub struct Node {
     pub mode: AtomicU64,
     /// Last modification, Unix ns.
     pub mtime: AtomicU64,
+    /// The file system instance it belongs to ([`mount::Super`]), set when it is first
+    /// linked into a directory ([`UNSET`] before).
+    pub fs: AtomicU32,
+}
+
+/// `Node::fs` of a node not yet linked anywhere.
+pub const UNSET: u32 = u32::MAX;
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The last link and descriptor are gone: its bytes go back to its file system.
+        let fs = *self.fs.get_mut();
+        if let Kind::File(data) = &mut self.kind {
+            mount::uncharge(fs, data.get_mut().len() as u64);
+        }
+    }
 }
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
@@ -85,6 +105,8 @@ static ROOT: Once<Arc<Node>> = Once::new();
 
 /// The longest path accepted (Linux's `PATH_MAX`).
 pub const PATH_MAX: usize = 4096;
+/// The largest RAM file (a runaway writer fails with `EFBIG` before memory runs out).
+pub const MAX_FILE: usize = 256 << 20;
 /// Symbolic links followed in one lookup before `ELOOP`.
 const MAX_LINKS: u32 = 40;
 
@@ -95,6 +117,7 @@ impl Node {
             kind,
             mode: AtomicU64::new(u64::from(mode & 0o7777)),
             mtime: AtomicU64::new(crate::time::unix_time_ns()),
+            fs: AtomicU32::new(UNSET),
         })
     }
 
@@ -135,7 +158,31 @@ impl Node {
 
     /// Whether it is a directory.
     pub fn is_dir(&self) -> bool {
-        matches!(self.kind, Kind::Dir { .. })
+        matches!(
+            self.kind,
+            Kind::Dir { .. } | Kind::Proc(proc::Entry::Dir(_))
+        )
+    }
+
+    /// Sets a regular file's length to `len` (zeros fill a growth), charging or refunding the
+    /// difference to its file system: `ENOSPC` when that is full, `EFBIG` past [`MAX_FILE`].
+    pub fn resize(&self, data: &mut Vec<u8>, len: usize) -> Result<(), u32> {
+        if len > MAX_FILE {
+            return Err(e::EFBIG);
+        }
+        let old = data.len();
+        let fs = self.fs.load(Ordering::Relaxed);
+        if len > old {
+            mount::charge(fs, (len - old) as u64)?;
+            if data.try_reserve(len - old).is_err() {
+                mount::uncharge(fs, (len - old) as u64);
+                return Err(e::ENOSPC);
+            }
+        } else {
+            mount::uncharge(fs, (old - len) as u64);
+        }
+        data.resize(len, 0);
+        Ok(())
     }
 
     /// `st_mode`: the file type and permission bits.
@@ -145,6 +192,8 @@ impl Node {
             Kind::File(_) => g::S_IFREG,
             Kind::Symlink(_) => g::S_IFLNK,
             Kind::Device(_) => g::S_IFCHR,
+            Kind::Proc(proc::Entry::Dir(_)) => g::S_IFDIR,
+            Kind::Proc(proc::Entry::File(_)) => g::S_IFREG,
         };
         kind | self.mode.load(Ordering::Relaxed) as u32
     }
@@ -155,7 +204,7 @@ impl Node {
             Kind::File(data) => data.lock().len() as u64,
             Kind::Symlink(target) => target.len() as u64,
             Kind::Dir { entries, .. } => 4096.max(entries.lock().len() as u64 * 32),
-            Kind::Device(_) => 0,
+            Kind::Device(_) | Kind::Proc(_) => 0,
         }
     }
 
@@ -171,17 +220,38 @@ impl Node {
     pub fn parent(self: &Arc<Self>) -> Option<Arc<Node>> {
         match &self.kind {
             Kind::Dir { parent, .. } => Some(parent.lock().upgrade().unwrap_or_else(root)),
+            Kind::Proc(proc::Entry::Dir(dir)) => Some(proc::parent(*dir).unwrap_or_else(root)),
             _ => None,
         }
     }
 
     /// Looks up `name` in this directory.
     pub fn child(self: &Arc<Self>, name: &str) -> Result<Arc<Node>, u32> {
-        let entries = self.entries().ok_or(e::ENOTDIR)?;
+        self.child_as(name, None)
+    }
+
+    /// Looks up `name` in this directory for `who` (what `/proc/self` means).
+    pub fn child_as(
+        self: &Arc<Self>,
+        name: &str,
+        who: Option<proc::Who>,
+    ) -> Result<Arc<Node>, u32> {
+        if !self.is_dir() {
+            return Err(e::ENOTDIR);
+        }
         match name {
             "" | "." => Ok(Arc::clone(self)),
             ".." => Ok(self.parent().unwrap_or_else(root)),
-            _ => entries.lock().get(name).cloned().ok_or(e::ENOENT),
+            _ => match &self.kind {
+                Kind::Proc(proc::Entry::Dir(dir)) => proc::child(*dir, name, who),
+                _ => self
+                    .entries()
+                    .ok_or(e::ENOTDIR)?
+                    .lock()
+                    .get(name)
+                    .cloned()
+                    .ok_or(e::ENOENT),
+            },
         }
     }
 
@@ -197,6 +267,15 @@ impl Node {
         let mut entries = entries.lock();
         if entries.contains_key(name) {
             return Err(e::EEXIST);
+        }
+        // A node joins the file system of the first directory it is linked into, and its
+        // bytes count there from then on.
+        let fs = self.fs.load(Ordering::Relaxed);
+        if node.fs.load(Ordering::Relaxed) == UNSET {
+            if let Kind::File(data) = &node.kind {
+                mount::charge(fs, data.lock().len() as u64)?;
+            }
+            node.fs.store(fs, Ordering::Relaxed);
         }
         if let Kind::Dir { parent, .. } = &node.kind {
             *parent.lock() = Arc::downgrade(self);
@@ -215,7 +294,33 @@ impl Node {
 
 /// The root directory.
 pub fn root() -> Arc<Node> {
-    Arc::clone(ROOT.call_once(|| Node::new_dir(None, 0o755)))
+    Arc::clone(ROOT.call_once(|| {
+        let root = Node::new_dir(None, 0o755);
+        root.fs.store(mount::root_instance(), Ordering::Relaxed);
+        root
+    }))
+}
+
+/// The device directory (devtmpfs: one instance, filled at boot, mounted on `/dev`).
+pub fn dev_root() -> Arc<Node> {
+    static DEV: Once<Arc<Node>> = Once::new();
+    Arc::clone(DEV.call_once(|| {
+        let dev = Node::new_dir(None, 0o755);
+        dev.fs
+            .store(mount::new_instance(1 << 20), Ordering::Relaxed);
+        dev
+    }))
+}
+
+/// The directory devpts shows (`/dev/pts`).
+pub fn pts_root() -> Arc<Node> {
+    static PTS: Once<Arc<Node>> = Once::new();
+    Arc::clone(PTS.call_once(|| Node::new_dir(None, 0o755)))
+}
+
+/// Bytes held by regular files of every file system.
+pub fn ram_file_bytes() -> u64 {
+    mount::all_used()
 }
 
 /// Splits `path` into its directory part and last component (`"a/b/c"` → `("a/b", "c")`;
@@ -235,11 +340,22 @@ pub fn split_last(path: &str) -> (&str, &str) {
 /// Resolves `path` from `cwd` (or the root for an absolute path). `follow` says whether a
 /// symbolic link as the last component is followed.
 pub fn lookup(cwd: &Arc<Node>, path: &str, follow: bool) -> Result<Arc<Node>, u32> {
+    lookup_as(None, cwd, path, follow)
+}
+
+/// [`lookup`] for `who` (the process whose `/proc/self` it is).
+pub fn lookup_as(
+    who: Option<proc::Who>,
+    cwd: &Arc<Node>,
+    path: &str,
+    follow: bool,
+) -> Result<Arc<Node>, u32> {
     let mut links = 0;
-    lookup_counted(cwd, path, follow, &mut links)
+    lookup_counted(who, cwd, path, follow, &mut links)
 }
 
 fn lookup_counted(
+    who: Option<proc::Who>,
     cwd: &Arc<Node>,
     path: &str,
     follow: bool,
@@ -249,7 +365,7 @@ fn lookup_counted(
         return Err(e::ENAMETOOLONG);
     }
     let mut node = if path.starts_with('/') {
-        root()
+        mount::descend(root())
     } else {
         Arc::clone(cwd)
     };
@@ -259,7 +375,10 @@ fn lookup_counted(
         if part.len() > 255 {
             return Err(e::ENAMETOOLONG);
         }
-        let next = node.child(part)?;
+        if *part == ".." {
+            node = mount::climb(node);
+        }
+        let next = mount::descend(node.child_as(part, who)?);
         let last = i + 1 == parts.len();
         if let Kind::Symlink(target) = &next.kind
             && (!last || follow || must_be_dir)
@@ -268,7 +387,7 @@ fn lookup_counted(
             if *links > MAX_LINKS {
                 return Err(e::ELOOP);
             }
-            node = lookup_counted(&node, target, true, links)?;
+            node = lookup_counted(who, &node, target, true, links)?;
             continue;
         }
         node = next;
@@ -279,13 +398,18 @@ fn lookup_counted(
     Ok(node)
 }
 
-/// Resolves the directory that would hold `path`'s last component, and that component.
-pub fn lookup_parent<'p>(cwd: &Arc<Node>, path: &'p str) -> Result<(Arc<Node>, &'p str), u32> {
+/// Resolves the directory that would hold `path`'s last component, and that component, for
+/// `who`.
+pub fn lookup_parent_as<'p>(
+    who: Option<proc::Who>,
+    cwd: &Arc<Node>,
+    path: &'p str,
+) -> Result<(Arc<Node>, &'p str), u32> {
     if path.is_empty() {
         return Err(e::ENOENT);
     }
     let (dir, name) = split_last(path);
-    let dir = lookup(cwd, if dir.is_empty() { "." } else { dir }, true)?;
+    let dir = lookup_as(who, cwd, if dir.is_empty() { "." } else { dir }, true)?;
     if !dir.is_dir() {
         return Err(e::ENOTDIR);
     }
@@ -296,7 +420,7 @@ pub fn lookup_parent<'p>(cwd: &Arc<Node>, path: &'p str) -> Result<(Arc<Node>, &
 pub fn mkdir_all(path: &str, mode: u32) -> Result<Arc<Node>, u32> {
     let mut node = root();
     for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        node = match node.child(part) {
+        node = match node.child(part).map(mount::descend) {
             Ok(child) => child,
             Err(_) => {
                 let dir = Node::new_dir(Some(&node), mode);
@@ -323,7 +447,11 @@ pub fn install(path: &str, node: Arc<Node>) -> Result<(), u32> {
 /// Fills the root: `/dev` with its devices, every boot module under `/boot/`, and the
 /// initramfs (the module named `initramfs.cpio`) unpacked over it all.
 pub fn init() {
-    let _ = mkdir_all("/dev", 0o755);
+    proc::init();
+    for dir in ["/dev", "/tmp", "/proc", "/sys", "/boot"] {
+        let _ = mkdir_all(dir, if dir == "/tmp" { 0o1777 } else { 0o755 });
+    }
+    let dev = dev_root();
     for (name, device, mode) in [
         ("console", Device::Console, 0o600),
         ("tty", Device::Console, 0o666),
@@ -332,13 +460,12 @@ pub fn init() {
         ("random", Device::Random, 0o666),
         ("urandom", Device::Random, 0o666),
     ] {
-        let _ = install(
-            &alloc::format!("/dev/{name}"),
-            Node::new_device(device, mode),
-        );
+        let _ = dev.link(name, Node::new_device(device, mode));
     }
-    for dir in ["/tmp", "/proc", "/sys", "/boot"] {
-        let _ = mkdir_all(dir, if dir == "/tmp" { 0o1777 } else { 0o755 });
+    let _ = dev.link("pts", Node::new_dir(Some(&dev), 0o755));
+    let _ = dev.link("fd", Node::new_symlink("/proc/self/fd".into()));
+    for (n, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+        let _ = dev.link(name, Node::new_symlink(alloc::format!("/proc/self/fd/{n}")));
     }
     for module in hal::boot::modules() {
         let path = module.path.strip_prefix("boot():").unwrap_or(module.path);
@@ -350,6 +477,13 @@ pub fn init() {
         } else if let Err(errno) = install(path, Node::new_file(module.data.to_vec(), 0o755)) {
             log::warn!("fs: module {path} not installed: errno {errno}");
         }
+    }
+    // The kernel mounts devtmpfs on /dev itself (Linux's `devtmpfs.mount=1`), so a program
+    // started as init finds its devices; init mounts the rest (`/proc`, `/sys`, `/tmp`).
+    let mounted = lookup(&root(), "/dev", true)
+        .and_then(|point| mount::mount("devtmpfs", "/dev", &point, "devtmpfs", 0, ""));
+    if let Err(errno) = mounted {
+        log::error!("fs: mounting devtmpfs on /dev failed: errno {errno}");
     }
 }
 

@@ -52,7 +52,20 @@ fn resolve(current: &Current, dirfd: u64, path: &str, follow: bool) -> Result<Ar
     } else {
         base(current, dirfd)?
     };
-    fs::lookup(&start, path, follow)
+    fs::lookup_as(Some(who(current)), &start, path, follow)
+}
+
+/// Resolves `path` (already read in) from the caller's working directory.
+pub fn resolve_path(current: &Current, path: &str, follow: bool) -> Result<Arc<Node>, u32> {
+    resolve(current, g::AT_FDCWD as u64, path, follow)
+}
+
+/// The caller, as a path lookup needs it (`/proc/self`).
+pub fn who(current: &Current) -> fs::proc::Who {
+    fs::proc::Who {
+        pid: current.process().pid,
+        tid: current.thread.tid,
+    }
 }
 
 fn resolve_parent<'p>(
@@ -65,7 +78,7 @@ fn resolve_parent<'p>(
     } else {
         base(current, dirfd)?
     };
-    fs::lookup_parent(&start, path)
+    fs::lookup_parent_as(Some(who(current)), &start, path)
 }
 
 /// `/proc/self/exe`, `/proc/thread-self/exe` and `/proc/PID/exe` — the part of procfs
@@ -379,7 +392,10 @@ fn stat_words(node: Option<&Node>, pipe_ino: u64) -> [u64; 18] {
     match node {
         Some(node) => {
             let mtime = node.mtime.load(Ordering::Relaxed);
-            st[0] = 1; // st_dev
+            st[0] = match node.kind {
+                Kind::Proc(_) => 0x16,
+                _ => u64::from(node.fs.load(Ordering::Relaxed).wrapping_add(1)),
+            }; // st_dev
             st[1] = node.ino;
             st[2] = if node.is_dir() { 2 } else { 1 };
             st[3] = u64::from(node.st_mode());
@@ -497,6 +513,8 @@ fn dirent_type(node: &Node) -> u8 {
         Kind::File(_) => 8,
         Kind::Symlink(_) => 10,
         Kind::Device(_) => 2,
+        Kind::Proc(fs::proc::Entry::Dir(_)) => 4,
+        Kind::Proc(fs::proc::Entry::File(_)) => 8,
     }
 }
 
@@ -514,6 +532,8 @@ pub fn getdents64(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
         for (name, node) in list.lock().iter() {
             entries.push((name.clone(), node.ino, dirent_type(node)));
         }
+    } else if let Kind::Proc(fs::proc::Entry::Dir(d)) = dir.kind {
+        entries.extend(fs::proc::list(d));
     }
     let mut offset = file.offset.lock();
     let mut out = Vec::new();
@@ -734,10 +754,8 @@ fn set_len(node: &Node, len: u64) -> SysResult {
     }
     match &node.kind {
         Kind::File(data) => {
-            if len as usize > 256 << 20 {
-                return Err(e::EFBIG);
-            }
-            data.lock().resize(len as usize, 0);
+            let len = usize::try_from(len).map_err(|_| e::EFBIG)?;
+            node.resize(&mut data.lock(), len)?;
             node.touch();
             Ok(0)
         }

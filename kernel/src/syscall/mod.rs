@@ -11,6 +11,7 @@
 mod fs;
 mod mm;
 mod proc;
+mod vfs;
 
 use alloc::vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -264,7 +265,11 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_time => time(a[0]),
         g::__NR_nanosleep => nanosleep(current, a[0], a[1]),
         g::__NR_clock_nanosleep => clock_nanosleep(current, a[0], a[1], a[2], a[3]),
-        g::__NR_mount | g::__NR_umount2 => Err(e::ENOSYS),
+        g::__NR_mount => vfs::mount(current, a[0], a[1], a[2], a[3], a[4]),
+        g::__NR_umount2 => vfs::umount2(current, a[0], a[1]),
+        g::__NR_statfs => vfs::statfs(current, a[0], a[1]),
+        g::__NR_fstatfs => vfs::fstatfs(current, a[0], a[1]),
+        g::__NR_sethostname => vfs::sethostname(a[0], a[1]),
         other => {
             log_unknown(other);
             Err(e::ENOSYS)
@@ -468,10 +473,11 @@ fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, u32> {
 /// version string names Evergreen.
 fn uname(buf: u64) -> Result<u64, u32> {
     const FIELD: usize = 65;
+    let host = crate::fs::proc::host_name();
     let fields = [
         "Linux",
-        "evergreen",
-        "6.6.0-evergreen",
+        host.as_str(),
+        crate::fs::proc::OSRELEASE,
         concat!("#1 SMP Evergreen ", env!("CARGO_PKG_VERSION")),
         "x86_64",
         "(none)",

@@ -246,6 +246,7 @@ pub fn execve(
     };
     *process.path.lock() = exe;
     *process.comm.lock() = crate::exec::comm_of(&path);
+    process.set_arguments(&argv_refs, &envp_refs);
     let closed = process.fds().lock().close_on_exec();
     drop(closed);
     // Handlers do not survive exec (the code is gone); ignored signals stay ignored.
@@ -266,7 +267,7 @@ fn executable(base: &Arc<fs::Node>, path: &str) -> Result<Arc<fs::Node>, u32> {
     let node = fs::lookup(base, path, true)?;
     match &node.kind {
         Kind::File(_) if node.mode.load(Ordering::Relaxed) & 0o111 != 0 => Ok(node),
-        Kind::File(_) | Kind::Dir { .. } | Kind::Device(_) | Kind::Symlink(_) => Err(e::EACCES),
+        _ => Err(e::EACCES),
     }
 }
 
