@@ -93,6 +93,7 @@ impl Log for Logger {
         let ns = hal::time::now_ns();
         let (secs, micros) = (ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
         let cpu = hal::percpu::current_index();
+        crate::kmsg::record(record.level(), ns, line.as_str());
         hal::serial::write_fmt(format_args!(
             "[{secs:5}.{micros:06} {cpu}] [{name}] {}{cut}\n",
             line.as_str()

@@ -27,6 +27,7 @@ mod gpt;
 mod input;
 mod irq;
 mod itimer;
+mod kmsg;
 #[cfg(feature = "tests")]
 mod ktest;
 mod logger;

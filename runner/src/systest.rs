@@ -489,8 +489,19 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-vfs",
+        about: "file system semantics (user/tests/vfs.c): rename and renameat2 (NOREPLACE, EXCHANGE), hard links and their counts, symlinks (dangling, loops, O_NOFOLLOW), open flags and errors, rmdir/unlink errors, too-long names and paths, O_APPEND from two processes, offsets shared after fork, getdents64 with unlinks, ftruncate, fallocate, chmod, utimensat: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("vfs.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-procfs",
-        about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name (guest only)",
+        about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name; dmesg and /dev/kmsg (guest only)",
         kind: Kind::User(user::UserProgram {
             program: user::Program::Script("procfs.sh"),
             args: &[],

@@ -72,4 +72,13 @@ echo testbox > /proc/sys/kernel/hostname
 [ "$(uname -n)" = testbox ] || fail "uname -n $(uname -n)"
 [ "$(hostname)" = testbox ] || fail "hostname"
 echo "hostname: set through /proc"
+# The kernel log: dmesg (syslog(2)) shows it from boot, /dev/kmsg takes a line and gives
+# records.
+dmesg | grep -q "Evergreen .* booting" || fail "dmesg has no boot line"
+echo "<4>kmsg-test-line" > /dev/kmsg || fail "write /dev/kmsg"
+dmesg | grep -q "kmsg-test-line" || fail "dmesg misses the line written to /dev/kmsg"
+head -n 1 /dev/kmsg | grep -q "^[0-9],0,[0-9]*,-;" || fail "/dev/kmsg record: $(head -n 1 /dev/kmsg)"
+dmesg -c > /dev/null
+dmesg | grep -q "booting" && fail "dmesg -c did not clear"
+echo "dmesg: boot log, /dev/kmsg, clear"
 echo "procfs: all checks passed"

@@ -44,6 +44,10 @@ pub struct OpenFile {
     pub flags: AtomicU32,
     /// The path it was opened by (for `/proc`-style reports and strace).
     pub path: String,
+    /// A directory read's place: the offset `getdents64` last left and the last name it
+    /// returned, so a read goes on after that name even when entries before it were removed
+    /// meanwhile (`rm -rf` deletes what it has read).
+    pub dir_cursor: Mutex<Option<(u64, String)>>,
 }
 
 impl Drop for OpenFile {
@@ -71,6 +75,7 @@ impl OpenFile {
             offset: Mutex::new(0),
             flags: AtomicU32::new(flags & (g::O_ACCMODE | SETTABLE)),
             path,
+            dir_cursor: Mutex::new(None),
         })
     }
 
@@ -182,6 +187,7 @@ impl OpenFile {
                     }
                     Ok(n)
                 }
+                Kind::Device(Device::Kmsg) => self.read_kmsg(me, out),
                 Kind::Device(device) => read_device(*device, me, out, self.nonblock()),
                 Kind::Proc(super::proc::Entry::File(f)) => {
                     // Rendered afresh each read, at the offset asked for (as `seq_file`).
@@ -198,6 +204,31 @@ impl OpenFile {
                 }
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
             },
+        }
+    }
+
+    /// Reads the next kernel log record at or after the sequence number kept as the offset:
+    /// one record per read, `EINVAL` if it does not fit, `EAGAIN` (non-blocking) or a wait at
+    /// the end, as Linux's `/dev/kmsg`.
+    fn read_kmsg(&self, me: &Arc<Task>, out: &mut [u8]) -> Result<usize, u32> {
+        loop {
+            let seq = *self.offset.lock();
+            if let Some((line, next)) = crate::kmsg::record_from(seq) {
+                if line.len() > out.len() {
+                    return Err(e::EINVAL);
+                }
+                out[..line.len()].copy_from_slice(line.as_bytes());
+                *self.offset.lock() = next;
+                return Ok(line.len());
+            }
+            if self.nonblock() {
+                return Err(e::EAGAIN);
+            }
+            // New lines are looked for every 50 ms (the logger cannot wake from every context).
+            let deadline = crate::time::now_ns() + 50_000_000;
+            if sched::sleep_until(me, deadline) == Wait::Interrupted {
+                return Err(e::EINTR);
+            }
         }
     }
 
@@ -252,8 +283,10 @@ pub fn console_write(bytes: &[u8]) {
 }
 
 fn write_device(device: Device, data: &[u8]) -> usize {
-    if device == Device::Console {
-        console_write(data);
+    match device {
+        Device::Console => console_write(data),
+        Device::Kmsg => crate::kmsg::user_write(data),
+        _ => {}
     }
     data.len()
 }
@@ -278,6 +311,7 @@ fn read_device(
             Ok(out.len())
         }
         Device::Console => read_console(me, out, nonblock),
+        Device::Kmsg => Err(e::EINVAL),
     }
 }
 

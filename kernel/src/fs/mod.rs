@@ -39,6 +39,8 @@ pub enum Device {
     Zero,
     /// Random bytes (1:8 `random`, 1:9 `urandom`).
     Random,
+    /// The kernel log, one record per read (1:11).
+    Kmsg,
 }
 
 impl Device {
@@ -49,6 +51,7 @@ impl Device {
             Self::Null => (1 << 8) | 3,
             Self::Zero => (1 << 8) | 5,
             Self::Random => (1 << 8) | 9,
+            Self::Kmsg => (1 << 8) | 11,
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct Node {
     /// The file system instance it belongs to ([`mount::Super`]), set when it is first
     /// linked into a directory ([`UNSET`] before).
     pub fs: AtomicU32,
+    /// Names it has in directories (`st_nlink` of a file).
+    pub nlink: AtomicU32,
 }
 
 /// `Node::fs` of a node not yet linked anywhere.
@@ -118,6 +123,7 @@ impl Node {
             mode: AtomicU64::new(u64::from(mode & 0o7777)),
             mtime: AtomicU64::new(crate::time::unix_time_ns()),
             fs: AtomicU32::new(UNSET),
+            nlink: AtomicU32::new(0),
         })
     }
 
@@ -280,9 +286,33 @@ impl Node {
         if let Kind::Dir { parent, .. } = &node.kind {
             *parent.lock() = Arc::downgrade(self);
         }
+        node.nlink.fetch_add(1, Ordering::Relaxed);
         entries.insert(name.to_string(), node);
         self.touch();
         Ok(())
+    }
+
+    /// Removes the entry `name` from this directory; the node it named, if any.
+    pub fn unlink(&self, name: &str) -> Option<Arc<Node>> {
+        let node = self.entries()?.lock().remove(name)?;
+        node.nlink.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+        Some(node)
+    }
+
+    /// Whether `self` is `other` or inside it (a directory moved into itself is refused).
+    pub fn is_within(self: &Arc<Self>, other: &Arc<Node>) -> bool {
+        let mut at = Arc::clone(self);
+        for _ in 0..4096 {
+            if Arc::ptr_eq(&at, other) {
+                return true;
+            }
+            match at.parent() {
+                Some(up) if !Arc::ptr_eq(&up, &at) => at = up,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Marks it modified now.
@@ -440,7 +470,7 @@ pub fn install(path: &str, node: Arc<Node>) -> Result<(), u32> {
     if node.is_dir() && entries.lock().get(name).is_some_and(|n| n.is_dir()) {
         return Ok(());
     }
-    entries.lock().remove(name);
+    dir.unlink(name);
     dir.link(name, node)
 }
 
@@ -459,6 +489,7 @@ pub fn init() {
         ("zero", Device::Zero, 0o666),
         ("random", Device::Random, 0o666),
         ("urandom", Device::Random, 0o666),
+        ("kmsg", Device::Kmsg, 0o644),
     ] {
         let _ = dev.link(name, Node::new_device(device, mode));
     }

@@ -225,10 +225,32 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
             node
         }
         Err(errno) if errno == e::ENOENT && flags & g::O_CREAT != 0 => {
-            let (dir, name) = resolve_parent(current, dirfd, &path)?;
+            let (mut dir, name) = resolve_parent(current, dirfd, &path)?;
             if path.ends_with('/') {
                 return Err(e::EISDIR);
             }
+            // Without O_EXCL, creating through a dangling symbolic link creates its target.
+            let mut name = String::from(name);
+            let mut hops = 0;
+            while flags & g::O_EXCL == 0
+                && let Ok(link) = dir.child(&name)
+                && let Kind::Symlink(target) = &link.kind
+            {
+                hops += 1;
+                if hops > 40 {
+                    return Err(e::ELOOP);
+                }
+                let target = target.clone();
+                let start = if target.starts_with('/') {
+                    fs::root()
+                } else {
+                    dir
+                };
+                let (d, n) = fs::lookup_parent_as(Some(who(current)), &start, &target)?;
+                dir = d;
+                name = String::from(n);
+            }
+            let name = name.as_str();
             let umask = current.process().umask.load(Ordering::Relaxed);
             let node = Node::new_file(Vec::new(), mode as u32 & !umask);
             dir.link(name, Arc::clone(&node))?;
@@ -236,7 +258,9 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
         }
         Err(errno) => return Err(errno),
     };
-    if let Kind::Symlink(_) = node.kind {
+    if let Kind::Symlink(_) = node.kind
+        && flags & g::O_PATH == 0
+    {
         return Err(e::ELOOP);
     }
     let access = flags & g::O_ACCMODE;
@@ -397,7 +421,11 @@ fn stat_words(node: Option<&Node>, pipe_ino: u64) -> [u64; 18] {
                 _ => u64::from(node.fs.load(Ordering::Relaxed).wrapping_add(1)),
             }; // st_dev
             st[1] = node.ino;
-            st[2] = if node.is_dir() { 2 } else { 1 };
+            st[2] = if node.is_dir() {
+                2
+            } else {
+                u64::from(node.nlink.load(Ordering::Relaxed))
+            };
             st[3] = u64::from(node.st_mode());
             st[5] = match node.kind {
                 Kind::Device(d) => d.rdev(),
@@ -524,21 +552,46 @@ pub fn getdents64(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
         return Err(e::ENOTDIR);
     };
     let dir = Arc::clone(dir);
+    let mut offset = file.offset.lock();
+    // Offsets count entries returned; where the last read stopped after a name, the next goes
+    // on after that name (entries are sorted by name), whatever was removed before it.
+    let resume = file
+        .dir_cursor
+        .lock()
+        .clone()
+        .filter(|(at, _)| *at == *offset && *at > 2)
+        .map(|(_, name)| name);
     let mut entries: Vec<(String, u64, u8)> = vec![
         (".".into(), dir.ino, 4),
         ("..".into(), dir.parent().map_or(dir.ino, |p| p.ino), 4),
     ];
+    // Where `entries` starts, as an offset.
+    let mut first = 0usize;
     if let Some(list) = dir.entries() {
-        for (name, node) in list.lock().iter() {
+        let list = list.lock();
+        if resume.is_some() {
+            entries.clear();
+            first = *offset as usize;
+        }
+        let mut add = |(name, node): (&String, &Arc<Node>)| {
             entries.push((name.clone(), node.ino, dirent_type(node)));
+        };
+        match &resume {
+            Some(name) => list
+                .range::<String, _>((
+                    core::ops::Bound::Excluded(name),
+                    core::ops::Bound::Unbounded,
+                ))
+                .for_each(&mut add),
+            None => list.iter().for_each(&mut add),
         }
     } else if let Kind::Proc(fs::proc::Entry::Dir(d)) = dir.kind {
         entries.extend(fs::proc::list(d));
     }
-    let mut offset = file.offset.lock();
     let mut out = Vec::new();
     let mut index = *offset as usize;
-    while let Some((name, ino, kind)) = entries.get(index) {
+    let mut last = None;
+    while let Some((name, ino, kind)) = entries.get(index - first) {
         let reclen = (19 + name.len() + 1).next_multiple_of(8);
         if out.len() + reclen > len as usize {
             break;
@@ -550,13 +603,19 @@ pub fn getdents64(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
         out.push(*kind);
         out.extend_from_slice(name.as_bytes());
         out.resize(start + reclen, 0);
+        last = Some(name);
         index += 1;
     }
-    if out.is_empty() && index < entries.len() {
+    if out.is_empty() && index - first < entries.len() {
         return Err(e::EINVAL);
     }
     user::copy_to_user(buf, &out).map_err(|_| e::EFAULT)?;
     *offset = index as u64;
+    if dir.entries().is_some()
+        && let Some(name) = last
+    {
+        *file.dir_cursor.lock() = Some((index as u64, name.clone()));
+    }
     Ok(out.len() as u64)
 }
 
@@ -616,7 +675,7 @@ pub fn unlinkat(current: &Current, dirfd: u64, path: u64, flags: u64) -> SysResu
         return Err(e::ENOTEMPTY);
     }
     let entries = dir.entries().ok_or(e::ENOTDIR)?;
-    let mut entries = entries.lock();
+    let entries = entries.lock();
     let node = entries.get(name).ok_or(e::ENOENT)?;
     match (remove_dir, node.entries()) {
         (true, None) => return Err(e::ENOTDIR),
@@ -627,19 +686,65 @@ pub fn unlinkat(current: &Current, dirfd: u64, path: u64, flags: u64) -> SysResu
     if path.ends_with('/') && node.entries().is_none() {
         return Err(e::ENOTDIR);
     }
-    entries.remove(name);
     drop(entries);
-    dir.touch();
+    dir.unlink(name);
     Ok(0)
 }
 
-pub fn renameat(current: &Current, olddir: u64, old: u64, newdir: u64, new: u64) -> SysResult {
+/// `renameat2`'s flags.
+const RENAME_NOREPLACE: u64 = 1;
+const RENAME_EXCHANGE: u64 = 2;
+
+pub fn renameat(
+    current: &Current,
+    olddir: u64,
+    old: u64,
+    newdir: u64,
+    new: u64,
+    flags: u64,
+) -> SysResult {
     let old = read_path(old)?;
     let new = read_path(new)?;
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | 4) != 0
+        || flags & (RENAME_NOREPLACE | RENAME_EXCHANGE) == RENAME_NOREPLACE | RENAME_EXCHANGE
+    {
+        return Err(e::EINVAL);
+    }
     let (from, old_name) = resolve_parent(current, olddir, &old)?;
     let (to, new_name) = resolve_parent(current, newdir, &new)?;
+    if [old_name, new_name].iter().any(|n| *n == "." || *n == "..") {
+        return Err(if old_name == "." || old_name == ".." {
+            e::EBUSY
+        } else {
+            e::EINVAL
+        });
+    }
     let node = from.child(old_name)?;
-    if let Ok(existing) = to.child(new_name) {
+    if (old.ends_with('/') || new.ends_with('/')) && !node.is_dir() {
+        return Err(e::ENOTDIR);
+    }
+    if from.fs.load(Ordering::Relaxed) != to.fs.load(Ordering::Relaxed) {
+        return Err(e::EXDEV);
+    }
+    let existing = to.child(new_name).ok();
+    if flags & RENAME_EXCHANGE != 0 {
+        let other = existing.ok_or(e::ENOENT)?;
+        if node.is_dir() && to.is_within(&node) || other.is_dir() && from.is_within(&other) {
+            return Err(e::EINVAL);
+        }
+        from.unlink(old_name);
+        to.unlink(new_name);
+        to.link(new_name, node)?;
+        from.link(old_name, other)?;
+        return Ok(0);
+    }
+    if node.is_dir() && to.is_within(&node) {
+        return Err(e::EINVAL);
+    }
+    if let Some(existing) = existing {
+        if flags & RENAME_NOREPLACE != 0 {
+            return Err(e::EEXIST);
+        }
         if Arc::ptr_eq(&existing, &node) {
             return Ok(0);
         }
@@ -649,10 +754,55 @@ pub fn renameat(current: &Current, olddir: u64, old: u64, newdir: u64, new: u64)
             (true, Some(c)) if !c.lock().is_empty() => return Err(e::ENOTEMPTY),
             _ => {}
         }
-        to.entries().ok_or(e::ENOTDIR)?.lock().remove(new_name);
+        to.unlink(new_name);
     }
-    from.entries().ok_or(e::ENOTDIR)?.lock().remove(old_name);
+    from.unlink(old_name);
     to.link(new_name, node)?;
+    Ok(0)
+}
+
+/// `fallocate`: mode 0 makes the file at least `offset + len` long (RAM files have no
+/// holes to fill), `FALLOC_FL_KEEP_SIZE` alone changes nothing visible, a punched hole
+/// (`PUNCH_HOLE | KEEP_SIZE`) and `ZERO_RANGE` read back as zeros; other modes are
+/// `EOPNOTSUPP`, as on tmpfs.
+pub fn fallocate(current: &Current, fd: u64, mode: u64, offset: u64, len: u64) -> SysResult {
+    const KEEP_SIZE: u64 = 1;
+    const PUNCH_HOLE: u64 = 2;
+    const ZERO_RANGE: u64 = 0x10;
+    let file = file(current, fd)?;
+    if (offset as i64) < 0 || (len as i64) <= 0 {
+        return Err(e::EINVAL);
+    }
+    let end = offset.checked_add(len).ok_or(e::EFBIG)?;
+    if !file.writable() {
+        return Err(e::EBADF);
+    }
+    let node = match &file.target {
+        Target::Node(node) => node,
+        Target::PipeRead(_) | Target::PipeWrite(_) => return Err(e::ESPIPE),
+        _ => return Err(e::ENODEV),
+    };
+    let Kind::File(data) = &node.kind else {
+        return Err(if node.is_dir() { e::EISDIR } else { e::ENODEV });
+    };
+    let mut data = data.lock();
+    let size = data.len() as u64;
+    match mode {
+        0 if end > size => node.resize(&mut data, usize::try_from(end).map_err(|_| e::EFBIG)?)?,
+        0 | KEEP_SIZE => {}
+        m if m == PUNCH_HOLE | KEEP_SIZE || m & !KEEP_SIZE == ZERO_RANGE => {
+            let stop = end.min(size) as usize;
+            if (offset as usize) < stop {
+                data[offset as usize..stop].fill(0);
+            }
+            if m == ZERO_RANGE && end > size {
+                node.resize(&mut data, end as usize)?;
+            }
+        }
+        _ => return Err(e::EOPNOTSUPP),
+    }
+    drop(data);
+    node.touch();
     Ok(0)
 }
 
@@ -672,6 +822,9 @@ pub fn linkat(current: &Current, olddir: u64, old: u64, newdir: u64, new: u64) -
         return Err(e::EPERM);
     }
     let (dir, name) = resolve_parent(current, newdir, &new)?;
+    if dir.fs.load(Ordering::Relaxed) != node.fs.load(Ordering::Relaxed) {
+        return Err(e::EXDEV);
+    }
     dir.link(name, node)?;
     Ok(0)
 }

@@ -122,8 +122,17 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
             u64::from(g::AT_REMOVEDIR),
         ),
         g::__NR_unlinkat => fs::unlinkat(current, a[0], a[1], a[2]),
-        g::__NR_rename => fs::renameat(current, g::AT_FDCWD as u64, a[0], g::AT_FDCWD as u64, a[1]),
-        g::__NR_renameat | g::__NR_renameat2 => fs::renameat(current, a[0], a[1], a[2], a[3]),
+        g::__NR_rename => fs::renameat(
+            current,
+            g::AT_FDCWD as u64,
+            a[0],
+            g::AT_FDCWD as u64,
+            a[1],
+            0,
+        ),
+        g::__NR_renameat => fs::renameat(current, a[0], a[1], a[2], a[3], 0),
+        g::__NR_renameat2 => fs::renameat(current, a[0], a[1], a[2], a[3], a[4]),
+        g::__NR_fallocate => fs::fallocate(current, a[0], a[1], a[2], a[3]),
         g::__NR_symlink => fs::symlinkat(current, a[0], g::AT_FDCWD as u64, a[1]),
         g::__NR_symlinkat => fs::symlinkat(current, a[0], a[1], a[2]),
         g::__NR_link => fs::linkat(current, g::AT_FDCWD as u64, a[0], g::AT_FDCWD as u64, a[1]),
@@ -270,6 +279,7 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_statfs => vfs::statfs(current, a[0], a[1]),
         g::__NR_fstatfs => vfs::fstatfs(current, a[0], a[1]),
         g::__NR_sethostname => vfs::sethostname(a[0], a[1]),
+        g::__NR_syslog => vfs::syslog(a[0], a[1], a[2]),
         other => {
             log_unknown(other);
             Err(e::ENOSYS)

@@ -97,6 +97,41 @@ pub fn fstatfs(current: &Current, fd: u64, buf: u64) -> SysResult {
     write_statfs(buf, fs::mount::statfs_of(&path))
 }
 
+/// `syslog(2)` (`klogctl`): what busybox `dmesg` reads the kernel log with.
+pub fn syslog(action: u64, buf: u64, len: u64) -> SysResult {
+    const READ: u64 = 2;
+    const READ_ALL: u64 = 3;
+    const READ_CLEAR: u64 = 4;
+    const CLEAR: u64 = 5;
+    const SIZE_UNREAD: u64 = 9;
+    const SIZE_BUFFER: u64 = 10;
+    match action {
+        0 | 1 | 6..=8 => Ok(0),
+        READ | READ_ALL | READ_CLEAR => {
+            if (len as i64) < 0 {
+                return Err(e::EINVAL);
+            }
+            let text = crate::kmsg::text_since_clear();
+            // The newest part when the buffer is short, as Linux gives it.
+            let bytes = text.as_bytes();
+            let n = bytes.len().min(len as usize);
+            let tail = &bytes[bytes.len() - n..];
+            user::copy_to_user(buf, tail).map_err(|_| e::EFAULT)?;
+            if action != READ_ALL {
+                crate::kmsg::clear();
+            }
+            Ok(n as u64)
+        }
+        CLEAR => {
+            crate::kmsg::clear();
+            Ok(0)
+        }
+        SIZE_UNREAD => Ok(crate::kmsg::text_since_clear().len() as u64),
+        SIZE_BUFFER => Ok(crate::kmsg::CAPACITY as u64),
+        _ => Err(e::EINVAL),
+    }
+}
+
 pub fn sethostname(name: u64, len: u64) -> SysResult {
     if len > 64 {
         return Err(e::EINVAL);
