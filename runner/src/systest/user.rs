@@ -249,7 +249,7 @@ fn script_path(name: &str) -> Result<PathBuf> {
 }
 
 /// The static busybox to use.
-fn busybox() -> Result<PathBuf> {
+pub(crate) fn busybox() -> Result<PathBuf> {
     let path = std::env::var_os(BUSYBOX_VAR)
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from);
