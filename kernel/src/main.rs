@@ -46,6 +46,7 @@ mod syscall;
 mod syscall_names;
 mod threads;
 mod time;
+mod tty;
 
 use hal::qemu::ExitCode;
 

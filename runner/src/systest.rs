@@ -15,6 +15,7 @@ mod net;
 mod pie;
 mod power;
 mod screen;
+mod session;
 mod slots;
 pub(crate) mod user;
 
@@ -79,6 +80,8 @@ enum Kind {
     Input(input::Source),
     /// Normal boot: after `boot complete`, a screendump shows the console.
     Screen,
+    /// The boot `cargo run` does (init and its shells): a scripted shell session on serial.
+    Session,
     /// Normal boot under GDB: a breakpoint on this kernel function is hit and backtraced.
     Gdb(&'static str),
     /// Like [`Kind::Boot`], from an ISO on a CD-ROM drive.
@@ -686,6 +689,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::Screen,
     },
     Case {
+        name: "session-serial",
+        about: "a scripted shell session on ttyS0: files, globs, here-documents, ^C, ^Z and jobs, ps, top, df, tar",
+        kind: Kind::Session,
+    },
+    Case {
         name: "gdb",
         about: "GDB attaches to QEMU's gdbstub, stops at kernel::main and prints its backtrace",
         kind: Kind::Gdb("kernel::main"),
@@ -813,9 +821,12 @@ impl Case {
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
             // ISO cases check the CD-ROM boot path; iso-bios boots real Limine. The slots
             // case checks the loader's reading of the update partitions, not the kernel.
-            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots(_) => {
-                false
-            }
+            Kind::LoaderError(_)
+            | Kind::Pie(_)
+            | Kind::Gdb(_)
+            | Kind::Iso(_)
+            | Kind::Slots(_)
+            | Kind::Session => false,
         }
     }
 }
@@ -1053,6 +1064,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Pie(_) => boot_and_check(ctx, &opts, log, &check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
+        Kind::Session => session::run(ctx, &opts, log),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
         Kind::User(program) => user::run(ctx, &opts, log, program),
     };
@@ -1115,6 +1127,11 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         Kind::User(program) => {
             opts.smp = program.cpus;
             standard(&program.cmdline(), &program.modules()?)?
+        }
+        Kind::Session => {
+            opts.smp = 2;
+            let tree = crate::rootfs::Rootfs::gather(&[])?.tree;
+            standard("", &[crate::rootfs::module(&tree)])?
         }
         // The normal boot: no test, the kernel ends in its echo loop.
         Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,

@@ -30,9 +30,8 @@ use spin::{Mutex, Once};
 /// A device a node stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
-    /// The console: writes go to serial and the screen, reads come from the keyboard and
-    /// serial input (5:1; `/dev/tty` too, 5:0).
-    Console,
+    /// A terminal ([`crate::tty`]).
+    Tty(TtyId),
     /// Discards writes, reads as end of file (1:3).
     Null,
     /// Reads as zeros (1:5).
@@ -47,11 +46,42 @@ impl Device {
     /// Its device number (`st_rdev`: major << 8 | minor, as Linux encodes small numbers).
     pub fn rdev(self) -> u64 {
         match self {
-            Self::Console => (5 << 8) | 1,
+            Self::Tty(id) => id.rdev(),
             Self::Null => (1 << 8) | 3,
             Self::Zero => (1 << 8) | 5,
             Self::Random => (1 << 8) | 9,
             Self::Kmsg => (1 << 8) | 11,
+        }
+    }
+}
+
+/// Which terminal a device node opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtyId {
+    /// `/dev/console` (5:1): the kernel console.
+    Console,
+    /// `/dev/tty` (5:0): the opener's controlling terminal.
+    Current,
+    /// `/dev/ttyS0` (4:64): COM1.
+    Serial,
+    /// `/dev/tty1` (4:1) and `/dev/tty0` (4:0): the screen and keyboard.
+    Screen(u8),
+    /// `/dev/ptmx` (5:2): a new pseudo-terminal pair's master.
+    Ptmx,
+    /// `/dev/pts/N` (136:N): a pseudo-terminal's slave.
+    Pts(u32),
+}
+
+impl TtyId {
+    /// Its device number.
+    pub fn rdev(self) -> u64 {
+        match self {
+            Self::Console => (5 << 8) | 1,
+            Self::Current => 5 << 8,
+            Self::Serial => (4 << 8) | 64,
+            Self::Screen(n) => (4 << 8) | u64::from(n),
+            Self::Ptmx => (5 << 8) | 2,
+            Self::Pts(n) => (136 << 8) | u64::from(n),
         }
     }
 }
@@ -483,8 +513,12 @@ pub fn init() {
     }
     let dev = dev_root();
     for (name, device, mode) in [
-        ("console", Device::Console, 0o600),
-        ("tty", Device::Console, 0o666),
+        ("console", Device::Tty(TtyId::Console), 0o600),
+        ("tty", Device::Tty(TtyId::Current), 0o666),
+        ("tty0", Device::Tty(TtyId::Screen(0)), 0o620),
+        ("tty1", Device::Tty(TtyId::Screen(1)), 0o620),
+        ("ttyS0", Device::Tty(TtyId::Serial), 0o660),
+        ("ptmx", Device::Tty(TtyId::Ptmx), 0o666),
         ("null", Device::Null, 0o666),
         ("zero", Device::Zero, 0o666),
         ("random", Device::Random, 0o666),
