@@ -147,6 +147,19 @@ fn job_control_on_send(process: &Arc<Process>, sig: u8) {
     }
 }
 
+/// Whether process group `pgrp` is orphaned: no member has a parent in another group of
+/// the same session.
+fn orphaned(pgrp: u32) -> bool {
+    !crate::process::all().iter().any(|p| {
+        p.pgid.load(Ordering::Relaxed) == pgrp
+            && p.exit.lock().is_none()
+            && p.parent().is_some_and(|q| {
+                q.pgid.load(Ordering::Relaxed) != pgrp
+                    && q.sid.load(Ordering::Relaxed) == p.sid.load(Ordering::Relaxed)
+            })
+    })
+}
+
 /// Tells `process`'s parent that it stopped or continued: a wake-up for `wait4`, and
 /// `SIGCHLD` unless the parent asked for none (`SA_NOCLDSTOP`).
 fn tell_parent(process: &Arc<Process>) {
@@ -328,6 +341,14 @@ pub fn deliver(current: &Current, context: &mut hal::usermode::UserContext) -> O
         match action.handler {
             1 => continue,
             0 if default_ignores(sig) => continue,
+            // A terminal's stop signals do not stop an orphaned group (nobody is left to
+            // continue it); `SIGSTOP` always does.
+            0 if stops(sig)
+                && sig != SIGSTOP
+                && orphaned(thread.process.pgid.load(Ordering::Relaxed)) =>
+            {
+                continue;
+            }
             0 if stops(sig) => {
                 stop(current, sig);
                 continue;

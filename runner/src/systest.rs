@@ -503,6 +503,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-pty",
+        about: "pseudo-terminals and the line discipline (user/tests/pty.c): canonical editing and echo, EOF, raw mode with VMIN/VTIME, ONLCR, FIONREAD, ^C/^\\/^Z to the foreground group of a session, job-control ioctls, hang-up both ways: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("pty.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-procfs",
         about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name; dmesg and /dev/kmsg (guest only)",
         kind: Kind::User(user::UserProgram {
