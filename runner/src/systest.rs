@@ -1801,7 +1801,8 @@ mod tests {
             // Too slow to run twice on a small host, or not about the loader (see
             // `runs_strict`).
             let too_slow = case.name == "smp-32"
-                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello");
+                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello")
+                || matches!(case.kind, Kind::Session);
             let name = format!("{}[strict]", case.name);
             assert_eq!(
                 strict.contains(&name),
