@@ -142,7 +142,25 @@ pub(super) fn run(ctx: &Suite, opts: &RunOptions, log: &Path) -> Result<String> 
         s.expect("Welcome to Evergreen", Duration::from_secs(120))?;
         s.expect(PROMPT, Duration::from_secs(30))?;
         script(&mut s)?;
-        Ok("the scripted serial session passed".into())
+        // busybox's poweroff asks init (SIGUSR2), which ends everything and powers off.
+        s.type_text("poweroff\r")?;
+        s.expect("going down to power off", Duration::from_secs(20))?;
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = s.child.try_wait()? {
+                ensure!(
+                    crate::qemu::GuestExit::from_status(status) == crate::qemu::GuestExit::Quit,
+                    "after poweroff QEMU ended with {status}"
+                );
+                break;
+            }
+            ensure!(
+                Instant::now() < until,
+                "poweroff did not power the machine off"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(": the scripted serial session passed, and poweroff powered off".into())
     })
 }
 
