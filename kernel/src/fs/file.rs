@@ -200,6 +200,15 @@ impl OpenFile {
                     Ok(n)
                 }
                 Kind::Device(Device::Kmsg) => self.read_kmsg(me, out),
+                Kind::Device(Device::Block(disk, part)) => {
+                    let extent = crate::block::extent(*disk, *part).ok_or(e::ENXIO)?;
+                    let mut offset = self.offset.lock();
+                    let n = extent.read_at(at.unwrap_or(*offset), out)?;
+                    if at.is_none() {
+                        *offset += n as u64;
+                    }
+                    Ok(n)
+                }
                 Kind::Device(device) => read_device(*device, out),
                 Kind::Proc(super::proc::Entry::File(f)) => {
                     // Rendered afresh each read, at the offset asked for (as `seq_file`).
@@ -282,6 +291,15 @@ impl OpenFile {
                     node.touch();
                     Ok(data.len())
                 }
+                Kind::Device(Device::Block(disk, part)) => {
+                    let extent = crate::block::extent(*disk, *part).ok_or(e::ENXIO)?;
+                    let mut offset = self.offset.lock();
+                    let n = extent.write_at(at.unwrap_or(*offset), data)?;
+                    if at.is_none() {
+                        *offset += n as u64;
+                    }
+                    Ok(n)
+                }
                 Kind::Device(device) => Ok(write_device(*device, data)),
                 Kind::Proc(super::proc::Entry::File(f)) => super::proc::write(*f, data),
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
@@ -312,8 +330,9 @@ fn read_device(device: Device, out: &mut [u8]) -> Result<usize, u32> {
             Ok(out.len())
         }
         Device::Kmsg => Err(e::EINVAL),
-        // Opened as terminals (`Target::Tty`), never read as plain device nodes.
-        Device::Tty(_) => Err(e::ENXIO),
+        // Opened as terminals (`Target::Tty`), never read as plain device nodes; disks are
+        // read at the file's offset, above.
+        Device::Tty(_) | Device::Block(..) => Err(e::ENXIO),
     }
 }
 

@@ -32,6 +32,9 @@ use spin::{Mutex, Once};
 pub enum Device {
     /// A terminal ([`crate::tty`]).
     Tty(TtyId),
+    /// A disk (partition 0) or one of its partitions: disk index, partition number
+    /// (`vda`, `vda1`, ...; [`crate::block`]).
+    Block(u8, u8),
     /// Discards writes, reads as end of file (1:3).
     Null,
     /// Reads as zeros (1:5).
@@ -47,6 +50,10 @@ impl Device {
     pub fn rdev(self) -> u64 {
         match self {
             Self::Tty(id) => id.rdev(),
+            Self::Block(disk, part) => {
+                (crate::block::MAJOR << 8)
+                    | (u64::from(disk) * crate::block::MINORS + u64::from(part))
+            }
             Self::Null => (1 << 8) | 3,
             Self::Zero => (1 << 8) | 5,
             Self::Random => (1 << 8) | 9,
@@ -227,6 +234,7 @@ impl Node {
             Kind::Dir { .. } => g::S_IFDIR,
             Kind::File(_) => g::S_IFREG,
             Kind::Symlink(_) => g::S_IFLNK,
+            Kind::Device(Device::Block(..)) => g::S_IFBLK,
             Kind::Device(_) => g::S_IFCHR,
             Kind::Proc(proc::Entry::Dir(_)) => g::S_IFDIR,
             Kind::Proc(proc::Entry::File(_)) => g::S_IFREG,
@@ -526,6 +534,19 @@ pub fn init() {
         ("kmsg", Device::Kmsg, 0o644),
     ] {
         let _ = dev.link(name, Node::new_device(device, mode));
+    }
+    for (index, disk) in crate::block::disks().iter().enumerate().take(26) {
+        let index = index as u8;
+        let _ = dev.link(&disk.name, Node::new_device(Device::Block(index, 0), 0o660));
+        for p in disk
+            .partitions
+            .iter()
+            .filter(|p| u64::from(p.number) < crate::block::MINORS)
+        {
+            let name = alloc::format!("{}{}", disk.name, p.number);
+            let node = Node::new_device(Device::Block(index, p.number as u8), 0o660);
+            let _ = dev.link(&name, node);
+        }
     }
     let _ = dev.link("pts", Node::new_dir(Some(&dev), 0o755));
     let _ = dev.link("fd", Node::new_symlink("/proc/self/fd".into()));

@@ -306,7 +306,13 @@ pub fn lseek(current: &Current, fd: u64, offset: u64, whence: u64) -> SysResult 
     let base = match whence as u32 {
         g::SEEK_SET => 0,
         g::SEEK_CUR => *pos as i64,
-        g::SEEK_END => node.size() as i64,
+        g::SEEK_END => match node.kind {
+            // A disk's end is its size (`stat` says 0, as Linux).
+            Kind::Device(fs::Device::Block(disk, part)) => {
+                crate::block::extent(disk, part).map_or(0, |x| x.bytes()) as i64
+            }
+            _ => node.size() as i64,
+        },
         _ => return Err(e::EINVAL),
     };
     let new = base.checked_add(offset as i64).ok_or(e::EINVAL)?;
@@ -939,7 +945,13 @@ pub fn ftruncate(current: &Current, fd: u64, len: u64) -> SysResult {
 }
 
 pub fn fsync(current: &Current, fd: u64) -> SysResult {
-    file(current, fd).map(|_| 0)
+    let file = file(current, fd)?;
+    if let Some(node) = file.node()
+        && let Kind::Device(fs::Device::Block(disk, part)) = node.kind
+    {
+        crate::block::extent(disk, part).ok_or(e::ENXIO)?.flush()?;
+    }
+    Ok(0)
 }
 
 /// Terminal ioctls (`TCGETS`, `TIOCGWINSZ`, …) and `FIONREAD`.
@@ -973,6 +985,32 @@ pub fn ioctl(current: &Current, fd: u64, request: u64, arg: u64) -> SysResult {
                 .write(left as u32)
                 .map(|()| 0)
                 .map_err(|_| e::EFAULT)
+        }
+        (Target::Node(node), request)
+            if matches!(node.kind, Kind::Device(fs::Device::Block(..))) =>
+        {
+            let Kind::Device(fs::Device::Block(disk, part)) = node.kind else {
+                unreachable!("matched above")
+            };
+            let extent = crate::block::extent(disk, part).ok_or(e::ENXIO)?;
+            const BLKGETSIZE: u32 = 0x1260;
+            const BLKSSZGET: u32 = 0x1268;
+            const BLKPBSZGET: u32 = 0x127b;
+            const BLKGETSIZE64: u32 = 0x8008_1272;
+            const BLKFLSBUF: u32 = 0x1261;
+            let fault = |_| e::EFAULT;
+            match request {
+                BLKGETSIZE64 => UserPtr::<u64>::new(arg)
+                    .write(extent.bytes())
+                    .map_err(fault)?,
+                BLKGETSIZE => UserPtr::<u64>::new(arg)
+                    .write(extent.bytes() / 512)
+                    .map_err(fault)?,
+                BLKSSZGET | BLKPBSZGET => UserPtr::<i32>::new(arg).write(512).map_err(fault)?,
+                BLKFLSBUF => extent.flush()?,
+                _ => return Err(e::ENOTTY),
+            }
+            Ok(0)
         }
         (Target::Tty(tty, _), request) => tty.ioctl(current, request, arg),
         (Target::PtyMaster(pty, _), request) => pty.ioctl(current, request, arg),
