@@ -1,7 +1,7 @@
 //! The terminal proper: the cell grids (main and alternate screen), the cursor, the modes,
 //! and what each control function does to them.
 
-use alloc::{vec, vec::Vec};
+use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::{
@@ -76,13 +76,24 @@ pub struct Terminal {
 
 impl Terminal {
     /// A blank terminal of `cols` × `rows` cells (each at least 1).
+    ///
+    /// # Panics
+    ///
+    /// If the grids cannot be allocated; see [`Terminal::try_new`].
     pub fn new(cols: usize, rows: usize) -> Terminal {
+        Terminal::try_new(cols, rows).expect("memory for the terminal's grids")
+    }
+
+    /// A blank terminal of `cols` × `rows` cells (each at least 1), or `None` if its memory
+    /// cannot be allocated (a kernel console exists before its heap does).
+    pub fn try_new(cols: usize, rows: usize) -> Option<Terminal> {
         let (cols, rows) = (cols.max(1), rows.max(1));
-        Terminal {
+        let cells = cols.checked_mul(rows)?;
+        Some(Terminal {
             cols,
             rows,
-            grid: vec![Cell::default(); cols * rows],
-            hidden: vec![Cell::default(); cols * rows],
+            grid: filled(cells, Cell::default())?,
+            hidden: filled(cells, Cell::default())?,
             alternate: false,
             col: 0,
             row: 0,
@@ -98,14 +109,18 @@ impl Terminal {
             app_cursor_keys: false,
             graphics: [false; 2],
             shift_out: false,
-            tabs: (0..cols).map(|c| c % 8 == 0 && c > 0).collect(),
+            tabs: {
+                let mut tabs = filled(cols, false)?;
+                tabs.iter_mut().step_by(8).skip(1).for_each(|t| *t = true);
+                tabs
+            },
             last_char: None,
             saved: [None; 2],
             parser: Parser::new(),
-            damage: vec![0..cols; rows],
+            damage: filled(rows, 0..cols)?,
             scrolled: 0,
             reply: Vec::new(),
-        }
+        })
     }
 
     /// Size in cells (columns, rows).
@@ -688,16 +703,18 @@ impl Terminal {
         self.mark(self.row, self.col..self.col + 1);
     }
 
-    /// RIS: everything as new, the main screen shown and blank.
+    /// RIS: everything as new, the main screen shown and blank (in the memory it has).
     fn reset(&mut self) {
-        let reply = core::mem::take(&mut self.reply);
-        let scrolled = self.scrolled;
-        let damage = core::mem::take(&mut self.damage);
-        *self = Terminal::new(self.cols, self.rows);
-        self.reply = reply;
-        self.scrolled = scrolled;
-        // Everything is damaged in a new terminal anyway; keep the vector's allocation.
-        self.damage = damage;
+        self.switch_screen(false, false);
+        self.soft_reset();
+        self.grid.fill(Cell::default());
+        self.hidden.fill(Cell::default());
+        self.move_to(0, 0);
+        self.newline_mode = false;
+        self.last_char = None;
+        for (col, tab) in self.tabs.iter_mut().enumerate() {
+            *tab = col % 8 == 0 && col > 0;
+        }
         self.mark_rows(0..self.rows);
     }
 
@@ -751,6 +768,14 @@ impl Terminal {
             i += 1;
         }
     }
+}
+
+/// `len` copies of `value`, or `None` if the memory is not there.
+fn filled<T: Clone>(len: usize, value: T) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, value);
+    Some(v)
 }
 
 /// Reads the rest of `SGR 38`/`48`: `5;n` or `2;r;g;b`. Returns the colour (if valid) and

@@ -580,3 +580,11 @@ fn replays_busybox_less() {
     }
     assert_eq!(text(&t, 23), "");
 }
+
+#[test]
+fn impossible_sizes_are_refused_not_panicked_on() {
+    assert!(Terminal::try_new(usize::MAX, 2).is_none());
+    assert!(Terminal::try_new(1 << 40, 1 << 20).is_none());
+    let t = Terminal::try_new(0, 0).expect("a tiny terminal");
+    assert_eq!(t.size(), (1, 1));
+}
