@@ -588,3 +588,70 @@ fn impossible_sizes_are_refused_not_panicked_on() {
     let t = Terminal::try_new(0, 0).expect("a tiny terminal");
     assert_eq!(t.size(), (1, 1));
 }
+
+/// A renderer's copy of the screen, kept up to date only through [`Terminal::take_damage`]:
+/// if the damage ever misses a change, the copy and the grid differ.
+struct Shadow {
+    cells: Vec<crate::Cell>,
+    cols: usize,
+}
+
+impl Shadow {
+    fn new(t: &Terminal) -> Shadow {
+        let (cols, rows) = t.size();
+        let stale = crate::Cell {
+            ch: '\u{1}',
+            ..crate::Cell::default()
+        };
+        Shadow {
+            cells: alloc::vec![stale; cols * rows],
+            cols,
+        }
+    }
+
+    fn update(&mut self, t: &mut Terminal) {
+        let damage = t.take_damage();
+        let stale = crate::Cell {
+            ch: '\u{1}',
+            ..crate::Cell::default()
+        };
+        let moved = damage.scrolled * self.cols;
+        self.cells.copy_within(moved.., 0);
+        let len = self.cells.len();
+        self.cells[len - moved..].fill(stale);
+        for (row, cols) in damage.spans {
+            for col in cols {
+                self.cells[row * self.cols + col] = *t.cell(col, row).expect("damaged cell");
+            }
+        }
+        let (_, rows) = t.size();
+        for row in 0..rows {
+            assert_eq!(
+                &self.cells[row * self.cols..(row + 1) * self.cols],
+                t.row(row),
+                "row {row} changed without being reported damaged"
+            );
+        }
+    }
+}
+
+#[test]
+fn damage_reports_every_change() {
+    let biased = b"\x1b\x1b[[[;;;?0123456789hlmHJKLMPX@rsuSTdbc78DEM#(\n\r\t\x08abc";
+    for seed in 1..200u64 {
+        let mut t = Terminal::new(1 + (seed as usize % 23), 1 + (seed as usize % 13));
+        let mut shadow = Shadow::new(&t);
+        for chunk in random_bytes(seed, 3000, biased).chunks(1 + seed as usize % 50) {
+            t.feed(chunk);
+            shadow.update(&mut t);
+        }
+    }
+    for session in [VI, TOP, LESS] {
+        let mut t = Terminal::new(80, 24);
+        let mut shadow = Shadow::new(&t);
+        for chunk in session.chunks(37) {
+            t.feed(chunk);
+            shadow.update(&mut t);
+        }
+    }
+}
