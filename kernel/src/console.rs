@@ -94,7 +94,10 @@ impl Console {
             && let Some(mut term) = Terminal::try_new(self.size.0, self.size.1)
         {
             // The screen was cleared when the console was made: the blank grid is drawn.
-            let _ = term.take_damage();
+            let _ = term.take_scrolled();
+            for row in 0..self.size.1 {
+                let _ = term.take_row_damage(row);
+            }
             term.feed(&self.early[..self.early_len]);
             self.early_len = 0;
             self.term = Some(term);
@@ -162,18 +165,19 @@ impl Console {
 impl Pixels {
     /// Brings the pixels up to date with the grid.
     fn render(&mut self, term: &mut Terminal) {
-        let damage = term.take_damage();
-        if damage.scrolled > 0 {
-            self.fb
-                .move_rows_up(MARGIN + damage.scrolled * CHAR_H, MARGIN);
+        // No allocation here: the panic path draws through this.
+        let scrolled = term.take_scrolled();
+        if scrolled > 0 {
+            self.fb.move_rows_up(MARGIN + scrolled * CHAR_H, MARGIN);
             self.drawn_cursor = self
                 .drawn_cursor
-                .and_then(|(col, row)| Some((col, row.checked_sub(damage.scrolled)?)));
+                .and_then(|(col, row)| Some((col, row.checked_sub(scrolled)?)));
         }
         if let Some((col, row)) = self.drawn_cursor.take() {
             self.draw_run(term, row, col..col + 1, false);
         }
-        for (row, cols) in damage.spans {
+        for row in 0..term.size().1 {
+            let cols = term.take_row_damage(row);
             self.draw_run(term, row, cols, false);
         }
         if term.cursor_visible() {

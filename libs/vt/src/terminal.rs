@@ -171,15 +171,26 @@ impl Terminal {
 
     /// Takes what changed since the last call (everything, the first time).
     pub fn take_damage(&mut self) -> Damage {
-        let scrolled = core::mem::take(&mut self.scrolled);
-        let spans = self
-            .damage
-            .iter_mut()
-            .enumerate()
+        let scrolled = self.take_scrolled();
+        let spans = (0..self.rows)
+            .map(|row| (row, self.take_row_damage(row)))
             .filter(|(_, span)| span.start < span.end)
-            .map(|(row, span)| (row, core::mem::replace(span, 0..0)))
             .collect();
         Damage { scrolled, spans }
+    }
+
+    /// Takes how many rows the whole screen scrolled up since the last call: the first half
+    /// of [`Terminal::take_damage`] without allocating (a renderer on a panic path cannot).
+    /// Move the image first, then take each row's damage with [`Terminal::take_row_damage`].
+    pub fn take_scrolled(&mut self) -> usize {
+        core::mem::take(&mut self.scrolled)
+    }
+
+    /// Takes the damaged columns of `row` (empty when it is clean or past the last row).
+    pub fn take_row_damage(&mut self, row: usize) -> Range<usize> {
+        self.damage
+            .get_mut(row)
+            .map_or(0..0, |span| core::mem::replace(span, 0..0))
     }
 
     /// Interprets `bytes` (which may end inside a sequence: the rest may come later).
