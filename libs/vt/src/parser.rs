@@ -64,6 +64,8 @@ pub struct Parser {
     intermediate: Option<u8>,
     params: [u16; MAX_PARAMS],
     count: usize,
+    /// A digit or separator has been read (a private marker may only come first).
+    started: bool,
 }
 
 impl Default for Parser {
@@ -86,6 +88,7 @@ impl Parser {
             intermediate: None,
             params: [0; MAX_PARAMS],
             count: 0,
+            started: false,
         }
     }
 
@@ -189,6 +192,7 @@ impl Parser {
                 self.intermediate = None;
                 self.params = [0; MAX_PARAMS];
                 self.count = 0;
+                self.started = false;
             }
             b']' | b'P' | b'X' | b'^' | b'_' if intermediate.is_none() => {
                 self.state = State::String;
@@ -225,12 +229,14 @@ impl Parser {
                 }
             }
             b'0'..=b'9' if self.intermediate.is_none() => {
+                self.started = true;
                 let slot = &mut self.params[self.count];
                 *slot = slot
                     .saturating_mul(10)
                     .saturating_add(u16::from(byte - b'0'));
             }
             b';' | b':' if self.intermediate.is_none() => {
+                self.started = true;
                 if self.count + 1 < MAX_PARAMS {
                     self.count += 1;
                 } else {
@@ -238,7 +244,7 @@ impl Parser {
                 }
             }
             b'<'..=b'?' => {
-                if self.private.is_none() && self.count == 0 && self.params[0] == 0 {
+                if self.private.is_none() && !self.started && self.intermediate.is_none() {
                     self.private = Some(byte);
                 } else {
                     self.state = State::CsiIgnore;

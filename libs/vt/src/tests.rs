@@ -378,6 +378,9 @@ fn malformed_sequences_are_dropped() {
     // CAN aborts, a huge number saturates, an unknown final is ignored.
     t.feed(b"\x1b[3\x18B\x1b[99999999999999999999C\x1b[5~C");
     assert_eq!(text(&t, 0), "AB       C");
+    // A private marker counts only first: `CSI 0 ? 25 l` is not DECTCEM.
+    t.feed(b"\x1b[0?25l");
+    assert!(t.cursor_visible());
     // Controls inside a sequence still act.
     t.feed(b"\x1b[2\rK");
     assert_eq!(
@@ -446,6 +449,9 @@ fn random_bytes_never_panic() {
             t.feed(chunk);
             check_invariants(&mut t);
         }
+        // CAN ends whatever was half-read.
+        t.feed(b"\x18");
+        assert!(t.idle(), "CAN left the parser mid-sequence (seed {seed})");
     }
 }
 
