@@ -652,7 +652,7 @@ fn damage_reports_every_change() {
             shadow.update(&mut t);
         }
     }
-    for session in [VI, TOP, LESS] {
+    for session in [VI, TOP, LESS, VI_ASKS] {
         let mut t = Terminal::new(80, 24);
         let mut shadow = Shadow::new(&t);
         for chunk in session.chunks(37) {
@@ -660,4 +660,31 @@ fn damage_reports_every_change() {
             shadow.update(&mut t);
         }
     }
+}
+
+/// busybox vi on a pty that reports no size (100x30 terminal, `NO_WINSZ=1`): it moves to
+/// ESC [ 999;999 H, asks ESC [ 6 n, and sizes its screen from the answer; then `:q`.
+const VI_ASKS: &[u8] = include_bytes!("../tests/sessions/vi-ask.raw");
+
+#[test]
+fn answers_the_size_query_of_busybox_vi() {
+    let ask = b"\x1b[6n";
+    let at = VI_ASKS
+        .windows(ask.len())
+        .position(|w| w == ask)
+        .expect("vi asked")
+        + ask.len();
+    let mut t = Terminal::new(100, 30);
+    t.feed(&VI_ASKS[..at]);
+    // What the recording terminal answered, and what vi drew its 30 rows from.
+    assert_eq!(t.take_reply(), b"\x1b[30;100R");
+    t.feed(&VI_ASKS[at..VI_ASKS.len() - b"\x1b[?1049l".len()]);
+    for row in 0..29 {
+        assert_eq!(
+            text(&t, row),
+            alloc::format!("line {} of the demo file", row + 1)
+        );
+    }
+    assert_eq!(text(&t, 29), "");
+    assert!(t.take_reply().is_empty());
 }

@@ -5,8 +5,10 @@ Usage: record.py OUT COLS ROWS KEYS -- COMMAND...
 
 Runs COMMAND on a pseudo-terminal of COLS x ROWS (TERM=linux), types KEYS (Python string
 escapes, `\\x1b` for Escape; each `~` pauses half a second), and writes every byte the
-program sent to OUT. Cursor-position requests (ESC [ 6 n) are answered as a terminal would,
-from a crude cursor model, so programs that ask still run.
+program sent to OUT. Cursor-position requests (ESC [ 6 n) are answered with the bottom-right
+corner, the answer a terminal gives to a program that moved there with ESC [ 999;999 H to
+learn the size. With NO_WINSZ=1 in the environment the pty reports a size of 0x0, so
+programs that can (busybox vi) ask the terminal that way.
 """
 import fcntl, os, pty, select, struct, sys, termios, time
 
@@ -18,7 +20,8 @@ def main():
     if pid == 0:
         os.environ["TERM"] = "linux"
         os.execvp(cmd[0], cmd)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    size = (0, 0) if os.environ.get("NO_WINSZ") else (rows, cols)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     data = bytearray()
 
     def pump(seconds):
