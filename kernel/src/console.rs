@@ -26,6 +26,8 @@ const MARGIN: usize = 8;
 /// The colours `Color::Default` stands for.
 const DEFAULT_FG: (u8, u8, u8) = (0xd8, 0xdc, 0xd8);
 const DEFAULT_BG: (u8, u8, u8) = (0x10, 0x1c, 0x14);
+/// The default foreground of bold text (bold is drawn bright).
+const BOLD_FG: (u8, u8, u8) = (0xff, 0xff, 0xff);
 
 /// What may be written before the kernel heap exists (the banner and the boot summary): it is
 /// kept here and drawn as soon as the terminal's grid can be allocated.
@@ -219,6 +221,7 @@ impl Pixels {
         let shades = self.shades_for(pair);
         let (x0, y0) = cell_origin(col, row);
         let raster = get_raster(cell.ch, WEIGHT, HEIGHT)
+            .or_else(|| get_raster(ascii_stand_in(cell.ch)?, WEIGHT, HEIGHT))
             .or_else(|| get_raster(char::REPLACEMENT_CHARACTER, WEIGHT, HEIGHT))
             .or_else(|| get_raster('?', WEIGHT, HEIGHT));
         let Some(raster) = raster else {
@@ -261,6 +264,20 @@ impl Pixels {
     }
 }
 
+/// An ASCII look-alike for line-drawing characters the font lacks (what `ESC ( 0` line
+/// graphics and box-drawing text become), so boxes stay boxes.
+fn ascii_stand_in(c: char) -> Option<char> {
+    match c {
+        '─' | '━' | '═' | '⎺' | '⎻' | '⎼' | '⎽' => Some('-'),
+        '│' | '┃' | '║' => Some('|'),
+        '\u{2500}'..='\u{257f}' => Some('+'),
+        '▒' | '░' | '▓' | '█' => Some('#'),
+        '◆' => Some('*'),
+        '·' => Some('.'),
+        _ => None,
+    }
+}
+
 /// Foreground and background as RGB.
 type Colours = ((u8, u8, u8), (u8, u8, u8));
 
@@ -272,12 +289,11 @@ fn is_blank(cell: &Cell) -> bool {
 /// The colours a cell is drawn in: bold brightens, dim darkens, reverse (and the cursor)
 /// swaps, hidden text takes the background colour.
 fn colours(cell: &Cell, cursor: bool) -> Colours {
-    let fg = if cell.attrs.contains(Attrs::BOLD) {
-        cell.fg.brightened()
+    let mut fg = if cell.attrs.contains(Attrs::BOLD) {
+        cell.fg.brightened().rgb(BOLD_FG)
     } else {
-        cell.fg
+        cell.fg.rgb(DEFAULT_FG)
     };
-    let mut fg = fg.rgb(DEFAULT_FG);
     if cell.attrs.contains(Attrs::DIM) {
         fg = (fg.0 / 2, fg.1 / 2, fg.2 / 2);
     }
