@@ -10,6 +10,8 @@
 //! returns the cells to redraw since the last call, plus how many rows the whole screen
 //! scrolled up in between: a renderer moves its image up by that much (one memory copy) and
 //! then redraws only the listed cells, instead of redrawing every cell of a scrolled screen.
+//! [`Terminal::take_scrolled`] and [`Terminal::take_row_damage`] give the same without
+//! allocating, for a renderer that may run on a panic path.
 //!
 //! Replies a terminal owes the program (device status and cursor-position reports) are
 //! queued for the caller to feed back as keyboard input ([`Terminal::take_reply`]).
