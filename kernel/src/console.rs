@@ -343,10 +343,6 @@ pub fn write_str(s: &str) {
 
 /// Writes bytes as a program sends them to a terminal (UTF-8 text and escape sequences; a
 /// line feed only moves down) to the screen console, if there is one.
-#[expect(
-    dead_code,
-    reason = "the tty layer (issue 9) writes program output here; until it lands nothing does"
-)]
 pub fn write_bytes(bytes: &[u8]) {
     if let Some(console) = CONSOLE.lock().as_mut() {
         console.write_bytes(bytes);
@@ -355,10 +351,6 @@ pub fn write_bytes(bytes: &[u8]) {
 
 /// Takes the replies the screen terminal has queued for the program reading it (empty
 /// without a console).
-#[expect(
-    dead_code,
-    reason = "the tty layer (issue 9) feeds replies back as input; until it lands nothing does"
-)]
 pub fn take_reply() -> Vec<u8> {
     CONSOLE
         .lock()
@@ -369,15 +361,32 @@ pub fn take_reply() -> Vec<u8> {
 
 /// Whether the screen terminal is in application cursor-key mode (DECCKM), which decides
 /// what the cursor keys send.
-#[expect(
-    dead_code,
-    reason = "the tty layer (issue 9) encodes cursor keys; until it lands nothing asks"
-)]
 pub fn app_cursor_keys() -> bool {
     CONSOLE
         .lock()
         .as_ref()
         .is_some_and(Console::app_cursor_keys)
+}
+
+/// The characters on the screen, row after row with no line ends (what Linux's `/dev/vcs`
+/// gives): one byte per cell, `?` for what is not ASCII. Empty without a console.
+pub fn screen_text() -> Vec<u8> {
+    let guard = CONSOLE.lock();
+    let Some(term) = guard.as_ref().and_then(|c| c.term.as_ref()) else {
+        return Vec::new();
+    };
+    let (cols, rows) = term.size();
+    let mut out = Vec::with_capacity(cols * rows);
+    for row in 0..rows {
+        out.extend(term.row(row).iter().map(|cell| {
+            if cell.ch.is_ascii() && !cell.ch.is_ascii_control() {
+                cell.ch as u8
+            } else {
+                b'?'
+            }
+        }));
+    }
+    out
 }
 
 /// Writes to the screen console unless another context holds it (panic path).

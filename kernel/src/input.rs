@@ -101,6 +101,11 @@ fn push_bytes(source: Source, bytes: &[u8]) {
     ARRIVED.wake_all();
 }
 
+/// Queues bytes as if `source` had sent them (a terminal's answers to a program's queries).
+pub fn inject(source: Source, bytes: &[u8]) {
+    push_bytes(source, bytes);
+}
+
 /// Takes up to `out.len()` queued bytes from `source`; how many.
 pub fn take(source: Source, out: &mut [u8]) -> usize {
     let mut queue = ring(source).lock();
@@ -160,7 +165,17 @@ pub fn feed_scancode(byte: u8) {
 
 /// The bytes a VT100-style terminal sends for a key that has no character.
 fn escape_sequence(code: KeyCode) -> Option<&'static [u8]> {
+    // In application cursor-key mode (DECCKM, which vi and less turn on) the arrows say
+    // `ESC O x` instead of `ESC [ x`.
+    let app = matches!(
+        code,
+        KeyCode::ArrowUp | KeyCode::ArrowDown | KeyCode::ArrowRight | KeyCode::ArrowLeft
+    ) && crate::console::app_cursor_keys();
     Some(match code {
+        KeyCode::ArrowUp if app => b"\x1bOA",
+        KeyCode::ArrowDown if app => b"\x1bOB",
+        KeyCode::ArrowRight if app => b"\x1bOC",
+        KeyCode::ArrowLeft if app => b"\x1bOD",
         KeyCode::ArrowUp => b"\x1b[A",
         KeyCode::ArrowDown => b"\x1b[B",
         KeyCode::ArrowRight => b"\x1b[C",

@@ -143,11 +143,29 @@ impl Qmp {
         Ok(())
     }
 
-    /// Types `text` on the guest's keyboard, one `send-key` per character (see [`qcode`]).
+    /// Presses keys together (`["shift", "semicolon"]` types `:`) and releases them.
+    pub fn send_chord(&mut self, qcodes: &[&str]) -> Result<()> {
+        let keys: Vec<Value> = qcodes
+            .iter()
+            .map(|q| json!({ "type": "qcode", "data": q }))
+            .collect();
+        self.execute("send-key", Some(json!({ "keys": keys })))?;
+        Ok(())
+    }
+
+    /// Types `text` on the guest's keyboard, one `send-key` per character (see [`qcode`];
+    /// characters typed with Shift, such as `:`, and `\x1b` for Escape, too).
     pub fn type_text(&mut self, text: &str) -> Result<()> {
         for c in text.chars() {
-            let key = qcode(c).with_context(|| format!("no key types {c:?}"))?;
-            self.send_key(key)?;
+            if let Some(key) = qcode(c) {
+                self.send_key(key)?;
+            } else if let Some(key) = shifted_qcode(c) {
+                self.send_chord(&["shift", key])?;
+            } else if c == '\x1b' {
+                self.send_key("esc")?;
+            } else {
+                anyhow::bail!("no key types {c:?}");
+            }
         }
         Ok(())
     }
@@ -193,8 +211,38 @@ pub fn qcode(c: char) -> Option<&'static str> {
         '\r' | '\n' => Some("ret"),
         '-' => Some("minus"),
         '.' => Some("dot"),
+        '/' => Some("slash"),
+        ';' => Some("semicolon"),
+        '=' => Some("equal"),
+        ',' => Some("comma"),
+        '\'' => Some("apostrophe"),
         _ => None,
     }
+}
+
+/// The key that types `c` with Shift held on a US keyboard: capitals and the shifted
+/// punctuation a shell needs.
+pub fn shifted_qcode(c: char) -> Option<&'static str> {
+    if c.is_ascii_uppercase() {
+        return qcode(c.to_ascii_lowercase());
+    }
+    Some(match c {
+        ':' => "semicolon",
+        '>' => "dot",
+        '<' => "comma",
+        '|' => "backslash",
+        '$' => "4",
+        '(' => "9",
+        ')' => "0",
+        '*' => "8",
+        '&' => "7",
+        '"' => "apostrophe",
+        '_' => "minus",
+        '+' => "equal",
+        '!' => "1",
+        '#' => "3",
+        _ => return None,
+    })
 }
 
 /// Connects to the QMP socket and writes a PNG screendump of the guest's screen to `png`.

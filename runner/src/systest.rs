@@ -80,8 +80,8 @@ enum Kind {
     Input(input::Source),
     /// Normal boot: after `boot complete`, a screendump shows the console.
     Screen,
-    /// The boot `cargo run` does (init and its shells): a scripted shell session on serial.
-    Session,
+    /// The boot `cargo run` does (init and its shells): a scripted shell session.
+    Session(session::Terminal),
     /// Normal boot under GDB: a breakpoint on this kernel function is hit and backtraced.
     Gdb(&'static str),
     /// Like [`Kind::Boot`], from an ISO on a CD-ROM drive.
@@ -702,7 +702,12 @@ pub const CASES: &[Case] = &[
     Case {
         name: "session-serial",
         about: "a scripted shell session on ttyS0: files, globs, here-documents, ^C, ^Z and jobs, ps, top, df, tar",
-        kind: Kind::Session,
+        kind: Kind::Session(session::Terminal::Serial),
+    },
+    Case {
+        name: "session-screen",
+        about: "the screen terminal with keys typed through QMP: a command, vi editing and saving a file, top; screendumps kept",
+        kind: Kind::Session(session::Terminal::Screen),
     },
     Case {
         name: "gdb",
@@ -837,7 +842,7 @@ impl Case {
             | Kind::Gdb(_)
             | Kind::Iso(_)
             | Kind::Slots(_)
-            | Kind::Session => false,
+            | Kind::Session(_) => false,
         }
     }
 }
@@ -1075,7 +1080,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Pie(_) => boot_and_check(ctx, &opts, log, &check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
-        Kind::Session => session::run(ctx, &opts, log),
+        Kind::Session(terminal) => session::run(ctx, &opts, log, terminal),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
         Kind::User(program) => user::run(ctx, &opts, log, program),
     };
@@ -1139,7 +1144,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             opts.smp = program.cpus;
             standard(&program.cmdline(), &program.modules()?)?
         }
-        Kind::Session => {
+        Kind::Session(_) => {
             opts.smp = 2;
             let tree = crate::rootfs::Rootfs::gather(&[])?.tree;
             standard("", &[crate::rootfs::module(&tree)])?
@@ -1802,7 +1807,7 @@ mod tests {
             // `runs_strict`).
             let too_slow = case.name == "smp-32"
                 || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello")
-                || matches!(case.kind, Kind::Session);
+                || matches!(case.kind, Kind::Session(_));
             let name = format!("{}[strict]", case.name);
             assert_eq!(
                 strict.contains(&name),

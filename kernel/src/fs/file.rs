@@ -200,6 +200,18 @@ impl OpenFile {
                     Ok(n)
                 }
                 Kind::Device(Device::Kmsg) => self.read_kmsg(me, out),
+                Kind::Device(Device::Vcs) => {
+                    let text = crate::console::screen_text();
+                    let mut offset = self.offset.lock();
+                    let pos = at.unwrap_or(*offset) as usize;
+                    let start = pos.min(text.len());
+                    let n = out.len().min(text.len() - start);
+                    out[..n].copy_from_slice(&text[start..start + n]);
+                    if at.is_none() {
+                        *offset = (start + n) as u64;
+                    }
+                    Ok(n)
+                }
                 Kind::Device(Device::Block(disk, part)) => {
                     let extent = crate::block::extent(*disk, *part).ok_or(e::ENXIO)?;
                     let mut offset = self.offset.lock();
@@ -332,7 +344,7 @@ fn read_device(device: Device, out: &mut [u8]) -> Result<usize, u32> {
         Device::Kmsg => Err(e::EINVAL),
         // Opened as terminals (`Target::Tty`), never read as plain device nodes; disks are
         // read at the file's offset, above.
-        Device::Tty(_) | Device::Block(..) => Err(e::ENXIO),
+        Device::Tty(_) | Device::Block(..) | Device::Vcs => Err(e::ENXIO),
     }
 }
 

@@ -32,6 +32,8 @@ use spin::{Mutex, Once};
 pub enum Device {
     /// A terminal ([`crate::tty`]).
     Tty(TtyId),
+    /// The screen's text (`/dev/vcs` and `/dev/vcs1`, 7:0 and 7:1).
+    Vcs,
     /// A disk (partition 0) or one of its partitions: disk index, partition number
     /// (`vda`, `vda1`, ...; [`crate::block`]).
     Block(u8, u8),
@@ -50,6 +52,7 @@ impl Device {
     pub fn rdev(self) -> u64 {
         match self {
             Self::Tty(id) => id.rdev(),
+            Self::Vcs => (7 << 8) | 1,
             Self::Block(disk, part) => {
                 (crate::block::MAJOR << 8)
                     | (u64::from(disk) * crate::block::MINORS + u64::from(part))
@@ -527,6 +530,8 @@ pub fn init() {
         ("tty1", Device::Tty(TtyId::Screen(1)), 0o620),
         ("ttyS0", Device::Tty(TtyId::Serial), 0o660),
         ("ptmx", Device::Tty(TtyId::Ptmx), 0o666),
+        ("vcs", Device::Vcs, 0o620),
+        ("vcs1", Device::Vcs, 0o620),
         ("null", Device::Null, 0o666),
         ("zero", Device::Zero, 0o666),
         ("random", Device::Random, 0o666),

@@ -294,10 +294,10 @@ impl Tty {
         };
         match &self.output {
             Output::Serial => hal::serial::write_bytes(out),
-            Output::Screen => crate::console::write_str(&String::from_utf8_lossy(out)),
+            Output::Screen => screen_write(out),
             Output::Both => {
                 hal::serial::write_bytes(out);
-                crate::console::write_str(&String::from_utf8_lossy(out));
+                screen_write(out);
             }
             Output::Pty(p) => {
                 if let Some(p) = p.upgrade() {
@@ -878,6 +878,16 @@ impl State {
             self.raw.push_back(c);
             self.echo_char(c, fx);
         }
+    }
+}
+
+/// Draws on the screen; what the screen's terminal answers (a cursor position report, say)
+/// comes back as keyboard input, through the input task (never from inside a write).
+fn screen_write(bytes: &[u8]) {
+    crate::console::write_bytes(bytes);
+    let reply = crate::console::take_reply();
+    if !reply.is_empty() {
+        crate::input::inject(crate::input::Source::Keyboard, &reply);
     }
 }
 

@@ -18,7 +18,10 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 
 use super::{Suite, with_qemu};
-use crate::qemu::{self, RunOptions, Serial};
+use crate::{
+    qemu::{self, RunOptions, Serial},
+    qmp::Qmp,
+};
 
 /// What the shell prints as its prompt (`PS1` in the image's `/etc/profile`).
 const PROMPT: &str = "root@evergreen:~# ";
@@ -114,16 +117,35 @@ fn clean(text: &str) -> String {
         .to_owned()
 }
 
-/// The serial session case.
-pub(super) fn run(ctx: &Suite, opts: &RunOptions, log: &Path) -> Result<String> {
+/// Which terminal a session case plays on.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Terminal {
+    /// COM1 (`/dev/ttyS0`).
+    Serial,
+    /// The screen and keyboard (`/dev/tty1`): keys through QMP, checked through the
+    /// screen's text (`/dev/vcs1`, read from the serial shell) and screendumps.
+    Screen,
+}
+
+/// A session case.
+pub(super) fn run(
+    ctx: &Suite,
+    opts: &RunOptions,
+    log: &Path,
+    terminal: Terminal,
+) -> Result<String> {
     let deadline = Instant::now() + ctx.timeout;
     let sockets = tempfile::tempdir().context("creating a directory for the input pipe")?;
     let mut opts = opts.clone();
     let pipe = sockets.path().join("serial");
+    let qmp_socket = sockets.path().join("qmp.sock");
     opts.serial = Serial::FileWithInput {
         log: log.to_path_buf(),
         input: pipe.clone(),
     };
+    if matches!(terminal, Terminal::Screen) {
+        opts.qmp = Some(qmp_socket.clone());
+    }
     with_qemu(ctx, &opts, |child| {
         // Read-write: opening a FIFO this way never blocks (QEMU holds the read end).
         let fifo = OpenOptions::new()
@@ -141,6 +163,12 @@ pub(super) fn run(ctx: &Suite, opts: &RunOptions, log: &Path) -> Result<String> 
         };
         s.expect("Welcome to Evergreen", Duration::from_secs(120))?;
         s.expect(PROMPT, Duration::from_secs(30))?;
+        if let Terminal::Screen = terminal {
+            let mut qmp = Qmp::connect(&qmp_socket, Duration::from_secs(10))?;
+            let pictures = log.with_extension("");
+            let note = screen_script(&mut s, &mut qmp, &pictures)?;
+            return Ok(note);
+        }
         script(&mut s)?;
         // busybox's poweroff asks init (SIGUSR2), which ends everything and powers off.
         s.type_text("poweroff\r")?;
@@ -236,6 +264,99 @@ fn script(s: &mut Session<'_>) -> Result<()> {
     let host = host_sha256(data.as_bytes())?;
     s.check("seq 1 2000 | sha256sum", &[&host])?;
     Ok(())
+}
+
+/// What the screen shows, as lines (read through `/dev/vcs1` from the serial shell).
+fn screen_lines(s: &mut Session<'_>) -> Result<Vec<String>> {
+    let size = s.check("stty -F /dev/tty1 size", &[])?;
+    let cols: usize = size
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("stty size of tty1: {size:?}"))?;
+    let text = s.check("cat /dev/vcs1; echo", &[])?;
+    let text = text.replace('\n', "");
+    Ok(text
+        .as_bytes()
+        .chunks(cols.max(1))
+        .map(|row| String::from_utf8_lossy(row).trim_end().to_owned())
+        .collect())
+}
+
+/// Waits until the screen shows a line holding `needle`.
+fn wait_for_screen(s: &mut Session<'_>, needle: &str) -> Result<Vec<String>> {
+    wait_for_screen_to(s, needle, |lines| lines.iter().any(|l| l.contains(needle)))
+}
+
+/// Waits until what the screen shows passes `done` (`what` names it for the report).
+fn wait_for_screen_to(
+    s: &mut Session<'_>,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Result<Vec<String>> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = screen_lines(s)?;
+        if done(&lines) {
+            return Ok(lines);
+        }
+        if Instant::now() >= until {
+            bail!(
+                "the screen never showed {what}; it shows:\n{}",
+                lines.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The session on the screen: a command typed on the keyboard, `vi` editing and saving a
+/// file, `top` drawing; screendumps of each (`<log>-shell.png`, `-vi.png`, `-top.png`).
+fn screen_script(s: &mut Session<'_>, qmp: &mut Qmp, pictures: &Path) -> Result<String> {
+    let picture = |name: &str| PathBuf::from(format!("{}-{name}.png", pictures.display()));
+    wait_for_screen(s, PROMPT.trim_end())?;
+    qmp.type_text("echo typed on the keyboard $((6*7))\r")?;
+    wait_for_screen(s, "typed on the keyboard 42")?;
+    qmp.screendump(&picture("shell"))?;
+    // vi draws its screen, takes text and saves it with :wq.
+    qmp.type_text("vi /tmp/notes\r")?;
+    // An empty file: vi marks every line past its end with `~`.
+    wait_for_screen_to(s, "vi's empty-line markers", |lines| {
+        lines.iter().filter(|l| l.starts_with('~')).count() > 10
+    })?;
+    qmp.type_text("iWritten in vi on the Evergreen screen.\x1b")?;
+    wait_for_screen(s, "Written in vi on the Evergreen screen.")?;
+    qmp.screendump(&picture("vi"))?;
+    qmp.type_text(":wq\r")?;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (text, _) = s.run("cat /tmp/notes")?;
+        if text.contains("Written in vi on the Evergreen screen.") {
+            break;
+        }
+        ensure!(
+            Instant::now() < until,
+            "/tmp/notes after :wq holds {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // top draws its table; q leaves it.
+    qmp.type_text("top\r")?;
+    let lines = wait_for_screen(s, "Mem:")?;
+    ensure!(
+        lines
+            .iter()
+            .any(|l| l.contains("PID") && l.contains("COMMAND")),
+        "top drew no header:\n{}",
+        lines.join("\n")
+    );
+    qmp.screendump(&picture("top"))?;
+    qmp.type_text("q")?;
+    wait_for_screen(s, PROMPT.trim_end())?;
+    Ok(format!(
+        ": keyboard, vi and top on the screen; pictures {}-{{shell,vi,top}}.png",
+        pictures.display()
+    ))
 }
 
 /// The host's `sha256sum` of `data`.
