@@ -705,7 +705,7 @@ pub const CASES: &[Case] = &[
         kind: Kind::Session(session::Terminal::Serial),
     },
     Case {
-        name: "session-screen",
+        name: "session-keyboard",
         about: "the screen terminal with keys typed through QMP: a command, vi editing and saving a file, top; screendumps kept",
         kind: Kind::Session(session::Terminal::Screen),
     },
