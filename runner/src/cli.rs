@@ -698,6 +698,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         reset_log: None,
         machine: Vec::new(),
         scratch_disk: None,
+        extra_disks: Vec::new(),
         net: args.network(),
     };
     status!(

@@ -308,6 +308,8 @@ pub struct RunOptions {
     /// A second virtio-blk disk the guest may overwrite (serial `evergreen-scratch`), for the
     /// block-device tests.
     pub scratch_disk: Option<PathBuf>,
+    /// More virtio-blk disks after the scratch disk: image and serial number.
+    pub extra_disks: Vec<(PathBuf, String)>,
     /// A virtio-net card on QEMU's user network, restricted to this machine (`None`: no card).
     pub net: Option<Network>,
 }
@@ -389,6 +391,7 @@ impl RunOptions {
             reset_log: None,
             machine: Vec::new(),
             scratch_disk: None,
+            extra_disks: Vec::new(),
             net: None,
         }
     }
@@ -478,6 +481,13 @@ impl Qemu {
             cmd.arg("-drive")
                 .arg(drive_arg("if=none,id=scratch,format=raw", scratch));
             cmd.args(["-device", SCRATCH_DISK_DEVICE]);
+        }
+        for (i, (image, serial)) in opts.extra_disks.iter().enumerate() {
+            cmd.arg("-drive")
+                .arg(drive_arg(&format!("if=none,id=extra{i},format=raw"), image));
+            cmd.arg("-device").arg(format!(
+                "virtio-blk-pci,drive=extra{i},disable-legacy=on,serial={serial}"
+            ));
         }
         if let Some(net) = &opts.net {
             // No option ROM (`romfile=`): OVMF then does not try a network boot.

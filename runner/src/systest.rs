@@ -8,6 +8,7 @@
 //! and the ISO cases live in the submodules. A case this machine cannot run (booting under
 //! BIOS without real Limine) is reported as skipped and counted apart, never as passed.
 
+mod block;
 mod gdb;
 mod input;
 mod iso;
@@ -88,6 +89,8 @@ enum Kind {
     Iso(iso::Firmware),
     /// A static user program run as `init=` and on the host: same stdout, same exit status.
     User(user::UserProgram),
+    /// A user program writing a scratch disk's partition, checked on the host afterwards.
+    Block(user::UserProgram),
     /// `evergreen_slots: yes`: our loader boots the slot `libs/update` chooses, once or a few
     /// times, and the disk's boot state is checked after each boot.
     Slots(slots::Scenario),
@@ -514,6 +517,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-block",
+        about: "block device files (user/tests/block.c): random and unaligned writes to /dev/vdb2, fsync, read-back, 8 threads at once, the end of the partition; the image on the host holds the same bytes; damaged GPTs (bad CRC, overlap) are warned about",
+        kind: Kind::Block(user::UserProgram {
+            program: user::Program::C("block.c"),
+            args: &["/dev/vdb2"],
+            guest_only: Some("block: all checks passed"),
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-procfs",
         about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name; dmesg and /dev/kmsg (guest only)",
         kind: Kind::User(user::UserProgram {
@@ -842,7 +856,8 @@ impl Case {
             | Kind::Gdb(_)
             | Kind::Iso(_)
             | Kind::Slots(_)
-            | Kind::Session(_) => false,
+            | Kind::Session(_)
+            | Kind::Block(_) => false,
         }
     }
 }
@@ -1083,6 +1098,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Session(terminal) => session::run(ctx, &opts, log, terminal),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
         Kind::User(program) => user::run(ctx, &opts, log, program),
+        Kind::Block(program) => block::run(ctx, &opts, log, program),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -1140,7 +1156,7 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             standard(run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
-        Kind::User(program) => {
+        Kind::User(program) | Kind::Block(program) => {
             opts.smp = program.cpus;
             standard(&program.cmdline(), &program.modules()?)?
         }
@@ -1807,6 +1823,7 @@ mod tests {
             // `runs_strict`).
             let too_slow = case.name == "smp-32"
                 || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello")
+                || matches!(case.kind, Kind::Block(_))
                 || matches!(case.kind, Kind::Session(_));
             let name = format!("{}[strict]", case.name);
             assert_eq!(

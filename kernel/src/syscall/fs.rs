@@ -119,21 +119,66 @@ fn read_result(result: Result<usize, u32>) -> SysResult {
     }
 }
 
+/// Whether reads and writes of `file` go on past [`MAX_IO`] in one call (a regular file
+/// or a disk never returns short, as on Linux; pipes and terminals do).
+fn whole_transfers(file: &OpenFile) -> bool {
+    matches!(&file.target, Target::Node(n)
+        if matches!(n.kind, Kind::File(_) | Kind::Device(fs::Device::Block(..))))
+}
+
+/// `read`/`pread`: in [`MAX_IO`] pieces for files that do not return short.
+fn read_into(current: &Current, file: &OpenFile, buf: u64, len: u64, at: Option<u64>) -> SysResult {
+    let mut total = 0u64;
+    loop {
+        let want = ((len - total) as usize).min(MAX_IO);
+        let mut data = vec![0u8; want];
+        let n = match file.read(current, &mut data, at.map(|a| a + total)) {
+            Ok(n) => n,
+            Err(_) if total > 0 => return Ok(total),
+            Err(errno) => return read_result(Err(errno)),
+        };
+        user::copy_to_user(buf + total, &data[..n]).map_err(|_| e::EFAULT)?;
+        total += n as u64;
+        if n < want || total == len || !whole_transfers(file) {
+            return Ok(total);
+        }
+    }
+}
+
+/// `write`/`pwrite`: in [`MAX_IO`] pieces for files that do not return short.
+fn write_from(
+    current: &Current,
+    file: &OpenFile,
+    buf: u64,
+    len: u64,
+    at: Option<u64>,
+) -> SysResult {
+    let mut total = 0u64;
+    loop {
+        let data = read_user(buf + total, len - total)?;
+        let n = match file.write(current, &data, at.map(|a| a + total)) {
+            Ok(n) => n as u64,
+            Err(_) if total > 0 => return Ok(total),
+            Err(errno) => return pipe_error(current, Err(errno)),
+        };
+        total += n;
+        if n < data.len() as u64 || total == len || !whole_transfers(file) {
+            return Ok(total);
+        }
+    }
+}
+
 pub fn read(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
     let file = file(current, fd)?;
     if let Target::SignalFd(sfd) = &file.target {
         return signalfd_read(current, &file, sfd, buf, len);
     }
-    let mut data = vec![0u8; (len as usize).min(MAX_IO)];
-    let n = read_result(file.read(current, &mut data, None))? as usize;
-    user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
-    Ok(n as u64)
+    read_into(current, &file, buf, len, None)
 }
 
 pub fn write(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
     let file = file(current, fd)?;
-    let data = read_user(buf, len)?;
-    pipe_error(current, file.write(current, &data, None))
+    write_from(current, &file, buf, len, None)
 }
 
 pub fn pread(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> SysResult {
@@ -144,10 +189,7 @@ pub fn pread(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> Sys
     if !matches!(file.target, Target::Node(_)) {
         return Err(e::ESPIPE);
     }
-    let mut data = vec![0u8; (len as usize).min(MAX_IO)];
-    let n = read_result(file.read(current, &mut data, Some(offset)))? as usize;
-    user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
-    Ok(n as u64)
+    read_into(current, &file, buf, len, Some(offset))
 }
 
 pub fn pwrite(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> SysResult {
@@ -158,8 +200,7 @@ pub fn pwrite(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> Sy
     if !matches!(file.target, Target::Node(_)) {
         return Err(e::ESPIPE);
     }
-    let data = read_user(buf, len)?;
-    pipe_error(current, file.write(current, &data, Some(offset)))
+    write_from(current, &file, buf, len, Some(offset))
 }
 
 /// Reads an iovec array: (base, len) pairs.

@@ -60,6 +60,14 @@ impl Session<'_> {
                 return Ok(before);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                // What it wrote last may have reached the log after the look above.
+                let bytes = std::fs::read(&self.log).unwrap_or_default();
+                let rest = String::from_utf8_lossy(&bytes[self.seen.min(bytes.len())..]);
+                if let Some(at) = rest.find(needle) {
+                    let before = rest[..at].to_owned();
+                    self.seen += rest[..at + needle.len()].len();
+                    return Ok(before);
+                }
                 bail!(
                     "QEMU exited ({status}) while waiting for {needle:?}; the terminal showed:\n{}{text}",
                     self.transcript
