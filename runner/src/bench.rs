@@ -8,6 +8,7 @@
 
 mod cpio;
 mod linux;
+mod prompt;
 pub mod user;
 
 use std::{

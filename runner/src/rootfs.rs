@@ -64,7 +64,7 @@ This is a root shell (busybox ash) with job control. Things to try:\n\
   poweroff            reboot\n\n";
 
 /// Read by every login shell.
-const PROFILE: &str = "export PATH=/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/bin\n\
+pub(crate) const PROFILE: &str = "export PATH=/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/bin\n\
 export PS1='\\u@\\h:\\w\\$ '\n\
 export PAGER=less EDITOR=vi\n";
 

@@ -155,6 +155,13 @@ int main(void) {
     raw.c_cc[VTIME] = 0;
     tcsetattr(s, TCSANOW, &raw);
     show("VMIN 0 VTIME 0 with nothing", buf, read(s, buf, sizeof buf));
+    struct pollfd ps = {s, POLLIN, 0};
+    printf("poll with nothing to read: %d\n", poll(&ps, 1, 50));
+    master_says(m, "p");
+    usleep(100000);
+    int ready = poll(&ps, 1, 50);
+    printf("poll with a byte: %d revents %#x\n", ready, ps.revents);
+    show("that byte", buf, read(s, buf, sizeof buf));
     raw.c_cc[VTIME] = 2;
     tcsetattr(s, TCSANOW, &raw);
     show("VMIN 0 VTIME 2 with nothing", buf, read(s, buf, sizeof buf));

@@ -412,6 +412,8 @@ fn comm(p: &Process) -> String {
 fn state(p: &Process) -> char {
     if p.exit.lock().is_some() {
         'Z'
+    } else if p.job.lock().stopped {
+        'T'
     } else if p
         .threads
         .lock()
@@ -443,9 +445,11 @@ fn process_stat(p: &Process) -> String {
     let threads = p.threads.lock().len().max(1);
     let state = state(p);
     let start = ticks(p.started_ns);
+    // The controlling terminal's number and foreground group (a guard dropped first).
+    let tty = p.ctty.lock().clone().map(|t| (t.rdev, t.pgrp()));
     // Fields as proc(5) lists them; those Evergreen does not count are 0.
     format!(
-        "{pid} ({comm}) {state} {ppid} {pgrp} {session} {tty} -1 4194560 0 0 0 0 {utime} 0 \
+        "{pid} ({comm}) {state} {ppid} {pgrp} {session} {tty} {tpgid} 4194560 0 0 0 0 {utime} 0 \
          {cutime} 0 20 0 {threads} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 \
          0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
         pid = p.pid,
@@ -453,7 +457,8 @@ fn process_stat(p: &Process) -> String {
         ppid = p.ppid.load(Ordering::Relaxed),
         pgrp = p.pgid.load(Ordering::Relaxed),
         session = p.sid.load(Ordering::Relaxed),
-        tty = 0,
+        tty = tty.map_or(0, |(rdev, _)| rdev),
+        tpgid = tty.map_or(-1, |(_, pgrp)| i64::from(pgrp)),
         utime = ticks(p.cpu_ns.load(Ordering::Relaxed)),
         cutime = ticks(p.children_cpu_ns.load(Ordering::Relaxed)),
         vsize = vsize(p),
@@ -470,6 +475,7 @@ fn process_status(p: &Process) -> String {
     let state = match state(p) {
         'R' => "R (running)",
         'Z' => "Z (zombie)",
+        'T' => "T (stopped)",
         _ => "S (sleeping)",
     };
     // Each lock taken and released before the next (a guard in a format argument lives to

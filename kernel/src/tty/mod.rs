@@ -184,6 +184,8 @@ struct State {
 pub struct Tty {
     /// Its name under `/dev` (`ttyS0`, `tty1`, `console`, `pts/3`).
     pub name: String,
+    /// Its device number (`/proc/PID/stat`'s `tty_nr`).
+    pub rdev: u64,
     state: Mutex<State>,
     output: Output,
     /// Woken when input becomes readable, or output may go on.
@@ -204,9 +206,10 @@ struct Effects {
 }
 
 impl Tty {
-    fn new(name: &str, output: Output) -> Self {
+    fn new(name: &str, id: TtyId, output: Output) -> Self {
         Self {
             name: name.into(),
+            rdev: id.rdev(),
             state: Mutex::new(State {
                 termios: Termios::standard(),
                 winsize: [25, 80, 0, 0],
@@ -314,7 +317,15 @@ impl Tty {
             || if s.termios.l(g::ICANON) {
                 !s.lines.is_empty()
             } else {
-                !s.raw.is_empty() || s.termios.cc(g::VMIN) == 0
+                // As Linux's `input_available_p` for poll: VMIN bytes when only VMIN counts,
+                // else one.
+                let (min, time) = (s.termios.cc(g::VMIN), s.termios.cc(g::VTIME));
+                let need = if time == 0 && min > 0 {
+                    usize::from(min)
+                } else {
+                    1
+                };
+                s.raw.len() >= need
             }
     }
 
@@ -946,13 +957,13 @@ static CONSOLE: Once<Arc<Tty>> = Once::new();
 
 /// `ttyS0`.
 pub fn serial() -> &'static Arc<Tty> {
-    SERIAL.call_once(|| Arc::new(Tty::new("ttyS0", Output::Serial)))
+    SERIAL.call_once(|| Arc::new(Tty::new("ttyS0", TtyId::Serial, Output::Serial)))
 }
 
 /// `tty1` (also `tty0`): the screen and the keyboard.
 pub fn screen() -> &'static Arc<Tty> {
     SCREEN.call_once(|| {
-        let tty = Tty::new("tty1", Output::Screen);
+        let tty = Tty::new("tty1", TtyId::Screen(1), Output::Screen);
         let size = crate::console::CONSOLE.lock().as_ref().map(|c| c.size());
         if let Some((cols, rows)) = size {
             tty.state.lock().winsize = [rows as u16, cols as u16, 0, 0];
@@ -963,7 +974,7 @@ pub fn screen() -> &'static Arc<Tty> {
 
 /// `console`: the kernel console (output to serial and screen).
 pub fn console() -> &'static Arc<Tty> {
-    CONSOLE.call_once(|| Arc::new(Tty::new("console", Output::Both)))
+    CONSOLE.call_once(|| Arc::new(Tty::new("console", TtyId::Console, Output::Both)))
 }
 
 /// Starts the task that feeds input to the terminals (once; on the first open).

@@ -59,7 +59,11 @@ impl Pty {
         NEXT.store(index + 1, Ordering::Relaxed);
         let pty = Arc::new_cyclic(|me| Self {
             index,
-            slave: Arc::new(Tty::new(&format!("pts/{index}"), Output::Pty(me.clone()))),
+            slave: Arc::new(Tty::new(
+                &format!("pts/{index}"),
+                crate::fs::TtyId::Pts(index),
+                Output::Pty(me.clone()),
+            )),
             out: Mutex::new(VecDeque::new()),
             master_queue: WaitQueue::new(),
             room: WaitQueue::new(),

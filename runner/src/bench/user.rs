@@ -61,6 +61,7 @@ const ROWS: &[(&str, &str, Option<f64>)] = &[
     ("tmpfs_small_files", "ns/op", None),
     ("pipe_cat_mib", "ns/MiB", None),
     (START_TO_USER, "ms", Some(0.65)),
+    (super::prompt::NAME, "ms", None),
 ];
 
 /// Give up on a boot after this long.
@@ -315,6 +316,22 @@ pub fn run(compare: bool, options: &Options) -> Result<()> {
         machine.serial = crate::qemu::Serial::File(dir.join(format!("evergreen-{i}.log")));
         ours.push(boot(&qemu, &machine, "Evergreen")?);
     }
+    // `cargo run`'s boot to the serial prompt (init and its shells).
+    let system = system_image(&dir, options)?;
+    let mut prompt_machine = machine.clone();
+    prompt_machine.image = system;
+    for (i, report) in ours.iter_mut().enumerate() {
+        status!(
+            "booting Evergreen to its prompt, run {}/{}…",
+            i + 1,
+            options.runs
+        );
+        let log = dir.join(format!("evergreen-prompt-{}.log", i + 1));
+        prompt_machine.serial = crate::qemu::Serial::File(log.clone());
+        let ms = super::prompt::measure(&qemu, &prompt_machine, &log)?;
+        status!("  Evergreen: prompt after {ms:.0} ms");
+        report.figures.push((super::prompt::NAME.into(), ms));
+    }
     let ours = summarize(&ours);
     if !compare {
         print!("{}", table(&ours, None));
@@ -346,6 +363,26 @@ pub fn run(compare: bool, options: &Options) -> Result<()> {
         machine.serial = crate::qemu::Serial::File(dir.join(format!("linux-{i}.log")));
         theirs.push(boot(&qemu, &machine, "Linux")?);
     }
+    let prompt_initrd = dir.join("linux-prompt-initrd.cpio");
+    std::fs::write(&prompt_initrd, super::prompt::linux_initrd(&busybox))
+        .with_context(|| format!("writing {}", prompt_initrd.display()))?;
+    machine.direct_kernel = Some(DirectKernel {
+        kernel: kernel.path.clone(),
+        initrd: prompt_initrd,
+        append: "console=ttyS0 quiet panic=-1".into(),
+    });
+    for (i, report) in theirs.iter_mut().enumerate() {
+        status!(
+            "booting Linux to its prompt, run {}/{}…",
+            i + 1,
+            options.runs
+        );
+        let log = dir.join(format!("linux-prompt-{}.log", i + 1));
+        machine.serial = crate::qemu::Serial::File(log.clone());
+        let ms = super::prompt::measure(&qemu, &machine, &log)?;
+        status!("  Linux: prompt after {ms:.0} ms");
+        report.figures.push((super::prompt::NAME.into(), ms));
+    }
     let theirs = summarize(&theirs);
     println!(
         "Evergreen vs Linux {} on the same QEMU machine ({cpus}); medians of {} run(s); \
@@ -354,6 +391,19 @@ pub fn run(compare: bool, options: &Options) -> Result<()> {
     );
     print!("{}", table(&ours, Some(&theirs)));
     Ok(())
+}
+
+/// The image `cargo run` boots: the standard initramfs, no command (init starts the shells).
+fn system_image(dir: &Path, options: &Options) -> Result<std::path::PathBuf> {
+    let kernel_path = build::build(Component::Kernel, options.profile)?;
+    let loader = payload::our_loader(&build::build(Component::Loader, options.profile)?)?;
+    let kernel = std::fs::read(&kernel_path)
+        .with_context(|| format!("reading {}", kernel_path.display()))?;
+    let tree = crate::rootfs::Rootfs::gather(&[])?.tree;
+    let spec = payload::standard_image(&loader, kernel, "", &[crate::rootfs::module(&tree)])?;
+    let image_path = dir.join("evergreen-system.img");
+    image::write_image(&spec, &image_path)?;
+    Ok(image_path)
 }
 
 /// Builds the kernel and the loader and writes the image that runs the program as init.

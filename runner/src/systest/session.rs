@@ -237,6 +237,8 @@ fn script(s: &mut Session<'_>) -> Result<()> {
     s.expect("Stopped", Duration::from_secs(20))?;
     s.expect(PROMPT, Duration::from_secs(20))?;
     s.check("jobs", &["[1]+", "Stopped", "sleep 100"])?;
+    // busybox shows the terminal as major,minor (4,64 is ttyS0), as on Linux.
+    s.check("ps -o pid,stat,tty,comm | grep 'slee[p]'", &[" T ", "4,64"])?;
     s.check("bg", &["sleep 100"])?;
     s.check("jobs", &["Running", "sleep 100"])?;
     s.type_text("fg\r")?;
