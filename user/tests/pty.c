@@ -2,7 +2,8 @@
  * posix_openpt, canonical input with echo, erase, kill, word erase and end of file; raw mode
  * with VMIN/VTIME; output processing (ONLCR) on and off; FIONREAD; ^C, ^\ and ^Z reaching
  * the foreground process group of a session whose controlling terminal is the slave (and
- * wait statuses saying so; ^Z through a handler, since that group is orphaned); job control ioctls; hang-up when the master closes and EIO on
+ * wait statuses saying so; ^Z through a handler, since that group is orphaned); SIGHUP to
+ * the foreground group when the session leader ends; job control ioctls; hang-up when the master closes and EIO on
  * the master once the slave is gone. Prints only what any Linux prints the same. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -54,6 +55,13 @@ static long drain(int fd, char *buf, size_t size) {
         total += n;
     }
     return total;
+}
+
+static int hup_fd = -1;
+static void on_hup(int sig) {
+    (void)sig;
+    write(hup_fd, "h", 1);
+    _exit(0);
 }
 
 static void on_tstp(int sig) {
@@ -226,6 +234,36 @@ int main(void) {
         show("echo of the key", buf, drain(m, buf, sizeof buf));
         close(ready[0]);
         close(ready[1]);
+    }
+    /* A session leader ends: its terminal's foreground group gets SIGHUP. */
+    {
+        int report[2];
+        pipe(report);
+        pid_t leader = fork();
+        if (leader == 0) {
+            setsid();
+            int fd = open(name, O_RDWR);
+            ioctl(fd, TIOCSCTTY, 0);
+            if (fork() == 0) {
+                signal(SIGHUP, on_hup);
+                hup_fd = report[1];
+                write(report[1], "r", 1);
+                for (;;)
+                    pause();
+            }
+            char c;
+            read(report[0], &c, 1);
+            _exit(0);
+        }
+        waitpid(leader, NULL, 0);
+        char got[4] = {0};
+        struct pollfd p = {report[0], POLLIN, 0};
+        poll(&p, 1, 2000);
+        read(report[0], got, 1);
+        printf("after the session leader ended, its group got: %s\n",
+               got[0] == 'h' ? "SIGHUP" : "nothing");
+        close(report[0]);
+        close(report[1]);
     }
     /* Not the controlling terminal of this process: job-control ioctls say so. */
     pid_t pg;
