@@ -4,7 +4,10 @@
 //! A line is formatted into a stack buffer first and then written to each output under that
 //! output's lock, so lines from different CPUs never interleave mid-line.
 
-use core::fmt::Write;
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicU8, Ordering},
+};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -94,6 +97,9 @@ impl Log for Logger {
         let (secs, micros) = (ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
         let cpu = hal::percpu::current_index();
         crate::kmsg::record(record.level(), ns, line.as_str());
+        if syslog_level(record.level()) >= CONSOLE_LEVEL.load(Ordering::Relaxed) {
+            return;
+        }
         hal::serial::write_fmt(format_args!(
             "[{secs:5}.{micros:06} {cpu}] [{name}] {}{cut}\n",
             line.as_str()
@@ -108,6 +114,27 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// Records at `syslog(2)` levels below this one reach the consoles (serial and screen);
+/// the rest only the log (`dmesg`). Linux's `console_loglevel`: 7 shows all but debug.
+static CONSOLE_LEVEL: AtomicU8 = AtomicU8::new(DEFAULT_CONSOLE_LEVEL);
+/// `console_loglevel`'s default.
+pub const DEFAULT_CONSOLE_LEVEL: u8 = 7;
+
+/// A record's `syslog(2)` level: error 3, warning 4, info 6, debug 7.
+fn syslog_level(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+/// Sets the console level (`syslog(SYSLOG_ACTION_CONSOLE_LEVEL)`, `dmesg -n`): 1 to 8.
+pub fn set_console_level(level: u8) {
+    CONSOLE_LEVEL.store(level.clamp(1, 8), Ordering::Relaxed);
 }
 
 /// Installs the logger with the level named on the command line (`log=debug`; default info).

@@ -106,7 +106,21 @@ pub fn syslog(action: u64, buf: u64, len: u64) -> SysResult {
     const SIZE_UNREAD: u64 = 9;
     const SIZE_BUFFER: u64 = 10;
     match action {
-        0 | 1 | 6..=8 => Ok(0),
+        0 | 1 => Ok(0),
+        // Console off, on, and a level (what `dmesg -n` sets).
+        6 => {
+            crate::logger::set_console_level(1);
+            Ok(0)
+        }
+        7 => {
+            crate::logger::set_console_level(crate::logger::DEFAULT_CONSOLE_LEVEL);
+            Ok(0)
+        }
+        8 if (1..=8).contains(&len) => {
+            crate::logger::set_console_level(len as u8);
+            Ok(0)
+        }
+        8 => Err(e::EINVAL),
         READ | READ_ALL | READ_CLEAR => {
             if (len as i64) < 0 {
                 return Err(e::EINVAL);

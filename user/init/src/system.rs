@@ -27,6 +27,9 @@ const MOTD: &str = "/etc/motd";
 /// broken one cannot take the CPU.
 const QUICK_EXIT: Duration = Duration::from_secs(2);
 
+/// The kernel's console level once the system is up: warnings and errors (as `quiet`).
+const QUIET_LEVEL: libc::c_int = 5;
+
 /// The signal that asked for a shutdown (0: none yet).
 static REQUEST: AtomicI32 = AtomicI32::new(0);
 
@@ -54,6 +57,10 @@ pub fn run() -> ! {
     }
     mount_tmp();
     set_hostname();
+    // From here on the consoles are the shells': the kernel's informational messages go to
+    // its log only (`dmesg`; `dmesg -n 7` shows them again), warnings and errors still show.
+    // SAFETY: SYSLOG_ACTION_CONSOLE_LEVEL takes no buffer.
+    unsafe { libc::klogctl(8, std::ptr::null_mut(), QUIET_LEVEL) };
     if std::path::Path::new(RC).exists() {
         let status = Command::new("/bin/sh")
             .arg(RC)
