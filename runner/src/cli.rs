@@ -205,7 +205,12 @@ struct ExecArgs {
     /// folders recursively, keeping modes and links); repeatable
     #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
     add: Vec<AddSpec>,
-    /// The command: a static executable's path on the host, or a name in the image's PATH
+    /// Copy the host program HOST to GUEST as --add does, with the shared libraries and the
+    /// interpreter `ldd` lists for it, each at its host path; repeatable
+    #[arg(long = "add-with-libs", value_name = "HOST:GUEST",
+          value_parser = rootfs::parse_add_with_libs)]
+    add_with_libs: Vec<AddSpec>,
+    /// The command: an executable's path on the host, or a name in the image's PATH
     /// (`busybox`, a busybox applet such as `echo`, or an `--add`ed program), and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -484,7 +489,12 @@ pub fn main() -> Result<ExitCode> {
             } else {
                 Profile::Release
             },
-            adds: &args.add,
+            adds: &args
+                .add
+                .iter()
+                .chain(&args.add_with_libs)
+                .cloned()
+                .collect::<Vec<_>>(),
         }),
     }
 }

@@ -163,6 +163,9 @@ pub struct AddSpec {
     pub host: PathBuf,
     /// The absolute guest path.
     pub guest: String,
+    /// Whether the shared libraries and the interpreter `ldd` lists for the program go in
+    /// too, each at its own host path (`--add-with-libs`).
+    pub with_libs: bool,
 }
 
 /// Parses `HOST:GUEST` (split at the last `:`, so a host path may hold colons); GUEST must be
@@ -187,7 +190,64 @@ pub fn parse_add(text: &str) -> Result<AddSpec, String> {
     Ok(AddSpec {
         host: PathBuf::from(host),
         guest: guest.to_owned(),
+        with_libs: false,
     })
+}
+
+/// Parses `HOST:GUEST` as [`parse_add`] does, for a program whose shared libraries go in too.
+pub fn parse_add_with_libs(text: &str) -> Result<AddSpec, String> {
+    parse_add(text).map(|add| AddSpec {
+        with_libs: true,
+        ..add
+    })
+}
+
+/// The files `ldd` lists in `output`: the libraries it resolved (`name => /path (addr)`) and
+/// the interpreter (`/path (addr)`); the vDSO, which has no file, is left out. A library
+/// `ldd` could not find is an error.
+pub fn ldd_files(output: &str) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = match line.split_once(" => ") {
+            Some((name, target)) => {
+                if target.trim_start().starts_with("not found") {
+                    bail!("ldd: the library {name} is not found on the host");
+                }
+                target
+            }
+            None => line,
+        };
+        let path = path.split(" (").next().unwrap_or(path).trim();
+        if path.starts_with('/') {
+            files.push(PathBuf::from(path));
+        }
+    }
+    Ok(files)
+}
+
+/// Copies what `ldd` lists for the host program `host` (its libraries and its interpreter)
+/// into `tree`, each file at its own host path. A static program has nothing to copy.
+fn add_libraries(tree: &mut Initramfs, host: &Path) -> Result<()> {
+    let output = std::process::Command::new("ldd")
+        .arg(host)
+        .output()
+        .context("running ldd (Debian package libc-bin) for --add-with-libs")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        if stdout.contains("not a dynamic executable")
+            || String::from_utf8_lossy(&output.stderr).contains("not a dynamic executable")
+        {
+            return Ok(());
+        }
+        bail!("ldd {} failed ({})", host.display(), output.status);
+    }
+    for file in ldd_files(&stdout)? {
+        let guest = file
+            .to_str()
+            .with_context(|| format!("{} is not a UTF-8 path", file.display()))?;
+        add_host_path(tree, &file, guest)?;
+    }
+    Ok(())
 }
 
 /// Copies the host file, symbolic link or folder (recursively) `host` into `tree` at
@@ -303,6 +363,9 @@ impl Rootfs {
         let mut tree = standard_tree(init, busybox.as_ref())?;
         for add in adds {
             add_host_path(&mut tree, &add.host, &add.guest)?;
+            if add.with_libs {
+                add_libraries(&mut tree, &add.host)?;
+            }
         }
         Ok(Self {
             tree,
@@ -409,13 +472,34 @@ mod tests {
     }
 
     #[test]
+    fn ldd_output_names_the_libraries_and_the_interpreter() {
+        let output = "\tlinux-vdso.so.1 (0x00007ffd3a5f2000)\n\
+                      \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0a1c200000)\n\
+                      \t/lib64/ld-linux-x86-64.so.2 (0x00007f0a1c43b000)\n";
+        assert_eq!(
+            ldd_files(output).expect("parses"),
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        assert!(ldd_files("\tlibfoo.so.1 => not found\n").is_err());
+        assert!(ldd_files("").expect("parses").is_empty());
+    }
+
+    #[test]
     fn add_specs_parse() {
         assert_eq!(
             parse_add("./out:/usr/bin/out"),
             Ok(AddSpec {
                 host: "./out".into(),
-                guest: "/usr/bin/out".into()
+                guest: "/usr/bin/out".into(),
+                with_libs: false,
             })
+        );
+        assert_eq!(
+            parse_add_with_libs("/usr/bin/ls:/usr/bin/ls").map(|a| a.with_libs),
+            Ok(true)
         );
         assert_eq!(
             parse_add("a:b:/x").map(|a| a.host),

@@ -4,11 +4,16 @@
 //! (hal's `AddressSpace` keeps the reservation in the page tables); `fork` shares pages
 //! copy-on-write, except `MAP_SHARED` memory, which is mapped at once and stays shared.
 
+use alloc::sync::Arc;
+
 use hal::{mm::PAGE_SIZE, user::Access};
 use linux_raw_sys::{errno as e, general as g};
 
 use super::SysResult;
-use crate::process::Current;
+use crate::{
+    fs::{Device, Kind, Node},
+    process::Current,
+};
 
 /// `brk(addr)`: moves the break if it can and returns the break (Linux returns the old one
 /// on failure, never an error).
@@ -61,7 +66,7 @@ fn access_of(prot: u64) -> Result<Option<Access>, u32> {
 /// included;
 /// file mappings are refused with `ENODEV` until files can be mapped.
 pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
-    let [addr, len, prot, flags, _fd, offset] = a;
+    let [addr, len, prot, flags, fd, offset] = a;
     if len == 0 || !offset.is_multiple_of(PAGE_SIZE) {
         return Err(e::EINVAL);
     }
@@ -70,10 +75,12 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     if flags & (g::MAP_PRIVATE | g::MAP_SHARED) == 0 {
         return Err(e::EINVAL);
     }
-    if flags & g::MAP_ANONYMOUS == 0 {
-        return Err(e::ENODEV);
-    }
     let access = access_of(prot)?;
+    let source = if flags & g::MAP_ANONYMOUS == 0 {
+        file_source(current, fd, flags, prot)?
+    } else {
+        None
+    };
     // As Linux's overcommit heuristic, MAP_NORESERVE and PROT_NONE mappings are not counted
     // (they are how programs reserve address space).
     if flags & g::MAP_NORESERVE == 0 && access.is_some() && !could_fit(len) {
@@ -126,10 +133,54 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
         }
         return Err(e::ENOMEM);
     }
+    if let Some(node) = source {
+        fill_from_file(&mm.space, &node, at, len, offset);
+    }
     if access.is_none() {
         let _ = mm.space.protect_none(at, len);
     }
     Ok(at)
+}
+
+/// The file `fd` names for a mapping, checked as Linux's `do_mmap` does: `EBADF` for no file,
+/// `EACCES` for a shared writable mapping of a file not open for writing or any mapping of
+/// one not open for reading, `ENODEV` for what cannot be mapped (pipes, directories, most
+/// devices). `None` for `/dev/zero`, which maps as anonymous memory.
+fn file_source(
+    current: &Current,
+    fd: u64,
+    flags: u32,
+    prot: u64,
+) -> Result<Option<Arc<Node>>, u32> {
+    let file = current.process().fds().lock().get(fd)?;
+    if flags & g::MAP_SHARED != 0 && prot & u64::from(g::PROT_WRITE) != 0 && !file.writable() {
+        return Err(e::EACCES);
+    }
+    if !file.readable() {
+        return Err(e::EACCES);
+    }
+    let node = file.node().ok_or(e::ENODEV)?;
+    match node.kind {
+        Kind::File(_) => Ok(Some(Arc::clone(node))),
+        Kind::Device(Device::Zero) => Ok(None),
+        _ => Err(e::ENODEV),
+    }
+}
+
+/// Copies the bytes of `node` from `offset` into the new mapping at `at` (the pages past the
+/// end of the file stay zero).
+fn fill_from_file(space: &hal::user::AddressSpace, node: &Node, at: u64, len: u64, offset: u64) {
+    let Kind::File(data) = &node.kind else {
+        return;
+    };
+    let data = data.lock();
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
+    let n = (data.len() - start).min(usize::try_from(len).unwrap_or(usize::MAX));
+    if n > 0 {
+        let _ = space.write(at, &data[start..start + n]);
+    }
 }
 
 pub fn munmap(current: &Current, addr: u64, len: u64) -> SysResult {

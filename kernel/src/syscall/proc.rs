@@ -211,7 +211,9 @@ pub fn execve(
     let envp_refs: Vec<&str> = envp.iter().map(String::as_str).collect();
     // The file stays locked while it is loaded: no copy of a large program on the heap.
     let data = contents(&node).lock();
-    let loaded = crate::exec::load(&path, &data, &argv_refs, &envp_refs);
+    let loaded = crate::exec::load(&path, &data, &argv_refs, &envp_refs, &mut |interp| {
+        crate::exec::read_interpreter(&base, interp)
+    });
     drop(data);
     let image = loaded.map_err(|err| match err {
         crate::exec::ExecError::NoExec(why) => {
@@ -220,6 +222,7 @@ pub fn execve(
         }
         crate::exec::ExecError::NoMemory => e::ENOMEM,
         crate::exec::ExecError::TooBig => e::E2BIG,
+        crate::exec::ExecError::Interpreter(errno) => errno,
     })?;
     // The point of no return: the old program is gone.
     if process.threads.lock().len() > 1 {
