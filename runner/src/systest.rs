@@ -8,6 +8,7 @@
 //! and the ISO cases live in the submodules. A case this machine cannot run (booting under
 //! BIOS without real Limine) is reported as skipped and counted apart, never as passed.
 
+mod dynamic;
 mod gdb;
 mod input;
 mod iso;
@@ -506,6 +507,17 @@ pub const CASES: &[Case] = &[
             program: user::Program::Script("procfs.sh"),
             args: &[],
             guest_only: Some("procfs: all checks passed"),
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-dynamic",
+        about: "Debian's dynamically linked ls, sort, sha256sum, find and python3 from the host, copied with the libraries and interpreter ldd lists (user/tests/dynamic.sh): PT_INTERP, ld.so's file mappings; same stdout and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::DynamicScript("dynamic.sh"),
+            args: &[],
+            guest_only: None,
             strace: false,
             cpus: 2,
         }),

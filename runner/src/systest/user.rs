@@ -52,6 +52,9 @@ pub(super) enum Program {
     /// A shell script's name in `user/tests/`, run by busybox `sh` (the script goes in as a
     /// second module, `/boot/NAME`, on Evergreen; the host runs it from the source tree).
     Script(&'static str),
+    /// Like [`Program::Script`], with Debian's dynamically linked programs from the host in
+    /// the root file system ([`super::dynamic`]).
+    DynamicScript(&'static str),
 }
 
 /// An argument as given, or for `$NAME:DEFAULT` the environment variable `NAME` (a campaign's
@@ -76,7 +79,7 @@ impl UserProgram {
     fn name(self) -> &'static str {
         match self.program {
             Program::C(source) => source.strip_suffix(".c").unwrap_or(source),
-            Program::Busybox | Program::Script(_) => "busybox",
+            Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => "busybox",
             Program::Rust(name) => name,
         }
     }
@@ -84,7 +87,7 @@ impl UserProgram {
     /// The arguments after argv[0], on Evergreen or on the host.
     fn argv(self, guest: bool) -> Result<Vec<String>> {
         let mut argv = Vec::new();
-        if let Program::Script(script) = self.program {
+        if let Program::Script(script) | Program::DynamicScript(script) = self.program {
             argv.push("sh".to_owned());
             argv.push(if guest {
                 format!("/boot/{script}")
@@ -123,7 +126,7 @@ impl UserProgram {
             cmdline: self.name().into(),
             data,
         }];
-        if let Program::Script(script) = self.program {
+        if let Program::Script(script) | Program::DynamicScript(script) = self.program {
             let path = script_path(script)?;
             let data =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -134,7 +137,11 @@ impl UserProgram {
             });
             // The standard root file system: busybox's applet links in /bin, as on the host
             // (tar -z runs `gzip` through PATH).
-            modules.push(rootfs::module(&Rootfs::gather(&[])?.tree));
+            let adds = match self.program {
+                Program::DynamicScript(_) => super::dynamic::adds(),
+                _ => Vec::new(),
+            };
+            modules.push(rootfs::module(&Rootfs::gather(&adds)?.tree));
         }
         Ok(modules)
     }
@@ -143,7 +150,7 @@ impl UserProgram {
     fn build(self) -> Result<PathBuf> {
         let source = match self.program {
             Program::C(source) => build::workspace_root().join("user/tests").join(source),
-            Program::Busybox | Program::Script(_) => return busybox(),
+            Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => return busybox(),
             Program::Rust(name) => return build_rust(name),
         };
         let out_dir = build::target_dir()?.join("user-tests");
@@ -160,7 +167,7 @@ impl UserProgram {
     fn run_on_host(self) -> Result<(String, u32)> {
         let binary = match self.program {
             Program::C(_) => build::target_dir()?.join("user-tests").join(self.name()),
-            Program::Busybox | Program::Script(_) => busybox()?,
+            Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => busybox()?,
             Program::Rust(name) => rust_binary(name)?,
         };
         let (mut reader, writer) = std::io::pipe().context("creating a pipe")?;
