@@ -265,7 +265,7 @@ pub fn read_interpreter(base: &Arc<crate::fs::Node>, path: &str) -> Result<Vec<u
     use crate::fs::Kind;
     let node = crate::fs::lookup(base, path, true).map_err(ExecError::Interpreter)?;
     match &node.kind {
-        Kind::File(data) => Ok(data.lock().clone()),
+        Kind::File(data) => Ok(data.lock().to_vec()),
         Kind::Dir { .. } => Err(ExecError::Interpreter(linux_raw_sys::errno::EISDIR)),
         _ => Err(ExecError::Interpreter(linux_raw_sys::errno::EACCES)),
     }

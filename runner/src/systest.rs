@@ -512,6 +512,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-mmap-file",
+        about: "mmap of files (user/tests/mmap_file.c): mappings see write()s, MAP_PRIVATE copies on write, MAP_SHARED writes reach read(), other mappings and fork's child, msync, offsets, zeros past the end, EACCES/EBADF/ENODEV/EINVAL: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("mmap_file.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-dynamic",
         about: "Debian's dynamically linked ls, sort, sha256sum, find and python3 from the host, copied with the libraries and interpreter ldd lists (user/tests/dynamic.sh): PT_INTERP, ld.so's file mappings; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {

@@ -24,6 +24,7 @@
 //! Every top-level entry of the higher half points at a table from the start, so mappings
 //! made later are seen through every CR3 that copies the higher half.
 
+mod cache;
 mod dma;
 mod frame;
 mod heap;
@@ -41,6 +42,7 @@ use core::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+pub use cache::CacheFrame;
 pub use dma::{DmaBuffer, DmaError};
 pub use frame::{
     Frame, FrameError, ReclaimError, alloc_contiguous, alloc_frame, bootloader_memory_reclaimed,

@@ -252,7 +252,7 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
             }
             let name = name.as_str();
             let umask = current.process().umask.load(Ordering::Relaxed);
-            let node = Node::new_file(Vec::new(), mode as u32 & !umask);
+            let node = Node::new_file(&[], mode as u32 & !umask)?;
             dir.link(name, Arc::clone(&node))?;
             node
         }
@@ -792,9 +792,7 @@ pub fn fallocate(current: &Current, fd: u64, mode: u64, offset: u64, len: u64) -
         0 | KEEP_SIZE => {}
         m if m == PUNCH_HOLE | KEEP_SIZE || m & !KEEP_SIZE == ZERO_RANGE => {
             let stop = end.min(size) as usize;
-            if (offset as usize) < stop {
-                data[offset as usize..stop].fill(0);
-            }
+            data.zero_range(offset as usize, stop);
             if m == ZERO_RANGE && end > size {
                 node.resize(&mut data, end as usize)?;
             }

@@ -1,17 +1,23 @@
-//! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`.
+//! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`, `msync`, and
+//! `fadvise64`.
 //!
 //! Private anonymous memory is reserved at `mmap`/`brk` time and paged in on its first touch
 //! (hal's `AddressSpace` keeps the reservation in the page tables); `fork` shares pages
-//! copy-on-write, except `MAP_SHARED` memory, which is mapped at once and stays shared.
+//! copy-on-write, except `MAP_SHARED` memory, which is mapped at once and stays shared. A
+//! file mapping maps the file's own pages ([`crate::fs::data`]) at once: that is the page
+//! cache `read` and `write` use too.
 
 use alloc::sync::Arc;
 
-use hal::{mm::PAGE_SIZE, user::Access};
+use hal::{
+    mm::PAGE_SIZE,
+    user::{Access, AddressSpace},
+};
 use linux_raw_sys::{errno as e, general as g};
 
 use super::SysResult;
 use crate::{
-    fs::{Device, Kind, Node},
+    fs::{Device, Kind, Node, file::Target},
     process::Current,
 };
 
@@ -62,9 +68,9 @@ fn access_of(prot: u64) -> Result<Option<Access>, u32> {
     }))
 }
 
-/// Anonymous mappings (private, or shared: with the children `fork` makes too), `MAP_FIXED`
-/// included;
-/// file mappings are refused with `ENODEV` until files can be mapped.
+/// Anonymous mappings (private, or shared: with the children `fork` makes too) and mappings
+/// of regular files (the file's own pages: `MAP_SHARED` writes reach the file at once,
+/// `MAP_PRIVATE` ones are copied on write), `MAP_FIXED` included.
 pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     let [addr, len, prot, flags, fd, offset] = a;
     if len == 0 || !offset.is_multiple_of(PAGE_SIZE) {
@@ -118,10 +124,11 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     // PROT_NONE pages are reserved without user access, so a touch faults and a later
     // mprotect finds them.
     let map = access.unwrap_or(Access::READ);
-    let mapped = if flags & g::MAP_SHARED != 0 {
-        mm.space.map_zeroed_shared(at, len, map)
-    } else {
-        mm.space.map_zeroed(at, len, map)
+    let shared = flags & g::MAP_SHARED != 0;
+    let mapped = match &source {
+        Some(node) => map_file(&mm.space, node, at, len, offset, map, shared),
+        None if shared => mm.space.map_zeroed_shared(at, len, map).map_err(|_| ()),
+        None => mm.space.map_zeroed(at, len, map).map_err(|_| ()),
     };
     if mapped.is_err() {
         static REPORTS: crate::logger::RateLimit = crate::logger::RateLimit::new(10, 5_000_000_000);
@@ -132,9 +139,6 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
             );
         }
         return Err(e::ENOMEM);
-    }
-    if let Some(node) = source {
-        fill_from_file(&mm.space, &node, at, len, offset);
     }
     if access.is_none() {
         let _ = mm.space.protect_none(at, len);
@@ -167,20 +171,74 @@ fn file_source(
     }
 }
 
-/// Copies the bytes of `node` from `offset` into the new mapping at `at` (the pages past the
-/// end of the file stay zero).
-fn fill_from_file(space: &hal::user::AddressSpace, node: &Node, at: u64, len: u64, offset: u64) {
+/// Maps the pages of `node` from `offset` at `at`: the file's own pages (shared, or
+/// copy-on-write for `MAP_PRIVATE`), and fresh zeroed pages past its last page (where Linux
+/// would raise `SIGBUS`). On an error nothing of the range stays mapped.
+fn map_file(
+    space: &AddressSpace,
+    node: &Node,
+    at: u64,
+    len: u64,
+    offset: u64,
+    access: Access,
+    shared: bool,
+) -> Result<(), ()> {
     let Kind::File(data) = &node.kind else {
-        return;
+        return Err(());
     };
-    let data = data.lock();
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(data.len());
-    let n = (data.len() - start).min(usize::try_from(len).unwrap_or(usize::MAX));
-    if n > 0 {
-        let _ = space.write(at, &data[start..start + n]);
+    let mut data = data.lock();
+    let first = usize::try_from(offset / PAGE_SIZE).map_err(|_| ())?;
+    let count = len / PAGE_SIZE;
+    let mut result = Ok(());
+    let mut i = 0;
+    while i < count && result.is_ok() {
+        let Some(page) = first.checked_add(i as usize).and_then(|p| data.page(p)) else {
+            break;
+        };
+        result = space
+            .map_cache(at + i * PAGE_SIZE, page, access, shared)
+            .map_err(|_| ());
+        i += 1;
     }
+    if result.is_ok() && i < count {
+        let (tail, tail_len) = (at + i * PAGE_SIZE, (count - i) * PAGE_SIZE);
+        // Past the file's last page: the file has nothing to share there.
+        result = if data.pages() <= first.saturating_add(i as usize) {
+            if shared {
+                space.map_zeroed_shared(tail, tail_len, access)
+            } else {
+                space.map_zeroed(tail, tail_len, access)
+            }
+            .map_err(|_| ())
+        } else {
+            // A hole that could not get a frame.
+            Err(())
+        };
+    }
+    if result.is_err() {
+        let _ = space.unmap(at, len);
+    }
+    result
+}
+
+/// `msync`: the file's pages are the mapping's, so there is nothing to write back; what is
+/// checked is what Linux checks (alignment, flags, a mapped range).
+pub fn msync(current: &Current, addr: u64, len: u64, flags: u64) -> SysResult {
+    let known = u64::from(g::MS_ASYNC | g::MS_SYNC | g::MS_INVALIDATE);
+    let both = u64::from(g::MS_ASYNC | g::MS_SYNC);
+    if !addr.is_multiple_of(PAGE_SIZE) || flags & !known != 0 || flags & both == both {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::ENOMEM)?;
+    let end = addr.checked_add(len).ok_or(e::ENOMEM)?;
+    let space = &current.process().memory().space;
+    if (addr..end)
+        .step_by(PAGE_SIZE as usize)
+        .any(|page| !space.is_occupied(page))
+    {
+        return Err(e::ENOMEM);
+    }
+    Ok(0)
 }
 
 pub fn munmap(current: &Current, addr: u64, len: u64) -> SysResult {
@@ -297,6 +355,21 @@ pub fn madvise(current: &Current, addr: u64, len: u64, advice: u64) -> SysResult
             .space
             .discard(addr, len)
             .map_err(|_| e::EINVAL)?;
+    }
+    Ok(0)
+}
+
+/// `fadvise64(fd, offset, len, advice)`: advice about a file's page cache, which holds every
+/// page of a RAM file anyway; checked as Linux does (`EBADF`, `ESPIPE` for a pipe, `EINVAL`
+/// for unknown advice) and otherwise without effect.
+pub fn fadvise(current: &Current, fd: u64, advice: u64) -> SysResult {
+    const LAST_ADVICE: u64 = 5; // POSIX_FADV_NOREUSE
+    let file = current.process().fds().lock().get(fd)?;
+    if matches!(file.target, Target::PipeRead(_) | Target::PipeWrite(_)) {
+        return Err(e::ESPIPE);
+    }
+    if advice > LAST_ADVICE {
+        return Err(e::EINVAL);
     }
     Ok(0)
 }

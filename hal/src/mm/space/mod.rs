@@ -207,6 +207,52 @@ impl AddressSpace {
         self.map_fresh(virt, len, access, SHARED)
     }
 
+    /// Maps the file page `page` at the empty page `virt` with `access`. `shared`
+    /// (`MAP_SHARED`): writes go to the page itself, seen by `read` and by every space that
+    /// maps it, `fork`'s copies included. Otherwise (`MAP_PRIVATE`) the page shows the file's
+    /// bytes until the first write, which gets a copy of its own (copy-on-write: the file
+    /// holds a reference, so the frame counts as shared).
+    pub fn map_cache(
+        &self,
+        virt: u64,
+        page: &super::CacheFrame,
+        access: Access,
+        shared: bool,
+    ) -> Result<(), MapError> {
+        let (virt, _) = user_range(virt, PAGE_SIZE)?;
+        let _guard = self.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        match tables.raw_leaf(&memory, virt) {
+            Some(0) => {}
+            Some(_) => return Err(MapError::Table(frames::table::Error::AlreadyMapped(virt))),
+            None => return Err(MapError::Table(frames::table::Error::InsideLargePage(virt))),
+        }
+        let (attributes, bits) = if shared {
+            (access.attributes(), SHARED)
+        } else if access.write {
+            let read_only = Access {
+                write: false,
+                ..access
+            };
+            (read_only.attributes(), COW)
+        } else {
+            (access.attributes(), 0)
+        };
+        let phys = page.phys();
+        if !share::share(phys) {
+            return Err(MapError::NotReady);
+        }
+        let entry = tables.leaf_entry(phys, PageSize::Size4K, attributes);
+        if let Err(e) = tables.map_entry(&mut memory, virt, PageSize::Size4K, entry | bits) {
+            // Never visible to user mode: no flush needed before letting go.
+            share::put(phys);
+            return Err(e.into());
+        }
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn map_fresh(&self, virt: u64, len: u64, access: Access, bits: u64) -> Result<(), MapError> {
         let (virt, count) = user_range(virt, len)?;
         let _guard = self.lock();
