@@ -226,28 +226,65 @@ pub fn ldd_files(output: &str) -> Result<Vec<PathBuf>> {
 }
 
 /// Copies what `ldd` lists for the host program `host` (its libraries and its interpreter)
-/// into `tree`, each file at its own host path. A static program has nothing to copy.
+/// into `tree`, each file at its own host path, and the interpreter its `PT_INTERP` names in
+/// any case: glibc's `ldd` cannot read a musl program (whose interpreter is its whole C
+/// library). A static program has nothing to copy.
 fn add_libraries(tree: &mut Initramfs, host: &Path) -> Result<()> {
+    let data = fs::read(host).with_context(|| format!("reading {}", host.display()))?;
+    let Some(interpreter) = elf_interpreter(&data) else {
+        return Ok(());
+    };
+    add_host_path(tree, Path::new(&interpreter), &interpreter)
+        .with_context(|| format!("the interpreter of {}", host.display()))?;
     let output = std::process::Command::new("ldd")
         .arg(host)
         .output()
         .context("running ldd (Debian package libc-bin) for --add-with-libs")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        if stdout.contains("not a dynamic executable")
-            || String::from_utf8_lossy(&output.stderr).contains("not a dynamic executable")
-        {
-            return Ok(());
-        }
-        bail!("ldd {} failed ({})", host.display(), output.status);
+        crate::status!(
+            "--add-with-libs: ldd cannot read {} (a musl program?); only its interpreter {} is \
+             copied",
+            host.display(),
+            interpreter
+        );
+        return Ok(());
     }
-    for file in ldd_files(&stdout)? {
+    for file in ldd_files(&String::from_utf8_lossy(&output.stdout))? {
         let guest = file
             .to_str()
             .with_context(|| format!("{} is not a UTF-8 path", file.display()))?;
         add_host_path(tree, &file, guest)?;
     }
     Ok(())
+}
+
+/// The interpreter (`PT_INTERP`) a 64-bit little-endian ELF file names, if it is one and
+/// names one.
+pub fn elf_interpreter(data: &[u8]) -> Option<String> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |at: usize| Some(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| {
+        let bytes = data.get(at..at + 8)?;
+        usize::try_from(u64::from_le_bytes(bytes.try_into().ok()?)).ok()
+    };
+    // ELFCLASS64, ELFDATA2LSB.
+    if !data.starts_with(b"\x7fELF\x02\x01") {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
+    (0..usize::from(phnum)).find_map(|i| {
+        let header = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(header)? != PT_INTERP {
+            return None;
+        }
+        let (offset, size) = (u64_at(header + 8)?, u64_at(header + 32)?);
+        let bytes = data.get(offset..offset.checked_add(size)?)?;
+        let path = bytes.split(|&b| b == 0).next()?;
+        String::from_utf8(path.to_vec())
+            .ok()
+            .filter(|p| p.starts_with('/'))
+    })
 }
 
 /// Copies the host file, symbolic link or folder (recursively) `host` into `tree` at
@@ -485,6 +522,34 @@ mod tests {
         );
         assert!(ldd_files("\tlibfoo.so.1 => not found\n").is_err());
         assert!(ldd_files("").expect("parses").is_empty());
+    }
+
+    #[test]
+    fn the_interpreter_comes_from_pt_interp() {
+        // A header with one program header, PT_INTERP, pointing at the path after it.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        let path = b"/lib/ld-musl-x86_64.so.1\0";
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes());
+        elf[72..80].copy_from_slice(&120u64.to_le_bytes());
+        elf[96..104].copy_from_slice(&(path.len() as u64).to_le_bytes());
+        elf.extend_from_slice(path);
+        assert_eq!(
+            elf_interpreter(&elf).as_deref(),
+            Some("/lib/ld-musl-x86_64.so.1")
+        );
+        // A static program (no PT_INTERP), a cut-off table and a non-ELF file name none.
+        elf[64] = 1;
+        assert_eq!(elf_interpreter(&elf), None);
+        assert_eq!(elf_interpreter(&elf[..100]), None);
+        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+        let ls = std::fs::read("/usr/bin/ls").unwrap_or_default();
+        if !ls.is_empty() {
+            assert!(elf_interpreter(&ls).is_some_and(|p| p.contains("ld-linux")));
+        }
     }
 
     #[test]

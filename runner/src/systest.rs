@@ -523,6 +523,20 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-musl-dynamic",
+        about: "user/tests/processes.c linked dynamically with musl: PT_INTERP with ld-musl-x86_64.so.1 from the root file system, a dynamic program that execs itself; same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::CDynamic {
+                source: "processes.c",
+                name: "processes-musl-dynamic",
+            },
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-dynamic",
         about: "Debian's dynamically linked ls, sort, sha256sum, find and python3 from the host, copied with the libraries and interpreter ldd lists (user/tests/dynamic.sh): PT_INTERP, ld.so's file mappings; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {
