@@ -88,16 +88,22 @@ pub fn load(
         None => (program.entry, 0),
         Some(interp) => {
             let bytes = interpreter(interp)?;
-            let size = elf_span(&bytes)?;
-            let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
-            let base = (mmap_top - size.next_multiple_of(PAGE_SIZE))
-                .checked_sub(random % INTERP_RANDOM_PAGES * PAGE_SIZE)
-                .ok_or(ExecError::NoExec("interpreter too large"))?;
+            check_interpreter(&bytes)?;
+            // An `ET_EXEC` interpreter goes where its addresses say (Linux runs one too).
+            let base = match elf_span(&bytes)? {
+                Some(size) => {
+                    let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
+                    (mmap_top - size.next_multiple_of(PAGE_SIZE))
+                        .checked_sub(random % INTERP_RANDOM_PAGES * PAGE_SIZE)
+                        .ok_or(ExecError::NoExec("interpreter too large"))?
+                }
+                None => 0,
+            };
+            // Its own PT_INTERP, if any, is not followed (as on Linux).
             let loaded = load_elf(&space, &bytes, base)?;
-            if loaded.interp.is_some() {
-                return Err(ExecError::NoExec("the interpreter has an interpreter"));
+            if base != 0 {
+                mmap_top = base - 16 * PAGE_SIZE;
             }
-            mmap_top = base - 16 * PAGE_SIZE;
             (loaded.entry, loaded.bias)
         }
     };
@@ -155,11 +161,33 @@ fn parse(image: &[u8]) -> Result<ElfBytes<'_, LittleEndian>, ExecError> {
     Ok(file)
 }
 
-/// How far the loadable segments of an `ET_DYN` image reach from address 0.
-fn elf_span(image: &[u8]) -> Result<u64, ExecError> {
+/// The checks Linux's `load_elf_binary` makes of an interpreter before it loads it, with its
+/// errors: `EIO` for a file shorter than an ELF header, `ELIBBAD` for one that is no ELF file
+/// or not for this machine, `EINVAL` for one neither `ET_EXEC` nor `ET_DYN`.
+fn check_interpreter(image: &[u8]) -> Result<(), ExecError> {
+    use linux_raw_sys::errno as e;
+    const EHDR_SIZE: usize = 64;
+    if image.len() < EHDR_SIZE {
+        return Err(ExecError::Interpreter(e::EIO));
+    }
+    let file = ElfBytes::<LittleEndian>::minimal_parse(image)
+        .map_err(|_| ExecError::Interpreter(e::ELIBBAD))?;
+    let header = &file.ehdr;
+    if header.class != elf::file::Class::ELF64 || header.e_machine != abi::EM_X86_64 {
+        return Err(ExecError::Interpreter(e::ELIBBAD));
+    }
+    if header.e_type != abi::ET_EXEC && header.e_type != abi::ET_DYN {
+        return Err(ExecError::Interpreter(e::EINVAL));
+    }
+    Ok(())
+}
+
+/// How far the loadable segments of an `ET_DYN` image reach from address 0 (`None` for an
+/// `ET_EXEC` one, which is not moved).
+fn elf_span(image: &[u8]) -> Result<Option<u64>, ExecError> {
     let file = parse(image)?;
     if file.ehdr.e_type != abi::ET_DYN {
-        return Err(ExecError::NoExec("an interpreter that is not ET_DYN"));
+        return Ok(None);
     }
     let segments = file
         .segments()
@@ -173,7 +201,7 @@ fn elf_span(image: &[u8]) -> Result<u64, ExecError> {
     if end > 1 << 40 {
         return Err(ExecError::NoExec("an interpreter too large"));
     }
-    Ok(end)
+    Ok(Some(end))
 }
 
 /// Maps the loadable segments of `image` into `space`; an `ET_DYN` image at `dyn_base`.
@@ -246,10 +274,11 @@ fn file_range(image: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
     image.get(offset..offset.checked_add(len)?)
 }
 
-/// The interpreter's path from a `PT_INTERP` segment: a NUL-terminated string.
+/// The interpreter's path from a `PT_INTERP` segment: 2 to `PATH_MAX` bytes ending in a NUL
+/// (it is cut at the first one), as Linux takes it.
 fn interp_path(image: &[u8], offset: u64, len: u64) -> Result<String, ExecError> {
     let bytes = file_range(image, offset, len)
-        .filter(|b| b.len() > 1 && b.len() <= crate::fs::PATH_MAX)
+        .filter(|b| b.len() > 1 && b.len() <= crate::fs::PATH_MAX && b.ends_with(&[0]))
         .ok_or(ExecError::NoExec("a bad PT_INTERP"))?;
     let bytes = bytes.split(|&b| b == 0).next().unwrap_or(bytes);
     core::str::from_utf8(bytes)
@@ -259,14 +288,17 @@ fn interp_path(image: &[u8], offset: u64, len: u64) -> Result<String, ExecError>
         .ok_or(ExecError::NoExec("a bad PT_INTERP"))
 }
 
-/// The bytes of the interpreter a dynamically linked program names, looked up from `base`
-/// (a copy: the program's own file stays locked meanwhile, and may be the same file).
+/// The bytes of the interpreter a dynamically linked program names, looked up from `base`:
+/// a regular file with an execute bit, else `EACCES` (Linux's `open_exec`).
 pub fn read_interpreter(base: &Arc<crate::fs::Node>, path: &str) -> Result<Vec<u8>, ExecError> {
+    use core::sync::atomic::Ordering;
+
     use crate::fs::Kind;
     let node = crate::fs::lookup(base, path, true).map_err(ExecError::Interpreter)?;
     match &node.kind {
-        Kind::File(data) => Ok(data.lock().to_vec()),
-        Kind::Dir { .. } => Err(ExecError::Interpreter(linux_raw_sys::errno::EISDIR)),
+        Kind::File(data) if node.mode.load(Ordering::Relaxed) & 0o111 != 0 => {
+            Ok(data.lock().to_vec())
+        }
         _ => Err(ExecError::Interpreter(linux_raw_sys::errno::EACCES)),
     }
 }

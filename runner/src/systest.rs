@@ -523,6 +523,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-dynexec",
+        about: "execve of programs whose PT_INTERP is missing, a directory, not executable, too short, no ELF file, for another machine, an ET_EXEC program, or empty (user/tests/dynexec.c): same errnos and runs as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("dynexec.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 1,
+        }),
+    },
+    Case {
         name: "user-musl-dynamic",
         about: "user/tests/processes.c linked dynamically with musl: PT_INTERP with ld-musl-x86_64.so.1 from the root file system, a dynamic program that execs itself; same output as on the host",
         kind: Kind::User(user::UserProgram {

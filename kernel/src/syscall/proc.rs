@@ -213,8 +213,10 @@ pub fn execve(
     let envp_refs: Vec<&str> = envp.iter().map(String::as_str).collect();
     // A copy: the file's pages are not contiguous, and the file may change meanwhile.
     let data = contents(&node).lock().to_vec();
+    // A relative PT_INTERP is looked up from the working directory (Linux's `open_exec`).
+    let cwd = Arc::clone(&process.cwd.lock().node);
     let loaded = crate::exec::load(&path, &data, &argv_refs, &envp_refs, &mut |interp| {
-        crate::exec::read_interpreter(&base, interp)
+        crate::exec::read_interpreter(&cwd, interp)
     });
     drop(data);
     let image = loaded.map_err(|err| match err {
