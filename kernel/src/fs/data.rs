@@ -113,11 +113,6 @@ impl FileData {
         self.len = len;
     }
 
-    /// Empties the file.
-    pub fn clear(&mut self) {
-        self.set_len(0);
-    }
-
     /// The page `index` (allocated if it was a hole) for a mapping or a write; `None` past
     /// the end of the file's pages or when memory ran out.
     pub fn page(&mut self, index: usize) -> Option<&CacheFrame> {

@@ -274,7 +274,8 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
         && access != g::O_RDONLY
         && let Kind::File(data) = &node.kind
     {
-        data.lock().clear();
+        // Through `resize`, so the bytes go back to the file system's count.
+        node.resize(&mut data.lock(), 0)?;
         node.touch();
     }
     let file = OpenFile::new(Target::Node(node), flags, path);
