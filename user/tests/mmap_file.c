@@ -1,7 +1,7 @@
 /* mmap of files compared with the host, in a fresh directory under /tmp: a mapping sees the
  * file's bytes and later write()s; MAP_PRIVATE writes are copied (the file and other mappings
  * do not see them); MAP_SHARED writes reach read() and a second mapping, and a child after
- * fork; msync and its errors; offsets; the zeros past the end of the file in its last page;
+ * fork; msync and its errors; mincore; offsets; the zeros past the end of the file in its last page;
  * and mmap's errors (EACCES, EBADF, ENODEV, EINVAL). Prints only what any Linux file system
  * shows the same way. */
 #define _GNU_SOURCE
@@ -44,6 +44,16 @@ static void contents(void) {
     printf("after pwrite: %.4s\n", p + PAGE);
     char *q = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 2 * PAGE);
     printf("map at offset 2 pages: %s, %c\n", result(q), q == MAP_FAILED ? '-' : q[0]);
+    unsigned char vec[4] = {9, 9, 9, 9};
+    printf("mincore of the file mapping: %s", err(mincore(p, 4 * PAGE, vec)));
+    printf(", %d %d %d %d\n", vec[0], vec[1], vec[2], vec[3]);
+    char *anon = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    anon[PAGE] = 1;
+    printf("mincore of anonymous memory, second page touched: %s", err(mincore(anon, 2 * PAGE, vec)));
+    printf(", %d %d\n", vec[0], vec[1]);
+    munmap(anon, 2 * PAGE);
+    printf("mincore unmapped: %s\n", err(mincore(anon, PAGE, vec)));
+    printf("mincore unaligned: %s\n", err(mincore(p + 1, PAGE, vec)));
     munmap(q, PAGE);
     munmap(p, 4 * PAGE);
     close(fd);

@@ -1,5 +1,5 @@
-//! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`, `msync`, and
-//! `fadvise64`.
+//! Memory calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`, `msync`,
+//! `mincore` and `fadvise64`.
 //!
 //! Private anonymous memory is reserved at `mmap`/`brk` time and paged in on its first touch
 //! (hal's `AddressSpace` keeps the reservation in the page tables); `fork` shares pages
@@ -370,6 +370,39 @@ pub fn fadvise(current: &Current, fd: u64, advice: u64) -> SysResult {
     }
     if advice > LAST_ADVICE {
         return Err(e::EINVAL);
+    }
+    Ok(0)
+}
+
+/// `mincore(addr, len, vec)`: one byte per page, 1 where the page has its frame (a private
+/// page never touched has none yet); `ENOMEM` if a page of the range is not mapped.
+pub fn mincore(current: &Current, addr: u64, len: u64, vec: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(e::EINVAL);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(e::ENOMEM)?;
+    let end = addr.checked_add(len).ok_or(e::ENOMEM)?;
+    if end > hal::user::USER_END {
+        return Err(e::ENOMEM);
+    }
+    let space = &current.process().memory().space;
+    // In pieces, so a huge range needs no huge buffer.
+    const CHUNK: u64 = 4096;
+    let mut page = addr;
+    let mut out = vec;
+    while page < end {
+        let count = ((end - page) / PAGE_SIZE).min(CHUNK);
+        let mut bytes = alloc::vec::Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let at = page + i * PAGE_SIZE;
+            if !space.is_occupied(at) {
+                return Err(e::ENOMEM);
+            }
+            bytes.push(u8::from(space.is_resident(at)));
+        }
+        hal::user::copy_to_user(out, &bytes).map_err(|_| e::EFAULT)?;
+        page += count * PAGE_SIZE;
+        out += count;
     }
     Ok(0)
 }

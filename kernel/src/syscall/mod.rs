@@ -190,6 +190,7 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_llistxattr => xattr::list(current, a[0], false),
         g::__NR_flistxattr => xattr::flist(current, a[0]),
         g::__NR_msync => mm::msync(current, a[0], a[1], a[2]),
+        g::__NR_mincore => mm::mincore(current, a[0], a[1], a[2]),
         g::__NR_fadvise64 => mm::fadvise(current, a[0], a[3]),
         g::__NR_mlock | g::__NR_munlock => Ok(0),
         g::__NR_membarrier => Ok(0),

@@ -512,6 +512,16 @@ impl AddressSpace {
         })
     }
 
+    /// Whether the page holding `virt` has its frame (`mincore`): mapped, not merely
+    /// reserved.
+    pub fn is_resident(&self, virt: u64) -> bool {
+        if virt >= USER_END {
+            return false;
+        }
+        let memory = Hhdm::new(super::hhdm_offset());
+        self.tables().translate(&memory, virt).is_some()
+    }
+
     /// Whether anything occupies the page holding `virt`: mapped or reserved, with any access
     /// (`PROT_NONE` pages too, which [`query`](Self::query) reports as inaccessible).
     pub fn is_occupied(&self, virt: u64) -> bool {
