@@ -1,8 +1,9 @@
 /* mmap of files compared with the host, in a fresh directory under /tmp: a mapping sees the
  * file's bytes and later write()s; MAP_PRIVATE writes are copied (the file and other mappings
  * do not see them); MAP_SHARED writes reach read() and a second mapping, and a child after
- * fork; msync and its errors; mincore; offsets; the zeros past the end of the file in its last page;
- * and mmap's errors (EACCES, EBADF, ENODEV, EINVAL). Prints only what any Linux file system
+ * fork; msync and its errors; mincore; offsets; the zeros past the end of the file in its
+ * last page; mmap's errors (EACCES, EBADF, ENODEV, EINVAL), and mprotect's EACCES for a
+ * shared mapping of a file not open for writing. Prints only what any Linux file system
  * shows the same way. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -115,10 +116,20 @@ static void errors(void) {
     fd = open("ro", O_RDONLY);
     void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     printf("shared writable of O_RDONLY: %s\n", result(p));
+    p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+    printf("shared read-only of O_RDONLY: %s\n", result(p));
+    if (p != MAP_FAILED) {
+        printf("mprotect it writable: %s\n", err(mprotect(p, PAGE, PROT_READ | PROT_WRITE)));
+        printf("mprotect it executable: %s\n", err(mprotect(p, PAGE, PROT_READ | PROT_EXEC)));
+        munmap(p, PAGE);
+    }
     p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     printf("private writable of O_RDONLY: %s\n", result(p));
-    if (p != MAP_FAILED)
+    if (p != MAP_FAILED) {
+        printf("mprotect that writable: %s\n", err(mprotect(p, PAGE, PROT_READ | PROT_WRITE)));
+        ((char *)p)[0] = 'R';
         munmap(p, PAGE);
+    }
     p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 1);
     printf("unaligned offset: %s\n", result(p));
     p = mmap(NULL, 0, PROT_READ, MAP_SHARED, fd, 0);

@@ -106,6 +106,9 @@ pub enum MapError {
     Table(frames::table::Error),
     /// The page at this address was unmapped, but a CPU did not confirm flushing it.
     ShootdownIncomplete(u64),
+    /// The page at this address may not be made writable (a shared mapping of a file not
+    /// open for writing).
+    NotWritable(u64),
 }
 
 impl fmt::Display for MapError {
@@ -123,6 +126,7 @@ impl fmt::Display for MapError {
             Self::WindowFull => write!(f, "the virtual window is full"),
             Self::OutOfMemory => write!(f, "out of physical memory"),
             Self::Table(e) => write!(f, "page tables: {e}"),
+            Self::NotWritable(a) => write!(f, "{a:#x} may not be made writable"),
             Self::ShootdownIncomplete(a) => {
                 write!(
                     f,

@@ -218,11 +218,11 @@ pub mod tests {
             let space = AddressSpace::new().map_err(|e| format!("new space: {e}"))?;
             let page = file.page(0).ok_or("page 0")?;
             space
-                .map_cache(AT, page, Access::READ_WRITE, true)
+                .map_cache(AT, page, Access::READ_WRITE, true, true)
                 .map_err(|e| format!("shared map: {e}"))?;
             let page = file.page(1).ok_or("page 1")?;
             space
-                .map_cache(AT + 4096, page, Access::READ_WRITE, false)
+                .map_cache(AT + 4096, page, Access::READ_WRITE, false, true)
                 .map_err(|e| format!("private map: {e}"))?;
             check!(
                 space.query(AT + 4096) == Some(Access::READ_WRITE),

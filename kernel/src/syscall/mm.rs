@@ -126,7 +126,9 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
     let map = access.unwrap_or(Access::READ);
     let shared = flags & g::MAP_SHARED != 0;
     let mapped = match &source {
-        Some(node) => map_file(&mm.space, node, at, len, offset, map, shared),
+        Some((node, may_write)) => {
+            map_file(&mm.space, node, at, len, offset, map, shared, *may_write)
+        }
         None if shared => mm.space.map_zeroed_shared(at, len, map).map_err(|_| ()),
         None => mm.space.map_zeroed(at, len, map).map_err(|_| ()),
     };
@@ -149,13 +151,14 @@ pub fn mmap(current: &Current, a: [u64; 6]) -> SysResult {
 /// The file `fd` names for a mapping, checked as Linux's `do_mmap` does: `EBADF` for no file,
 /// `EACCES` for a shared writable mapping of a file not open for writing or any mapping of
 /// one not open for reading, `ENODEV` for what cannot be mapped (pipes, directories, most
-/// devices). `None` for `/dev/zero`, which maps as anonymous memory.
+/// devices). `None` for `/dev/zero`, which maps as anonymous memory; else the file, and
+/// whether it is open for writing (a shared mapping may become writable only then).
 fn file_source(
     current: &Current,
     fd: u64,
     flags: u32,
     prot: u64,
-) -> Result<Option<Arc<Node>>, u32> {
+) -> Result<Option<(Arc<Node>, bool)>, u32> {
     let file = current.process().fds().lock().get(fd)?;
     if flags & g::MAP_SHARED != 0 && prot & u64::from(g::PROT_WRITE) != 0 && !file.writable() {
         return Err(e::EACCES);
@@ -165,7 +168,7 @@ fn file_source(
     }
     let node = file.node().ok_or(e::ENODEV)?;
     match node.kind {
-        Kind::File(_) => Ok(Some(Arc::clone(node))),
+        Kind::File(_) => Ok(Some((Arc::clone(node), file.writable()))),
         Kind::Device(Device::Zero) => Ok(None),
         _ => Err(e::ENODEV),
     }
@@ -174,6 +177,10 @@ fn file_source(
 /// Maps the pages of `node` from `offset` at `at`: the file's own pages (shared, or
 /// copy-on-write for `MAP_PRIVATE`), and fresh zeroed pages past its last page (where Linux
 /// would raise `SIGBUS`). On an error nothing of the range stays mapped.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "mmap's own arguments, which the caller has checked"
+)]
 fn map_file(
     space: &AddressSpace,
     node: &Node,
@@ -182,6 +189,7 @@ fn map_file(
     offset: u64,
     access: Access,
     shared: bool,
+    may_write: bool,
 ) -> Result<(), ()> {
     let Kind::File(data) = &node.kind else {
         return Err(());
@@ -196,7 +204,7 @@ fn map_file(
             break;
         };
         result = space
-            .map_cache(at + i * PAGE_SIZE, page, access, shared)
+            .map_cache(at + i * PAGE_SIZE, page, access, shared, may_write)
             .map_err(|_| ());
         i += 1;
     }
@@ -269,7 +277,11 @@ pub fn mprotect(current: &Current, addr: u64, len: u64, prot: u64) -> SysResult 
         None => mm.space.protect_none(addr, len),
     }
     .map(|()| 0)
-    .map_err(|_| e::ENOMEM)
+    .map_err(|err| match err {
+        // A shared mapping of a file not open for writing.
+        hal::mm::MapError::NotWritable(_) => e::EACCES,
+        _ => e::ENOMEM,
+    })
 }
 
 /// `mremap`: shrinks in place, grows in place when the pages after are free, or moves

@@ -56,6 +56,10 @@ const SHARED: u64 = 1 << 10;
 /// Leaf software bit of a *not-present* entry: the page is reserved (zero-filled on its first
 /// touch); the entry's other bits are those the page will have, less the frame.
 const LAZY: u64 = 1 << 11;
+/// Leaf software bit (one the CPU ignores): a `MAP_SHARED` page of a file not open for
+/// writing, which may never be made writable ([`MapError::NotWritable`]), as Linux clears
+/// `VM_MAYWRITE` for it.
+const NO_WRITE: u64 = 1 << 52;
 /// The accessed and dirty bits, which a reservation made from a mapped page drops.
 const ACCESSED_DIRTY: u64 = (1 << 5) | (1 << 6);
 
@@ -211,13 +215,15 @@ impl AddressSpace {
     /// (`MAP_SHARED`): writes go to the page itself, seen by `read` and by every space that
     /// maps it, `fork`'s copies included. Otherwise (`MAP_PRIVATE`) the page shows the file's
     /// bytes until the first write, which gets a copy of its own (copy-on-write: the file
-    /// holds a reference, so the frame counts as shared).
+    /// holds a reference, so the frame counts as shared). A shared page of a file not open
+    /// for writing (`may_write` false) can never be made writable.
     pub fn map_cache(
         &self,
         virt: u64,
         page: &super::CacheFrame,
         access: Access,
         shared: bool,
+        may_write: bool,
     ) -> Result<(), MapError> {
         let (virt, _) = user_range(virt, PAGE_SIZE)?;
         let _guard = self.lock();
@@ -228,8 +234,14 @@ impl AddressSpace {
             Some(_) => return Err(MapError::Table(frames::table::Error::AlreadyMapped(virt))),
             None => return Err(MapError::Table(frames::table::Error::InsideLargePage(virt))),
         }
+        if shared && access.write && !may_write {
+            return Err(MapError::NotWritable(virt));
+        }
         let (attributes, bits) = if shared {
-            (access.attributes(), SHARED)
+            (
+                access.attributes(),
+                if may_write { SHARED } else { SHARED | NO_WRITE },
+            )
         } else if access.write {
             let read_only = Access {
                 write: false,
@@ -466,11 +478,22 @@ impl AddressSpace {
 
     /// Gives the mapped pages of `[virt, virt + len)` `attributes`, keeping their frames. A
     /// page made writable whose frame is shared (and not `MAP_SHARED`) becomes copy-on-write.
+    /// Nothing changes if a page may not be made writable ([`MapError::NotWritable`]).
     fn remap(&self, virt: u64, len: u64, attributes: Attributes) -> Result<(), MapError> {
         let (virt, count) = user_range(virt, len)?;
         let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
+        if attributes.writable {
+            let sealed = (0..count).map(|i| virt + i * PAGE_SIZE).find(|&v| {
+                tables
+                    .translate(&memory, v)
+                    .is_some_and(|m| m.entry & NO_WRITE != 0)
+            });
+            if let Some(v) = sealed {
+                return Err(MapError::NotWritable(v));
+            }
+        }
         let reserved = (tables.leaf_entry(0, PageSize::Size4K, attributes) & !PRESENT) | LAZY;
         for i in 0..count {
             let v = virt + i * PAGE_SIZE;
@@ -481,7 +504,7 @@ impl AddressSpace {
                 }
                 continue;
             };
-            let kept = m.entry & SHARED;
+            let kept = m.entry & (SHARED | NO_WRITE);
             let mut entry = tables.leaf_entry(m.phys, PageSize::Size4K, attributes) | kept;
             if attributes.writable && kept == 0 && share::is_shared(m.phys) {
                 entry = (entry & !frames::table::WRITABLE) | COW;
