@@ -400,7 +400,8 @@ fn build_stack(
         (g::AT_EGID, 0),
         (g::AT_SECURE, 0),
         (g::AT_RANDOM, random),
-        (g::AT_HWCAP, 0),
+        // As Linux: the CPU's feature bits of CPUID leaf 1, EDX.
+        (g::AT_HWCAP, u64::from(core::arch::x86_64::__cpuid(1).edx)),
         (g::AT_CLKTCK, 100),
         (g::AT_PLATFORM, platform),
         (g::AT_EXECFN, execfn),

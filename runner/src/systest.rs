@@ -548,6 +548,20 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-musl-dynexec",
+        about: "user/tests/dynexec.c linked dynamically with musl: the auxiliary vector a dynamically linked program starts with (AT_BASE, AT_PHDR, AT_ENTRY, …), and a dynamic program's execve errors; same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::CDynamic {
+                source: "dynexec.c",
+                name: "dynexec-musl-dynamic",
+            },
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 1,
+        }),
+    },
+    Case {
         name: "user-dynamic",
         about: "Debian's dynamically linked ls, sort, sha256sum, find and python3 from the host, copied with the libraries and interpreter ldd lists (user/tests/dynamic.sh): PT_INTERP, ld.so's file mappings; same stdout and status as on the host",
         kind: Kind::User(user::UserProgram {

@@ -1,7 +1,8 @@
 /* execve of dynamically linked programs whose interpreter (PT_INTERP) is missing, a
  * directory, not executable, too short, not an ELF file, for another machine, or an ET_EXEC
  * program (which Linux runs as the interpreter); and an empty PT_INTERP: the errno Linux
- * gives each, or the run, compared with the host. The programs are made here: an ELF header, a
+ * gives each, or the run, compared with the host; and the auxiliary vector the program
+ * itself started with. The programs are made here: an ELF header, a
  * PT_INTERP and a PT_LOAD whose code would exit with status 42. */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +69,23 @@ static void try_exec(const char *what, const char *interp) {
         printf("%s: killed by signal %d\n", what, WTERMSIG(status));
 }
 
+extern char _start[];
+
+/* What the auxiliary vector tells the program itself (the same whether it is linked
+ * statically or dynamically, except AT_BASE, the interpreter's address). */
+static void auxv(void) {
+    printf("AT_PAGESZ %lu\n", getauxval(AT_PAGESZ));
+    printf("AT_ENTRY is _start: %d\n", getauxval(AT_ENTRY) == (unsigned long)_start);
+    printf("AT_BASE set: %d\n", getauxval(AT_BASE) != 0);
+    Elf64_Phdr *ph = (Elf64_Phdr *)getauxval(AT_PHDR);
+    int load = 0;
+    for (unsigned long i = 0; ph && i < getauxval(AT_PHNUM); i++)
+        load += ph[i].p_type == PT_LOAD;
+    printf("AT_PHENT %lu, PT_LOAD headers at AT_PHDR: %d\n", getauxval(AT_PHENT), load > 0);
+    printf("AT_HWCAP has the FPU bit: %lu\n", getauxval(AT_HWCAP) & 1);
+    printf("AT_SECURE %lu, AT_RANDOM set: %d\n", getauxval(AT_SECURE), getauxval(AT_RANDOM) != 0);
+}
+
 static void put(const char *path, const char *text, mode_t mode) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
     write(fd, text, strlen(text));
@@ -81,6 +100,7 @@ int main(void) {
         return 1;
     }
     setvbuf(stdout, NULL, _IONBF, 0);
+    auxv();
     try_exec("missing interpreter", "/nonexistent/ld.so");
     try_exec("interpreter is a directory", "/tmp");
     put("text", "just text, long enough to hold an ELF header and more of it\n", 0755);
