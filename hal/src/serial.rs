@@ -104,6 +104,14 @@ pub fn init() {
     spin::Lazy::force(&COM1_UART);
 }
 
+/// Writes bytes to COM1 as they are (a terminal's output processing has been done).
+pub fn write_bytes(bytes: &[u8]) {
+    let mut uart = COM1_UART.lock();
+    for &byte in bytes {
+        uart.send(byte);
+    }
+}
+
 /// Writes a string to COM1 (`\n` becomes `\r\n`).
 pub fn write_str(s: &str) {
     use core::fmt::Write;

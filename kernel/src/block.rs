@@ -184,6 +184,123 @@ impl Disk {
     }
 }
 
+/// The most bytes one request of a block device file moves (larger reads and writes are
+/// split).
+const CHUNK: usize = 128 * 1024;
+/// virtio-blk's device major (Linux gives `virtblk` a dynamic one; 254 on most systems).
+pub const MAJOR: u64 = 254;
+/// Minors per disk: the whole disk, then up to 15 partitions (as Linux's `virtblk`).
+pub const MINORS: u64 = 16;
+
+/// What a block device file reads and writes: a whole disk or one of its partitions.
+#[derive(Clone, Copy)]
+pub struct Extent {
+    disk: &'static Disk,
+    first: u64,
+    sectors: u64,
+}
+
+/// The extent of disk `disk` (its index), partition `part` (0: the whole disk).
+pub fn extent(disk: u8, part: u8) -> Option<Extent> {
+    let d = disks().get(usize::from(disk))?;
+    if part == 0 {
+        return Some(Extent {
+            disk: d,
+            first: 0,
+            sectors: d.sectors,
+        });
+    }
+    let p = d.partitions.iter().find(|p| p.number == u32::from(part))?;
+    Some(Extent {
+        disk: d,
+        first: p.first,
+        sectors: p.sectors(),
+    })
+}
+
+fn io_error(e: BlkError) -> u32 {
+    log::warn!("block: {e:?}");
+    linux_raw_sys::errno::EIO
+}
+
+impl Extent {
+    /// Its size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.sectors * SECTOR as u64
+    }
+
+    /// The sectors covering bytes `pos..pos + len` (relative to the disk), and where `pos`
+    /// falls in the first.
+    fn span(&self, pos: u64, len: usize) -> (u64, usize, usize) {
+        let sector = SECTOR as u64;
+        let first = pos / sector;
+        let last = (pos + len as u64).div_ceil(sector);
+        (
+            self.first + first,
+            ((last - first) * sector) as usize,
+            (pos % sector) as usize,
+        )
+    }
+
+    /// `pread`: up to `out.len()` bytes at `pos`, fewer at the end, 0 past it.
+    pub fn read_at(&self, pos: u64, out: &mut [u8]) -> Result<usize, u32> {
+        let size = self.bytes();
+        if pos >= size {
+            return Ok(0);
+        }
+        let total = out.len().min((size - pos) as usize);
+        let mut done = 0;
+        while done < total {
+            let len = (total - done).min(CHUNK);
+            let at = pos + done as u64;
+            let (sector, bytes, skip) = self.span(at, len);
+            let mut bounce = alloc::vec![0u8; bytes];
+            self.disk.read(sector, &mut bounce).map_err(io_error)?;
+            out[done..done + len].copy_from_slice(&bounce[skip..skip + len]);
+            done += len;
+        }
+        Ok(total)
+    }
+
+    /// `pwrite`: `data` at `pos`; a partial sector at either end is read, changed and
+    /// written back. `ENOSPC` at or past the end; a write crossing it is cut short.
+    pub fn write_at(&self, pos: u64, data: &[u8]) -> Result<usize, u32> {
+        let size = self.bytes();
+        if pos >= size && !data.is_empty() {
+            return Err(linux_raw_sys::errno::ENOSPC);
+        }
+        let total = data.len().min((size.saturating_sub(pos)) as usize);
+        let mut done = 0;
+        while done < total {
+            let len = (total - done).min(CHUNK);
+            let at = pos + done as u64;
+            let (sector, bytes, skip) = self.span(at, len);
+            let mut bounce = alloc::vec![0u8; bytes];
+            if skip != 0 || len != bytes {
+                // Keep the bytes of the end sectors this write does not cover.
+                let last = sector + (bytes / SECTOR) as u64 - 1;
+                self.disk
+                    .read(sector, &mut bounce[..SECTOR])
+                    .map_err(io_error)?;
+                if bytes > SECTOR {
+                    self.disk
+                        .read(last, &mut bounce[bytes - SECTOR..])
+                        .map_err(io_error)?;
+                }
+            }
+            bounce[skip..skip + len].copy_from_slice(&data[done..done + len]);
+            self.disk.write(sector, &bounce).map_err(io_error)?;
+            done += len;
+        }
+        Ok(total)
+    }
+
+    /// `fsync`: the device's write cache to its medium.
+    pub fn flush(&self) -> Result<(), u32> {
+        self.disk.flush().map_err(io_error)
+    }
+}
+
 /// Tests of PCI, DMA buffers and the virtio disks (the runner attaches the boot disk with
 /// serial `evergreen-boot` and a zeroed 4 MiB scratch disk with serial `evergreen-scratch`).
 #[cfg(feature = "tests")]

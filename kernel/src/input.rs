@@ -1,5 +1,5 @@
-//! The console's input: PS/2 keyboard and COM1 bytes, both fed by their interrupts into one
-//! queue, as a terminal would send them.
+//! Terminal input: PS/2 keyboard and COM1 bytes, each fed by its interrupt into a queue of
+//! its own, as a terminal would send them; [`crate::tty`] takes them from there.
 //!
 //! Keys are decoded with `pc-keyboard` (US layout) and queued as the bytes a serial terminal
 //! sends for them: UTF-8 text, `\r` for Enter, DEL (0x7f) for Backspace, ANSI escape
@@ -48,11 +48,31 @@ impl Ring {
     }
 }
 
-static QUEUE: IrqMutex<Ring> = IrqMutex::new(Ring {
+/// Where input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// COM1.
+    Serial,
+    /// The PS/2 keyboard.
+    Keyboard,
+}
+
+const EMPTY: Ring = Ring {
     bytes: [0; CAPACITY],
     head: 0,
     len: 0,
-});
+};
+static SERIAL: IrqMutex<Ring> = IrqMutex::new(EMPTY);
+static KEYBOARD: IrqMutex<Ring> = IrqMutex::new(EMPTY);
+/// Woken when input arrives.
+static ARRIVED: crate::sched::WaitQueue = crate::sched::WaitQueue::new();
+
+fn ring(source: Source) -> &'static IrqMutex<Ring> {
+    match source {
+        Source::Serial => &SERIAL,
+        Source::Keyboard => &KEYBOARD,
+    }
+}
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Set when an interrupt line could not be routed: the tick polls the devices instead.
 static POLL: AtomicBool = AtomicBool::new(false);
@@ -69,13 +89,39 @@ static DECODER: IrqMutex<Decoder> = IrqMutex::new(Decoder::Set1(Keyboard::new(
     HandleControl::MapLettersToUnicode,
 )));
 
-fn push_bytes(bytes: &[u8]) {
-    let mut queue = QUEUE.lock();
-    for &byte in bytes {
-        if !queue.push(byte) {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+fn push_bytes(source: Source, bytes: &[u8]) {
+    {
+        let mut queue = ring(source).lock();
+        for &byte in bytes {
+            if !queue.push(byte) {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
+    ARRIVED.wake_all();
+}
+
+/// Takes up to `out.len()` queued bytes from `source`; how many.
+pub fn take(source: Source, out: &mut [u8]) -> usize {
+    let mut queue = ring(source).lock();
+    let mut n = 0;
+    while n < out.len()
+        && let Some(b) = queue.pop()
+    {
+        out[n] = b;
+        n += 1;
+    }
+    n
+}
+
+/// Whether any input is queued.
+pub fn pending() -> bool {
+    SERIAL.lock().len > 0 || KEYBOARD.lock().len > 0
+}
+
+/// The queue woken when input arrives.
+pub fn queue() -> &'static crate::sched::WaitQueue {
+    &ARRIVED
 }
 
 /// Feeds one byte from the keyboard (a scancode) through the decoder into the queue.
@@ -99,13 +145,13 @@ pub fn feed_scancode(byte: u8) {
                 _ => None,
             };
             match byte {
-                Some(b) => push_bytes(&[b]),
-                None => push_bytes(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                Some(b) => push_bytes(Source::Keyboard, &[b]),
+                None => push_bytes(Source::Keyboard, c.encode_utf8(&mut [0; 4]).as_bytes()),
             }
         }
         Some(DecodedKey::RawKey(code)) => {
             if let Some(sequence) = escape_sequence(code) {
-                push_bytes(sequence);
+                push_bytes(Source::Keyboard, sequence);
             }
         }
         None => {}
@@ -140,7 +186,7 @@ fn drain_keyboard() {
 }
 
 fn drain_com1() {
-    hal::serial::drain_received(64, |byte| push_bytes(&[byte]));
+    hal::serial::drain_received(64, |byte| push_bytes(Source::Serial, &[byte]));
 }
 
 fn on_keyboard(_frame: &TrapFrame) {
@@ -228,9 +274,10 @@ pub fn init() {
     );
 }
 
-/// Takes the next input byte, if any.
+/// Takes the next input byte from either source, if any.
 pub fn read_byte() -> Option<u8> {
-    QUEUE.lock().pop()
+    let byte = SERIAL.lock().pop();
+    byte.or_else(|| KEYBOARD.lock().pop())
 }
 
 /// Input bytes dropped because the queue was full.

@@ -46,6 +46,7 @@ mod syscall;
 mod syscall_names;
 mod threads;
 mod time;
+mod tty;
 
 use hal::qemu::ExitCode;
 
@@ -214,6 +215,8 @@ fn run_init(path: &str, args: &str) -> Option<u32> {
     argv.extend(args.split_ascii_whitespace());
     // What Linux gives init.
     let envp = ["HOME=/", "TERM=linux"];
+    // The terminals' input task lives as long as the kernel: started before the count.
+    tty::start_input();
     let before = hal::mm::stats();
     let free_before = before.frames.free;
     // Said before it starts: another CPU may run it (and print) at once.

@@ -189,6 +189,28 @@ pub struct Process {
     pub cmdline: Mutex<Vec<u8>>,
     /// Its program's environment, each ending in NUL (`/proc/<pid>/environ`).
     pub environ: Mutex<Vec<u8>>,
+    /// Job control: whether it is stopped, and what its parent has not yet been told.
+    pub job: Mutex<Job>,
+    /// Its session's controlling terminal (inherited by `fork`, dropped by `setsid`).
+    pub ctty: Mutex<Option<Arc<crate::tty::Tty>>>,
+}
+
+/// A process's job-control state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Job {
+    /// Stopped by a signal, until `SIGCONT` (or `SIGKILL`).
+    pub stopped: bool,
+    /// A change `wait4(WUNTRACED | WCONTINUED)` has not reported yet.
+    pub report: Option<JobChange>,
+}
+
+/// A job-control change a parent may wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobChange {
+    /// Stopped by this signal.
+    Stopped(u8),
+    /// Continued by `SIGCONT`.
+    Continued,
 }
 
 /// `Thread::restart_nr` when no call waits to be restarted (no syscall has this number).
@@ -259,6 +281,7 @@ impl Process {
         let (cmdline, environ) = parent.map_or((Vec::new(), Vec::new()), |p| {
             (p.cmdline.lock().clone(), p.environ.lock().clone())
         });
+        let ctty = parent.and_then(|p| p.ctty.lock().clone());
         let (ppid, pgid, sid, cwd, umask, path, comm, actions) = match parent {
             Some(p) => (
                 p.pid,
@@ -312,6 +335,8 @@ impl Process {
             started_ns: crate::time::now_ns(),
             cmdline: Mutex::new(cmdline),
             environ: Mutex::new(environ),
+            job: Mutex::new(Job::default()),
+            ctty: Mutex::new(ctty),
         });
         TABLE.lock().insert(pid, Arc::downgrade(&process));
         process
@@ -441,10 +466,16 @@ pub fn start_init(path: &str, argv: &[&str], envp: &[&str]) -> Result<Arc<Proces
     .map_err(|e| alloc::format!("{path}: {e}"))?;
     let pid = new_id();
     let mut files = FdTable::default();
+    let node = fs::lookup(&fs::root(), "/dev/console", true).map_err(|_| "no /dev/console")?;
+    let target = crate::tty::open_target(
+        None,
+        fs::TtyId::Console,
+        node,
+        linux_raw_sys::general::O_RDWR,
+    )
+    .map_err(|_| "/dev/console cannot be opened")?;
     let console = fs::file::OpenFile::new(
-        fs::file::Target::Node(
-            fs::lookup(&fs::root(), "/dev/console", true).map_err(|_| "no /dev/console")?,
-        ),
+        target,
         linux_raw_sys::general::O_RDWR,
         "/dev/console".into(),
     );
@@ -592,6 +623,11 @@ fn end_process(process: &Arc<Process>, exit: Exit) {
     }
     process.vfork_done.store(true, Ordering::Release);
     process.vfork_wait.wake_all();
+    if process.sid.load(Ordering::Relaxed) == process.pid {
+        crate::tty::session_ended(process);
+    }
+    let ctty = process.ctty.lock().take();
+    drop(ctty);
     let orphans = core::mem::take(&mut *process.children.lock());
     if !orphans.is_empty()
         && let Some(init) = find(1).filter(|i| !Arc::ptr_eq(i, process))

@@ -3,9 +3,11 @@
 //! mode with a frame whose `siginfo` and `ucontext` layouts are Linux's x86-64 ones, and
 //! `rt_sigreturn` to come back from a handler.
 //!
-//! Default actions: terminate (most), ignore (`SIGCHLD`, `SIGURG`, `SIGWINCH`, `SIGCONT`).
-//! Stopping (`SIGSTOP`, `SIGTSTP`, `SIGTTIN`, `SIGTTOU`) needs job control, which comes with
-//! the terminal (the next issue): until then those are ignored, and the log says so once.
+//! Default actions: terminate (most), ignore (`SIGCHLD`, `SIGURG`, `SIGWINCH`, `SIGCONT`),
+//! stop (`SIGSTOP`, `SIGTSTP`, `SIGTTIN`, `SIGTTOU`). A stopped process's threads park on
+//! their way back to user mode until `SIGCONT` (which also continues a process that
+//! handles or ignores it) or `SIGKILL`; the parent is told both ways (`SIGCHLD` unless
+//! `SA_NOCLDSTOP`, and `wait4` with `WUNTRACED`/`WCONTINUED`), as Linux does.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -25,7 +27,24 @@ pub const SIGPIPE: u8 = 13;
 pub const SIGCHLD: u8 = 17;
 /// Alarm clock (`setitimer`, `alarm`).
 pub const SIGALRM: u8 = 14;
-const SIGSTOP: u8 = 19;
+/// Stop, uncatchable.
+pub const SIGSTOP: u8 = 19;
+/// Continue a stopped process.
+pub const SIGCONT: u8 = 18;
+/// Hang-up: the terminal's session leader ended.
+pub const SIGHUP: u8 = 1;
+/// The terminal's interrupt character (^C).
+pub const SIGINT: u8 = 2;
+/// The terminal's quit character (^\\).
+pub const SIGQUIT: u8 = 3;
+/// The terminal's suspend character (^Z).
+pub const SIGTSTP: u8 = 20;
+/// A background process read its terminal.
+pub const SIGTTIN: u8 = 21;
+/// A background process wrote its terminal (with `TOSTOP`) or changed its settings.
+pub const SIGTTOU: u8 = 22;
+/// The terminal's window size changed.
+pub const SIGWINCH: u8 = 28;
 
 /// The highest signal number.
 pub const NSIG: usize = 64;
@@ -77,7 +96,111 @@ const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
 
 /// Whether `sig`'s default action is to ignore it.
 fn default_ignores(sig: u8) -> bool {
-    matches!(sig, 17 | 18 | 23 | 28 | 19..=22)
+    matches!(sig, 17 | 18 | 23 | 28)
+}
+
+/// Whether `sig`'s default action is to stop the process.
+fn stops(sig: u8) -> bool {
+    (19..=22).contains(&sig)
+}
+
+/// Whether the current thread blocks `sig` or its process ignores it: a background
+/// process touching its terminal then gets `EIO` (reads) or goes on (writes) instead of
+/// being stopped by `SIGTTIN`/`SIGTTOU`.
+pub fn blocked_or_ignored(current: &Current, sig: u8) -> bool {
+    current.thread.sigmask.load(Ordering::Acquire) & bit(sig) != 0
+        || current.process().sigactions.lock().0[usize::from(sig - 1)].handler == 1
+}
+
+/// Job control on sending: `SIGCONT` continues a stopped process (whatever its
+/// disposition) and discards pending stop signals; a stop signal discards a pending
+/// `SIGCONT`.
+fn job_control_on_send(process: &Arc<Process>, sig: u8) {
+    if sig == SIGCONT {
+        let stop_bits = (19..=22).fold(0, |m, s| m | bit(s));
+        process
+            .shared_pending
+            .fetch_and(!stop_bits, Ordering::AcqRel);
+        for t in process.threads.lock().iter() {
+            t.pending.fetch_and(!stop_bits, Ordering::AcqRel);
+        }
+        let continued = {
+            let mut job = process.job.lock();
+            let was = job.stopped;
+            if was {
+                job.stopped = false;
+                job.report = Some(crate::process::JobChange::Continued);
+            }
+            was
+        };
+        if continued {
+            process.signalled.wake_all();
+            tell_parent(process);
+        }
+    } else if stops(sig) {
+        process
+            .shared_pending
+            .fetch_and(!bit(SIGCONT), Ordering::AcqRel);
+        for t in process.threads.lock().iter() {
+            t.pending.fetch_and(!bit(SIGCONT), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Whether process group `pgrp` is orphaned: no member has a parent in another group of
+/// the same session.
+fn orphaned(pgrp: u32) -> bool {
+    !crate::process::all().iter().any(|p| {
+        p.pgid.load(Ordering::Relaxed) == pgrp
+            && p.exit.lock().is_none()
+            && p.parent().is_some_and(|q| {
+                q.pgid.load(Ordering::Relaxed) != pgrp
+                    && q.sid.load(Ordering::Relaxed) == p.sid.load(Ordering::Relaxed)
+            })
+    })
+}
+
+/// Tells `process`'s parent that it stopped or continued: a wake-up for `wait4`, and
+/// `SIGCHLD` unless the parent asked for none (`SA_NOCLDSTOP`).
+fn tell_parent(process: &Arc<Process>) {
+    let Some(parent) = process.parent() else {
+        return;
+    };
+    parent.child_exited.wake_all();
+    let flags = parent.sigactions.lock().0[usize::from(SIGCHLD - 1)].flags;
+    if flags & u64::from(g::SA_NOCLDSTOP) == 0 {
+        send_process(&parent, SIGCHLD);
+    }
+}
+
+/// Stops the current thread's process with `sig`: every thread parks until `SIGCONT`.
+fn stop(current: &Current, sig: u8) {
+    let process = current.process();
+    {
+        let mut job = process.job.lock();
+        job.stopped = true;
+        job.report = Some(crate::process::JobChange::Stopped(sig));
+    }
+    for t in process.threads.lock().iter() {
+        if !Arc::ptr_eq(t, &current.thread)
+            && let Some(task) = t.task.get()
+        {
+            task.interrupt();
+        }
+    }
+    tell_parent(process);
+    park(current);
+}
+
+/// Waits while the process is stopped (until `SIGCONT` or its end). Other signals stay
+/// pending meanwhile.
+fn park(current: &Current) {
+    let process = current.process();
+    let running = || !process.job.lock().stopped || process.exiting.load(Ordering::Acquire);
+    while !running() {
+        current.task.clear_interrupt();
+        crate::sched::wait(&current.task, &[&process.signalled], None, running);
+    }
 }
 
 /// Whether `sig` would be dropped on arrival (ignored by disposition or by default).
@@ -91,6 +214,7 @@ fn ignored(process: &Process, sig: u8) -> bool {
 
 /// Sends `sig` to `thread` (`tgkill`, a fault).
 pub fn send_thread(thread: &Thread, sig: u8) {
+    job_control_on_send(&thread.process, sig);
     if ignored(&thread.process, sig) {
         return;
     }
@@ -109,7 +233,25 @@ pub fn send_thread(thread: &Thread, sig: u8) {
 
 /// Sends `sig` to `process` (`kill`): any thread that does not block it takes it.
 pub fn send_process(process: &Arc<Process>, sig: u8) {
-    if process.exit.lock().is_some() || ignored(process, sig) {
+    if process.exit.lock().is_some() {
+        return;
+    }
+    job_control_on_send(process, sig);
+    if ignored(process, sig) {
+        return;
+    }
+    // A stopped process is not coming back to take it: a signal that would kill it does so
+    // now (as Linux's `complete_signal` for a fatal signal).
+    if process.job.lock().stopped
+        && process.sigactions.lock().0[usize::from(sig - 1)].handler == 0
+        && !stops(sig)
+        && process
+            .threads
+            .lock()
+            .iter()
+            .any(|t| t.sigmask.load(Ordering::Acquire) & bit(sig) == 0)
+    {
+        process.exit_group(Exit::Signal(sig));
         return;
     }
     if sig == SIGKILL {
@@ -174,6 +316,14 @@ pub fn deliver(current: &Current, context: &mut hal::usermode::UserContext) -> O
         .filter(|&nr| nr != crate::process::NO_RESTART)
     };
     loop {
+        if thread.process.job.lock().stopped {
+            park(current);
+        }
+        if thread.process.exiting.load(Ordering::Acquire)
+            && let Some(exit) = *thread.process.group_exit.lock()
+        {
+            return Some(ThreadEnd::Group(exit));
+        }
         let Some(sig) = take(thread) else {
             current.task.clear_interrupt();
             // Nothing to deliver: an interrupted call runs again (as after an ignored signal).
@@ -190,10 +340,17 @@ pub fn deliver(current: &Current, context: &mut hal::usermode::UserContext) -> O
         let action = thread.process.sigactions.lock().0[usize::from(sig - 1)];
         match action.handler {
             1 => continue,
-            0 if default_ignores(sig) => {
-                if (19..=22).contains(&sig) {
-                    log_stop_once(sig);
-                }
+            0 if default_ignores(sig) => continue,
+            // A terminal's stop signals do not stop an orphaned group (nobody is left to
+            // continue it); `SIGSTOP` always does.
+            0 if stops(sig)
+                && sig != SIGSTOP
+                && orphaned(thread.process.pgid.load(Ordering::Relaxed)) =>
+            {
+                continue;
+            }
+            0 if stops(sig) => {
+                stop(current, sig);
                 continue;
             }
             0 => {
@@ -228,13 +385,6 @@ pub fn deliver(current: &Current, context: &mut hal::usermode::UserContext) -> O
             }
         }
     }
-}
-
-fn log_stop_once(sig: u8) {
-    static ONCE: spin::Once = spin::Once::new();
-    ONCE.call_once(|| {
-        log::warn!("signal {sig}: stopping processes needs job control (not yet): ignored");
-    });
 }
 
 /// `uc_flags`: the frame's FPU state is an `xsave` image (with `_fpx_sw_bytes`).

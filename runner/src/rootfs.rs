@@ -48,11 +48,25 @@ const DIRS: [(&str, u32); 12] = [
 ];
 
 /// The files of `/etc`.
-const ETC: [(&str, &str); 3] = [
+const ETC: [(&str, &str); 5] = [
     ("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
     ("/etc/group", "root:x:0:\n"),
     ("/etc/hostname", "evergreen\n"),
+    ("/etc/motd", MOTD),
+    ("/etc/profile", PROFILE),
 ];
+
+/// What init shows on each terminal before its shell starts.
+const MOTD: &str = "\nWelcome to Evergreen, an x86-64 operating system written in Rust.\n\
+This is a root shell (busybox ash) with job control. Things to try:\n\
+  ls -l /proc/self/   ps   top   free   df -h   dmesg | tail   uname -a\n\
+  vi /tmp/notes       sleep 100, then ^Z, jobs, bg, fg, kill %1\n\
+  poweroff            reboot\n\n";
+
+/// Read by every login shell.
+const PROFILE: &str = "export PATH=/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/bin\n\
+export PS1='\\u@\\h:\\w\\$ '\n\
+export PAGER=less EDITOR=vi\n";
 
 /// A static busybox and the paths of its applets (`busybox --list-full`: `bin/sh`,
 /// `usr/bin/awk`, …).

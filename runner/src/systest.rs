@@ -16,6 +16,7 @@ mod net;
 mod pie;
 mod power;
 mod screen;
+mod session;
 mod slots;
 pub(crate) mod user;
 
@@ -80,6 +81,8 @@ enum Kind {
     Input(input::Source),
     /// Normal boot: after `boot complete`, a screendump shows the console.
     Screen,
+    /// The boot `cargo run` does (init and its shells): a scripted shell session on serial.
+    Session,
     /// Normal boot under GDB: a breakpoint on this kernel function is hit and backtraced.
     Gdb(&'static str),
     /// Like [`Kind::Boot`], from an ISO on a CD-ROM drive.
@@ -501,6 +504,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-pty",
+        about: "pseudo-terminals and the line discipline (user/tests/pty.c): canonical editing and echo, EOF, raw mode with VMIN/VTIME, ONLCR, FIONREAD, ^C/^\\/^Z to the foreground group of a session, job-control ioctls, hang-up both ways: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("pty.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-procfs",
         about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name; dmesg and /dev/kmsg (guest only)",
         kind: Kind::User(user::UserProgram {
@@ -748,6 +762,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::Screen,
     },
     Case {
+        name: "session-serial",
+        about: "a scripted shell session on ttyS0: files, globs, here-documents, ^C, ^Z and jobs, ps, top, df, tar",
+        kind: Kind::Session,
+    },
+    Case {
         name: "gdb",
         about: "GDB attaches to QEMU's gdbstub, stops at kernel::main and prints its backtrace",
         kind: Kind::Gdb("kernel::main"),
@@ -875,9 +894,12 @@ impl Case {
             // The GDB case checks the debugging recipe, not the kernel's boot contract.
             // ISO cases check the CD-ROM boot path; iso-bios boots real Limine. The slots
             // case checks the loader's reading of the update partitions, not the kernel.
-            Kind::LoaderError(_) | Kind::Pie(_) | Kind::Gdb(_) | Kind::Iso(_) | Kind::Slots(_) => {
-                false
-            }
+            Kind::LoaderError(_)
+            | Kind::Pie(_)
+            | Kind::Gdb(_)
+            | Kind::Iso(_)
+            | Kind::Slots(_)
+            | Kind::Session => false,
         }
     }
 }
@@ -1115,6 +1137,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Pie(_) => boot_and_check(ctx, &opts, log, &check_pie_log),
         Kind::Input(source) => input::run(ctx, &opts, log, source),
         Kind::Screen => screen::run(ctx, &opts, log),
+        Kind::Session => session::run(ctx, &opts, log),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
         Kind::User(program) => user::run(ctx, &opts, log, program),
     };
@@ -1177,6 +1200,11 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
         Kind::User(program) => {
             opts.smp = program.cpus;
             standard(&program.cmdline(), &program.modules()?)?
+        }
+        Kind::Session => {
+            opts.smp = 2;
+            let tree = crate::rootfs::Rootfs::gather(&[])?.tree;
+            standard("", &[crate::rootfs::module(&tree)])?
         }
         // The normal boot: no test, the kernel ends in its echo loop.
         Kind::Input(_) | Kind::Screen | Kind::Gdb(_) => standard("", &[])?,
@@ -1835,7 +1863,8 @@ mod tests {
             // Too slow to run twice on a small host, or not about the loader (see
             // `runs_strict`).
             let too_slow = case.name == "smp-32"
-                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello");
+                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello")
+                || matches!(case.kind, Kind::Session);
             let name = format!("{}[strict]", case.name);
             assert_eq!(
                 strict.contains(&name),

@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/reboot.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -345,6 +347,160 @@ static void bench_futex_pingpong(void)
 	thread_join(&t);
 }
 
+/*
+ * The shell and file benchmarks use busybox, which the runner puts at /boot/busybox
+ * (Evergreen: a boot module) or /bin/busybox (Linux: the initramfs), and a directory of its
+ * applet links made here. Both systems run the same busybox binary.
+ */
+static const char *busybox_path(void)
+{
+	static const char *paths[] = {"/boot/busybox", "/bin/busybox"};
+	for (unsigned i = 0; i < sizeof paths / sizeof *paths; i++)
+		if (access(paths[i], X_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+static int applet_links(void)
+{
+	const char *bb = busybox_path();
+	if (!bb)
+		return ENOENT;
+	mkdir("/tmp", 01777);
+	mkdir("/tmp/bench-bin", 0755);
+	const char *applets[] = {"sh", "true", "cat"};
+	for (unsigned i = 0; i < 3; i++) {
+		char link[64];
+		snprintf(link, sizeof link, "/tmp/bench-bin/%s", applets[i]);
+		if (symlink(bb, link) != 0 && errno != EEXIST)
+			return errno;
+	}
+	return 0;
+}
+
+/* A shell loop running /bin/true (here a busybox link) N times: ns per spawned program. */
+static void bench_shell_spawn_true(void)
+{
+	int err = applet_links();
+	if (err) {
+		failed("shell_spawn_true", err);
+		return;
+	}
+	long n = iterations(1000);
+	char script[256];
+	snprintf(script, sizeof script,
+		 "i=0; while [ $i -lt %ld ]; do /tmp/bench-bin/true; i=$((i+1)); done", n);
+	char *argv[] = {"sh", "-c", script, NULL};
+	char *envp[] = {"PATH=/tmp/bench-bin", NULL};
+	double start = now_ns();
+	int status;
+	pid_t child = fork();
+	if (child == 0) {
+		execve("/tmp/bench-bin/sh", argv, envp);
+		_exit(127);
+	}
+	if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		failed("shell_spawn_true", child < 0 ? errno : ECHILD);
+		return;
+	}
+	report("shell_spawn_true", start, n);
+}
+
+/* Create, write 100 bytes to, read back and delete N small files in /tmp: ns per file. */
+static void bench_small_files(void)
+{
+	long n = iterations(10000);
+	char data[100], back[100];
+	memset(data, 'x', sizeof data);
+	mkdir("/tmp", 01777);
+	if (mkdir("/tmp/bench-files", 0755) != 0 && errno != EEXIST) {
+		failed("tmpfs_small_files", errno);
+		return;
+	}
+	char name[64];
+	double start = now_ns();
+	for (long i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "/tmp/bench-files/f%ld", i);
+		int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || write(fd, data, sizeof data) != sizeof data) {
+			failed("tmpfs_small_files", errno);
+			return;
+		}
+		close(fd);
+	}
+	for (long i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "/tmp/bench-files/f%ld", i);
+		int fd = open(name, O_RDONLY);
+		if (fd < 0 || read(fd, back, sizeof back) != sizeof back) {
+			failed("tmpfs_small_files", errno);
+			return;
+		}
+		close(fd);
+	}
+	for (long i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "/tmp/bench-files/f%ld", i);
+		if (unlink(name) != 0) {
+			failed("tmpfs_small_files", errno);
+			return;
+		}
+	}
+	report("tmpfs_small_files", start, n);
+	rmdir("/tmp/bench-files");
+}
+
+/* 256 MiB (scaled) written into `cat` and read back out of it: ns per MiB. */
+static void bench_pipe_cat(void)
+{
+	int err = applet_links();
+	if (err) {
+		failed("pipe_cat_mib", err);
+		return;
+	}
+	long mib = iterations(256);
+	int in[2], out[2];
+	if (pipe(in) != 0 || pipe(out) != 0) {
+		failed("pipe_cat_mib", errno);
+		return;
+	}
+	double start = now_ns();
+	pid_t cat = fork();
+	if (cat == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+		char *argv[] = {"cat", NULL};
+		char *envp[] = {NULL};
+		execve("/tmp/bench-bin/cat", argv, envp);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	pid_t writer = fork();
+	if (writer == 0) {
+		static char chunk[65536];
+		close(out[0]);
+		for (long i = 0; i < mib * 16; i++)
+			if (write(in[1], chunk, sizeof chunk) != sizeof chunk)
+				_exit(1);
+		_exit(0);
+	}
+	close(in[1]);
+	static char sink[65536];
+	long total = 0, got;
+	while ((got = read(out[0], sink, sizeof sink)) > 0)
+		total += got;
+	close(out[0]);
+	int status;
+	waitpid(writer, &status, 0);
+	waitpid(cat, &status, 0);
+	if (total != mib << 20) {
+		failed("pipe_cat_mib", EIO);
+		return;
+	}
+	report("pipe_cat_mib", start, mib);
+}
+
 /* BENCH_SCALE from an argument `BENCH_SCALE=N`, else from the environment. */
 static void read_scale(int argc, char **argv)
 {
@@ -409,6 +565,9 @@ int main(int argc, char **argv, char **envp)
 	isolated("thread_create_join", bench_thread_create_join);
 	isolated("futex_pingpong", bench_futex_pingpong);
 	isolated("pthread_create_join", bench_pthread_create_join);
+	isolated("shell_spawn_true", bench_shell_spawn_true);
+	isolated("tmpfs_small_files", bench_small_files);
+	isolated("pipe_cat_mib", bench_pipe_cat);
 	printf("bench: done\n");
 	fflush(stdout);
 	if (getpid() == 1) {

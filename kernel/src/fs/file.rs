@@ -14,7 +14,10 @@ use super::{
     Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe, signalfd::SignalFd,
     timerfd::TimerFd,
 };
-use crate::sched::{self, Task, Wait, WaitQueue};
+use crate::{
+    process::Current,
+    sched::{self, Task, Wait, WaitQueue},
+};
 
 /// What an open file reads and writes.
 pub enum Target {
@@ -32,6 +35,10 @@ pub enum Target {
     TimerFd(Arc<TimerFd>),
     /// A `signalfd` (read by the syscall layer, which knows the reading thread).
     SignalFd(Arc<SignalFd>),
+    /// A terminal, opened through this device node.
+    Tty(Arc<crate::tty::Tty>, Arc<Node>),
+    /// A pseudo-terminal's master side (each open of `/dev/ptmx` makes one).
+    PtyMaster(Arc<crate::tty::pty::Pty>, Arc<Node>),
 }
 
 /// An open file description.
@@ -55,7 +62,9 @@ impl Drop for OpenFile {
         match &self.target {
             Target::PipeRead(p) => p.close_end(true),
             Target::PipeWrite(p) => p.close_end(false),
-            Target::Node(_)
+            Target::Tty(tty, _) => tty.closed(),
+            Target::PtyMaster(..)
+            | Target::Node(_)
             | Target::EventFd(_)
             | Target::Epoll(_)
             | Target::TimerFd(_)
@@ -121,16 +130,14 @@ impl OpenFile {
             Target::Epoll(ep) => bit(ep.any_ready(), pollin),
             Target::TimerFd(t) => bit(t.readable(), pollin),
             Target::SignalFd(f) => bit(f.readable(), pollin),
-            Target::Node(node) => match node.kind {
-                Kind::Device(Device::Console) => pollout,
-                _ => pollin | pollout,
-            },
+            Target::Tty(tty, _) => bit(tty.readable(), pollin) | pollout,
+            Target::PtyMaster(p, _) => p.readiness(),
+            Target::Node(_) => pollin | pollout,
         }
     }
 
-    /// The queues a wait for this file's readiness sleeps on. The console and an epoll
-    /// instance (watched by `poll` or another epoll) have none: their waiters look again
-    /// every few milliseconds.
+    /// The queues a wait for this file's readiness sleeps on. An epoll instance (watched by
+    /// `poll` or another epoll) has none: its waiters look again every few milliseconds.
     pub fn wait_queues<'a>(&'a self, out: &mut Vec<&'a WaitQueue>) {
         match &self.target {
             Target::PipeRead(p) => out.push(p.queues()[0]),
@@ -138,6 +145,8 @@ impl OpenFile {
             Target::EventFd(c) => out.push(c.queue()),
             Target::TimerFd(t) => out.push(t.queue()),
             Target::SignalFd(f) => out.push(f.queue()),
+            Target::Tty(tty, _) => out.push(tty.queue()),
+            Target::PtyMaster(p, _) => out.push(p.queue()),
             Target::Epoll(_) | Target::Node(_) => {}
         }
     }
@@ -163,11 +172,14 @@ impl OpenFile {
     }
 
     /// Reads into `out` at the file offset (or at `at`, for `pread`).
-    pub fn read(&self, me: &Arc<Task>, out: &mut [u8], at: Option<u64>) -> Result<usize, u32> {
+    pub fn read(&self, current: &Current, out: &mut [u8], at: Option<u64>) -> Result<usize, u32> {
         if !self.readable() {
             return Err(e::EBADF);
         }
+        let me = &current.task;
         match &self.target {
+            Target::Tty(tty, _) => tty.read(current, out, self.nonblock()),
+            Target::PtyMaster(p, _) => p.read(current, out, self.nonblock()),
             Target::PipeRead(p) => p.read(me, out, self.nonblock()),
             Target::EventFd(c) => c.read(me, out, self.nonblock()),
             Target::TimerFd(t) => t.read(me, out, self.nonblock()),
@@ -187,7 +199,16 @@ impl OpenFile {
                     Ok(n)
                 }
                 Kind::Device(Device::Kmsg) => self.read_kmsg(me, out),
-                Kind::Device(device) => read_device(*device, me, out, self.nonblock()),
+                Kind::Device(Device::Block(disk, part)) => {
+                    let extent = crate::block::extent(*disk, *part).ok_or(e::ENXIO)?;
+                    let mut offset = self.offset.lock();
+                    let n = extent.read_at(at.unwrap_or(*offset), out)?;
+                    if at.is_none() {
+                        *offset += n as u64;
+                    }
+                    Ok(n)
+                }
+                Kind::Device(device) => read_device(*device, out),
                 Kind::Proc(super::proc::Entry::File(f)) => {
                     // Rendered afresh each read, at the offset asked for (as `seq_file`).
                     let text = super::proc::render(*f)?;
@@ -232,11 +253,14 @@ impl OpenFile {
     }
 
     /// Writes `data` at the file offset (or the end with `O_APPEND`, or at `at`).
-    pub fn write(&self, me: &Arc<Task>, data: &[u8], at: Option<u64>) -> Result<usize, u32> {
+    pub fn write(&self, current: &Current, data: &[u8], at: Option<u64>) -> Result<usize, u32> {
         if !self.writable() {
             return Err(e::EBADF);
         }
+        let me = &current.task;
         match &self.target {
+            Target::Tty(tty, _) => tty.write(current, data, self.nonblock()),
+            Target::PtyMaster(p, _) => p.write(data),
             Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
             Target::EventFd(c) => c.write(me, data, self.nonblock()),
             Target::PipeRead(_) | Target::Epoll(_) | Target::TimerFd(_) | Target::SignalFd(_) => {
@@ -266,6 +290,15 @@ impl OpenFile {
                     node.touch();
                     Ok(data.len())
                 }
+                Kind::Device(Device::Block(disk, part)) => {
+                    let extent = crate::block::extent(*disk, *part).ok_or(e::ENXIO)?;
+                    let mut offset = self.offset.lock();
+                    let n = extent.write_at(at.unwrap_or(*offset), data)?;
+                    if at.is_none() {
+                        *offset += n as u64;
+                    }
+                    Ok(n)
+                }
                 Kind::Device(device) => Ok(write_device(*device, data)),
                 Kind::Proc(super::proc::Entry::File(f)) => super::proc::write(*f, data),
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
@@ -274,28 +307,14 @@ impl OpenFile {
     }
 }
 
-/// Output to the console: serial and the screen.
-pub fn console_write(bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    hal::serial::write_str(&text);
-    crate::console::write_str(&text);
-}
-
 fn write_device(device: Device, data: &[u8]) -> usize {
-    match device {
-        Device::Console => console_write(data),
-        Device::Kmsg => crate::kmsg::user_write(data),
-        _ => {}
+    if device == Device::Kmsg {
+        crate::kmsg::user_write(data);
     }
     data.len()
 }
 
-fn read_device(
-    device: Device,
-    me: &Arc<Task>,
-    out: &mut [u8],
-    nonblock: bool,
-) -> Result<usize, u32> {
+fn read_device(device: Device, out: &mut [u8]) -> Result<usize, u32> {
     match device {
         Device::Null => Ok(0),
         Device::Zero => {
@@ -309,36 +328,10 @@ fn read_device(
             }
             Ok(out.len())
         }
-        Device::Console => read_console(me, out, nonblock),
         Device::Kmsg => Err(e::EINVAL),
-    }
-}
-
-/// Reads what the keyboard and serial input have queued: at least one byte, up to a newline
-/// (a line at a time, as a terminal in canonical mode gives it), echoing as it goes.
-fn read_console(me: &Arc<Task>, out: &mut [u8], nonblock: bool) -> Result<usize, u32> {
-    if out.is_empty() {
-        return Ok(0);
-    }
-    let mut n = 0;
-    loop {
-        while let Some(byte) = crate::input::read_byte() {
-            let byte = if byte == b'\r' { b'\n' } else { byte };
-            console_write(&[byte]);
-            out[n] = byte;
-            n += 1;
-            if byte == b'\n' || n == out.len() {
-                return Ok(n);
-            }
-        }
-        if nonblock {
-            return if n > 0 { Ok(n) } else { Err(e::EAGAIN) };
-        }
-        // Input arrives by interrupt; it is looked at every tick (no input wait queue yet).
-        let deadline = crate::time::now_ns() + 10_000_000;
-        if sched::sleep_until(me, deadline) == Wait::Interrupted {
-            return if n > 0 { Ok(n) } else { Err(e::EINTR) };
-        }
+        // Opened as terminals (`Target::Tty`), never read as plain device nodes; disks are
+        // read at the file's offset, above.
+        Device::Tty(_) | Device::Block(..) => Err(e::ENXIO),
     }
 }
 

@@ -31,9 +31,11 @@ use spin::{Mutex, Once};
 /// A device a node stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
-    /// The console: writes go to serial and the screen, reads come from the keyboard and
-    /// serial input (5:1; `/dev/tty` too, 5:0).
-    Console,
+    /// A terminal ([`crate::tty`]).
+    Tty(TtyId),
+    /// A disk (partition 0) or one of its partitions: disk index, partition number
+    /// (`vda`, `vda1`, ...; [`crate::block`]).
+    Block(u8, u8),
     /// Discards writes, reads as end of file (1:3).
     Null,
     /// Reads as zeros (1:5).
@@ -48,11 +50,46 @@ impl Device {
     /// Its device number (`st_rdev`: major << 8 | minor, as Linux encodes small numbers).
     pub fn rdev(self) -> u64 {
         match self {
-            Self::Console => (5 << 8) | 1,
+            Self::Tty(id) => id.rdev(),
+            Self::Block(disk, part) => {
+                (crate::block::MAJOR << 8)
+                    | (u64::from(disk) * crate::block::MINORS + u64::from(part))
+            }
             Self::Null => (1 << 8) | 3,
             Self::Zero => (1 << 8) | 5,
             Self::Random => (1 << 8) | 9,
             Self::Kmsg => (1 << 8) | 11,
+        }
+    }
+}
+
+/// Which terminal a device node opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtyId {
+    /// `/dev/console` (5:1): the kernel console.
+    Console,
+    /// `/dev/tty` (5:0): the opener's controlling terminal.
+    Current,
+    /// `/dev/ttyS0` (4:64): COM1.
+    Serial,
+    /// `/dev/tty1` (4:1) and `/dev/tty0` (4:0): the screen and keyboard.
+    Screen(u8),
+    /// `/dev/ptmx` (5:2): a new pseudo-terminal pair's master.
+    Ptmx,
+    /// `/dev/pts/N` (136:N): a pseudo-terminal's slave.
+    Pts(u32),
+}
+
+impl TtyId {
+    /// Its device number.
+    pub fn rdev(self) -> u64 {
+        match self {
+            Self::Console => (5 << 8) | 1,
+            Self::Current => 5 << 8,
+            Self::Serial => (4 << 8) | 64,
+            Self::Screen(n) => (4 << 8) | u64::from(n),
+            Self::Ptmx => (5 << 8) | 2,
+            Self::Pts(n) => (136 << 8) | u64::from(n),
         }
     }
 }
@@ -199,6 +236,7 @@ impl Node {
             Kind::Dir { .. } => g::S_IFDIR,
             Kind::File(_) => g::S_IFREG,
             Kind::Symlink(_) => g::S_IFLNK,
+            Kind::Device(Device::Block(..)) => g::S_IFBLK,
             Kind::Device(_) => g::S_IFCHR,
             Kind::Proc(proc::Entry::Dir(_)) => g::S_IFDIR,
             Kind::Proc(proc::Entry::File(_)) => g::S_IFREG,
@@ -485,8 +523,12 @@ pub fn init() {
     }
     let dev = dev_root();
     for (name, device, mode) in [
-        ("console", Device::Console, 0o600),
-        ("tty", Device::Console, 0o666),
+        ("console", Device::Tty(TtyId::Console), 0o600),
+        ("tty", Device::Tty(TtyId::Current), 0o666),
+        ("tty0", Device::Tty(TtyId::Screen(0)), 0o620),
+        ("tty1", Device::Tty(TtyId::Screen(1)), 0o620),
+        ("ttyS0", Device::Tty(TtyId::Serial), 0o660),
+        ("ptmx", Device::Tty(TtyId::Ptmx), 0o666),
         ("null", Device::Null, 0o666),
         ("zero", Device::Zero, 0o666),
         ("random", Device::Random, 0o666),
@@ -494,6 +536,19 @@ pub fn init() {
         ("kmsg", Device::Kmsg, 0o644),
     ] {
         let _ = dev.link(name, Node::new_device(device, mode));
+    }
+    for (index, disk) in crate::block::disks().iter().enumerate().take(26) {
+        let index = index as u8;
+        let _ = dev.link(&disk.name, Node::new_device(Device::Block(index, 0), 0o660));
+        for p in disk
+            .partitions
+            .iter()
+            .filter(|p| u64::from(p.number) < crate::block::MINORS)
+        {
+            let name = alloc::format!("{}{}", disk.name, p.number);
+            let node = Node::new_device(Device::Block(index, p.number as u8), 0o660);
+            let _ = dev.link(&name, node);
+        }
     }
     let _ = dev.link("pts", Node::new_dir(Some(&dev), 0o755));
     let _ = dev.link("fd", Node::new_symlink("/proc/self/fd".into()));

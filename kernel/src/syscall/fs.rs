@@ -125,7 +125,7 @@ pub fn read(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
         return signalfd_read(current, &file, sfd, buf, len);
     }
     let mut data = vec![0u8; (len as usize).min(MAX_IO)];
-    let n = read_result(file.read(&current.task, &mut data, None))? as usize;
+    let n = read_result(file.read(current, &mut data, None))? as usize;
     user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
     Ok(n as u64)
 }
@@ -133,7 +133,7 @@ pub fn read(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
 pub fn write(current: &Current, fd: u64, buf: u64, len: u64) -> SysResult {
     let file = file(current, fd)?;
     let data = read_user(buf, len)?;
-    pipe_error(current, file.write(&current.task, &data, None))
+    pipe_error(current, file.write(current, &data, None))
 }
 
 pub fn pread(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> SysResult {
@@ -145,7 +145,7 @@ pub fn pread(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> Sys
         return Err(e::ESPIPE);
     }
     let mut data = vec![0u8; (len as usize).min(MAX_IO)];
-    let n = read_result(file.read(&current.task, &mut data, Some(offset)))? as usize;
+    let n = read_result(file.read(current, &mut data, Some(offset)))? as usize;
     user::copy_to_user(buf, &data[..n]).map_err(|_| e::EFAULT)?;
     Ok(n as u64)
 }
@@ -159,7 +159,7 @@ pub fn pwrite(current: &Current, fd: u64, buf: u64, len: u64, offset: u64) -> Sy
         return Err(e::ESPIPE);
     }
     let data = read_user(buf, len)?;
-    pipe_error(current, file.write(&current.task, &data, Some(offset)))
+    pipe_error(current, file.write(current, &data, Some(offset)))
 }
 
 /// Reads an iovec array: (base, len) pairs.
@@ -189,7 +189,7 @@ pub fn readv(current: &Current, fd: u64, iov: u64, count: u64) -> SysResult {
     let vecs = iovecs(iov, count)?;
     let total: usize = vecs.iter().map(|v| v.1).sum();
     let mut data = vec![0u8; total];
-    let n = read_result(file.read(&current.task, &mut data, None))? as usize;
+    let n = read_result(file.read(current, &mut data, None))? as usize;
     let mut done = 0;
     for (base, len) in vecs {
         if done >= n {
@@ -210,7 +210,7 @@ pub fn writev(current: &Current, fd: u64, iov: u64, count: u64) -> SysResult {
         data.resize(start + len, 0);
         user::copy_from_user(base, &mut data[start..]).map_err(|_| e::EFAULT)?;
     }
-    pipe_error(current, file.write(&current.task, &data, None))
+    pipe_error(current, file.write(current, &data, None))
 }
 
 pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -> SysResult {
@@ -278,7 +278,13 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
         node.resize(&mut data.lock(), 0)?;
         node.touch();
     }
-    let file = OpenFile::new(Target::Node(node), flags, path);
+    let target = match node.kind {
+        Kind::Device(fs::Device::Tty(id)) if flags & g::O_PATH == 0 => {
+            crate::tty::open_target(Some(current), id, Arc::clone(&node), flags)?
+        }
+        _ => Target::Node(node),
+    };
+    let file = OpenFile::new(target, flags, path);
     current
         .process()
         .fds()
@@ -301,7 +307,13 @@ pub fn lseek(current: &Current, fd: u64, offset: u64, whence: u64) -> SysResult 
     let base = match whence as u32 {
         g::SEEK_SET => 0,
         g::SEEK_CUR => *pos as i64,
-        g::SEEK_END => node.size() as i64,
+        g::SEEK_END => match node.kind {
+            // A disk's end is its size (`stat` says 0, as Linux).
+            Kind::Device(fs::Device::Block(disk, part)) => {
+                crate::block::extent(disk, part).map_or(0, |x| x.bytes()) as i64
+            }
+            _ => node.size() as i64,
+        },
         _ => return Err(e::EINVAL),
     };
     let new = base.checked_add(offset as i64).ok_or(e::EINVAL)?;
@@ -468,6 +480,7 @@ fn file_stat(file: &OpenFile) -> [u64; 18] {
         Target::Epoll(ep) => anon_stat(Arc::as_ptr(ep) as u64 >> 4),
         Target::TimerFd(t) => anon_stat(Arc::as_ptr(t) as u64 >> 4),
         Target::SignalFd(f) => anon_stat(Arc::as_ptr(f) as u64 >> 4),
+        Target::Tty(_, node) | Target::PtyMaster(_, node) => stat_words(Some(node), 0),
     }
 }
 
@@ -931,7 +944,13 @@ pub fn ftruncate(current: &Current, fd: u64, len: u64) -> SysResult {
 }
 
 pub fn fsync(current: &Current, fd: u64) -> SysResult {
-    file(current, fd).map(|_| 0)
+    let file = file(current, fd)?;
+    if let Some(node) = file.node()
+        && let Kind::Device(fs::Device::Block(disk, part)) = node.kind
+    {
+        crate::block::extent(disk, part).ok_or(e::ENXIO)?.flush()?;
+    }
+    Ok(0)
 }
 
 /// Terminal ioctls (`TCGETS`, `TIOCGWINSZ`, …) and `FIONREAD`.
@@ -966,8 +985,34 @@ pub fn ioctl(current: &Current, fd: u64, request: u64, arg: u64) -> SysResult {
                 .map(|()| 0)
                 .map_err(|_| e::EFAULT)
         }
-        // No terminal driver yet (the next issue's): the console answers "not a tty", as a
-        // pipe does, so programs behave as with redirected output.
+        (Target::Node(node), request)
+            if matches!(node.kind, Kind::Device(fs::Device::Block(..))) =>
+        {
+            let Kind::Device(fs::Device::Block(disk, part)) = node.kind else {
+                unreachable!("matched above")
+            };
+            let extent = crate::block::extent(disk, part).ok_or(e::ENXIO)?;
+            const BLKGETSIZE: u32 = 0x1260;
+            const BLKSSZGET: u32 = 0x1268;
+            const BLKPBSZGET: u32 = 0x127b;
+            const BLKGETSIZE64: u32 = 0x8008_1272;
+            const BLKFLSBUF: u32 = 0x1261;
+            let fault = |_| e::EFAULT;
+            match request {
+                BLKGETSIZE64 => UserPtr::<u64>::new(arg)
+                    .write(extent.bytes())
+                    .map_err(fault)?,
+                BLKGETSIZE => UserPtr::<u64>::new(arg)
+                    .write(extent.bytes() / 512)
+                    .map_err(fault)?,
+                BLKSSZGET | BLKPBSZGET => UserPtr::<i32>::new(arg).write(512).map_err(fault)?,
+                BLKFLSBUF => extent.flush()?,
+                _ => return Err(e::ENOTTY),
+            }
+            Ok(0)
+        }
+        (Target::Tty(tty, _), request) => tty.ioctl(current, request, arg),
+        (Target::PtyMaster(pty, _), request) => pty.ioctl(current, request, arg),
         _ => Err(e::ENOTTY),
     }
 }
@@ -1187,7 +1232,7 @@ pub fn sendfile(
     let mut done = 0usize;
     while done < count {
         let want = (count - done).min(buffer.len());
-        let n = match input.read(&current.task, &mut buffer[..want], at) {
+        let n = match input.read(current, &mut buffer[..want], at) {
             Ok(n) => n,
             Err(errno) if done == 0 => return read_result(Err(errno)),
             Err(_) => break,
@@ -1195,7 +1240,7 @@ pub fn sendfile(
         if n == 0 {
             break;
         }
-        match output.write(&current.task, &buffer[..n], None) {
+        match output.write(current, &buffer[..n], None) {
             Ok(_) => {}
             Err(errno) if done == 0 => return pipe_error(current, Err(errno)),
             Err(_) => break,

@@ -13,7 +13,7 @@ use spin::Mutex;
 use super::{SysResult, read_path};
 use crate::{
     fs::{self, Kind},
-    process::{self, Current, Exit, Mm, Process},
+    process::{self, Current, Exit, JobChange, Mm, Process},
     sched::{self, Wait},
     signal::{self, ERESTARTSYS, SigAction},
 };
@@ -322,13 +322,48 @@ fn matches(current: &Current, child: &Process, pid: i32) -> bool {
     }
 }
 
-/// Waits for a child that `pid` matches to end; returns it (reaped unless `keep`).
+/// What `wait4` may report about a child.
+#[derive(Clone, Copy)]
+enum Found {
+    /// It ended (and is reaped unless the caller keeps it).
+    Exited(Exit),
+    /// It stopped or continued (job control).
+    Changed(JobChange),
+}
+
+impl Found {
+    /// The status word `wait4` writes.
+    fn wait_status(self) -> u32 {
+        match self {
+            Self::Exited(exit) => exit.wait_status(),
+            Self::Changed(JobChange::Stopped(sig)) => (u32::from(sig) << 8) | 0x7f,
+            Self::Changed(JobChange::Continued) => 0xffff,
+        }
+    }
+}
+
+/// What a wait asks for.
+#[derive(Clone, Copy)]
+struct WaitFor {
+    /// Return at once if nothing is ready (`WNOHANG`).
+    nohang: bool,
+    /// Leave what is found to be found again (`WNOWAIT`).
+    keep: bool,
+    /// Report ends (`WEXITED`; always for `wait4`).
+    exited: bool,
+    /// Report stops (`WUNTRACED`/`WSTOPPED`).
+    stopped: bool,
+    /// Report continues (`WCONTINUED`).
+    continued: bool,
+}
+
+/// Waits for a child that `pid` matches to end (or stop or continue, if asked); returns it
+/// (reaped unless `keep`).
 fn wait_child(
     current: &Current,
     pid: i32,
-    nohang: bool,
-    keep: bool,
-) -> Result<Option<(Arc<Process>, Exit)>, u32> {
+    want: WaitFor,
+) -> Result<Option<(Arc<Process>, Found)>, u32> {
     let process = current.process();
     let mut found = None;
     let mut ready = || -> Result<bool, u32> {
@@ -336,17 +371,32 @@ fn wait_child(
         if !children.iter().any(|c| matches(current, c, pid)) {
             return Err(e::ECHILD);
         }
-        let position = children
-            .iter()
-            .position(|c| matches(current, c, pid) && c.exit.lock().is_some());
-        if let Some(i) = position {
-            let child = if keep {
-                Arc::clone(&children[i])
-            } else {
-                children.remove(i)
+        for i in 0..children.len() {
+            let child = Arc::clone(&children[i]);
+            if !matches(current, &child, pid) {
+                continue;
+            }
+            let exit = *child.exit.lock();
+            if want.exited
+                && let Some(exit) = exit
+            {
+                if !want.keep {
+                    children.remove(i);
+                }
+                found = Some((child, Found::Exited(exit)));
+                return Ok(true);
+            }
+            let mut job = child.job.lock();
+            let change = match job.report {
+                Some(c @ JobChange::Stopped(_)) if want.stopped => c,
+                Some(c @ JobChange::Continued) if want.continued => c,
+                _ => continue,
             };
-            let exit = child.exit.lock().expect("checked above");
-            found = Some((child, exit));
+            if !want.keep {
+                job.report = None;
+            }
+            drop(job);
+            found = Some((child, Found::Changed(change)));
             return Ok(true);
         }
         Ok(false)
@@ -355,7 +405,7 @@ fn wait_child(
         if ready()? {
             break;
         }
-        if nohang {
+        if want.nohang {
             return Ok(None);
         }
         let mut error = None;
@@ -380,14 +430,14 @@ fn wait_child(
             Wait::TimedOut => {}
         }
     }
-    let (child, exit) = found.ok_or(e::ECHILD)?;
-    if !keep {
+    let (child, what) = found.ok_or(e::ECHILD)?;
+    if !want.keep && matches!(what, Found::Exited(_)) {
         process
             .children_cpu_ns
             .fetch_add(child.cpu_ns.load(Ordering::Relaxed), Ordering::Relaxed);
         process::reap(&child);
     }
-    Ok(Some((child, exit)))
+    Ok(Some((child, what)))
 }
 
 pub fn wait4(current: &Current, pid: i32, status: u64, options: u64, rusage: u64) -> SysResult {
@@ -395,14 +445,20 @@ pub fn wait4(current: &Current, pid: i32, status: u64, options: u64, rusage: u64
     if options & !known != 0 || pid == i32::MIN {
         return Err(e::EINVAL);
     }
-    let Some((child, exit)) =
-        wait_child(current, pid, options & u64::from(g::WNOHANG) != 0, false)?
-    else {
+    let options = options as u32;
+    let want = WaitFor {
+        nohang: options & g::WNOHANG != 0,
+        keep: false,
+        exited: true,
+        stopped: options & g::WUNTRACED != 0,
+        continued: options & g::WCONTINUED != 0,
+    };
+    let Some((child, what)) = wait_child(current, pid, want)? else {
         return Ok(0);
     };
     if status != 0 {
         UserPtr::<u32>::new(status)
-            .write(exit.wait_status())
+            .write(what.wait_status())
             .map_err(|_| e::EFAULT)?;
     }
     if rusage != 0 {
@@ -425,16 +481,26 @@ pub fn waitid(current: &Current, idtype: u64, id: u64, info: u64, options: u64) 
     if options & (g::WEXITED | g::WSTOPPED | g::WCONTINUED) == 0 {
         return Err(e::EINVAL);
     }
-    let keep = options & g::WNOWAIT != 0;
-    let found = wait_child(current, pid, options & g::WNOHANG != 0, keep)?;
+    let want = WaitFor {
+        nohang: options & g::WNOHANG != 0,
+        keep: options & g::WNOWAIT != 0,
+        exited: options & g::WEXITED != 0,
+        stopped: options & g::WSTOPPED != 0,
+        continued: options & g::WCONTINUED != 0,
+    };
+    let found = wait_child(current, pid, want)?;
     if info != 0 {
         let mut words = [0u64; 16];
-        if let Some((child, exit)) = &found {
+        if let Some((child, what)) = &found {
             const CLD_EXITED: u64 = 1;
             const CLD_KILLED: u64 = 2;
-            let (code, status) = match exit {
-                Exit::Status(s) => (CLD_EXITED, u64::from(*s)),
-                Exit::Signal(s) => (CLD_KILLED, u64::from(*s)),
+            const CLD_STOPPED: u64 = 5;
+            const CLD_CONTINUED: u64 = 6;
+            let (code, status) = match what {
+                Found::Exited(Exit::Status(s)) => (CLD_EXITED, u64::from(*s)),
+                Found::Exited(Exit::Signal(s)) => (CLD_KILLED, u64::from(*s)),
+                Found::Changed(JobChange::Stopped(s)) => (CLD_STOPPED, u64::from(*s)),
+                Found::Changed(JobChange::Continued) => (CLD_CONTINUED, u64::from(g::SIGCONT)),
             };
             words[0] = u64::from(g::SIGCHLD);
             words[1] = code;
@@ -820,6 +886,15 @@ pub fn setpgid(current: &Current, pid: u64, pgid: u64) -> SysResult {
         return Err(e::EPERM);
     }
     let pgid = if pgid == 0 { target.pid } else { pgid as u32 };
+    // Joining a group: it must exist in the same session.
+    let sid = target.sid.load(Ordering::Relaxed);
+    if pgid != target.pid
+        && !process::all()
+            .iter()
+            .any(|p| p.pgid.load(Ordering::Relaxed) == pgid && p.sid.load(Ordering::Relaxed) == sid)
+    {
+        return Err(e::EPERM);
+    }
     target.pgid.store(pgid, Ordering::Relaxed);
     Ok(0)
 }
@@ -836,6 +911,7 @@ pub fn setsid(current: &Current) -> SysResult {
     }
     me.pgid.store(pid, Ordering::Relaxed);
     me.sid.store(pid, Ordering::Relaxed);
+    *me.ctty.lock() = None;
     Ok(u64::from(pid))
 }
 

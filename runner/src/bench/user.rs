@@ -22,7 +22,7 @@ use crate::{
     image,
     payload::{self, ModuleFile},
     qemu::{DirectKernel, Qemu, RunOptions},
-    systest::user::build_c,
+    systest::user::{build_c, busybox},
     watch::{self, Outcome},
 };
 
@@ -57,6 +57,9 @@ const ROWS: &[(&str, &str, Option<f64>)] = &[
     ("thread_create_join", "ns/op", None),
     ("futex_pingpong", "ns/op", None),
     ("pthread_create_join", "ns/op", None),
+    ("shell_spawn_true", "ns/op", None),
+    ("tmpfs_small_files", "ns/op", None),
+    ("pipe_cat_mib", "ns/MiB", None),
     (START_TO_USER, "ms", Some(0.65)),
 ];
 
@@ -298,7 +301,11 @@ pub fn run(compare: bool, options: &Options) -> Result<()> {
         options.memory_mib
     );
 
-    let image_path = evergreen_image(&dir, &program, &args, options)?;
+    // The shell and file benchmarks run the host's static busybox on both systems.
+    let busybox = busybox()?;
+    let busybox =
+        std::fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    let image_path = evergreen_image(&dir, &program, &busybox, &args, options)?;
     let mut machine = RunOptions::headless(image_path, dir.join("evergreen.log"));
     machine.smp = options.smp;
     machine.memory_mib = options.memory_mib;
@@ -319,7 +326,9 @@ pub fn run(compare: bool, options: &Options) -> Result<()> {
     let mut cpio = Cpio::new();
     cpio.dir("dev", 0o755)
         .char_device("dev/console", 0o600, (5, 1))
-        .file("init", 0o755, &program);
+        .file("init", 0o755, &program)
+        .dir("bin", 0o755)
+        .file("bin/busybox", 0o755, &busybox);
     std::fs::write(&initrd, cpio.finish())
         .with_context(|| format!("writing {}", initrd.display()))?;
     machine.direct_kernel = Some(DirectKernel {
@@ -351,6 +360,7 @@ pub fn run(compare: bool, options: &Options) -> Result<()> {
 fn evergreen_image(
     dir: &Path,
     program: &[u8],
+    busybox: &[u8],
     args: &str,
     options: &Options,
 ) -> Result<std::path::PathBuf> {
@@ -366,7 +376,12 @@ fn evergreen_image(
     let trace = if options.strace { " strace" } else { "" };
     let cmdline = format!("test=exec{trace} init=/boot/bench -- {args}");
     let image_path = dir.join("evergreen.img");
-    let spec = payload::standard_image(&loader, kernel, &cmdline, &[module])?;
+    let busybox = ModuleFile {
+        file_name: "busybox".into(),
+        cmdline: "busybox".into(),
+        data: busybox.to_vec(),
+    };
+    let spec = payload::standard_image(&loader, kernel, &cmdline, &[module, busybox])?;
     image::write_image(&spec, &image_path)?;
     Ok(image_path)
 }
@@ -520,11 +535,11 @@ mod tests {
         let ours = summarize(&[report(&[("getppid", 812.34), ("pipe_rtt", 15.25)], &[])]);
         let text = table(&ours, None);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "| benchmark           | unit  | Evergreen |");
-        assert_eq!(lines[1], "|---------------------|-------|----------:|");
-        assert_eq!(lines[2], "| getppid             | ns/op |       812 |");
-        assert_eq!(lines[3], "| getppid_main        | ns/op |         - |");
-        assert_eq!(lines[4], "| pipe_rtt            | ns/op |      15.2 |");
+        assert_eq!(lines[0], "| benchmark           | unit   | Evergreen |");
+        assert_eq!(lines[1], "|---------------------|--------|----------:|");
+        assert_eq!(lines[2], "| getppid             | ns/op  |       812 |");
+        assert_eq!(lines[3], "| getppid_main        | ns/op  |         - |");
+        assert_eq!(lines[4], "| pipe_rtt            | ns/op  |      15.2 |");
         assert_eq!(lines.len(), 2 + ROWS.len());
         assert!(
             lines

@@ -189,9 +189,9 @@ impl UserProgram {
         Ok(binary)
     }
 
-    /// Runs the built program on the host: its output and exit status. Standard output and
-    /// error go to one pipe, in the order written, as both go to the one console on
-    /// Evergreen.
+    /// Runs the built program on the host: its output and exit status. Its standard input,
+    /// output and error are one terminal (a pseudo-terminal of the console's size), as the
+    /// console is on Evergreen; output is read in the order written, line ends as `\n`.
     fn run_on_host(self) -> Result<(String, u32)> {
         let binary = match self.program {
             Program::C(_) | Program::CDynamic { .. } => {
@@ -200,20 +200,29 @@ impl UserProgram {
             Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => busybox()?,
             Program::Rust(name) => rust_binary(name)?,
         };
-        let (mut reader, writer) = std::io::pipe().context("creating a pipe")?;
+        let pty = console_like_pty()?;
+        let terminal = |fd: &std::os::fd::OwnedFd| -> Result<Stdio> {
+            Ok(Stdio::from(
+                fd.try_clone().context("duplicating the terminal")?,
+            ))
+        };
         let mut child = Command::new(&binary)
             .arg0(self.guest_path())
             .args(self.argv(false)?)
             .env_clear()
             .envs(INIT_ENV)
-            .stdin(Stdio::null())
-            .stdout(writer.try_clone().context("duplicating a pipe")?)
-            .stderr(writer)
+            .stdin(terminal(&pty.slave)?)
+            .stdout(terminal(&pty.slave)?)
+            .stderr(terminal(&pty.slave)?)
             .spawn()
             .with_context(|| format!("running {} on the host", binary.display()))?;
-        // Only the program (and its children) hold the write ends now: the read ends with them.
-        let mut stdout = Vec::new();
-        std::io::Read::read_to_end(&mut reader, &mut stdout).context("reading its output")?;
+        // Only the program (and its children) hold the terminal now: once they have all
+        // closed it, reading the master fails with EIO, which is the end.
+        drop(pty.slave);
+        let stdout = read_terminal(pty.master).context("reading its output")?;
+        let stdout = String::from_utf8_lossy(&stdout)
+            .replace("\r\n", "\n")
+            .into_bytes();
         let status = child.wait().context("waiting for it")?;
         let output = std::process::Output {
             status,
@@ -226,6 +235,34 @@ impl UserProgram {
             _ => bail!("the host run ended in neither an exit nor a signal"),
         };
         Ok((String::from_utf8_lossy(&output.stdout).into_owned(), status))
+    }
+}
+
+/// A pseudo-terminal of the Evergreen console's size (80 x 25), for a host run that must
+/// see what a program run on the console sees.
+fn console_like_pty() -> Result<nix::pty::OpenptyResult> {
+    let size = nix::pty::Winsize {
+        ws_row: 25,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    nix::pty::openpty(Some(&size), None).context("opening a pseudo-terminal")
+}
+
+/// Reads a pseudo-terminal's master until every holder of the slave has closed it (EIO).
+fn read_terminal(master: std::os::fd::OwnedFd) -> std::io::Result<Vec<u8>> {
+    let mut master = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut master, &mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -293,7 +330,7 @@ fn script_path(name: &str) -> Result<PathBuf> {
 }
 
 /// The static busybox to use.
-fn busybox() -> Result<PathBuf> {
+pub(crate) fn busybox() -> Result<PathBuf> {
     let path = std::env::var_os(BUSYBOX_VAR)
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from);
@@ -365,19 +402,29 @@ fn compare_traces(
 ) -> Result<String> {
     let binary = program.build()?;
     let trace_file = log.with_extension("host-strace");
-    let status = Command::new("strace")
+    // On a terminal, as the program is on Evergreen's console (its calls depend on that).
+    let pty = console_like_pty()?;
+    let terminal = |fd: &std::os::fd::OwnedFd| -> Result<Stdio> {
+        Ok(Stdio::from(
+            fd.try_clone().context("duplicating the terminal")?,
+        ))
+    };
+    let mut child = Command::new("strace")
         .args(["-f", "-qq", "-o"])
         .arg(&trace_file)
         .arg(&binary)
         .args(program.argv(false)?)
         .env_clear()
         .envs(INIT_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
+        .stdin(terminal(&pty.slave)?)
+        .stdout(terminal(&pty.slave)?)
+        .spawn()
         .context(
             "running strace on the host (Debian: apt-get install strace; scripts/setup.sh does)",
         )?;
+    drop(pty.slave);
+    read_terminal(pty.master).context("reading the traced program's output")?;
+    let status = child.wait().context("waiting for strace")?;
     if status.code().is_none() {
         bail!("strace on the host did not exit normally ({status})");
     }

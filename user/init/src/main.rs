@@ -1,13 +1,19 @@
-//! Evergreen's `/sbin/init`: the first program, pid 1. It runs one command and, when that
-//! ends, exits with the command's status; the kernel logs the status and powers off.
+//! Evergreen's `/sbin/init`: the first program, pid 1.
 //!
-//! The command is argv[1..] if init was given arguments, else the NUL-terminated arguments
-//! in `/etc/evergreen/command` (what `cargo run -- exec` writes), else `/bin/sh`. It runs with
+//! Without a command it brings the system up ([`system`]): file systems, host name,
+//! `/etc/rc`, and a login shell on each terminal, restarted when it ends, until `poweroff`,
+//! `reboot` or `halt`.
+//!
+//! With a command — argv[1..] if init was given arguments, else the NUL-terminated arguments
+//! in `/etc/evergreen/command` (what `cargo run -- exec` writes) — it runs that one command
+//! and, when it ends, exits with its status; the kernel logs the status and powers off. It runs with
 //! `PATH` and `HOME` set for a root shell (the kernel's `TERM` is kept) and init's standard
 //! input and output. Meanwhile init reaps every child that ends, since orphans are reparented
 //! to pid 1 and would otherwise stay zombies. A command that cannot be found ends init with
 //! status 127, one that cannot be run with 126 (as shells do); one killed by a signal with
 //! 128 + the signal.
+
+mod system;
 
 use std::{
     ffi::{CString, OsStr, OsString},
@@ -21,9 +27,9 @@ use std::{
 };
 
 /// The search path of every command init runs.
-const PATH: &str = "/sbin:/usr/sbin:/bin:/usr/bin";
+pub(crate) const PATH: &str = "/sbin:/usr/sbin:/bin:/usr/bin";
 /// Root's home directory.
-const HOME: &str = "/root";
+pub(crate) const HOME: &str = "/root";
 /// Where the runner leaves the command for `cargo run -- exec`.
 const COMMAND_FILE: &str = "/etc/evergreen/command";
 /// What runs when nothing else is asked for.
@@ -37,22 +43,23 @@ fn main() {
         std::env::args_os().skip(1).collect(),
         std::fs::read(COMMAND_FILE).ok(),
     );
-    std::process::exit(run(&argv));
+    match argv {
+        Some(argv) => std::process::exit(run(&argv)),
+        None if std::process::id() == 1 => system::run(),
+        // Not pid 1 and nothing to run (a test on the host): the shell, as before.
+        None => std::process::exit(run(&[SHELL.into()])),
+    }
 }
 
-/// The command to run: init's own arguments, else the command file's, else the shell.
-fn command(args: Vec<OsString>, file: Option<Vec<u8>>) -> Vec<OsString> {
+/// The command to run: init's own arguments, else the command file's; `None` for none.
+fn command(args: Vec<OsString>, file: Option<Vec<u8>>) -> Option<Vec<OsString>> {
     if !args.is_empty() {
-        return args;
+        return Some(args);
     }
     let from_file = file
         .map(|bytes| parse_command_file(&bytes))
         .unwrap_or_default();
-    if from_file.is_empty() {
-        vec![SHELL.into()]
-    } else {
-        from_file
-    }
+    (!from_file.is_empty()).then_some(from_file)
 }
 
 /// The arguments of a command file: each one ends with a NUL (a missing last NUL is
@@ -151,7 +158,12 @@ fn exit_code(status: ExitStatus) -> i32 {
 /// (`EBUSY`), is not an error: init goes on quietly, so the same init works before and after
 /// Evergreen has these file systems.
 fn mount_pseudo_filesystems() {
-    for (fstype, target) in [("proc", "/proc"), ("sysfs", "/sys"), ("devtmpfs", "/dev")] {
+    for (fstype, target) in [
+        ("proc", "/proc"),
+        ("sysfs", "/sys"),
+        ("devtmpfs", "/dev"),
+        ("devpts", "/dev/pts"),
+    ] {
         if let Err(error) = mount(fstype, target)
             && !matches!(
                 error.raw_os_error(),
@@ -164,7 +176,7 @@ fn mount_pseudo_filesystems() {
 }
 
 /// `mount(fstype, target, fstype, 0, NULL)`.
-fn mount(fstype: &str, target: &str) -> io::Result<()> {
+pub(crate) fn mount(fstype: &str, target: &str) -> io::Result<()> {
     let fstype = CString::new(fstype).expect("no NUL in a file system name");
     let target = CString::new(target).expect("no NUL in a mount point");
     // SAFETY: the three strings are NUL-terminated and outlive the call; a null `data` is
@@ -198,11 +210,11 @@ mod tests {
         let file = Some(b"ls\0-l\0".to_vec());
         assert_eq!(
             command(os(&["echo", "hi"]), file.clone()),
-            os(&["echo", "hi"])
+            Some(os(&["echo", "hi"]))
         );
-        assert_eq!(command(Vec::new(), file), os(&["ls", "-l"]));
-        assert_eq!(command(Vec::new(), Some(Vec::new())), os(&["/bin/sh"]));
-        assert_eq!(command(Vec::new(), None), os(&["/bin/sh"]));
+        assert_eq!(command(Vec::new(), file), Some(os(&["ls", "-l"])));
+        assert_eq!(command(Vec::new(), Some(Vec::new())), None);
+        assert_eq!(command(Vec::new(), None), None);
     }
 
     #[test]
