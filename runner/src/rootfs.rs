@@ -243,7 +243,7 @@ pub fn ldd_files(output: &str) -> Result<Vec<PathBuf>> {
 /// into `tree`, each file at its own host path, and the interpreter its `PT_INTERP` names in
 /// any case: glibc's `ldd` cannot read a musl program (whose interpreter is its whole C
 /// library). A static program has nothing to copy.
-fn add_libraries(tree: &mut Initramfs, host: &Path) -> Result<()> {
+pub fn add_libraries(tree: &mut Initramfs, host: &Path) -> Result<()> {
     let data = fs::read(host).with_context(|| format!("reading {}", host.display()))?;
     let Some(interpreter) = elf_interpreter(&data) else {
         return Ok(());
