@@ -1,8 +1,11 @@
-//! Loading programs: a static ELF executable (`ET_EXEC`, or static-PIE `ET_DYN`) into a
-//! fresh address space, with the SysV initial stack Linux builds (argv, envp, auxv); and
-//! `#!` scripts, whose interpreter runs with the script's path as an argument.
+//! Loading programs: an ELF executable (`ET_EXEC`, or PIE `ET_DYN` at a random base) into a
+//! fresh address space, with the SysV initial stack Linux builds (argv, envp, auxv). A
+//! dynamically linked one names its interpreter (`PT_INTERP`: `ld-linux-x86-64.so.2`,
+//! `ld-musl-x86_64.so.1`), which is loaded below the stack and started instead; it maps the
+//! libraries itself. `#!` scripts are the syscall layer's: their interpreter runs with the
+//! script's path as an argument.
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::{string::String, sync::Arc, vec::Vec};
 
 use elf::{ElfBytes, abi, endian::LittleEndian};
 use hal::{
@@ -21,6 +24,11 @@ const PIE_RANDOM_PAGES: u64 = 1 << 22;
 const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 const STACK_SIZE: u64 = 256 * 1024;
 const STACK_LIMIT: u64 = 8 * 1024 * 1024;
+/// Where `mmap` without an address starts placing mappings (growing down): below the stack's
+/// whole reservation, with a gap. A program's interpreter goes first, up to
+/// [`INTERP_RANDOM_PAGES`] pages lower.
+const MMAP_TOP: u64 = STACK_TOP - STACK_LIMIT - 16 * PAGE_SIZE;
+const INTERP_RANDOM_PAGES: u64 = 1 << 16;
 
 /// Why a program could not be started (Linux's `execve` errors).
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +39,8 @@ pub enum ExecError {
     NoMemory,
     /// An argument or environment string is too long, or there are too many (`E2BIG`).
     TooBig,
+    /// The interpreter could not be opened: the errno of its lookup (`ENOENT`, `EACCES`, …).
+    Interpreter(u32),
 }
 
 impl core::fmt::Display for ExecError {
@@ -39,6 +49,9 @@ impl core::fmt::Display for ExecError {
             Self::NoExec(why) => write!(f, "not an executable Evergreen runs: {why}"),
             Self::NoMemory => write!(f, "out of memory"),
             Self::TooBig => write!(f, "arguments too long"),
+            Self::Interpreter(errno) => {
+                write!(f, "the interpreter cannot be opened (errno {errno})")
+            }
         }
     }
 }
@@ -55,35 +68,163 @@ pub struct Image {
     pub mmap_top: u64,
 }
 
-/// Loads `image` (a static ELF executable) with `argv` and `envp`.
-pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Image, ExecError> {
+/// Loads `image` (an ELF executable) with `argv` and `envp`. A dynamically linked program
+/// (`PT_INTERP`) gets its interpreter too, whose bytes `interpreter` reads from the file
+/// system by path: the interpreter then starts, and finds the program through the auxiliary
+/// vector (`AT_PHDR`, `AT_ENTRY`, `AT_BASE`), as on Linux.
+pub fn load(
+    path: &str,
+    image: &[u8],
+    argv: &[&str],
+    envp: &[&str],
+    interpreter: &mut dyn FnMut(&str) -> Result<Vec<u8>, ExecError>,
+) -> Result<Image, ExecError> {
+    let space = AddressSpace::new().map_err(|_| ExecError::NoMemory)?;
+    let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
+    let pie_base = PIE_BASE + random % PIE_RANDOM_PAGES * PAGE_SIZE;
+    let program = load_elf(&space, image, pie_base)?;
+    let mut mmap_top = MMAP_TOP;
+    let (start, base) = match &program.interp {
+        None => (program.entry, 0),
+        Some(interp) => {
+            let bytes = interpreter(interp)?;
+            check_interpreter(&bytes)?;
+            // An `ET_EXEC` interpreter goes where its addresses say (Linux runs one too).
+            let base = match elf_span(&bytes)? {
+                Some(size) => {
+                    let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
+                    (mmap_top - size.next_multiple_of(PAGE_SIZE))
+                        .checked_sub(random % INTERP_RANDOM_PAGES * PAGE_SIZE)
+                        .ok_or(ExecError::NoExec("interpreter too large"))?
+                }
+                None => 0,
+            };
+            // Its own PT_INTERP, if any, is not followed (as on Linux).
+            let loaded = load_elf(&space, &bytes, base)?;
+            if base != 0 {
+                mmap_top = base - 16 * PAGE_SIZE;
+            }
+            (loaded.entry, loaded.bias)
+        }
+    };
+    let stack_bottom = STACK_TOP - STACK_SIZE;
+    space
+        .map_zeroed(stack_bottom, STACK_SIZE, Access::READ_WRITE)
+        .map_err(|_| ExecError::NoMemory)?;
+    let aux = AuxInfo {
+        phdr: program.phdr,
+        phnum: program.phnum,
+        phent: program.phent,
+        entry: program.entry,
+        base,
+        execfn: path,
+    };
+    space.set_stack(STACK_TOP - STACK_LIMIT, stack_bottom);
+    let rsp = build_stack(&space, argv, envp, &aux)?;
+    let mut context = UserContext::default();
+    context.regs.rip = start;
+    context.regs.rsp = rsp;
+    Ok(Image {
+        space,
+        context,
+        brk: program.end.next_multiple_of(PAGE_SIZE),
+        mmap_top,
+    })
+}
+
+/// What [`load_elf`] placed.
+struct Loaded {
+    /// What was added to the file's addresses (0 for `ET_EXEC`).
+    bias: u64,
+    entry: u64,
+    /// The program headers' address in memory, their count and size.
+    phdr: u64,
+    phnum: u64,
+    phent: u64,
+    /// The end of the highest segment.
+    end: u64,
+    /// The interpreter `PT_INTERP` names.
+    interp: Option<String>,
+}
+
+/// The ELF header of `image`, checked to be an x86-64 executable or shared object.
+fn parse(image: &[u8]) -> Result<ElfBytes<'_, LittleEndian>, ExecError> {
     let file = ElfBytes::<LittleEndian>::minimal_parse(image)
         .map_err(|_| ExecError::NoExec("not an ELF file"))?;
     let header = &file.ehdr;
     if header.class != elf::file::Class::ELF64 || header.e_machine != abi::EM_X86_64 {
         return Err(ExecError::NoExec("not an x86-64 ELF file"));
     }
-    let bias = match header.e_type {
-        abi::ET_EXEC => 0,
-        abi::ET_DYN => {
-            let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
-            PIE_BASE + random % PIE_RANDOM_PAGES * PAGE_SIZE
-        }
-        _ => return Err(ExecError::NoExec("neither ET_EXEC nor ET_DYN")),
+    if header.e_type != abi::ET_EXEC && header.e_type != abi::ET_DYN {
+        return Err(ExecError::NoExec("neither ET_EXEC nor ET_DYN"));
+    }
+    Ok(file)
+}
+
+/// The checks Linux's `load_elf_binary` makes of an interpreter before it loads it, with its
+/// errors: `EIO` for a file shorter than an ELF header, `ELIBBAD` for one that is no ELF file
+/// or not for this machine, `EINVAL` for one neither `ET_EXEC` nor `ET_DYN`.
+fn check_interpreter(image: &[u8]) -> Result<(), ExecError> {
+    use linux_raw_sys::errno as e;
+    const EHDR_SIZE: usize = 64;
+    if image.len() < EHDR_SIZE {
+        return Err(ExecError::Interpreter(e::EIO));
+    }
+    let file = ElfBytes::<LittleEndian>::minimal_parse(image)
+        .map_err(|_| ExecError::Interpreter(e::ELIBBAD))?;
+    let header = &file.ehdr;
+    if header.class != elf::file::Class::ELF64 || header.e_machine != abi::EM_X86_64 {
+        return Err(ExecError::Interpreter(e::ELIBBAD));
+    }
+    if header.e_type != abi::ET_EXEC && header.e_type != abi::ET_DYN {
+        return Err(ExecError::Interpreter(e::EINVAL));
+    }
+    Ok(())
+}
+
+/// How far the loadable segments of an `ET_DYN` image reach from address 0 (`None` for an
+/// `ET_EXEC` one, which is not moved).
+fn elf_span(image: &[u8]) -> Result<Option<u64>, ExecError> {
+    let file = parse(image)?;
+    if file.ehdr.e_type != abi::ET_DYN {
+        return Ok(None);
+    }
+    let segments = file
+        .segments()
+        .ok_or(ExecError::NoExec("no program headers"))?;
+    let end = segments
+        .iter()
+        .filter(|p| p.p_type == abi::PT_LOAD)
+        .map(|p| p.p_vaddr.saturating_add(p.p_memsz))
+        .max()
+        .ok_or(ExecError::NoExec("no loadable segment"))?;
+    if end > 1 << 40 {
+        return Err(ExecError::NoExec("an interpreter too large"));
+    }
+    Ok(Some(end))
+}
+
+/// Maps the loadable segments of `image` into `space`; an `ET_DYN` image at `dyn_base`.
+fn load_elf(space: &AddressSpace, image: &[u8], dyn_base: u64) -> Result<Loaded, ExecError> {
+    let file = parse(image)?;
+    let header = &file.ehdr;
+    let bias = if header.e_type == abi::ET_DYN {
+        dyn_base
+    } else {
+        0
     };
     let segments = file
         .segments()
         .ok_or(ExecError::NoExec("no program headers"))?;
-    if segments.iter().any(|p| p.p_type == abi::PT_INTERP) {
-        log::warn!("exec {path}: a dynamically linked program (PT_INTERP); only static ones run");
-        return Err(ExecError::NoExec("dynamically linked"));
-    }
-    let space = AddressSpace::new().map_err(|_| ExecError::NoMemory)?;
+    let mut interp = None;
     let mut end = 0u64;
     let mut phdr = 0u64;
     for p in segments.iter() {
+        if p.p_type == abi::PT_INTERP {
+            interp = Some(interp_path(image, p.p_offset, p.p_filesz)?);
+        }
         if p.p_type == abi::PT_PHDR {
-            phdr = bias + p.p_vaddr;
+            phdr = bias.wrapping_add(p.p_vaddr);
         }
         if p.p_type != abi::PT_LOAD || p.p_memsz == 0 {
             continue;
@@ -98,21 +239,12 @@ pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Im
         if p.p_filesz > p.p_memsz || seg_end > hal::user::USER_END || start < PAGE_SIZE {
             return Err(bad);
         }
-        let offset = usize::try_from(p.p_offset).map_err(|_| ExecError::NoExec("offset"))?;
-        let filesz = usize::try_from(p.p_filesz).map_err(|_| ExecError::NoExec("size"))?;
-        let bytes = image
-            .get(
-                offset
-                    ..offset
-                        .checked_add(filesz)
-                        .ok_or(ExecError::NoExec("size"))?,
-            )
-            .ok_or(bad)?;
+        let bytes = file_range(image, p.p_offset, p.p_filesz).ok_or(bad)?;
         let access = Access {
             write: p.p_flags & abi::PF_W != 0,
             execute: p.p_flags & abi::PF_X != 0,
         };
-        map_segment(&space, start, seg_end, access)?;
+        map_segment(space, start, seg_end, access)?;
         space
             .write(start, bytes)
             .map_err(|_| ExecError::NoExec("segment not mapped"))?;
@@ -124,30 +256,51 @@ pub fn load(path: &str, image: &[u8], argv: &[&str], envp: &[&str]) -> Result<Im
     if end == 0 {
         return Err(ExecError::NoExec("no loadable segment"));
     }
-    let entry = bias + header.e_entry;
-    let stack_bottom = STACK_TOP - STACK_SIZE;
-    space
-        .map_zeroed(stack_bottom, STACK_SIZE, Access::READ_WRITE)
-        .map_err(|_| ExecError::NoMemory)?;
-    let aux = AuxInfo {
+    Ok(Loaded {
+        bias,
+        entry: bias.wrapping_add(header.e_entry),
         phdr,
         phnum: u64::from(header.e_phnum),
         phent: u64::from(header.e_phentsize),
-        entry,
-        execfn: path,
-    };
-    space.set_stack(STACK_TOP - STACK_LIMIT, stack_bottom);
-    let rsp = build_stack(&space, argv, envp, &aux)?;
-    let mut context = UserContext::default();
-    context.regs.rip = entry;
-    context.regs.rsp = rsp;
-    Ok(Image {
-        space,
-        context,
-        brk: end.next_multiple_of(PAGE_SIZE),
-        // Below the stack's whole reservation, with a gap.
-        mmap_top: STACK_TOP - STACK_LIMIT - 16 * PAGE_SIZE,
+        end,
+        interp,
     })
+}
+
+/// `len` bytes of `image` at `offset`, if the file has them.
+fn file_range(image: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let offset = usize::try_from(offset).ok()?;
+    let len = usize::try_from(len).ok()?;
+    image.get(offset..offset.checked_add(len)?)
+}
+
+/// The interpreter's path from a `PT_INTERP` segment: 2 to `PATH_MAX` bytes ending in a NUL
+/// (it is cut at the first one), as Linux takes it.
+fn interp_path(image: &[u8], offset: u64, len: u64) -> Result<String, ExecError> {
+    let bytes = file_range(image, offset, len)
+        .filter(|b| b.len() > 1 && b.len() <= crate::fs::PATH_MAX && b.ends_with(&[0]))
+        .ok_or(ExecError::NoExec("a bad PT_INTERP"))?;
+    let bytes = bytes.split(|&b| b == 0).next().unwrap_or(bytes);
+    core::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .ok_or(ExecError::NoExec("a bad PT_INTERP"))
+}
+
+/// The bytes of the interpreter a dynamically linked program names, looked up from `base`:
+/// a regular file with an execute bit, else `EACCES` (Linux's `open_exec`).
+pub fn read_interpreter(base: &Arc<crate::fs::Node>, path: &str) -> Result<Vec<u8>, ExecError> {
+    use core::sync::atomic::Ordering;
+
+    use crate::fs::Kind;
+    let node = crate::fs::lookup(base, path, true).map_err(ExecError::Interpreter)?;
+    match &node.kind {
+        Kind::File(data) if node.mode.load(Ordering::Relaxed) & 0o111 != 0 => {
+            Ok(data.lock().to_vec())
+        }
+        _ => Err(ExecError::Interpreter(linux_raw_sys::errno::EACCES)),
+    }
 }
 
 /// The `comm` Linux gives a program: the first 15 bytes of its file name.
@@ -194,6 +347,7 @@ struct AuxInfo<'a> {
     phnum: u64,
     phent: u64,
     entry: u64,
+    base: u64,
     execfn: &'a str,
 }
 
@@ -237,7 +391,7 @@ fn build_stack(
         (g::AT_PHENT, aux.phent),
         (g::AT_PHNUM, aux.phnum),
         (g::AT_PAGESZ, PAGE_SIZE),
-        (g::AT_BASE, 0),
+        (g::AT_BASE, aux.base),
         (g::AT_FLAGS, 0),
         (g::AT_ENTRY, aux.entry),
         (g::AT_UID, 0),
@@ -246,7 +400,8 @@ fn build_stack(
         (g::AT_EGID, 0),
         (g::AT_SECURE, 0),
         (g::AT_RANDOM, random),
-        (g::AT_HWCAP, 0),
+        // As Linux: the CPU's feature bits of CPUID leaf 1, EDX.
+        (g::AT_HWCAP, u64::from(core::arch::x86_64::__cpuid(1).edx)),
         (g::AT_CLKTCK, 100),
         (g::AT_PLATFORM, platform),
         (g::AT_EXECFN, execfn),
@@ -283,8 +438,12 @@ pub mod tests {
         ktest::{TestResult, ktest},
     };
 
+    fn no_interpreter(_: &str) -> Result<Vec<u8>, ExecError> {
+        Err(ExecError::NoExec("no interpreter in this test"))
+    }
+
     fn refused(image: &[u8]) -> Result<(), alloc::string::String> {
-        match load("/test", image, &["/test"], &[]) {
+        match load("/test", image, &["/test"], &[], &mut no_interpreter) {
             Err(ExecError::NoExec(_)) => Ok(()),
             Err(other) => Err(alloc::format!("refused for the wrong reason: {other}")),
             Ok(_) => Err("accepted".into()),
@@ -326,7 +485,7 @@ pub mod tests {
             }
             // Any outcome but a panic will do; a corrupted header may even describe a
             // loadable program, which must then load without harm.
-            let _ = load("/test", &copy, &["/test"], &[]);
+            let _ = load("/test", &copy, &["/test"], &[], &mut no_interpreter);
         }
         Ok(())
     }

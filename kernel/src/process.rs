@@ -459,8 +459,11 @@ pub fn start_init(path: &str, argv: &[&str], envp: &[&str]) -> Result<Arc<Proces
     let fs::Kind::File(data) = &node.kind else {
         return Err(alloc::format!("{path}: not a regular file"));
     };
-    let image = crate::exec::load(path, &data.lock(), argv, envp)
-        .map_err(|e| alloc::format!("{path}: {e}"))?;
+    let root = fs::root();
+    let image = crate::exec::load(path, &data.lock().to_vec(), argv, envp, &mut |interp| {
+        crate::exec::read_interpreter(&root, interp)
+    })
+    .map_err(|e| alloc::format!("{path}: {e}"))?;
     let pid = new_id();
     let mut files = FdTable::default();
     let node = fs::lookup(&fs::root(), "/dev/console", true).map_err(|_| "no /dev/console")?;

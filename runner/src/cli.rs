@@ -205,7 +205,12 @@ struct ExecArgs {
     /// folders recursively, keeping modes and links); repeatable
     #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
     add: Vec<AddSpec>,
-    /// The command: a static executable's path on the host, or a name in the image's PATH
+    /// Copy the host program HOST to GUEST as --add does, with the shared libraries and the
+    /// interpreter it needs (`ldd`, PT_INTERP), each at its host path; repeatable
+    #[arg(long = "add-with-libs", value_name = "HOST:GUEST",
+          value_parser = rootfs::parse_add_with_libs)]
+    add_with_libs: Vec<AddSpec>,
+    /// The command: an executable's path on the host, or a name in the image's PATH
     /// (`busybox`, a busybox applet such as `echo`, or an `--add`ed program), and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -257,6 +262,11 @@ struct BuildArgs {
     /// folders recursively, keeping modes and links); repeatable
     #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
     add: Vec<AddSpec>,
+    /// Copy the host program HOST to GUEST as --add does, with the shared libraries and the
+    /// interpreter it needs (`ldd`, PT_INTERP), each at its host path; repeatable
+    #[arg(long = "add-with-libs", value_name = "HOST:GUEST",
+          value_parser = rootfs::parse_add_with_libs)]
+    add_with_libs: Vec<AddSpec>,
     /// Boot our loader in strict mode: every choice the Limine protocol leaves open is made
     /// against the kernel (see loader/README.md); not with LIMINE_PATH
     #[arg(long)]
@@ -484,7 +494,12 @@ pub fn main() -> Result<ExitCode> {
             } else {
                 Profile::Release
             },
-            adds: &args.add,
+            adds: &args
+                .add
+                .iter()
+                .chain(&args.add_with_libs)
+                .cloned()
+                .collect::<Vec<_>>(),
         }),
     }
 }
@@ -549,7 +564,13 @@ struct BootFiles {
 /// Builds the kernel, and our loader unless `LIMINE_PATH` names real Limine, and gathers the
 /// files of an image: the standard initramfs (with every `--add`) and the `--module`s.
 fn boot_files(args: &BuildArgs) -> Result<BootFiles> {
-    let rootfs = Rootfs::gather(&args.add)?;
+    let adds: Vec<AddSpec> = args
+        .add
+        .iter()
+        .chain(&args.add_with_libs)
+        .cloned()
+        .collect();
+    let rootfs = Rootfs::gather(&adds)?;
     let mut modules = vec![rootfs::module(&rootfs.tree)];
     for path in &args.module {
         modules.push(ModuleFile::from_host_file(path)?);
@@ -1024,6 +1045,21 @@ mod tests {
         };
         assert_eq!(args.add[0].host, PathBuf::from("t"));
         assert_eq!(args.command, ["t"]);
+        let cli = Cli::try_parse_from([
+            "runner",
+            "exec",
+            "--add-with-libs",
+            "/usr/bin/ls:/usr/bin/ls",
+            "--",
+            "/usr/bin/ls",
+        ])
+        .expect("parses");
+        let Some(Command::Exec(args)) = cli.command else {
+            panic!("exec expected")
+        };
+        assert!(args.add_with_libs[0].with_libs && args.add.is_empty());
+        let cli = Cli::try_parse_from(["runner", "--add-with-libs", "a:/x"]).expect("parses");
+        assert!(cli.run.build.add_with_libs[0].with_libs);
         let error = Cli::try_parse_from(["runner", "--add", "a:relative"]).expect_err("relative");
         assert!(error.to_string().contains("not absolute"), "{error}");
         assert!(Cli::try_parse_from(["runner", "--add", "nocolon"]).is_err());

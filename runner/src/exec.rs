@@ -83,6 +83,8 @@ fn install(rootfs: &mut Rootfs, program: &Program, args: &[String]) -> Result<()
                 .with_context(|| format!("{} has no UTF-8 file name", path.display()))?;
             let guest = format!("{HOST_PROGRAMS}/{name}");
             rootfs::add_host_path(&mut rootfs.tree, path, &guest)?;
+            // A dynamically linked program comes with what it needs, as --add-with-libs.
+            rootfs::add_libraries(&mut rootfs.tree, path)?;
             guest
         }
         Program::InPath(name) if rootfs::in_path(&rootfs.tree, name) => name.clone(),
@@ -237,6 +239,11 @@ mod tests {
             command_file(&rootfs).expect("command file"),
             b"/usr/local/bin/sh\0-c\0echo a  b\0"
         );
+        // A dynamically linked one brings its interpreter (and libraries) along.
+        let data = std::fs::read("/bin/sh").expect("the host has /bin/sh");
+        if let Some(interpreter) = rootfs::elf_interpreter(&data) {
+            assert!(rootfs.tree.get(&interpreter).is_some(), "{interpreter}");
+        }
     }
 
     #[test]

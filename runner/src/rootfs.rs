@@ -177,6 +177,9 @@ pub struct AddSpec {
     pub host: PathBuf,
     /// The absolute guest path.
     pub guest: String,
+    /// Whether the shared libraries and the interpreter `ldd` lists for the program go in
+    /// too, each at its own host path (`--add-with-libs`).
+    pub with_libs: bool,
 }
 
 /// Parses `HOST:GUEST` (split at the last `:`, so a host path may hold colons); GUEST must be
@@ -201,6 +204,100 @@ pub fn parse_add(text: &str) -> Result<AddSpec, String> {
     Ok(AddSpec {
         host: PathBuf::from(host),
         guest: guest.to_owned(),
+        with_libs: false,
+    })
+}
+
+/// Parses `HOST:GUEST` as [`parse_add`] does, for a program whose shared libraries go in too.
+pub fn parse_add_with_libs(text: &str) -> Result<AddSpec, String> {
+    parse_add(text).map(|add| AddSpec {
+        with_libs: true,
+        ..add
+    })
+}
+
+/// The files `ldd` lists in `output`: the libraries it resolved (`name => /path (addr)`) and
+/// the interpreter (`/path (addr)`); the vDSO, which has no file, is left out. A library
+/// `ldd` could not find is an error.
+pub fn ldd_files(output: &str) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = match line.split_once(" => ") {
+            Some((name, target)) => {
+                if target.trim_start().starts_with("not found") {
+                    bail!("ldd: the library {name} is not found on the host");
+                }
+                target
+            }
+            None => line,
+        };
+        let path = path.split(" (").next().unwrap_or(path).trim();
+        if path.starts_with('/') {
+            files.push(PathBuf::from(path));
+        }
+    }
+    Ok(files)
+}
+
+/// Copies what `ldd` lists for the host program `host` (its libraries and its interpreter)
+/// into `tree`, each file at its own host path, and the interpreter its `PT_INTERP` names in
+/// any case: glibc's `ldd` cannot read a musl program (whose interpreter is its whole C
+/// library). A static program has nothing to copy.
+pub fn add_libraries(tree: &mut Initramfs, host: &Path) -> Result<()> {
+    let data = fs::read(host).with_context(|| format!("reading {}", host.display()))?;
+    let Some(interpreter) = elf_interpreter(&data) else {
+        return Ok(());
+    };
+    add_host_path(tree, Path::new(&interpreter), &interpreter)
+        .with_context(|| format!("the interpreter of {}", host.display()))?;
+    let output = std::process::Command::new("ldd")
+        .arg(host)
+        .output()
+        .context("running ldd (Debian package libc-bin) for --add-with-libs")?;
+    if !output.status.success() {
+        crate::status!(
+            "--add-with-libs: ldd cannot read {} (a musl program?); only its interpreter {} is \
+             copied",
+            host.display(),
+            interpreter
+        );
+        return Ok(());
+    }
+    for file in ldd_files(&String::from_utf8_lossy(&output.stdout))? {
+        let guest = file
+            .to_str()
+            .with_context(|| format!("{} is not a UTF-8 path", file.display()))?;
+        add_host_path(tree, &file, guest)?;
+    }
+    Ok(())
+}
+
+/// The interpreter (`PT_INTERP`) a 64-bit little-endian ELF file names, if it is one and
+/// names one.
+pub fn elf_interpreter(data: &[u8]) -> Option<String> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |at: usize| Some(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| {
+        let bytes = data.get(at..at + 8)?;
+        usize::try_from(u64::from_le_bytes(bytes.try_into().ok()?)).ok()
+    };
+    // ELFCLASS64, ELFDATA2LSB.
+    if !data.starts_with(b"\x7fELF\x02\x01") {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
+    (0..usize::from(phnum)).find_map(|i| {
+        let header = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(header)? != PT_INTERP {
+            return None;
+        }
+        let (offset, size) = (u64_at(header + 8)?, u64_at(header + 32)?);
+        let bytes = data.get(offset..offset.checked_add(size)?)?;
+        let path = bytes.split(|&b| b == 0).next()?;
+        String::from_utf8(path.to_vec())
+            .ok()
+            .filter(|p| p.starts_with('/'))
     })
 }
 
@@ -317,6 +414,9 @@ impl Rootfs {
         let mut tree = standard_tree(init, busybox.as_ref())?;
         for add in adds {
             add_host_path(&mut tree, &add.host, &add.guest)?;
+            if add.with_libs {
+                add_libraries(&mut tree, &add.host)?;
+            }
         }
         Ok(Self {
             tree,
@@ -423,13 +523,62 @@ mod tests {
     }
 
     #[test]
+    fn ldd_output_names_the_libraries_and_the_interpreter() {
+        let output = "\tlinux-vdso.so.1 (0x00007ffd3a5f2000)\n\
+                      \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0a1c200000)\n\
+                      \t/lib64/ld-linux-x86-64.so.2 (0x00007f0a1c43b000)\n";
+        assert_eq!(
+            ldd_files(output).expect("parses"),
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        assert!(ldd_files("\tlibfoo.so.1 => not found\n").is_err());
+        assert!(ldd_files("").expect("parses").is_empty());
+    }
+
+    #[test]
+    fn the_interpreter_comes_from_pt_interp() {
+        // A header with one program header, PT_INTERP, pointing at the path after it.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        let path = b"/lib/ld-musl-x86_64.so.1\0";
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes());
+        elf[72..80].copy_from_slice(&120u64.to_le_bytes());
+        elf[96..104].copy_from_slice(&(path.len() as u64).to_le_bytes());
+        elf.extend_from_slice(path);
+        assert_eq!(
+            elf_interpreter(&elf).as_deref(),
+            Some("/lib/ld-musl-x86_64.so.1")
+        );
+        // A static program (no PT_INTERP), a cut-off table and a non-ELF file name none.
+        elf[64] = 1;
+        assert_eq!(elf_interpreter(&elf), None);
+        assert_eq!(elf_interpreter(&elf[..100]), None);
+        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+        let ls = std::fs::read("/usr/bin/ls").unwrap_or_default();
+        if !ls.is_empty() {
+            assert!(elf_interpreter(&ls).is_some_and(|p| p.contains("ld-linux")));
+        }
+    }
+
+    #[test]
     fn add_specs_parse() {
         assert_eq!(
             parse_add("./out:/usr/bin/out"),
             Ok(AddSpec {
                 host: "./out".into(),
-                guest: "/usr/bin/out".into()
+                guest: "/usr/bin/out".into(),
+                with_libs: false,
             })
+        );
+        assert_eq!(
+            parse_add_with_libs("/usr/bin/ls:/usr/bin/ls").map(|a| a.with_libs),
+            Ok(true)
         );
         assert_eq!(
             parse_add("a:b:/x").map(|a| a.host),

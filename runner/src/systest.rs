@@ -9,6 +9,7 @@
 //! BIOS without real Limine) is reported as skipped and counted apart, never as passed.
 
 mod block;
+mod dynamic;
 mod gdb;
 mod input;
 mod iso;
@@ -534,6 +535,67 @@ pub const CASES: &[Case] = &[
             program: user::Program::Script("procfs.sh"),
             args: &[],
             guest_only: Some("procfs: all checks passed"),
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-mmap-file",
+        about: "mmap of files (user/tests/mmap_file.c): mappings see write()s, MAP_PRIVATE copies on write, MAP_SHARED writes reach read(), other mappings and fork's child, msync, offsets, zeros past the end, EACCES/EBADF/ENODEV/EINVAL: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("mmap_file.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-dynexec",
+        about: "execve of programs whose PT_INTERP is missing, a directory, not executable, too short, no ELF file, for another machine, an ET_EXEC program, or empty (user/tests/dynexec.c): same errnos and runs as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("dynexec.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 1,
+        }),
+    },
+    Case {
+        name: "user-musl-dynamic",
+        about: "user/tests/processes.c linked dynamically with musl: PT_INTERP with ld-musl-x86_64.so.1 from the root file system, a dynamic program that execs itself; same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::CDynamic {
+                source: "processes.c",
+                name: "processes-musl-dynamic",
+            },
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
+        name: "user-musl-dynexec",
+        about: "user/tests/dynexec.c linked dynamically with musl: the auxiliary vector a dynamically linked program starts with (AT_BASE, AT_PHDR, AT_ENTRY, …), and a dynamic program's execve errors; same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::CDynamic {
+                source: "dynexec.c",
+                name: "dynexec-musl-dynamic",
+            },
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 1,
+        }),
+    },
+    Case {
+        name: "user-dynamic",
+        about: "Debian's dynamically linked ls, sort, sha256sum, find and python3 from the host, copied with the libraries and interpreter ldd lists (user/tests/dynamic.sh): PT_INTERP, ld.so's file mappings; same stdout and status as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::DynamicScript("dynamic.sh"),
+            args: &[],
+            guest_only: None,
             strace: false,
             cpus: 2,
         }),

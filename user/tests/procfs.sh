@@ -43,6 +43,9 @@ dd if=/dev/zero of=/tmp/small/f bs=1k count=100 2>/tmp/dd.err && fail "dd past t
 grep -q "No space left on device" /tmp/dd.err || fail "dd: $(cat /tmp/dd.err)"
 [ "$(wc -c < /tmp/small/f)" = 65536 ] || fail "size at the limit"
 df /tmp/small | grep -q "64 *64 *0 100% /tmp/small" || fail "df: $(df /tmp/small)"
+# O_TRUNC gives the bytes back: the file fills the mount again.
+: > /tmp/small/f
+dd if=/dev/zero of=/tmp/small/f bs=1k count=64 2>/dev/null || fail "dd after O_TRUNC: ENOSPC"
 rm /tmp/small/f
 echo x > /tmp/small/again || fail "space not returned after rm"
 cd /tmp/small/.. && [ "$(ls -d small)" = small ] || fail ".. across the mount"

@@ -24,6 +24,7 @@
 //! Every top-level entry of the higher half points at a table from the start, so mappings
 //! made later are seen through every CR3 that copies the higher half.
 
+mod cache;
 mod dma;
 mod frame;
 mod heap;
@@ -41,6 +42,7 @@ use core::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+pub use cache::CacheFrame;
 pub use dma::{DmaBuffer, DmaError};
 pub use frame::{
     Frame, FrameError, ReclaimError, alloc_contiguous, alloc_frame, bootloader_memory_reclaimed,
@@ -104,6 +106,9 @@ pub enum MapError {
     Table(frames::table::Error),
     /// The page at this address was unmapped, but a CPU did not confirm flushing it.
     ShootdownIncomplete(u64),
+    /// The page at this address may not be made writable (a shared mapping of a file not
+    /// open for writing).
+    NotWritable(u64),
 }
 
 impl fmt::Display for MapError {
@@ -121,6 +126,7 @@ impl fmt::Display for MapError {
             Self::WindowFull => write!(f, "the virtual window is full"),
             Self::OutOfMemory => write!(f, "out of physical memory"),
             Self::Table(e) => write!(f, "page tables: {e}"),
+            Self::NotWritable(a) => write!(f, "{a:#x} may not be made writable"),
             Self::ShootdownIncomplete(a) => {
                 write!(
                     f,

@@ -122,7 +122,7 @@ fn install_entry((name, mode, data): &Entry<'_>) -> Result<(), Refusal> {
                 .map(|_| ())
                 .map_err(|_| "a directory on a path through a file");
         }
-        g::S_IFREG => Node::new_file(data.to_vec(), *mode),
+        g::S_IFREG => Node::new_file(data, *mode).map_err(|_| "out of memory")?,
         g::S_IFLNK => Node::new_symlink(
             String::from_utf8(data.to_vec()).map_err(|_| "a link target is not UTF-8")?,
         ),
@@ -226,7 +226,7 @@ pub mod tests {
         let read = |path: &str| {
             let node = crate::fs::lookup(&root, path, true).ok()?;
             match &node.kind {
-                crate::fs::Kind::File(d) => Some(d.lock().clone()),
+                crate::fs::Kind::File(d) => Some(d.lock().to_vec()),
                 _ => None,
             }
         };

@@ -190,10 +190,9 @@ impl OpenFile {
                 Kind::File(data) => {
                     let mut offset = self.offset.lock();
                     let pos = at.unwrap_or(*offset);
-                    let data = data.lock();
-                    let start = (pos as usize).min(data.len());
-                    let n = out.len().min(data.len() - start);
-                    out[..n].copy_from_slice(&data[start..start + n]);
+                    let n = data
+                        .lock()
+                        .read_at(usize::try_from(pos).unwrap_or(usize::MAX), out);
                     if at.is_none() {
                         *offset = pos + n as u64;
                     }
@@ -295,7 +294,7 @@ impl OpenFile {
                     if bytes.len() < end {
                         node.resize(&mut bytes, end)?;
                     }
-                    bytes[pos..end].copy_from_slice(data);
+                    bytes.write_at(pos, data)?;
                     if at.is_none() {
                         *offset = end as u64;
                     }

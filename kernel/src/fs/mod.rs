@@ -7,6 +7,7 @@
 //! lookup, `ELOOP` beyond) and crossing mounts ([`mount`]) both ways.
 
 pub mod cpio;
+pub mod data;
 pub mod epoll;
 pub mod eventfd;
 pub mod file;
@@ -105,8 +106,8 @@ pub enum Kind {
         /// The directory it is in (the root's is itself).
         parent: Mutex<Weak<Node>>,
     },
-    /// A regular file's bytes.
-    File(Mutex<Vec<u8>>),
+    /// A regular file's bytes, in pages `mmap` maps.
+    File(Mutex<data::FileData>),
     /// A symbolic link's target.
     Symlink(String),
     /// A character device.
@@ -182,9 +183,10 @@ impl Node {
         node
     }
 
-    /// A new regular file with `data`.
-    pub fn new_file(data: Vec<u8>, mode: u32) -> Arc<Self> {
-        Self::new(Kind::File(Mutex::new(data)), mode)
+    /// A new regular file with `data` (`ENOSPC` if memory ran out).
+    pub fn new_file(data: &[u8], mode: u32) -> Result<Arc<Self>, u32> {
+        let data = data::FileData::from_bytes(data).ok_or(e::ENOSPC)?;
+        Ok(Self::new(Kind::File(Mutex::new(data)), mode))
     }
 
     /// A new symbolic link to `target`.
@@ -212,7 +214,7 @@ impl Node {
 
     /// Sets a regular file's length to `len` (zeros fill a growth), charging or refunding the
     /// difference to its file system: `ENOSPC` when that is full, `EFBIG` past [`MAX_FILE`].
-    pub fn resize(&self, data: &mut Vec<u8>, len: usize) -> Result<(), u32> {
+    pub fn resize(&self, data: &mut data::FileData, len: usize) -> Result<(), u32> {
         if len > MAX_FILE {
             return Err(e::EFBIG);
         }
@@ -227,7 +229,7 @@ impl Node {
         } else {
             mount::uncharge(fs, (old - len) as u64);
         }
-        data.resize(len, 0);
+        data.set_len(len);
         Ok(())
     }
 
@@ -565,7 +567,9 @@ pub fn init() {
                 Ok(count) => log::info!("fs: initramfs {path}: {count} entries unpacked to /"),
                 Err(why) => log::error!("fs: initramfs {path} refused: {why}"),
             }
-        } else if let Err(errno) = install(path, Node::new_file(module.data.to_vec(), 0o755)) {
+        } else if let Err(errno) =
+            Node::new_file(module.data, 0o755).and_then(|node| install(path, node))
+        {
             log::warn!("fs: module {path} not installed: errno {errno}");
         }
     }

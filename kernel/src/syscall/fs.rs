@@ -293,7 +293,7 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
             }
             let name = name.as_str();
             let umask = current.process().umask.load(Ordering::Relaxed);
-            let node = Node::new_file(Vec::new(), mode as u32 & !umask);
+            let node = Node::new_file(&[], mode as u32 & !umask)?;
             dir.link(name, Arc::clone(&node))?;
             node
         }
@@ -315,7 +315,8 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
         && access != g::O_RDONLY
         && let Kind::File(data) = &node.kind
     {
-        data.lock().clear();
+        // Through `resize`, so the bytes go back to the file system's count.
+        node.resize(&mut data.lock(), 0)?;
         node.touch();
     }
     let target = match node.kind {
@@ -846,9 +847,7 @@ pub fn fallocate(current: &Current, fd: u64, mode: u64, offset: u64, len: u64) -
         0 | KEEP_SIZE => {}
         m if m == PUNCH_HOLE | KEEP_SIZE || m & !KEEP_SIZE == ZERO_RANGE => {
             let stop = end.min(size) as usize;
-            if (offset as usize) < stop {
-                data[offset as usize..stop].fill(0);
-            }
+            data.zero_range(offset as usize, stop);
             if m == ZERO_RANGE && end > size {
                 node.resize(&mut data, end as usize)?;
             }

@@ -12,6 +12,7 @@ mod fs;
 mod mm;
 mod proc;
 mod vfs;
+mod xattr;
 
 use alloc::vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -182,7 +183,16 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
         g::__NR_mprotect => mm::mprotect(current, a[0], a[1], a[2]),
         g::__NR_mremap => mm::mremap(current, a[0], a[1], a[2], a[3], a[4]),
         g::__NR_madvise => mm::madvise(current, a[0], a[1], a[2]),
-        g::__NR_msync | g::__NR_mlock | g::__NR_munlock => Ok(0),
+        g::__NR_getxattr => xattr::get(current, a[0], a[1], true),
+        g::__NR_lgetxattr => xattr::get(current, a[0], a[1], false),
+        g::__NR_fgetxattr => xattr::fget(current, a[0], a[1]),
+        g::__NR_listxattr => xattr::list(current, a[0], true),
+        g::__NR_llistxattr => xattr::list(current, a[0], false),
+        g::__NR_flistxattr => xattr::flist(current, a[0]),
+        g::__NR_msync => mm::msync(current, a[0], a[1], a[2]),
+        g::__NR_mincore => mm::mincore(current, a[0], a[1], a[2]),
+        g::__NR_fadvise64 => mm::fadvise(current, a[0], a[3]),
+        g::__NR_mlock | g::__NR_munlock => Ok(0),
         g::__NR_membarrier => Ok(0),
         g::__NR_arch_prctl => proc::arch_prctl(ctx, a[0], a[1]),
         g::__NR_clone => proc::clone(current, ctx, a[0], a[1], a[2], a[3], a[4]),

@@ -193,7 +193,9 @@ pub fn execve(
     let mut node = executable(&base, &exec_path)?;
     // Scripts: at most four levels of interpreter (Linux allows a few).
     for _ in 0..4 {
-        let Some((interp, arg)) = script_interpreter(&contents(&node).lock())? else {
+        let mut head = [0u8; 256];
+        let n = contents(&node).lock().read_at(0, &mut head);
+        let Some((interp, arg)) = script_interpreter(&head[..n])? else {
             break;
         };
         let mut new_argv = Vec::new();
@@ -209,9 +211,13 @@ pub fn execve(
     }
     let argv_refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let envp_refs: Vec<&str> = envp.iter().map(String::as_str).collect();
-    // The file stays locked while it is loaded: no copy of a large program on the heap.
-    let data = contents(&node).lock();
-    let loaded = crate::exec::load(&path, &data, &argv_refs, &envp_refs);
+    // A copy: the file's pages are not contiguous, and the file may change meanwhile.
+    let data = contents(&node).lock().to_vec();
+    // A relative PT_INTERP is looked up from the working directory (Linux's `open_exec`).
+    let cwd = Arc::clone(&process.cwd.lock().node);
+    let loaded = crate::exec::load(&path, &data, &argv_refs, &envp_refs, &mut |interp| {
+        crate::exec::read_interpreter(&cwd, interp)
+    });
     drop(data);
     let image = loaded.map_err(|err| match err {
         crate::exec::ExecError::NoExec(why) => {
@@ -220,6 +226,7 @@ pub fn execve(
         }
         crate::exec::ExecError::NoMemory => e::ENOMEM,
         crate::exec::ExecError::TooBig => e::E2BIG,
+        crate::exec::ExecError::Interpreter(errno) => errno,
     })?;
     // The point of no return: the old program is gone.
     if process.threads.lock().len() > 1 {
@@ -272,7 +279,7 @@ fn executable(base: &Arc<fs::Node>, path: &str) -> Result<Arc<fs::Node>, u32> {
 }
 
 /// The bytes of a node [`executable`] returned.
-fn contents(node: &fs::Node) -> &Mutex<Vec<u8>> {
+fn contents(node: &fs::Node) -> &Mutex<fs::data::FileData> {
     match &node.kind {
         Kind::File(data) => data,
         _ => unreachable!("executable() returns regular files only"),

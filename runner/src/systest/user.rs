@@ -52,6 +52,18 @@ pub(super) enum Program {
     /// A shell script's name in `user/tests/`, run by busybox `sh` (the script goes in as a
     /// second module, `/boot/NAME`, on Evergreen; the host runs it from the source tree).
     Script(&'static str),
+    /// A C source file in `user/tests/` built as a dynamically linked musl program (its
+    /// interpreter, `ld-musl-x86_64.so.1`, which is its C library too, goes into the root file
+    /// system from the host), under a name of its own.
+    CDynamic {
+        /// The source file's name.
+        source: &'static str,
+        /// The binary's name.
+        name: &'static str,
+    },
+    /// Like [`Program::Script`], with Debian's dynamically linked programs from the host in
+    /// the root file system ([`super::dynamic`]).
+    DynamicScript(&'static str),
 }
 
 /// An argument as given, or for `$NAME:DEFAULT` the environment variable `NAME` (a campaign's
@@ -76,7 +88,8 @@ impl UserProgram {
     fn name(self) -> &'static str {
         match self.program {
             Program::C(source) => source.strip_suffix(".c").unwrap_or(source),
-            Program::Busybox | Program::Script(_) => "busybox",
+            Program::CDynamic { name, .. } => name,
+            Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => "busybox",
             Program::Rust(name) => name,
         }
     }
@@ -84,7 +97,7 @@ impl UserProgram {
     /// The arguments after argv[0], on Evergreen or on the host.
     fn argv(self, guest: bool) -> Result<Vec<String>> {
         let mut argv = Vec::new();
-        if let Program::Script(script) = self.program {
+        if let Program::Script(script) | Program::DynamicScript(script) = self.program {
             argv.push("sh".to_owned());
             argv.push(if guest {
                 format!("/boot/{script}")
@@ -112,8 +125,9 @@ impl UserProgram {
         cmdline
     }
 
-    /// Builds the program and returns the modules the kernel needs: the program, and for a
-    /// script the script.
+    /// Builds the program and returns the modules the kernel needs: the program; for a
+    /// script the script and the root file system; for a dynamically linked program the root
+    /// file system with its interpreter.
     pub(super) fn modules(self) -> Result<Vec<ModuleFile>> {
         let binary = self.build()?;
         let data =
@@ -123,7 +137,7 @@ impl UserProgram {
             cmdline: self.name().into(),
             data,
         }];
-        if let Program::Script(script) = self.program {
+        if let Program::Script(script) | Program::DynamicScript(script) = self.program {
             let path = script_path(script)?;
             let data =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -134,23 +148,44 @@ impl UserProgram {
             });
             // The standard root file system: busybox's applet links in /bin, as on the host
             // (tar -z runs `gzip` through PATH).
-            modules.push(rootfs::module(&Rootfs::gather(&[])?.tree));
+            let adds = match self.program {
+                Program::DynamicScript(_) => super::dynamic::adds(),
+                _ => Vec::new(),
+            };
+            modules.push(rootfs::module(&Rootfs::gather(&adds)?.tree));
+        }
+        if let Program::CDynamic { name, .. } = self.program {
+            // The standard tree with the program's interpreter, found as --add-with-libs
+            // finds it.
+            let add = rootfs::AddSpec {
+                host: binary,
+                guest: format!("/usr/local/bin/{name}"),
+                with_libs: true,
+            };
+            modules.push(rootfs::module(&Rootfs::gather(&[add])?.tree));
         }
         Ok(modules)
     }
 
     /// The binary: built from our source, or the host's busybox.
     fn build(self) -> Result<PathBuf> {
-        let source = match self.program {
-            Program::C(source) => build::workspace_root().join("user/tests").join(source),
-            Program::Busybox | Program::Script(_) => return busybox(),
+        let (source, static_link) = match self.program {
+            Program::C(source) => (
+                build::workspace_root().join("user/tests").join(source),
+                true,
+            ),
+            Program::CDynamic { source, .. } => (
+                build::workspace_root().join("user/tests").join(source),
+                false,
+            ),
+            Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => return busybox(),
             Program::Rust(name) => return build_rust(name),
         };
         let out_dir = build::target_dir()?.join("user-tests");
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
         let binary = out_dir.join(self.name());
-        build_c(&source, &binary)?;
+        build_c_linked(&source, &binary, static_link)?;
         Ok(binary)
     }
 
@@ -159,8 +194,10 @@ impl UserProgram {
     /// console is on Evergreen; output is read in the order written, line ends as `\n`.
     fn run_on_host(self) -> Result<(String, u32)> {
         let binary = match self.program {
-            Program::C(_) => build::target_dir()?.join("user-tests").join(self.name()),
-            Program::Busybox | Program::Script(_) => busybox()?,
+            Program::C(_) | Program::CDynamic { .. } => {
+                build::target_dir()?.join("user-tests").join(self.name())
+            }
+            Program::Busybox | Program::Script(_) | Program::DynamicScript(_) => busybox()?,
             Program::Rust(name) => rust_binary(name)?,
         };
         let pty = console_like_pty()?;
@@ -232,8 +269,15 @@ fn read_terminal(master: std::os::fd::OwnedFd) -> std::io::Result<Vec<u8>> {
 /// Builds the C program `source` into the static executable `binary` (`musl-gcc -static
 /// -O2`).
 pub(crate) fn build_c(source: &Path, binary: &Path) -> Result<()> {
+    build_c_linked(source, binary, true)
+}
+
+/// Builds the C program `source` into `binary` with `musl-gcc -O2`, statically linked or
+/// (`static_link` false) dynamically, with musl's `ld-musl-x86_64.so.1` as its interpreter.
+fn build_c_linked(source: &Path, binary: &Path, static_link: bool) -> Result<()> {
     let status = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-Wall", "-o"])
+        .args(static_link.then_some("-static"))
+        .args(["-O2", "-Wall", "-o"])
         .arg(binary)
         .arg(source)
         .status()

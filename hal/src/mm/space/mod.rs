@@ -56,6 +56,10 @@ const SHARED: u64 = 1 << 10;
 /// Leaf software bit of a *not-present* entry: the page is reserved (zero-filled on its first
 /// touch); the entry's other bits are those the page will have, less the frame.
 const LAZY: u64 = 1 << 11;
+/// Leaf software bit (one the CPU ignores): a `MAP_SHARED` page of a file not open for
+/// writing, which may never be made writable ([`MapError::NotWritable`]), as Linux clears
+/// `VM_MAYWRITE` for it.
+const NO_WRITE: u64 = 1 << 52;
 /// The accessed and dirty bits, which a reservation made from a mapped page drops.
 const ACCESSED_DIRTY: u64 = (1 << 5) | (1 << 6);
 
@@ -205,6 +209,60 @@ impl AddressSpace {
     /// makes from this one, instead of being copied on write.
     pub fn map_zeroed_shared(&self, virt: u64, len: u64, access: Access) -> Result<(), MapError> {
         self.map_fresh(virt, len, access, SHARED)
+    }
+
+    /// Maps the file page `page` at the empty page `virt` with `access`. `shared`
+    /// (`MAP_SHARED`): writes go to the page itself, seen by `read` and by every space that
+    /// maps it, `fork`'s copies included. Otherwise (`MAP_PRIVATE`) the page shows the file's
+    /// bytes until the first write, which gets a copy of its own (copy-on-write: the file
+    /// holds a reference, so the frame counts as shared). A shared page of a file not open
+    /// for writing (`may_write` false) can never be made writable.
+    pub fn map_cache(
+        &self,
+        virt: u64,
+        page: &super::CacheFrame,
+        access: Access,
+        shared: bool,
+        may_write: bool,
+    ) -> Result<(), MapError> {
+        let (virt, _) = user_range(virt, PAGE_SIZE)?;
+        let _guard = self.lock();
+        let tables = self.tables();
+        let mut memory = Hhdm::new(super::hhdm_offset());
+        match tables.raw_leaf(&memory, virt) {
+            Some(0) => {}
+            Some(_) => return Err(MapError::Table(frames::table::Error::AlreadyMapped(virt))),
+            None => return Err(MapError::Table(frames::table::Error::InsideLargePage(virt))),
+        }
+        if shared && access.write && !may_write {
+            return Err(MapError::NotWritable(virt));
+        }
+        let (attributes, bits) = if shared {
+            (
+                access.attributes(),
+                if may_write { SHARED } else { SHARED | NO_WRITE },
+            )
+        } else if access.write {
+            let read_only = Access {
+                write: false,
+                ..access
+            };
+            (read_only.attributes(), COW)
+        } else {
+            (access.attributes(), 0)
+        };
+        let phys = page.phys();
+        if !share::share(phys) {
+            return Err(MapError::NotReady);
+        }
+        let entry = tables.leaf_entry(phys, PageSize::Size4K, attributes);
+        if let Err(e) = tables.map_entry(&mut memory, virt, PageSize::Size4K, entry | bits) {
+            // Never visible to user mode: no flush needed before letting go.
+            share::put(phys);
+            return Err(e.into());
+        }
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn map_fresh(&self, virt: u64, len: u64, access: Access, bits: u64) -> Result<(), MapError> {
@@ -420,11 +478,22 @@ impl AddressSpace {
 
     /// Gives the mapped pages of `[virt, virt + len)` `attributes`, keeping their frames. A
     /// page made writable whose frame is shared (and not `MAP_SHARED`) becomes copy-on-write.
+    /// Nothing changes if a page may not be made writable ([`MapError::NotWritable`]).
     fn remap(&self, virt: u64, len: u64, attributes: Attributes) -> Result<(), MapError> {
         let (virt, count) = user_range(virt, len)?;
         let _guard = self.lock();
         let tables = self.tables();
         let mut memory = Hhdm::new(super::hhdm_offset());
+        if attributes.writable {
+            let sealed = (0..count).map(|i| virt + i * PAGE_SIZE).find(|&v| {
+                tables
+                    .translate(&memory, v)
+                    .is_some_and(|m| m.entry & NO_WRITE != 0)
+            });
+            if let Some(v) = sealed {
+                return Err(MapError::NotWritable(v));
+            }
+        }
         let reserved = (tables.leaf_entry(0, PageSize::Size4K, attributes) & !PRESENT) | LAZY;
         for i in 0..count {
             let v = virt + i * PAGE_SIZE;
@@ -435,7 +504,7 @@ impl AddressSpace {
                 }
                 continue;
             };
-            let kept = m.entry & SHARED;
+            let kept = m.entry & (SHARED | NO_WRITE);
             let mut entry = tables.leaf_entry(m.phys, PageSize::Size4K, attributes) | kept;
             if attributes.writable && kept == 0 && share::is_shared(m.phys) {
                 entry = (entry & !frames::table::WRITABLE) | COW;
@@ -464,6 +533,16 @@ impl AddressSpace {
             write: m.writable || m.entry & COW != 0,
             execute: m.executable,
         })
+    }
+
+    /// Whether the page holding `virt` has its frame (`mincore`): mapped, not merely
+    /// reserved.
+    pub fn is_resident(&self, virt: u64) -> bool {
+        if virt >= USER_END {
+            return false;
+        }
+        let memory = Hhdm::new(super::hhdm_offset());
+        self.tables().translate(&memory, virt).is_some()
     }
 
     /// Whether anything occupies the page holding `virt`: mapped or reserved, with any access
