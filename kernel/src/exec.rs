@@ -14,6 +14,8 @@ use hal::{
     usermode::UserContext,
 };
 
+use crate::fs::data::FileData;
+
 /// Where a static-PIE (`ET_DYN`) executable is placed: this base plus a random number of
 /// pages below [`PIE_RANDOM_PAGES`] (Linux's base, and 16 GiB of randomness).
 const PIE_BASE: u64 = 0x0000_5555_5555_0000;
@@ -75,6 +77,7 @@ pub struct Image {
 pub fn load(
     path: &str,
     image: &[u8],
+    file: Option<&mut FileData>,
     argv: &[&str],
     envp: &[&str],
     interpreter: &mut dyn FnMut(&str) -> Result<Vec<u8>, ExecError>,
@@ -82,7 +85,7 @@ pub fn load(
     let space = AddressSpace::new().map_err(|_| ExecError::NoMemory)?;
     let random = u64::from_le_bytes(crate::syscall::random_bytes::<8>());
     let pie_base = PIE_BASE + random % PIE_RANDOM_PAGES * PAGE_SIZE;
-    let program = load_elf(&space, image, pie_base)?;
+    let program = load_elf(&space, image, file, pie_base)?;
     let mut mmap_top = MMAP_TOP;
     let (start, base) = match &program.interp {
         None => (program.entry, 0),
@@ -100,7 +103,7 @@ pub fn load(
                 None => 0,
             };
             // Its own PT_INTERP, if any, is not followed (as on Linux).
-            let loaded = load_elf(&space, &bytes, base)?;
+            let loaded = load_elf(&space, &bytes, None, base)?;
             if base != 0 {
                 mmap_top = base - 16 * PAGE_SIZE;
             }
@@ -205,7 +208,16 @@ fn elf_span(image: &[u8]) -> Result<Option<u64>, ExecError> {
 }
 
 /// Maps the loadable segments of `image` into `space`; an `ET_DYN` image at `dyn_base`.
-fn load_elf(space: &AddressSpace, image: &[u8], dyn_base: u64) -> Result<Loaded, ExecError> {
+/// With the file's pages (`pages`; `image` then holds at least its headers), each segment
+/// maps them copy-on-write where it can, as Linux maps a program from the page cache; what
+/// cannot be shared (a page another segment also covers, the part of the last page past
+/// the file's bytes) is copied.
+fn load_elf(
+    space: &AddressSpace,
+    image: &[u8],
+    mut pages: Option<&mut FileData>,
+    dyn_base: u64,
+) -> Result<Loaded, ExecError> {
     let file = parse(image)?;
     let header = &file.ehdr;
     let bias = if header.e_type == abi::ET_DYN {
@@ -239,15 +251,29 @@ fn load_elf(space: &AddressSpace, image: &[u8], dyn_base: u64) -> Result<Loaded,
         if p.p_filesz > p.p_memsz || seg_end > hal::user::USER_END || start < PAGE_SIZE {
             return Err(bad);
         }
-        let bytes = file_range(image, p.p_offset, p.p_filesz).ok_or(bad)?;
         let access = Access {
             write: p.p_flags & abi::PF_W != 0,
             execute: p.p_flags & abi::PF_X != 0,
         };
-        map_segment(space, start, seg_end, access)?;
-        space
-            .write(start, bytes)
-            .map_err(|_| ExecError::NoExec("segment not mapped"))?;
+        match pages.as_deref_mut() {
+            Some(data) => {
+                let in_file = p
+                    .p_offset
+                    .checked_add(p.p_filesz)
+                    .is_some_and(|e| e <= data.len() as u64);
+                if !in_file {
+                    return Err(bad);
+                }
+                map_from_file(space, data, start, seg_end, p.p_offset, p.p_filesz, access)?;
+            }
+            None => {
+                let bytes = file_range(image, p.p_offset, p.p_filesz).ok_or(bad)?;
+                map_segment(space, start, seg_end, access)?;
+                space
+                    .write(start, bytes)
+                    .map_err(|_| ExecError::NoExec("segment not mapped"))?;
+            }
+        }
         if phdr == 0 && p.p_offset == 0 {
             phdr = start + header.e_phoff;
         }
@@ -265,6 +291,55 @@ fn load_elf(space: &AddressSpace, image: &[u8], dyn_base: u64) -> Result<Loaded,
         end,
         interp,
     })
+}
+
+/// Maps a segment (`[start, end)` in memory, `filesz` bytes of the file at `offset`) from
+/// the file's pages: whole pages of file bytes copy-on-write; a page already mapped (shared
+/// with another segment) and the last, partial page are copied; the rest is zeroed memory.
+fn map_from_file(
+    space: &AddressSpace,
+    data: &mut FileData,
+    start: u64,
+    end: u64,
+    offset: u64,
+    filesz: u64,
+    access: Access,
+) -> Result<(), ExecError> {
+    let congruent = start % PAGE_SIZE == offset % PAGE_SIZE;
+    let file_end = start + filesz;
+    let mut page = start & !(PAGE_SIZE - 1);
+    if congruent {
+        let mut index = ((offset - start % PAGE_SIZE) / PAGE_SIZE) as usize;
+        // Pages wholly of file bytes (the first may start before the segment, as Linux
+        // maps it).
+        while page + PAGE_SIZE <= file_end {
+            if space.query(page).is_some() {
+                break;
+            }
+            let Some(frame) = data.page(index) else {
+                break;
+            };
+            space
+                .map_cache(page, frame, access, false, false)
+                .map_err(|_| ExecError::NoMemory)?;
+            page += PAGE_SIZE;
+            index += 1;
+        }
+    }
+    // The rest: fresh pages (or the union with a segment that mapped them), the remaining
+    // file bytes copied in.
+    if page < end {
+        map_segment(space, page.max(start), end, access)?;
+        let from = page.max(start);
+        if from < file_end {
+            let mut bytes = alloc::vec![0u8; (file_end - from) as usize];
+            data.read_at((offset + (from - start)) as usize, &mut bytes);
+            space
+                .write(from, &bytes)
+                .map_err(|_| ExecError::NoExec("segment not mapped"))?;
+        }
+    }
+    Ok(())
 }
 
 /// `len` bytes of `image` at `offset`, if the file has them.
@@ -290,11 +365,21 @@ fn interp_path(image: &[u8], offset: u64, len: u64) -> Result<String, ExecError>
 
 /// The bytes of the interpreter a dynamically linked program names, looked up from `base`:
 /// a regular file with an execute bit, else `EACCES` (Linux's `open_exec`).
-pub fn read_interpreter(base: &Arc<crate::fs::Node>, path: &str) -> Result<Vec<u8>, ExecError> {
+///
+/// `program` is the program being loaded, whose pages the caller holds locked: a program
+/// naming itself as its interpreter is refused (`ELIBBAD`) rather than waited for.
+pub fn read_interpreter(
+    base: &Arc<crate::fs::Node>,
+    path: &str,
+    program: &crate::fs::Node,
+) -> Result<Vec<u8>, ExecError> {
     use core::sync::atomic::Ordering;
 
     use crate::fs::Kind;
     let node = crate::fs::lookup(base, path, true).map_err(ExecError::Interpreter)?;
+    if core::ptr::eq(&*node, program) {
+        return Err(ExecError::Interpreter(linux_raw_sys::errno::ELIBBAD));
+    }
     match &node.kind {
         Kind::File(data) if node.mode.load(Ordering::Relaxed) & 0o111 != 0 => {
             Ok(data.lock().to_vec())
@@ -443,7 +528,7 @@ pub mod tests {
     }
 
     fn refused(image: &[u8]) -> Result<(), alloc::string::String> {
-        match load("/test", image, &["/test"], &[], &mut no_interpreter) {
+        match load("/test", image, None, &["/test"], &[], &mut no_interpreter) {
             Err(ExecError::NoExec(_)) => Ok(()),
             Err(other) => Err(alloc::format!("refused for the wrong reason: {other}")),
             Ok(_) => Err("accepted".into()),
@@ -485,7 +570,18 @@ pub mod tests {
             }
             // Any outcome but a panic will do; a corrupted header may even describe a
             // loadable program, which must then load without harm.
-            let _ = load("/test", &copy, &["/test"], &[], &mut no_interpreter);
+            let _ = load("/test", &copy, None, &["/test"], &[], &mut no_interpreter);
+            // And through the file's pages, as `execve` loads (segments mapped from them).
+            if let Some(mut pages) = crate::fs::data::FileData::from_bytes(&copy) {
+                let _ = load(
+                    "/test",
+                    &copy,
+                    Some(&mut pages),
+                    &["/test"],
+                    &[],
+                    &mut no_interpreter,
+                );
+            }
         }
         Ok(())
     }

@@ -460,9 +460,14 @@ pub fn start_init(path: &str, argv: &[&str], envp: &[&str]) -> Result<Arc<Proces
         return Err(alloc::format!("{path}: not a regular file"));
     };
     let root = fs::root();
-    let image = crate::exec::load(path, &data.lock().to_vec(), argv, envp, &mut |interp| {
-        crate::exec::read_interpreter(&root, interp)
-    })
+    let image = crate::exec::load(
+        path,
+        &data.lock().to_vec(),
+        None,
+        argv,
+        envp,
+        &mut |interp| crate::exec::read_interpreter(&root, interp, &node),
+    )
     .map_err(|e| alloc::format!("{path}: {e}"))?;
     let pid = new_id();
     let mut files = FdTable::default();

@@ -211,13 +211,26 @@ pub fn execve(
     }
     let argv_refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let envp_refs: Vec<&str> = envp.iter().map(String::as_str).collect();
-    // A copy: the file's pages are not contiguous, and the file may change meanwhile.
-    let data = contents(&node).lock().to_vec();
+    // The headers are read; the segments map the file's pages (copy-on-write).
+    let mut data = contents(&node).lock();
+    let mut head = alloc::vec![0u8; data.len().min(EXEC_HEAD)];
+    data.read_at(0, &mut head);
+    if head.len() < data.len() && head.len() >= 64 && head.starts_with(b"\x7fELF") {
+        // Loading needs no sections, and their table lies past what was read: this copy's
+        // header says there is none (e_shoff, e_shnum, e_shstrndx).
+        head[0x28..0x30].fill(0);
+        head[0x3c..0x40].fill(0);
+    }
     // A relative PT_INTERP is looked up from the working directory (Linux's `open_exec`).
     let cwd = Arc::clone(&process.cwd.lock().node);
-    let loaded = crate::exec::load(&path, &data, &argv_refs, &envp_refs, &mut |interp| {
-        crate::exec::read_interpreter(&cwd, interp)
-    });
+    let loaded = crate::exec::load(
+        &path,
+        &head,
+        Some(&mut data),
+        &argv_refs,
+        &envp_refs,
+        &mut |interp| crate::exec::read_interpreter(&cwd, interp, &node),
+    );
     drop(data);
     let image = loaded.map_err(|err| match err {
         crate::exec::ExecError::NoExec(why) => {
@@ -279,6 +292,10 @@ fn executable(base: &Arc<fs::Node>, path: &str) -> Result<Arc<fs::Node>, u32> {
 }
 
 /// The bytes of a node [`executable`] returned.
+/// How much of a program `execve` reads for its ELF and program headers (and the
+/// `PT_INTERP` path); its segments are mapped from the file.
+const EXEC_HEAD: usize = 64 * 1024;
+
 fn contents(node: &fs::Node) -> &Mutex<fs::data::FileData> {
     match &node.kind {
         Kind::File(data) => data,
