@@ -209,7 +209,10 @@ fn ignored(process: &Process, sig: u8) -> bool {
         return false;
     }
     let action = process.sigactions.lock().0[usize::from(sig - 1)];
-    action.handler == 1 || (action.handler == 0 && default_ignores(sig))
+    // Init is never stopped by a default action (Linux's SIGNAL_UNKILLABLE): nobody would be
+    // left to continue it.
+    let init_stop = process.pid == 1 && stops(sig);
+    action.handler == 1 || (action.handler == 0 && (default_ignores(sig) || init_stop))
 }
 
 /// Sends `sig` to `thread` (`tgkill`, a fault).

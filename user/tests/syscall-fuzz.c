@@ -8,12 +8,16 @@
  * crash itself (a wild munmap, sigreturn, arch_prctl...) or block (read, pause, futex): the
  * parent waits a random 10-200 ms, then kills it with SIGKILL if it still runs, and starts
  * the next one until the calls reach the total: argv[1], or 100000. Calls that would make
- * more processes, replace the program, signal other processes or reboot are left out. */
+ * more processes, replace the program, signal other processes, reboot or change the
+ * console's log level are left out; each child's standard streams are a pseudo-terminal of
+ * its own. */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +54,8 @@ static int excluded(long nr) {
     case SYS_execveat: case SYS_kill: case SYS_tkill: case SYS_tgkill: case SYS_reboot:
     case SYS_rt_sigqueueinfo: case SYS_rt_tgsigqueueinfo: case SYS_pidfd_send_signal:
     case SYS_ptrace: case SYS_process_vm_writev: case SYS_io_uring_enter:
+    /* The console's log level is the machine's, and the runner reads the console. */
+    case SYS_syslog:
         return 1;
     }
     return 0;
@@ -59,8 +65,26 @@ static void report(long calls) {
     (void)write(REPORT_FD, &calls, sizeof calls);
 }
 
+/* A child's standard input, output and error: a pseudo-terminal of its own (the master at
+ * fd 3), so the terminal calls it makes at random — settings, flow control, job control —
+ * reach a real terminal but not the console the parent reports on. /dev/null if there is
+ * no pseudo-terminal. */
+static void own_terminal(void) {
+    int fd = -1;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master >= 0 && unlockpt(master) == 0 && ptsname(master))
+        fd = open(ptsname(master), O_RDWR | O_NOCTTY);
+    if (fd < 0)
+        fd = open("/dev/null", O_RDWR);
+    for (int target = 0; target < 3; target++)
+        dup2(fd, target);
+    if (master >= 0)
+        dup2(master, 3);
+}
+
 static void child(void) {
     long calls = 0;
+    own_terminal();
     for (int i = 0; i < CHILD_CALLS; i++) {
         long nr = (long)(next() % 460);
         if (excluded(nr))
@@ -86,6 +110,9 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
+    /* Run as init, nobody has mounted devpts (the children's terminals) yet. */
+    if (getpid() == 1)
+        mount("devpts", "/dev/pts", "devpts", 0, NULL);
     long target = argc > 1 ? atol(argv[1]) : 100000;
     long total = 0, children = 0, finished = 0, crashed = 0, killed = 0;
     double started = now(), last_progress = started;
