@@ -14,7 +14,10 @@ use super::{
     Device, Kind, Node, epoll::Epoll, eventfd::EventFd, pipe::Pipe, signalfd::SignalFd,
     timerfd::TimerFd,
 };
-use crate::sched::{self, Task, Wait, WaitQueue};
+use crate::{
+    net::socket::{self, Socket},
+    sched::{self, Task, Wait, WaitQueue},
+};
 
 /// What an open file reads and writes.
 pub enum Target {
@@ -32,6 +35,8 @@ pub enum Target {
     TimerFd(Arc<TimerFd>),
     /// A `signalfd` (read by the syscall layer, which knows the reading thread).
     SignalFd(Arc<SignalFd>),
+    /// A socket (`read`/`write` are `recv`/`send` without flags).
+    Socket(Arc<Socket>),
 }
 
 /// An open file description.
@@ -59,7 +64,8 @@ impl Drop for OpenFile {
             | Target::EventFd(_)
             | Target::Epoll(_)
             | Target::TimerFd(_)
-            | Target::SignalFd(_) => {}
+            | Target::SignalFd(_)
+            | Target::Socket(_) => {}
         }
     }
 }
@@ -79,8 +85,17 @@ impl OpenFile {
         })
     }
 
-    fn nonblock(&self) -> bool {
+    /// Whether `O_NONBLOCK` is set.
+    pub fn nonblock(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & g::O_NONBLOCK != 0
+    }
+
+    /// A socket call's flags from the file's (`O_NONBLOCK`).
+    pub fn socket_flags(&self) -> socket::Flags {
+        socket::Flags {
+            nonblock: self.nonblock(),
+            ..socket::Flags::default()
+        }
     }
 
     /// Whether it was opened for reading.
@@ -121,6 +136,7 @@ impl OpenFile {
             Target::Epoll(ep) => bit(ep.any_ready(), pollin),
             Target::TimerFd(t) => bit(t.readable(), pollin),
             Target::SignalFd(f) => bit(f.readable(), pollin),
+            Target::Socket(s) => s.readiness(),
             Target::Node(node) => match node.kind {
                 Kind::Device(Device::Console) => pollout,
                 _ => pollin | pollout,
@@ -138,6 +154,7 @@ impl OpenFile {
             Target::EventFd(c) => out.push(c.queue()),
             Target::TimerFd(t) => out.push(t.queue()),
             Target::SignalFd(f) => out.push(f.queue()),
+            Target::Socket(s) => s.wait_queues(out),
             Target::Epoll(_) | Target::Node(_) => {}
         }
     }
@@ -171,6 +188,7 @@ impl OpenFile {
             Target::PipeRead(p) => p.read(me, out, self.nonblock()),
             Target::EventFd(c) => c.read(me, out, self.nonblock()),
             Target::TimerFd(t) => t.read(me, out, self.nonblock()),
+            Target::Socket(s) => s.recv(me, out, self.socket_flags()).map(|got| got.len),
             Target::PipeWrite(_) | Target::Epoll(_) | Target::SignalFd(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
@@ -203,6 +221,7 @@ impl OpenFile {
                     Ok(n)
                 }
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
+                Kind::Socket => Err(e::ENXIO),
             },
         }
     }
@@ -240,6 +259,14 @@ impl OpenFile {
         match &self.target {
             Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
             Target::EventFd(c) => c.write(me, data, self.nonblock()),
+            Target::Socket(s) => s.send(
+                me,
+                &socket::unix::NO_PATHS,
+                data,
+                None,
+                Vec::new(),
+                self.socket_flags(),
+            ),
             Target::PipeRead(_) | Target::Epoll(_) | Target::TimerFd(_) | Target::SignalFd(_) => {
                 Err(e::EINVAL)
             }
@@ -270,6 +297,7 @@ impl OpenFile {
                 Kind::Device(device) => Ok(write_device(*device, data)),
                 Kind::Proc(super::proc::Entry::File(f)) => super::proc::write(*f, data),
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
+                Kind::Socket => Err(e::ENXIO),
             },
         }
     }

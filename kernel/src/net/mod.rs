@@ -16,6 +16,7 @@
 //! later blocking socket calls) may call [`poll`] themselves.
 
 mod nic;
+pub mod socket;
 #[cfg(feature = "tests")]
 mod tests;
 
@@ -355,10 +356,26 @@ impl Net {
 
     /// Adds `socket` to `link`'s set with a wait queue of its own; `None` without that link.
     pub fn add<S: AnySocket<'static>>(&mut self, link: Link, socket: S) -> Option<SocketId> {
+        self.add_waking(link, socket, Arc::new(WaitQueue::new()))
+    }
+
+    /// Adds `socket` to `link`'s set, waking `queue` when its state may have changed (a
+    /// descriptor's sockets on several interfaces share one queue).
+    pub fn add_waking<S: AnySocket<'static>>(
+        &mut self,
+        link: Link,
+        socket: S,
+        queue: Arc<WaitQueue>,
+    ) -> Option<SocketId> {
         let iface = self.iface(link)?;
         let handle = iface.sockets.add(socket);
-        iface.waiters.push((handle, Arc::new(WaitQueue::new())));
+        iface.waiters.push((handle, queue));
         Some(SocketId { link, handle })
+    }
+
+    /// Whether `link` exists (eth0 needs a card).
+    pub fn has_link(&mut self, link: Link) -> bool {
+        self.iface(link).is_some()
     }
 
     /// Removes a socket (dropping its buffers; a TCP connection is not closed gracefully).
