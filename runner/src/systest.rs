@@ -500,6 +500,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-sockets",
+        about: "the sockets ABI (user/tests/sockets.c): AF_UNIX socketpairs, path and abstract names, streams and datagrams, SCM_RIGHTS; TCP and UDP on 127.0.0.1; non-blocking connect with epoll; poll and select on sockets; SO_* and TCP_NODELAY options; ECONNREFUSED, EADDRINUSE, ENOTCONN, EPIPE and SIGPIPE, EINVAL: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("sockets.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-procfs",
         about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name; dmesg and /dev/kmsg (guest only)",
         kind: Kind::User(user::UserProgram {

@@ -40,6 +40,8 @@ use spin::{Mutex, Once};
 
 use crate::sched::WaitQueue;
 
+/// Sockets an interface's set has room for before it grows.
+const SOCKET_SLOTS: usize = 160;
 /// The longest the poll task sleeps between polls.
 const POLL_NS: u64 = 10_000_000;
 /// How long boot waits for a DHCP lease before going on (the lease may still come later).
@@ -93,8 +95,10 @@ impl Iface {
     fn new(iface: Interface) -> Self {
         Self {
             iface,
-            sockets: SocketSet::new(Vec::new()),
-            waiters: Vec::new(),
+            // Room for a busy server's listeners and connections from the start (the set
+            // never shrinks, so growth under one program would look like a leak after it).
+            sockets: SocketSet::new(Vec::with_capacity(SOCKET_SLOTS)),
+            waiters: Vec::with_capacity(SOCKET_SLOTS),
         }
     }
 
@@ -329,6 +333,7 @@ impl Net {
         }
         if changed || lo_changed {
             CHANGED.wake_all();
+            socket::inet::reap(self);
         }
         changed || lo_changed
     }

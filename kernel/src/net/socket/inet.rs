@@ -147,8 +147,9 @@ fn flush() {
     }
 }
 
-/// Removes closed sockets whose goodbye is over.
-fn reap(net: &mut Net) {
+/// Removes closed sockets whose goodbye is over (the stack calls it after each poll that
+/// changed socket state).
+pub fn reap(net: &mut Net) {
     let mut closing = CLOSING.lock();
     closing.retain(|&id| {
         let state = net.socket::<tcp::Socket>(id).0.state();
@@ -161,10 +162,14 @@ fn reap(net: &mut Net) {
 }
 
 fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
-    tcp::Socket::new(
+    let mut s = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; rx]),
         tcp::SocketBuffer::new(vec![0; tx]),
-    )
+    );
+    // ACKs go out at once: a socket reaped in TIME-WAIT must not take a delayed ACK of the
+    // peer's FIN with it (the peer would sit in LAST-ACK until its retransmission).
+    s.set_ack_delay(None);
+    s
 }
 
 fn udp_socket() -> udp::Socket<'static> {
@@ -208,6 +213,8 @@ struct State {
     error: u32,
     read_shut: bool,
     write_shut: bool,
+    /// A non-blocking connect finished: the next `connect` returns 0 (then `EISCONN`).
+    unreported: bool,
 }
 
 /// An `AF_INET` socket.
@@ -272,6 +279,7 @@ impl Inet {
                 error: 0,
                 read_shut: false,
                 write_shut: false,
+                unreported: false,
             }),
             changed: Arc::new(WaitQueue::new()),
         }
@@ -478,7 +486,13 @@ impl Inet {
         match state.phase {
             Phase::Idle => {}
             Phase::Connecting(_) => return Err(e::EALREADY),
-            Phase::Connected(_) => return Err(e::EISCONN),
+            Phase::Connected(_) => {
+                return if core::mem::take(&mut state.unreported) {
+                    Ok(())
+                } else {
+                    Err(e::EISCONN)
+                };
+            }
             _ => return Err(e::EINVAL),
         }
         if port == 0 {
@@ -512,6 +526,7 @@ impl Inet {
         })
         .ok_or(e::ENETDOWN)??;
         state.phase = Phase::Connecting(id);
+        state.unreported = nonblock;
         drop(state);
         flush();
         if nonblock {
