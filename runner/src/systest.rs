@@ -85,6 +85,8 @@ enum Kind {
     Iso(iso::Firmware),
     /// A static user program run as `init=` and on the host: same stdout, same exit status.
     User(user::UserProgram),
+    /// A guest-only user program with a network card and a host side ([`net::Scenario`]).
+    NetUser(user::UserProgram, net::Scenario),
     /// `evergreen_slots: yes`: our loader boots the slot `libs/update` chooses, once or a few
     /// times, and the disk's boot state is checked after each boot.
     Slots(slots::Scenario),
@@ -511,6 +513,34 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "net-wget",
+        about: "busybox wget downloads a fresh 16 MiB file from an HTTP server on the host's 127.0.0.1 (guestfwd at 10.0.2.100:80, user/tests/net-wget.sh); its size and SHA-256 match the host's",
+        kind: Kind::NetUser(
+            user::UserProgram {
+                program: user::Program::Script("net-wget.sh"),
+                args: &[],
+                guest_only: Some("net-wget: done"),
+                strace: false,
+                cpus: 2,
+            },
+            net::Scenario::Download,
+        ),
+    },
+    Case {
+        name: "net-echo-server",
+        about: "a TCP echo server in Evergreen (user/tests/echo-server.c, epoll) answers 100 concurrent connections from the host through hostfwd on 127.0.0.1; every client gets its own 8 KiB back",
+        kind: Kind::NetUser(
+            user::UserProgram {
+                program: user::Program::C("echo-server.c"),
+                args: &["100"],
+                guest_only: Some("echo-server: served 100 connections"),
+                strace: false,
+                cpus: 2,
+            },
+            net::Scenario::EchoClients(100),
+        ),
+    },
+    Case {
         name: "user-procfs",
         about: "procfs, mounts and tmpfs (user/tests/procfs.sh): /proc/self and /proc/PID, ps, pidof, killall, top, free, uptime; a size-limited tmpfs gives ENOSPC, df shows it, .. leaves it, a busy umount is refused; memory given back after rm; the host name; dmesg and /dev/kmsg (guest only)",
         kind: Kind::User(user::UserProgram {
@@ -813,6 +843,7 @@ impl Case {
             // User programs see the kernel, not the loader: one of them checks that user
             // space starts the same under the strict loader.
             Kind::User(_) => self.name == "user-hello",
+            Kind::NetUser(..) => false,
             Kind::Boot
             | Kind::Conformance
             | Kind::Kernel(_)
@@ -1066,6 +1097,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Screen => screen::run(ctx, &opts, log),
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
         Kind::User(program) => user::run(ctx, &opts, log, program),
+        Kind::NetUser(program, scenario) => net::run_user(ctx, &opts, log, program, scenario),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -1123,8 +1155,11 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             standard(run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
-        Kind::User(program) => {
+        Kind::User(program) | Kind::NetUser(program, _) => {
             opts.smp = program.cpus;
+            if let Kind::NetUser(..) = test.case.kind {
+                opts.memory_mib = opts.memory_mib.max(512);
+            }
             standard(&program.cmdline(), &program.modules()?)?
         }
         // The normal boot: no test, the kernel ends in its echo loop.
@@ -1784,7 +1819,8 @@ mod tests {
             // Too slow to run twice on a small host, or not about the loader (see
             // `runs_strict`).
             let too_slow = case.name == "smp-32"
-                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello");
+                || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello")
+                || matches!(case.kind, Kind::NetUser(..));
             let name = format!("{}[strict]", case.name);
             assert_eq!(
                 strict.contains(&name),

@@ -30,7 +30,7 @@ use hal::trap::Vector;
 pub use nic::Counters;
 use nic::Nic;
 use smoltcp::{
-    iface::{Config, Interface, PollResult, SocketHandle, SocketSet},
+    iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet},
     phy::{Loopback, Medium},
     socket::{AnySocket, dhcpv4},
     time::Instant,
@@ -41,7 +41,7 @@ use spin::{Mutex, Once};
 use crate::sched::WaitQueue;
 
 /// Sockets an interface's set has room for before it grows.
-const SOCKET_SLOTS: usize = 160;
+const SOCKET_SLOTS: usize = 256;
 /// The longest the poll task sleeps between polls.
 const POLL_NS: u64 = 10_000_000;
 /// How long boot waits for a DHCP lease before going on (the lease may still come later).
@@ -316,8 +316,34 @@ impl Net {
         let mut changed = false;
         if let Some(eth) = &mut self.eth {
             eth.nic.ack_interrupt();
-            changed |= eth.net.iface.poll(now, &mut eth.nic, &mut eth.net.sockets)
-                == PollResult::SocketStateChanged;
+            eth.net.iface.poll_maintenance(now);
+        }
+        // Frames one at a time, so listening sockets are topped up between connection
+        // requests (a burst of SYNs would otherwise meet RSTs once the idle listeners ran
+        // out).
+        while let Some(eth) = &mut self.eth {
+            match eth
+                .net
+                .iface
+                .poll_ingress_single(now, &mut eth.nic, &mut eth.net.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    changed = true;
+                    socket::inet::refill_pools(self);
+                }
+            }
+        }
+        if let Some(eth) = &mut self.eth {
+            while eth
+                .net
+                .iface
+                .poll_egress(now, &mut eth.nic, &mut eth.net.sockets)
+                == PollResult::SocketStateChanged
+            {
+                changed = true;
+            }
             eth.dhcp_events();
             if changed {
                 eth.net.wake_all();

@@ -29,9 +29,10 @@ use crate::{
 const TCP_RX: usize = 256 * 1024;
 const TCP_TX: usize = 64 * 1024;
 /// Buffers of each listening socket in a pool (what an accepted connection gets).
-const POOL_RX: usize = 64 * 1024;
-const POOL_TX: usize = 32 * 1024;
-/// The most listening smoltcp sockets one descriptor keeps per interface.
+const POOL_RX: usize = 32 * 1024;
+const POOL_TX: usize = 16 * 1024;
+/// The most idle listening smoltcp sockets one descriptor keeps per interface (a burst of
+/// connection requests larger than this meets RSTs).
 const POOL_MAX: usize = 64;
 /// A UDP socket's queues (datagrams, payload bytes) per interface.
 const UDP_SLOTS: usize = 64;
@@ -57,6 +58,97 @@ static PORTS: Mutex<BTreeMap<(Proto, u16), PortUse>> = Mutex::new(BTreeMap::new(
 static NEXT_PORT: Mutex<u16> = Mutex::new(EPHEMERAL.0);
 /// Closed TCP sockets finishing their FIN exchange.
 static CLOSING: Mutex<Vec<SocketId>> = Mutex::new(Vec::new());
+/// Every listening descriptor's pool, refilled after each poll (a backlog, as Linux keeps).
+static POOLS: Mutex<Vec<alloc::sync::Weak<Mutex<Pool>>>> = Mutex::new(Vec::new());
+
+/// A listening descriptor's smoltcp sockets: idle listeners, and connections not yet
+/// accepted.
+struct Pool {
+    ip: Ipv4Addr,
+    port: u16,
+    links: Vec<Link>,
+    backlog: usize,
+    ids: Vec<SocketId>,
+    changed: Arc<WaitQueue>,
+    /// Its descriptor is closing: no more listeners.
+    closed: bool,
+}
+
+fn is_waiting(state: tcp::State) -> bool {
+    matches!(state, tcp::State::Listen | tcp::State::SynReceived)
+}
+
+impl Pool {
+    /// Tops every interface up to its idle listeners, while the not-yet-accepted
+    /// connections stay within the backlog.
+    fn refill(&mut self, net: &mut Net) {
+        if self.closed {
+            return;
+        }
+        let idle_target = (self.backlog + 1).clamp(2, POOL_MAX);
+        for &link in &self.links {
+            let mut idle = 0;
+            let mut pending = 0;
+            for &id in self.ids.iter().filter(|id| id.link == link) {
+                match net.socket::<tcp::Socket>(id).0.state() {
+                    tcp::State::Listen => idle += 1,
+                    _ => pending += 1,
+                }
+            }
+            while idle < idle_target && pending + idle < self.backlog.max(1) + idle_target {
+                let mut s = tcp_socket(POOL_RX, POOL_TX);
+                let addr = (!self.ip.is_unspecified()).then_some(IpAddress::Ipv4(self.ip));
+                if s.listen(IpListenEndpoint {
+                    addr,
+                    port: self.port,
+                })
+                .is_err()
+                {
+                    break;
+                }
+                match net.add_waking(link, s, Arc::clone(&self.changed)) {
+                    Some(id) => self.ids.push(id),
+                    None => break,
+                }
+                idle += 1;
+            }
+        }
+    }
+
+    /// An established connection, taken out.
+    fn take(&mut self, net: &mut Net) -> Option<SocketId> {
+        let index = self
+            .ids
+            .iter()
+            .position(|&id| !is_waiting(net.socket::<tcp::Socket>(id).0.state()))?;
+        let id = self.ids.swap_remove(index);
+        self.refill(net);
+        Some(id)
+    }
+
+    fn has_established(&self, net: &mut Net) -> bool {
+        self.ids
+            .iter()
+            .any(|&id| !is_waiting(net.socket::<tcp::Socket>(id).0.state()))
+    }
+}
+
+/// Refills every pool that nobody is using right now (called with the stack locked, so it
+/// only tries the pools' locks: their users take the stack's lock after theirs).
+pub fn refill_pools(net: &mut Net) {
+    let Some(mut pools) = POOLS.try_lock() else {
+        return;
+    };
+    pools.retain(|weak| {
+        let Some(pool) = weak.upgrade() else {
+            return false;
+        };
+        if let Some(mut pool) = pool.try_lock() {
+            pool.refill(net);
+        }
+        true
+    });
+}
 
 fn proto(ty: Type) -> Proto {
     match ty {
@@ -150,6 +242,7 @@ fn flush() {
 /// Removes closed sockets whose goodbye is over (the stack calls it after each poll that
 /// changed socket state).
 pub fn reap(net: &mut Net) {
+    refill_pools(net);
     let mut closing = CLOSING.lock();
     closing.retain(|&id| {
         let state = net.socket::<tcp::Socket>(id).0.state();
@@ -193,10 +286,7 @@ fn ipv4(addr: IpAddress) -> Ipv4Addr {
 
 enum Phase {
     Idle,
-    Listening {
-        backlog: usize,
-        pool: Vec<SocketId>,
-    },
+    Listening(Arc<Mutex<Pool>>),
     Connecting(SocketId),
     Connected(SocketId),
     /// UDP: its smoltcp sockets, one per interface (none before a bind).
@@ -230,15 +320,21 @@ impl Drop for Inet {
         let state = self.state.get_mut();
         let phase = core::mem::replace(&mut state.phase, Phase::Idle);
         let local = state.local.take();
+        let listening = match &phase {
+            Phase::Listening(pool) => {
+                let mut pool = pool.lock();
+                pool.closed = true;
+                core::mem::take(&mut pool.ids)
+            }
+            _ => Vec::new(),
+        };
         net::with(|net| {
+            for id in listening {
+                net.socket::<tcp::Socket>(id).0.abort();
+                CLOSING.lock().push(id);
+            }
             match phase {
-                Phase::Idle => {}
-                Phase::Listening { pool, .. } => {
-                    for id in pool {
-                        net.socket::<tcp::Socket>(id).0.abort();
-                        CLOSING.lock().push(id);
-                    }
-                }
+                Phase::Idle | Phase::Listening(_) => {}
                 Phase::Connecting(id) | Phase::Connected(id) => {
                     let s = net.socket::<tcp::Socket>(id).0;
                     if s.can_recv() {
@@ -352,12 +448,10 @@ impl Inet {
     /// `listen`: a pool of listening sockets on every interface the address covers.
     pub fn listen(&self, backlog: usize) -> Result<(), u32> {
         let mut state = self.state.lock();
-        match state.phase {
+        match &state.phase {
             Phase::Idle => {}
-            Phase::Listening {
-                backlog: ref mut b, ..
-            } => {
-                *b = backlog;
+            Phase::Listening(pool) => {
+                pool.lock().backlog = backlog;
                 return Ok(());
             }
             _ => return Err(e::EINVAL),
@@ -366,28 +460,26 @@ impl Inet {
         if let Some(used) = PORTS.lock().get_mut(&(Proto::Tcp, port)) {
             used.listening = true;
         }
-        let per_link = (backlog + 1).clamp(2, POOL_MAX);
-        let pool = net::with(|net| {
-            let mut pool = Vec::new();
-            for link in links_for_local(net, ip) {
-                for _ in 0..per_link {
-                    if let Some(id) = self.listener(net, link, ip, port) {
-                        pool.push(id);
-                    }
-                }
-            }
-            pool
-        })
-        .ok_or(e::ENETDOWN)?;
-        state.phase = Phase::Listening { backlog, pool };
+        let pool = Arc::new(Mutex::new(Pool {
+            ip,
+            port,
+            links: Vec::new(),
+            backlog,
+            ids: Vec::new(),
+            changed: Arc::clone(&self.changed),
+            closed: false,
+        }));
+        {
+            let mut p = pool.lock();
+            net::with(|net| {
+                p.links = links_for_local(net, ip);
+                p.refill(net);
+            })
+            .ok_or(e::ENETDOWN)?;
+        }
+        POOLS.lock().push(Arc::downgrade(&pool));
+        state.phase = Phase::Listening(pool);
         Ok(())
-    }
-
-    fn listener(&self, net: &mut Net, link: Link, ip: Ipv4Addr, port: u16) -> Option<SocketId> {
-        let mut s = tcp_socket(POOL_RX, POOL_TX);
-        let addr = (!ip.is_unspecified()).then_some(IpAddress::Ipv4(ip));
-        s.listen(IpListenEndpoint { addr, port }).ok()?;
-        net.add_waking(link, s, Arc::clone(&self.changed))
     }
 
     /// `accept`: an established connection out of the pool, a new listener in its place.
@@ -408,39 +500,26 @@ impl Inet {
         }
     }
 
+    fn pool(&self) -> Option<Arc<Mutex<Pool>>> {
+        match &self.state.lock().phase {
+            Phase::Listening(pool) => Some(Arc::clone(pool)),
+            _ => None,
+        }
+    }
+
     fn has_established(&self) -> bool {
-        let state = self.state.lock();
-        let Phase::Listening { pool, .. } = &state.phase else {
+        let Some(pool) = self.pool() else {
             return true;
         };
-        net::with(|net| {
-            pool.iter().any(|&id| {
-                !matches!(
-                    net.socket::<tcp::Socket>(id).0.state(),
-                    tcp::State::Listen | tcp::State::SynReceived
-                )
-            })
-        })
-        .unwrap_or(true)
+        let pool = pool.lock();
+        net::with(|net| pool.has_established(net)).unwrap_or(true)
     }
 
     fn take_established(&self) -> Result<Option<(Self, Address)>, u32> {
-        let mut state = self.state.lock();
-        let (ip, port) = state.local.unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
-        let Phase::Listening { pool, .. } = &mut state.phase else {
-            return Err(e::EINVAL);
-        };
+        let pool = self.pool().ok_or(e::EINVAL)?;
+        let mut pool = pool.lock();
         let taken = net::with(|net| {
-            let index = pool.iter().position(|&id| {
-                !matches!(
-                    net.socket::<tcp::Socket>(id).0.state(),
-                    tcp::State::Listen | tcp::State::SynReceived
-                )
-            })?;
-            let id = pool.swap_remove(index);
-            if let Some(fresh) = self.listener(net, id.link, ip, port) {
-                pool.push(fresh);
-            }
+            let id = pool.take(net)?;
             let s = net.socket::<tcp::Socket>(id).0;
             let peer = s
                 .remote_endpoint()
@@ -450,7 +529,7 @@ impl Inet {
             Some((id, peer))
         })
         .flatten();
-        drop(state);
+        drop(pool);
         Ok(taken.map(|(id, peer)| {
             let queue = net::with(|net| net.queue(id))
                 .flatten()
@@ -939,16 +1018,11 @@ impl Inet {
             }
             Phase::Idle => bits::OUT,
             Phase::Connecting(_) => err,
-            Phase::Listening { pool, .. } => {
-                let any = net::with(|net| {
-                    pool.iter().any(|&id| {
-                        !matches!(
-                            net.socket::<tcp::Socket>(id).0.state(),
-                            tcp::State::Listen | tcp::State::SynReceived
-                        )
-                    })
-                })
-                .unwrap_or(false);
+            Phase::Listening(pool) => {
+                let pool = Arc::clone(pool);
+                drop(state);
+                let pool = pool.lock();
+                let any = net::with(|net| pool.has_established(net)).unwrap_or(false);
                 if any { bits::IN } else { 0 }
             }
             Phase::Connected(id) => {

@@ -113,10 +113,6 @@ impl Queue {
         self.changed.wake_all();
     }
 
-    fn closed(&self) -> bool {
-        self.state.lock().closed
-    }
-
     fn has_room(&self, need: usize) -> bool {
         let s = self.state.lock();
         s.closed || CAPACITY - s.bytes >= need.min(CAPACITY)
@@ -666,10 +662,5 @@ impl Unix {
         out.push(&self.rx.changed);
         // The peer's queue is borrowed from the peer's Arc, which may go: room appearing
         // there is seen at the next look (poll waits at most a few ms per round).
-    }
-
-    /// Whether reading has ended (for the syscall layer's `EPIPE` checks).
-    pub fn read_closed(&self) -> bool {
-        self.rx.closed()
     }
 }
