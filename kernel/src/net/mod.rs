@@ -359,8 +359,8 @@ impl Net {
         }
         if changed || lo_changed {
             CHANGED.wake_all();
-            socket::inet::reap(self);
         }
+        socket::inet::reap(self);
         changed || lo_changed
     }
 

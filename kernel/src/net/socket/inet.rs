@@ -37,6 +37,8 @@ const POOL_MAX: usize = 64;
 /// A UDP socket's queues (datagrams, payload bytes) per interface.
 const UDP_SLOTS: usize = 64;
 const UDP_BYTES: usize = 128 * 1024;
+/// How long a close waits for the ACK of its FIN when the peer had closed first.
+const LAST_ACK_WAIT_NS: u64 = 20_000_000;
 /// Linux's default ephemeral port range (`net.ipv4.ip_local_port_range`).
 const EPHEMERAL: (u16, u16) = (32_768, 60_999);
 
@@ -56,8 +58,21 @@ struct PortUse {
 static PORTS: Mutex<BTreeMap<(Proto, u16), PortUse>> = Mutex::new(BTreeMap::new());
 /// Where the next ephemeral port search starts.
 static NEXT_PORT: Mutex<u16> = Mutex::new(EPHEMERAL.0);
-/// Closed TCP sockets finishing their FIN exchange.
-static CLOSING: Mutex<Vec<SocketId>> = Mutex::new(Vec::new());
+/// Closed TCP sockets finishing their FIN exchange, with when they are given up on.
+static CLOSING: Mutex<Vec<(SocketId, u64)>> = Mutex::new(Vec::new());
+/// How long a closed socket may wait in FIN-WAIT-2 for the peer's FIN. Linux waits 60 s
+/// (`tcp_fin_timeout`); QEMU's `guestfwd` never relays the host's FIN, so every download
+/// through it would hold its buffers that long.
+const ORPHAN_FIN_WAIT_NS: u64 = 1_000_000_000;
+/// How long a closed socket may take for the rest of its goodbye (unanswered FINs).
+const ORPHAN_NS: u64 = 60_000_000_000;
+
+/// Queues a closed socket for reaping.
+fn closing(id: SocketId) {
+    CLOSING
+        .lock()
+        .push((id, crate::time::now_ns().saturating_add(ORPHAN_NS)));
+}
 /// Every listening descriptor's pool, refilled after each poll (a backlog, as Linux keeps).
 static POOLS: Mutex<Vec<alloc::sync::Weak<Mutex<Pool>>>> = Mutex::new(Vec::new());
 
@@ -239,18 +254,27 @@ fn flush() {
     }
 }
 
-/// Removes closed sockets whose goodbye is over (the stack calls it after each poll that
-/// changed socket state).
+/// Removes closed sockets whose goodbye is over or given up on, and tops up the listening
+/// pools (the stack calls it after each poll).
 pub fn reap(net: &mut Net) {
     refill_pools(net);
+    let now = crate::time::now_ns();
     let mut closing = CLOSING.lock();
-    closing.retain(|&id| {
-        let state = net.socket::<tcp::Socket>(id).0.state();
-        let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
-        if done {
-            net.remove(id);
+    closing.retain_mut(|(id, deadline)| {
+        let s = net.socket::<tcp::Socket>(*id).0;
+        let state = s.state();
+        if state == tcp::State::FinWait2 {
+            *deadline = (*deadline).min(now.saturating_add(ORPHAN_FIN_WAIT_NS));
         }
-        !done
+        let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
+        if !done && now >= *deadline {
+            s.abort();
+        }
+        if done || now >= *deadline {
+            net.remove(*id);
+            return false;
+        }
+        true
     });
 }
 
@@ -328,10 +352,11 @@ impl Drop for Inet {
             }
             _ => Vec::new(),
         };
+        let mut last_ack = None;
         net::with(|net| {
             for id in listening {
                 net.socket::<tcp::Socket>(id).0.abort();
-                CLOSING.lock().push(id);
+                closing(id);
             }
             match phase {
                 Phase::Idle | Phase::Listening(_) => {}
@@ -340,9 +365,12 @@ impl Drop for Inet {
                     if s.can_recv() {
                         s.abort();
                     } else {
+                        if s.state() == tcp::State::CloseWait {
+                            last_ack = Some(id);
+                        }
                         s.close();
                     }
-                    CLOSING.lock().push(id);
+                    closing(id);
                 }
                 Phase::Datagram(ids) => {
                     for id in ids {
@@ -356,6 +384,14 @@ impl Drop for Inet {
             release(proto(self.ty), port);
         }
         flush();
+        // The peer has closed already: its ACK of our FIN is one round trip away, and
+        // waiting that long frees the buffers now rather than at some later poll.
+        if let Some(id) = last_ack {
+            crate::irq::wait_until(LAST_ACK_WAIT_NS, || {
+                net::poll();
+                CLOSING.lock().iter().all(|&(c, _)| c != id)
+            });
+        }
     }
 }
 
