@@ -4,6 +4,7 @@
 // to it through QEMU's hostfwd.
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,12 @@ int main(int argc, char **argv) {
                     while (done < got) {
                         ssize_t w = write(fd, buf + done, got - done);
                         if (w < 0 && errno == EAGAIN) {
-                            usleep(1000);
+                            // Wait for room (the client reads as it sends).
+                            struct pollfd p = {.fd = fd, .events = POLLOUT};
+                            if (poll(&p, 1, 30000) != 1) {
+                                printf("echo-server: no room to write for 30 s\n");
+                                return 1;
+                            }
                             continue;
                         }
                         if (w <= 0)

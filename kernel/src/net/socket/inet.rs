@@ -87,7 +87,14 @@ struct Pool {
     changed: Arc<WaitQueue>,
     /// Its descriptor is closing: no more listeners.
     closed: bool,
+    /// The peers of the last connections taken out (a duplicate of one is dropped).
+    accepted: alloc::collections::VecDeque<IpEndpoint>,
+    /// The sockets that were idle listeners at the last look.
+    idle: Vec<SocketId>,
 }
+
+/// How many accepted peers a pool remembers.
+const ACCEPTED_MEMORY: usize = 256;
 
 fn is_waiting(state: tcp::State) -> bool {
     matches!(state, tcp::State::Listen | tcp::State::SynReceived)
@@ -100,6 +107,7 @@ impl Pool {
         if self.closed {
             return;
         }
+        self.drop_duplicates(net);
         let idle_target = (self.backlog + 1).clamp(2, POOL_MAX);
         for &link in &self.links {
             let mut idle = 0;
@@ -128,6 +136,45 @@ impl Pool {
                 idle += 1;
             }
         }
+        self.idle.clear();
+        for &id in &self.ids {
+            if net.socket::<tcp::Socket>(id).0.state() == tcp::State::Listen {
+                self.idle.push(id);
+            }
+        }
+    }
+
+    /// Listening sockets share a port and smoltcp hands a SYN to the first that takes it,
+    /// in slot order: a retransmitted SYN can reach an idle listener rather than the socket
+    /// already answering it. Such a newcomer (idle at the last look, now holding a peer
+    /// another socket has) is dropped without a word, before its SYN-ACK goes out (an RST
+    /// would end the real connection, which has the same addresses). Closed listeners go
+    /// too.
+    fn drop_duplicates(&mut self, net: &mut Net) {
+        let mut newcomers = Vec::new();
+        let mut others: Vec<IpEndpoint> = self.accepted.iter().copied().collect();
+        let mut closed = Vec::new();
+        for &id in &self.ids {
+            let s = net.socket::<tcp::Socket>(id).0;
+            match (s.state(), s.remote_endpoint()) {
+                (tcp::State::Listen, _) => {}
+                (tcp::State::Closed, _) => closed.push(id),
+                (_, Some(ep)) if self.idle.contains(&id) => newcomers.push((id, ep)),
+                (_, Some(ep)) => others.push(ep),
+                (_, None) => {}
+            }
+        }
+        for (id, ep) in newcomers {
+            if others.contains(&ep) {
+                closed.push(id);
+            } else {
+                others.push(ep);
+            }
+        }
+        for id in closed {
+            net.remove(id);
+            self.ids.retain(|&other| other != id);
+        }
     }
 
     /// An established connection, taken out.
@@ -137,6 +184,12 @@ impl Pool {
             .iter()
             .position(|&id| !is_waiting(net.socket::<tcp::Socket>(id).0.state()))?;
         let id = self.ids.swap_remove(index);
+        if let Some(ep) = net.socket::<tcp::Socket>(id).0.remote_endpoint() {
+            if self.accepted.len() == ACCEPTED_MEMORY {
+                self.accepted.pop_front();
+            }
+            self.accepted.push_back(ep);
+        }
         self.refill(net);
         Some(id)
     }
@@ -148,19 +201,14 @@ impl Pool {
     }
 }
 
-/// Refills every pool that nobody is using right now (called with the stack locked, so it
-/// only tries the pools' locks: their users take the stack's lock after theirs).
+/// Refills every pool. Pools and [`POOLS`] are only ever locked with the stack locked
+/// first (inside [`net::with`]), so this cannot deadlock with their users.
 pub fn refill_pools(net: &mut Net) {
-    let Some(mut pools) = POOLS.try_lock() else {
-        return;
-    };
-    pools.retain(|weak| {
+    POOLS.lock().retain(|weak| {
         let Some(pool) = weak.upgrade() else {
             return false;
         };
-        if let Some(mut pool) = pool.try_lock() {
-            pool.refill(net);
-        }
+        pool.lock().refill(net);
         true
     });
 }
@@ -344,16 +392,16 @@ impl Drop for Inet {
         let state = self.state.get_mut();
         let phase = core::mem::replace(&mut state.phase, Phase::Idle);
         let local = state.local.take();
-        let listening = match &phase {
-            Phase::Listening(pool) => {
-                let mut pool = pool.lock();
-                pool.closed = true;
-                core::mem::take(&mut pool.ids)
-            }
-            _ => Vec::new(),
-        };
         let mut last_ack = None;
         net::with(|net| {
+            let listening = match &phase {
+                Phase::Listening(pool) => {
+                    let mut pool = pool.lock();
+                    pool.closed = true;
+                    core::mem::take(&mut pool.ids)
+                }
+                _ => Vec::new(),
+            };
             for id in listening {
                 net.socket::<tcp::Socket>(id).0.abort();
                 closing(id);
@@ -487,7 +535,7 @@ impl Inet {
         match &state.phase {
             Phase::Idle => {}
             Phase::Listening(pool) => {
-                pool.lock().backlog = backlog;
+                net::with(|_| pool.lock().backlog = backlog);
                 return Ok(());
             }
             _ => return Err(e::EINVAL),
@@ -504,16 +552,16 @@ impl Inet {
             ids: Vec::new(),
             changed: Arc::clone(&self.changed),
             closed: false,
+            accepted: alloc::collections::VecDeque::new(),
+            idle: Vec::new(),
         }));
-        {
+        net::with(|net| {
             let mut p = pool.lock();
-            net::with(|net| {
-                p.links = links_for_local(net, ip);
-                p.refill(net);
-            })
-            .ok_or(e::ENETDOWN)?;
-        }
-        POOLS.lock().push(Arc::downgrade(&pool));
+            p.links = links_for_local(net, ip);
+            p.refill(net);
+            POOLS.lock().push(Arc::downgrade(&pool));
+        })
+        .ok_or(e::ENETDOWN)?;
         state.phase = Phase::Listening(pool);
         Ok(())
     }
@@ -547,15 +595,13 @@ impl Inet {
         let Some(pool) = self.pool() else {
             return true;
         };
-        let pool = pool.lock();
-        net::with(|net| pool.has_established(net)).unwrap_or(true)
+        net::with(|net| pool.lock().has_established(net)).unwrap_or(true)
     }
 
     fn take_established(&self) -> Result<Option<(Self, Address)>, u32> {
         let pool = self.pool().ok_or(e::EINVAL)?;
-        let mut pool = pool.lock();
         let taken = net::with(|net| {
-            let id = pool.take(net)?;
+            let id = pool.lock().take(net)?;
             let s = net.socket::<tcp::Socket>(id).0;
             let peer = s
                 .remote_endpoint()
@@ -565,7 +611,6 @@ impl Inet {
             Some((id, peer))
         })
         .flatten();
-        drop(pool);
         Ok(taken.map(|(id, peer)| {
             let queue = net::with(|net| net.queue(id))
                 .flatten()
@@ -1057,8 +1102,7 @@ impl Inet {
             Phase::Listening(pool) => {
                 let pool = Arc::clone(pool);
                 drop(state);
-                let pool = pool.lock();
-                let any = net::with(|net| pool.has_established(net)).unwrap_or(false);
+                let any = net::with(|net| pool.lock().has_established(net)).unwrap_or(false);
                 if any { bits::IN } else { 0 }
             }
             Phase::Connected(id) => {
