@@ -1,7 +1,8 @@
-# Downloads the file the host serves through guestfwd (10.0.2.100:80) with busybox wget and
+# Downloads the file the host serves through guestfwd (10.0.2.100:80, by its name in /etc/hosts) with busybox wget and
 # prints its size and SHA-256: the runner compares them with the file it served.
 set -e
-wget -q -O /tmp/download http://10.0.2.100/file
+# evergreen-host is 10.0.2.100 in /etc/hosts.
+wget -q -O /tmp/download http://evergreen-host/file
 ls -l /tmp/download | awk '{print "net-wget: size", $5}'
 sha256sum /tmp/download | awk '{print "net-wget: sha256", $1}'
 rm /tmp/download
