@@ -36,8 +36,8 @@ int main(int argc, char **argv) {
     while (served < want) {
         int n = epoll_wait(ep, events, 64, 60000);
         if (n <= 0) {
-            printf("echo-server: epoll_wait %d (%s) after %d connections\n", n,
-                   n ? strerror(errno) : "timeout", served);
+            printf("echo-server: epoll_wait %d (%s) after %d connections, %d open\n", n,
+                   n ? strerror(errno) : "timeout", served, open);
             return 1;
         }
         for (int i = 0; i < n; i++) {
