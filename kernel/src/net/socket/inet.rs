@@ -37,8 +37,8 @@ const POOL_MAX: usize = 64;
 /// A UDP socket's queues (datagrams, payload bytes) per interface.
 const UDP_SLOTS: usize = 64;
 const UDP_BYTES: usize = 128 * 1024;
-/// How long a close waits for the ACK of its FIN when the peer had closed first.
-const LAST_ACK_WAIT_NS: u64 = 20_000_000;
+/// How many polls a close makes for the ACK of its FIN when the peer had closed first.
+const LAST_ACK_POLLS: usize = 4;
 /// Linux's default ephemeral port range (`net.ipv4.ip_local_port_range`).
 const EPHEMERAL: (u16, u16) = (32_768, 60_999);
 
@@ -432,13 +432,15 @@ impl Drop for Inet {
             release(proto(self.ty), port);
         }
         flush();
-        // The peer has closed already: its ACK of our FIN is one round trip away, and
-        // waiting that long frees the buffers now rather than at some later poll.
+        // The peer has closed already: its ACK of our FIN is one round trip away; a few
+        // polls usually take it in, freeing the buffers now rather than at a later poll.
         if let Some(id) = last_ack {
-            crate::irq::wait_until(LAST_ACK_WAIT_NS, || {
+            for _ in 0..LAST_ACK_POLLS {
+                if CLOSING.lock().iter().all(|&(c, _)| c != id) {
+                    break;
+                }
                 net::poll();
-                CLOSING.lock().iter().all(|&(c, _)| c != id)
-            });
+            }
         }
     }
 }
