@@ -47,13 +47,24 @@ const DIRS: [(&str, u32); 12] = [
     ("/var/log", 0o755),
 ];
 
-/// The files of `/etc`.
-const ETC: [(&str, &str); 5] = [
+/// The files of `/etc`. The network names only this machine: `localhost`, the host's
+/// services as the guest reaches them through `guestfwd` (10.0.2.100), and a resolver on
+/// loopback where nothing answers, so a name lookup never leaves the guest.
+const ETC: [(&str, &str); 7] = [
     ("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
     ("/etc/group", "root:x:0:\n"),
     ("/etc/hostname", "evergreen\n"),
     ("/etc/motd", MOTD),
     ("/etc/profile", PROFILE),
+    (
+        "/etc/hosts",
+        "127.0.0.1\tlocalhost\n127.0.1.1\tevergreen\n10.0.2.100\tevergreen-host\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n",
+    ),
+    (
+        "/etc/resolv.conf",
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    ),
 ];
 
 /// What init shows on each terminal before its shell starts.
@@ -485,6 +496,15 @@ mod tests {
             })
         );
         assert!(in_path(&tree, "ls") && in_path(&tree, "awk") && !in_path(&tree, "nope"));
+        let Some(Node::File { data: hosts, .. }) = tree.get("/etc/hosts") else {
+            panic!("no /etc/hosts");
+        };
+        let hosts = String::from_utf8_lossy(hosts);
+        assert!(hosts.contains("127.0.0.1\tlocalhost") && hosts.contains("10.0.2.100"));
+        assert!(matches!(
+            tree.get("/etc/resolv.conf"),
+            Some(Node::File { .. })
+        ));
     }
 
     #[test]

@@ -92,6 +92,8 @@ enum Kind {
     User(user::UserProgram),
     /// A user program writing a scratch disk's partition, checked on the host afterwards.
     Block(user::UserProgram),
+    /// A guest-only user program with a network card and a host side ([`net::Scenario`]).
+    NetUser(user::UserProgram, net::Scenario),
     /// `evergreen_slots: yes`: our loader boots the slot `libs/update` chooses, once or a few
     /// times, and the disk's boot state is checked after each boot.
     Slots(slots::Scenario),
@@ -518,6 +520,17 @@ pub const CASES: &[Case] = &[
         }),
     },
     Case {
+        name: "user-sockets",
+        about: "the sockets ABI (user/tests/sockets.c): AF_UNIX socketpairs, path and abstract names, streams and datagrams, SCM_RIGHTS; TCP and UDP on 127.0.0.1; non-blocking connect with epoll; poll and select on sockets; SO_* and TCP_NODELAY options; ECONNREFUSED, EADDRINUSE, ENOTCONN, EPIPE and SIGPIPE, EINVAL: same output as on the host",
+        kind: Kind::User(user::UserProgram {
+            program: user::Program::C("sockets.c"),
+            args: &[],
+            guest_only: None,
+            strace: false,
+            cpus: 2,
+        }),
+    },
+    Case {
         name: "user-block",
         about: "block device files (user/tests/block.c): random and unaligned writes to /dev/vdb2, fsync, read-back, 8 threads at once, the end of the partition; the image on the host holds the same bytes; damaged GPTs (bad CRC, overlap) are warned about",
         kind: Kind::Block(user::UserProgram {
@@ -527,6 +540,34 @@ pub const CASES: &[Case] = &[
             strace: false,
             cpus: 2,
         }),
+    },
+    Case {
+        name: "net-wget",
+        about: "busybox wget downloads a fresh 16 MiB file from an HTTP server on the host's 127.0.0.1 (guestfwd at 10.0.2.100:80, user/tests/net-wget.sh); its size and SHA-256 match the host's",
+        kind: Kind::NetUser(
+            user::UserProgram {
+                program: user::Program::Script("net-wget.sh"),
+                args: &[],
+                guest_only: Some("net-wget: done"),
+                strace: false,
+                cpus: 2,
+            },
+            net::Scenario::Download,
+        ),
+    },
+    Case {
+        name: "net-echo-server",
+        about: "a TCP echo server in Evergreen (user/tests/echo-server.c, epoll) answers 100 concurrent connections from the host through hostfwd on 127.0.0.1; every client gets its own 8 KiB back",
+        kind: Kind::NetUser(
+            user::UserProgram {
+                program: user::Program::C("echo-server.c"),
+                args: &["100"],
+                guest_only: Some("echo-server: served 100 connections"),
+                strace: false,
+                cpus: 2,
+            },
+            net::Scenario::EchoClients(100),
+        ),
     },
     Case {
         name: "user-procfs",
@@ -902,6 +943,7 @@ impl Case {
             // User programs see the kernel, not the loader: one of them checks that user
             // space starts the same under the strict loader.
             Kind::User(_) => self.name == "user-hello",
+            Kind::NetUser(..) => false,
             Kind::Boot
             | Kind::Conformance
             | Kind::Kernel(_)
@@ -1161,6 +1203,7 @@ fn run_case(ctx: &Suite, test: Test, log: &Path) -> Result<String> {
         Kind::Gdb(function) => gdb::run(ctx, &opts, log, function),
         Kind::User(program) => user::run(ctx, &opts, log, program),
         Kind::Block(program) => block::run(ctx, &opts, log, program),
+        Kind::NetUser(program, scenario) => net::run_user(ctx, &opts, log, program, scenario),
     };
     if result.is_ok() {
         // Images are only worth keeping to debug a failure.
@@ -1218,8 +1261,11 @@ fn case_setup(ctx: &Suite, test: Test) -> Result<(ImageSpec, RunOptions)> {
             standard(run.cmdline, &[])?
         }
         Kind::Pie(relocs) => pie::image(ctx, relocs)?,
-        Kind::User(program) | Kind::Block(program) => {
+        Kind::User(program) | Kind::Block(program) | Kind::NetUser(program, _) => {
             opts.smp = program.cpus;
+            if let Kind::NetUser(..) = test.case.kind {
+                opts.memory_mib = opts.memory_mib.max(512);
+            }
             standard(&program.cmdline(), &program.modules()?)?
         }
         Kind::Session(_) => {
@@ -1886,7 +1932,8 @@ mod tests {
             let too_slow = case.name == "smp-32"
                 || (matches!(case.kind, Kind::User(_)) && case.name != "user-hello")
                 || matches!(case.kind, Kind::Block(_))
-                || matches!(case.kind, Kind::Session(_));
+                || matches!(case.kind, Kind::Session(_))
+                || matches!(case.kind, Kind::NetUser(..));
             let name = format!("{}[strict]", case.name);
             assert_eq!(
                 strict.contains(&name),

@@ -15,6 +15,7 @@ use super::{
     timerfd::TimerFd,
 };
 use crate::{
+    net::socket::{self, Socket},
     process::Current,
     sched::{self, Task, Wait, WaitQueue},
 };
@@ -39,6 +40,8 @@ pub enum Target {
     Tty(Arc<crate::tty::Tty>, Arc<Node>),
     /// A pseudo-terminal's master side (each open of `/dev/ptmx` makes one).
     PtyMaster(Arc<crate::tty::pty::Pty>, Arc<Node>),
+    /// A socket (`read`/`write` are `recv`/`send` without flags).
+    Socket(Arc<Socket>),
 }
 
 /// An open file description.
@@ -68,7 +71,8 @@ impl Drop for OpenFile {
             | Target::EventFd(_)
             | Target::Epoll(_)
             | Target::TimerFd(_)
-            | Target::SignalFd(_) => {}
+            | Target::SignalFd(_)
+            | Target::Socket(_) => {}
         }
     }
 }
@@ -88,8 +92,17 @@ impl OpenFile {
         })
     }
 
-    fn nonblock(&self) -> bool {
+    /// Whether `O_NONBLOCK` is set.
+    pub fn nonblock(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & g::O_NONBLOCK != 0
+    }
+
+    /// A socket call's flags from the file's (`O_NONBLOCK`).
+    pub fn socket_flags(&self) -> socket::Flags {
+        socket::Flags {
+            nonblock: self.nonblock(),
+            ..socket::Flags::default()
+        }
     }
 
     /// Whether it was opened for reading.
@@ -132,6 +145,7 @@ impl OpenFile {
             Target::SignalFd(f) => bit(f.readable(), pollin),
             Target::Tty(tty, _) => bit(tty.readable(), pollin) | pollout,
             Target::PtyMaster(p, _) => p.readiness(),
+            Target::Socket(s) => s.readiness(),
             Target::Node(_) => pollin | pollout,
         }
     }
@@ -147,6 +161,7 @@ impl OpenFile {
             Target::SignalFd(f) => out.push(f.queue()),
             Target::Tty(tty, _) => out.push(tty.queue()),
             Target::PtyMaster(p, _) => out.push(p.queue()),
+            Target::Socket(s) => s.wait_queues(out),
             Target::Epoll(_) | Target::Node(_) => {}
         }
     }
@@ -183,6 +198,7 @@ impl OpenFile {
             Target::PipeRead(p) => p.read(me, out, self.nonblock()),
             Target::EventFd(c) => c.read(me, out, self.nonblock()),
             Target::TimerFd(t) => t.read(me, out, self.nonblock()),
+            Target::Socket(s) => s.recv(me, out, self.socket_flags()).map(|got| got.len),
             Target::PipeWrite(_) | Target::Epoll(_) | Target::SignalFd(_) => Err(e::EINVAL),
             Target::Node(node) => match &node.kind {
                 Kind::Dir { .. } => Err(e::EISDIR),
@@ -235,6 +251,7 @@ impl OpenFile {
                     Ok(n)
                 }
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
+                Kind::Socket => Err(e::ENXIO),
             },
         }
     }
@@ -275,6 +292,14 @@ impl OpenFile {
             Target::PtyMaster(p, _) => p.write(data),
             Target::PipeWrite(p) => p.write(me, data, self.nonblock()),
             Target::EventFd(c) => c.write(me, data, self.nonblock()),
+            Target::Socket(s) => s.send(
+                me,
+                &socket::unix::NO_PATHS,
+                data,
+                None,
+                Vec::new(),
+                self.socket_flags(),
+            ),
             Target::PipeRead(_) | Target::Epoll(_) | Target::TimerFd(_) | Target::SignalFd(_) => {
                 Err(e::EINVAL)
             }
@@ -314,6 +339,7 @@ impl OpenFile {
                 Kind::Device(device) => Ok(write_device(*device, data)),
                 Kind::Proc(super::proc::Entry::File(f)) => super::proc::write(*f, data),
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
+                Kind::Socket => Err(e::ENXIO),
             },
         }
     }

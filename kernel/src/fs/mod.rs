@@ -114,6 +114,8 @@ pub enum Kind {
     Device(Device),
     /// A procfs directory or file (made on lookup, rendered when read).
     Proc(proc::Entry),
+    /// A socket's name in the file system (`bind` to a path makes it; it cannot be opened).
+    Socket,
 }
 
 /// A file of any kind, with its metadata.
@@ -199,6 +201,11 @@ impl Node {
         Self::new(Kind::Device(device), mode)
     }
 
+    /// A new socket file.
+    pub fn new_socket(mode: u32) -> Arc<Self> {
+        Self::new(Kind::Socket, mode)
+    }
+
     /// Whether it is a device.
     pub fn is_device(&self) -> bool {
         matches!(self.kind, Kind::Device(_))
@@ -241,6 +248,7 @@ impl Node {
             Kind::Symlink(_) => g::S_IFLNK,
             Kind::Device(Device::Block(..)) => g::S_IFBLK,
             Kind::Device(_) => g::S_IFCHR,
+            Kind::Socket => g::S_IFSOCK,
             Kind::Proc(proc::Entry::Dir(_)) => g::S_IFDIR,
             Kind::Proc(proc::Entry::File(_)) => g::S_IFREG,
         };
@@ -253,7 +261,7 @@ impl Node {
             Kind::File(data) => data.lock().len() as u64,
             Kind::Symlink(target) => target.len() as u64,
             Kind::Dir { entries, .. } => 4096.max(entries.lock().len() as u64 * 32),
-            Kind::Device(_) | Kind::Proc(_) => 0,
+            Kind::Device(_) | Kind::Proc(_) | Kind::Socket => 0,
         }
     }
 

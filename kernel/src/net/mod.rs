@@ -16,6 +16,7 @@
 //! later blocking socket calls) may call [`poll`] themselves.
 
 mod nic;
+pub mod socket;
 #[cfg(feature = "tests")]
 mod tests;
 
@@ -29,7 +30,7 @@ use hal::trap::Vector;
 pub use nic::Counters;
 use nic::Nic;
 use smoltcp::{
-    iface::{Config, Interface, PollResult, SocketHandle, SocketSet},
+    iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet},
     phy::{Loopback, Medium},
     socket::{AnySocket, dhcpv4},
     time::Instant,
@@ -39,6 +40,8 @@ use spin::{Mutex, Once};
 
 use crate::sched::WaitQueue;
 
+/// Sockets an interface's set has room for before it grows.
+const SOCKET_SLOTS: usize = 256;
 /// The longest the poll task sleeps between polls.
 const POLL_NS: u64 = 10_000_000;
 /// How long boot waits for a DHCP lease before going on (the lease may still come later).
@@ -92,8 +95,10 @@ impl Iface {
     fn new(iface: Interface) -> Self {
         Self {
             iface,
-            sockets: SocketSet::new(Vec::new()),
-            waiters: Vec::new(),
+            // Room for a busy server's listeners and connections from the start (the set
+            // never shrinks, so growth under one program would look like a leak after it).
+            sockets: SocketSet::new(Vec::with_capacity(SOCKET_SLOTS)),
+            waiters: Vec::with_capacity(SOCKET_SLOTS),
         }
     }
 
@@ -311,8 +316,34 @@ impl Net {
         let mut changed = false;
         if let Some(eth) = &mut self.eth {
             eth.nic.ack_interrupt();
-            changed |= eth.net.iface.poll(now, &mut eth.nic, &mut eth.net.sockets)
-                == PollResult::SocketStateChanged;
+            eth.net.iface.poll_maintenance(now);
+        }
+        // Frames one at a time, so listening sockets are topped up between connection
+        // requests (a burst of SYNs would otherwise meet RSTs once the idle listeners ran
+        // out).
+        while let Some(eth) = &mut self.eth {
+            match eth
+                .net
+                .iface
+                .poll_ingress_single(now, &mut eth.nic, &mut eth.net.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    changed = true;
+                    socket::inet::refill_pools(self);
+                }
+            }
+        }
+        if let Some(eth) = &mut self.eth {
+            while eth
+                .net
+                .iface
+                .poll_egress(now, &mut eth.nic, &mut eth.net.sockets)
+                == PollResult::SocketStateChanged
+            {
+                changed = true;
+            }
             eth.dhcp_events();
             if changed {
                 eth.net.wake_all();
@@ -329,6 +360,7 @@ impl Net {
         if changed || lo_changed {
             CHANGED.wake_all();
         }
+        socket::inet::reap(self);
         changed || lo_changed
     }
 
@@ -355,10 +387,26 @@ impl Net {
 
     /// Adds `socket` to `link`'s set with a wait queue of its own; `None` without that link.
     pub fn add<S: AnySocket<'static>>(&mut self, link: Link, socket: S) -> Option<SocketId> {
+        self.add_waking(link, socket, Arc::new(WaitQueue::new()))
+    }
+
+    /// Adds `socket` to `link`'s set, waking `queue` when its state may have changed (a
+    /// descriptor's sockets on several interfaces share one queue).
+    pub fn add_waking<S: AnySocket<'static>>(
+        &mut self,
+        link: Link,
+        socket: S,
+        queue: Arc<WaitQueue>,
+    ) -> Option<SocketId> {
         let iface = self.iface(link)?;
         let handle = iface.sockets.add(socket);
-        iface.waiters.push((handle, Arc::new(WaitQueue::new())));
+        iface.waiters.push((handle, queue));
         Some(SocketId { link, handle })
+    }
+
+    /// Whether `link` exists (eth0 needs a card).
+    pub fn has_link(&mut self, link: Link) -> bool {
+        self.iface(link).is_some()
     }
 
     /// Removes a socket (dropping its buffers; a TCP connection is not closed gracefully).

@@ -305,6 +305,9 @@ pub fn openat(current: &Current, dirfd: u64, path: u64, flags: u64, mode: u64) -
         return Err(e::ELOOP);
     }
     let access = flags & g::O_ACCMODE;
+    if matches!(node.kind, Kind::Socket) && flags & g::O_PATH == 0 {
+        return Err(e::ENXIO);
+    }
     if node.is_dir() && (access != g::O_RDONLY || flags & g::O_CREAT != 0) {
         return Err(e::EISDIR);
     }
@@ -522,6 +525,12 @@ fn file_stat(file: &OpenFile) -> [u64; 18] {
         Target::TimerFd(t) => anon_stat(Arc::as_ptr(t) as u64 >> 4),
         Target::SignalFd(f) => anon_stat(Arc::as_ptr(f) as u64 >> 4),
         Target::Tty(_, node) | Target::PtyMaster(_, node) => stat_words(Some(node), 0),
+        Target::Socket(s) => {
+            let mut st = anon_stat(Arc::as_ptr(s) as u64 >> 4);
+            st[0] = 0x8;
+            st[3] = u64::from(g::S_IFSOCK | 0o777);
+            st
+        }
     }
 }
 
@@ -596,6 +605,7 @@ fn dirent_type(node: &Node) -> u8 {
         Kind::File(_) => 8,
         Kind::Symlink(_) => 10,
         Kind::Device(_) => 2,
+        Kind::Socket => 12,
         Kind::Proc(fs::proc::Entry::Dir(_)) => 4,
         Kind::Proc(fs::proc::Entry::File(_)) => 8,
     }
@@ -1015,6 +1025,10 @@ pub fn ioctl(current: &Current, fd: u64, request: u64, arg: u64) -> SysResult {
             fds.slot_mut(fd)?.cloexec = request as u32 == FIOCLEX;
             Ok(0)
         }
+        (Target::Socket(sock), FIONREAD) => UserPtr::<u32>::new(arg)
+            .write(sock.available() as u32)
+            .map(|()| 0)
+            .map_err(|_| e::EFAULT),
         (Target::PipeRead(p), FIONREAD) => UserPtr::<u32>::new(arg)
             .write(p.available() as u32)
             .map(|()| 0)

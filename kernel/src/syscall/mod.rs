@@ -10,6 +10,7 @@
 
 mod fs;
 mod mm;
+mod net;
 mod proc;
 mod vfs;
 mod xattr;
@@ -177,6 +178,22 @@ fn dispatch(current: &Current, ctx: &mut UserContext, nr: u64, a: [u64; 6]) -> (
                 .swap(a[0] as u32 & 0o777, Ordering::Relaxed),
         )),
         g::__NR_sendfile => fs::sendfile(current, a[0], a[1], a[2], a[3]),
+        g::__NR_socket => net::socket(current, a[0], a[1], a[2]),
+        g::__NR_socketpair => net::socketpair(current, a[0], a[1], a[2], a[3]),
+        g::__NR_bind => net::bind(current, a[0], a[1], a[2]),
+        g::__NR_listen => net::listen(current, a[0], a[1]),
+        g::__NR_accept => net::accept4(current, a[0], a[1], a[2], 0),
+        g::__NR_accept4 => net::accept4(current, a[0], a[1], a[2], a[3]),
+        g::__NR_connect => net::connect(current, a[0], a[1], a[2]),
+        g::__NR_sendto => net::sendto(current, a),
+        g::__NR_recvfrom => net::recvfrom(current, a),
+        g::__NR_sendmsg => net::sendmsg(current, a[0], a[1], a[2]),
+        g::__NR_recvmsg => net::recvmsg(current, a[0], a[1], a[2]),
+        g::__NR_shutdown => net::shutdown(current, a[0], a[1]),
+        g::__NR_getsockname => net::getsockname(current, a[0], a[1], a[2]),
+        g::__NR_getpeername => net::getpeername(current, a[0], a[1], a[2]),
+        g::__NR_setsockopt => net::setsockopt(current, a[0], a[1], a[2], a[3], a[4]),
+        g::__NR_getsockopt => net::getsockopt(current, a[0], a[1], a[2], a[3], a[4]),
         g::__NR_brk => Ok(mm::brk(current, a[0])),
         g::__NR_mmap => mm::mmap(current, a),
         g::__NR_munmap => mm::munmap(current, a[0], a[1]),

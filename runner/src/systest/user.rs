@@ -110,7 +110,7 @@ impl UserProgram {
     }
 
     /// Where the program lives on Evergreen (a module under `/boot/`), its argv[0].
-    fn guest_path(self) -> String {
+    pub(super) fn guest_path(self) -> String {
         format!("/boot/{}", self.name())
     }
 
