@@ -1094,9 +1094,19 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<bool> {
 fn skip_reason(case: Case) -> Option<&'static str> {
     match case.kind {
         Kind::Iso(firmware) => iso::skip_reason(firmware),
+        // Known to fail in about a third of the runs (some clients' echoes never arrive, or
+        // the guest goes quiet): not yet fixed, so not in the default suite.
+        Kind::NetUser(_, net::Scenario::EchoClients(_))
+            if std::env::var_os(FLAKY_VAR).is_none_or(|v| v.is_empty()) =>
+        {
+            Some("known flaky (about 1 run in 3 fails); EVERGREEN_FLAKY=1 runs it")
+        }
         _ => None,
     }
 }
+
+/// Set to run the cases known to be flaky.
+const FLAKY_VAR: &str = "EVERGREEN_FLAKY";
 
 fn secs(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
