@@ -4,9 +4,10 @@
 //! does), then tells the kernel on its command line: `evergreen.slot=A|B`, and with it
 //! `evergreen.version=N`, `evergreen.state=good|pending|rollback|recovered` and, for a trial,
 //! `evergreen.tries=T` (the tries left after this one). The kernel only reports it, so the
-//! log says what runs without reading the disk; marking a trial good will use the state
-//! partition through the block device later. It runs before the kernel heap exists, so
-//! it allocates nothing. A malformed word is reported and ignored, never fatal.
+//! log says what runs without reading the disk; [`running`] gives the slot and version to
+//! [`crate::update`], which reads and marks the state partition. It runs before the kernel
+//! heap exists, so it allocates nothing. A malformed word is reported and ignored, never
+//! fatal.
 
 use core::fmt;
 
@@ -37,6 +38,17 @@ pub fn log(cmdline: &str) {
     if let Some(slot) = info.slot {
         log::info!("{}", Line(slot, &info));
     }
+}
+
+/// The slot this kernel was booted from and the version the loader said it holds; `None`
+/// when the kernel was not booted from a slot (or the loader's words are malformed).
+pub fn running() -> Option<(update::state::Slot, u64)> {
+    let (info, _) = parse(hal::boot::cmdline());
+    let slot = match info.slot? {
+        "A" => update::state::Slot::A,
+        _ => update::state::Slot::B,
+    };
+    Some((slot, info.version?))
 }
 
 /// The loader's options in `cmdline` (before any ` -- `), and the first malformed one.

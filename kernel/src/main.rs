@@ -47,6 +47,7 @@ mod syscall_names;
 mod threads;
 mod time;
 mod tty;
+mod update;
 
 use hal::qemu::ExitCode;
 
@@ -132,6 +133,7 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         strace::enable();
     }
     fs::init();
+    update::init();
     itimer::init();
     net::init(options.ip, options.gw);
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.

@@ -779,6 +779,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::Slots(slots::Scenario::TornState),
     },
     Case {
+        name: "slots-mark-good",
+        about: "slot B v2 on trial marks itself good from user space; its next boot writes nothing",
+        kind: Kind::Slots(slots::Scenario::MarkGood),
+    },
+    Case {
         name: "bad-config",
         about: "our loader reports a limine.conf entry without kernel_path",
         kind: Kind::LoaderError(Broken::Config),
