@@ -21,6 +21,8 @@ struct BootSlot<'a> {
     version: Option<u64>,
     state: Option<&'a str>,
     tries: Option<u64>,
+    /// `evergreen.test=panic`: a release built to fail, to see the rollback.
+    panic: bool,
 }
 
 /// Whether `word` is one of the loader's `evergreen.*` options (so it is not "unknown").
@@ -51,6 +53,18 @@ pub fn running() -> Option<(update::state::Slot, u64)> {
     Some((slot, info.version?))
 }
 
+/// Whether this boot is a trial (the loader said `evergreen.state=pending`): a panic must
+/// then reset the machine, so the loader counts the try and in the end rolls back.
+pub fn is_trial() -> bool {
+    parse(hal::boot::cmdline()).0.state == Some("pending")
+}
+
+/// Whether the release was built to panic at boot (`evergreen.test=panic`, which
+/// `release --panic-at-boot` puts in its signed command line).
+pub fn panic_at_boot() -> bool {
+    parse(hal::boot::cmdline()).0.panic
+}
+
 /// The loader's options in `cmdline` (before any ` -- `), and the first malformed one.
 fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
     let kernel_part = cmdline.split(" -- ").next().unwrap_or_default();
@@ -71,6 +85,10 @@ fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
                 true
             }
             "tries" => value.parse().map(|t| info.tries = Some(t)).is_ok(),
+            "test" if value == "panic" => {
+                info.panic = true;
+                true
+            }
             _ => false,
         };
         if !ok && bad.is_none() {

@@ -96,6 +96,10 @@ fn main(boot: hal::boot::Boot) -> ! {
     }
     summary::log(&boot);
     bootslot::log(hal::boot::cmdline());
+    if bootslot::is_trial() {
+        // `panic=reboot` behaviour: a trial that panics resets, and the loader counts it.
+        panic::set_reboot_on_panic();
+    }
     if options.test == Some("conformance") {
         // The probe checks the machine state the loader handed over, so it runs before the
         // kernel replaces any of it (GDT, IDT, page tables).
@@ -134,6 +138,11 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
     }
     fs::init();
     update::init();
+    if bootslot::panic_at_boot() {
+        // A release built to fail: not a pass/fail run, so the panic takes its normal path.
+        panic::clear_test_mode();
+        panic!("evergreen.test=panic: this release panics at boot");
+    }
     itimer::init();
     net::init(options.ip, options.gw);
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.

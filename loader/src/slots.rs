@@ -45,6 +45,8 @@ pub struct SlotBoot {
     pub kernel: Vec<u8>,
     /// The initramfs, its SHA-256 checked against the signed manifest.
     pub initramfs: Vec<u8>,
+    /// The release's own command-line words (its signed `cmdline` payload; empty without).
+    pub cmdline: String,
 }
 
 impl SlotBoot {
@@ -67,6 +69,10 @@ impl SlotBoot {
         if let Some(tries) = d.tries_left {
             out.push_str(&format!(" evergreen.tries={tries}"));
         }
+        if !self.cmdline.is_empty() {
+            out.push(' ');
+            out.push_str(&self.cmdline);
+        }
         out
     }
 }
@@ -87,7 +93,7 @@ pub fn select() -> Result<SlotBoot, Error> {
         Some(c) => log::info!("slots: state copy {} (sequence {})", c.copy, c.seq),
         None => log::warn!("slots: both state copies are invalid; rebuilding from what verifies"),
     }
-    let mut files: [Option<(Vec<u8>, Vec<u8>)>; 2] = [None, None];
+    let mut files: [Option<SlotFiles>; 2] = [None, None];
     let mut verified = [None, None];
     for slot in Slot::ALL {
         let i = slot.index();
@@ -96,10 +102,10 @@ pub fn select() -> Result<SlotBoot, Error> {
             continue;
         };
         match verify_slot(handle, &key) {
-            Ok((v, kernel, initramfs)) => {
+            Ok((v, slot_files)) => {
                 log::info!("slots: slot {} v{} verifies", slot.name(), v.version);
                 verified[i] = Some(v);
-                files[i] = Some((kernel, initramfs));
+                files[i] = Some(slot_files);
             }
             Err(why) => log::info!("slots: slot {} does not verify: {why}", slot.name()),
         }
@@ -126,13 +132,21 @@ pub fn select() -> Result<SlotBoot, Error> {
                     ", state unchanged"
                 }
             );
-            let (kernel, initramfs) = files[decision.slot.index()]
+            let SlotFiles {
+                kernel,
+                initramfs,
+                cmdline,
+            } = files[decision.slot.index()]
                 .take()
                 .ok_or(Error::Internal("chosen slot without files"))?;
+            if !cmdline.is_empty() {
+                log::info!("slots: the release's command line: {cmdline}");
+            }
             Ok(SlotBoot {
                 decision,
                 kernel,
                 initramfs,
+                cmdline,
             })
         }
         Err(none) => {
@@ -233,9 +247,17 @@ fn read_area(handle: Handle) -> Result<Vec<u8>, String> {
     Ok(area)
 }
 
-/// The slot's release and its kernel and initramfs, if its manifest verifies with `key` and
-/// every payload matches.
-fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, Vec<u8>, Vec<u8>), String> {
+/// A verified slot's files.
+struct SlotFiles {
+    kernel: Vec<u8>,
+    initramfs: Vec<u8>,
+    /// The release's command-line words (checked by `manifest::release_cmdline`).
+    cmdline: String,
+}
+
+/// The slot's release and its files, if its manifest verifies with `key` and every payload
+/// matches.
+fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, SlotFiles), String> {
     let mut sfs = firmware::shared_protocol::<SimpleFileSystem>(handle)
         .map_err(|_| String::from("no FAT volume"))?;
     let mut root = sfs
@@ -267,10 +289,26 @@ fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, Vec<u8>, Ve
     };
     let kernel = load("kernel", uefi::cstr16!("kernel"))?;
     let initramfs = load("initramfs", uefi::cstr16!("initramfs"))?;
+    let cmdline = match m.payload(manifest::CMDLINE_PAYLOAD) {
+        Some(_) => {
+            let data = load(manifest::CMDLINE_PAYLOAD, uefi::cstr16!("cmdline"))?;
+            manifest::release_cmdline(&data)
+                .map_err(|e| format!("cmdline: {e}"))?
+                .into()
+        }
+        None => String::new(),
+    };
     let verified = Verified {
         version: m.version,
         rollback_index: m.rollback_index,
         boot_tries: m.boot_tries,
     };
-    Ok((verified, kernel, initramfs))
+    Ok((
+        verified,
+        SlotFiles {
+            kernel,
+            initramfs,
+            cmdline,
+        },
+    ))
 }

@@ -130,7 +130,8 @@ Examples:
   cargo run -- release --version 2 target/v2.slot
   cargo run -- release --version 3 --rollback-index 2 --tries 2 --key ~/evergreen-release.key \\
       target/v3.slot
-  cargo run -- release --version 2 --kernel k.elf --initramfs root.cpio target/v2.slot";
+  cargo run -- release --version 2 --kernel k.elf --initramfs root.cpio target/v2.slot
+  cargo run -- release --version 2 --tries 2 --panic-at-boot target/v2-panics.slot";
 
 const INSPECT_HELP: &str = "\
 Decodes EG_STATE (both copies of the boot-state record, and which one is current), checks the
@@ -168,6 +169,14 @@ struct ReleaseArgs {
     /// Copy the host file or folder HOST into the initramfs at GUEST; repeatable
     #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
     add: Vec<AddSpec>,
+    /// Kernel command-line words of this release (signed with it; our loader adds them to
+    /// the ESP entry's)
+    #[arg(long, value_name = "WORDS", default_value = "")]
+    cmdline: String,
+    /// Make a release that panics at boot (adds `evergreen.test=panic` to its command line),
+    /// to see a trial roll back
+    #[arg(long)]
+    panic_at_boot: bool,
     /// Where to write the slot image
     #[arg(value_name = "OUT")]
     out: PathBuf,
@@ -512,7 +521,14 @@ fn make_release(args: &ReleaseArgs) -> Result<ExitCode> {
         }
     };
     let info = release::ReleaseInfo::new(args.version, args.rollback_index, args.tries);
-    let slot = release::build_slot_image(&info, &kernel, &initramfs, &key.key)?;
+    let mut cmdline = args.cmdline.trim().to_owned();
+    if args.panic_at_boot {
+        cmdline = format!("{cmdline} {}", release::PANIC_AT_BOOT)
+            .trim()
+            .to_owned();
+    }
+    let slot =
+        release::build_slot_image_with_cmdline(&info, &kernel, &initramfs, &cmdline, &key.key)?;
     std::fs::write(&args.out, &slot.image)
         .with_context(|| format!("writing {}", args.out.display()))?;
     status!(

@@ -40,6 +40,8 @@ pub const KERNEL_FILE: &str = "kernel";
 pub const INITRAMFS_FILE: &str = "initramfs";
 /// The factory release: version 1, rollback index 1.
 pub const FACTORY_VERSION: u64 = 1;
+/// The kernel command-line word of a release built to panic at boot (`--panic-at-boot`).
+pub const PANIC_AT_BOOT: &str = "evergreen.test=panic";
 /// Boot tries a release gets on trial unless told otherwise.
 pub const DEFAULT_TRIES: u8 = 3;
 
@@ -156,6 +158,18 @@ pub fn build_slot_image(
     initramfs: &[u8],
     key: &SecretKey,
 ) -> Result<SlotImage> {
+    build_slot_image_with_cmdline(info, kernel, initramfs, "", key)
+}
+
+/// Like [`build_slot_image`], with the release's own kernel command-line words in a signed
+/// `cmdline` payload (none when `cmdline` is empty), which our loader adds to the ESP entry's.
+pub fn build_slot_image_with_cmdline(
+    info: &ReleaseInfo,
+    kernel: &[u8],
+    initramfs: &[u8],
+    cmdline: &str,
+    key: &SecretKey,
+) -> Result<SlotImage> {
     let mut m = Manifest::new(
         manifest::PRODUCT,
         info.version,
@@ -164,7 +178,13 @@ pub fn build_slot_image(
         info.tries,
     )
     .map_err(|e| anyhow::anyhow!("release manifest: {e}"))?;
-    for (name, data) in [(KERNEL_FILE, kernel), (INITRAMFS_FILE, initramfs)] {
+    let mut files: Vec<(&str, &[u8])> = vec![(KERNEL_FILE, kernel), (INITRAMFS_FILE, initramfs)];
+    if !cmdline.is_empty() {
+        manifest::release_cmdline(cmdline.as_bytes())
+            .map_err(|e| anyhow::anyhow!("the release's command line {cmdline:?}: {e}"))?;
+        files.push((manifest::CMDLINE_PAYLOAD, cmdline.as_bytes()));
+    }
+    for &(name, data) in &files {
         let payload =
             Payload::of(name, data).map_err(|e| anyhow::anyhow!("payload {name}: {e}"))?;
         m.add_payload(payload)
@@ -175,11 +195,7 @@ pub fn build_slot_image(
         .encode_signed(key, &mut signed)
         .map_err(|e| anyhow::anyhow!("encoding the manifest: {e}"))?;
     signed.truncate(len);
-    let files: [(&str, &[u8]); 3] = [
-        (MANIFEST_FILE, &signed),
-        (KERNEL_FILE, kernel),
-        (INITRAMFS_FILE, initramfs),
-    ];
+    files.insert(0, (MANIFEST_FILE, &signed));
     Ok(SlotImage {
         image: image::fat16_volume(&files, "the slot image")?,
         version: info.version,

@@ -784,6 +784,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::Slots(slots::Scenario::MarkGood),
     },
     Case {
+        name: "slots-panic-trial",
+        about: "slot B v2 built to panic at boot: reset and counted twice, then A boots, B bad",
+        kind: Kind::Slots(slots::Scenario::PanicTrial),
+    },
+    Case {
         name: "bad-config",
         about: "our loader reports a limine.conf entry without kernel_path",
         kind: Kind::LoaderError(Broken::Config),

@@ -133,6 +133,38 @@ impl Payload {
     }
 }
 
+/// The optional payload holding the release's own kernel command-line words (signed like the
+/// kernel: a release that needs `panic=reboot` or a test word carries it, not the ESP).
+pub const CMDLINE_PAYLOAD: &str = "cmdline";
+/// Longest release command line.
+pub const MAX_CMDLINE_LEN: usize = 256;
+
+/// The release command line in `data` (the [`CMDLINE_PAYLOAD`] file, its hash already
+/// checked): at most [`MAX_CMDLINE_LEN`] bytes of printable ASCII and spaces, a trailing
+/// newline allowed, and no `--` word (which would start init's arguments) nor `evergreen.`
+/// word the loader itself says (`slot`, `version`, `state`, `tries`).
+pub fn release_cmdline(data: &[u8]) -> Result<&str> {
+    if data.len() > MAX_CMDLINE_LEN {
+        return Err(Error::TooLong);
+    }
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    if !data.iter().all(|&c| c == b' ' || c.is_ascii_graphic()) {
+        return Err(Error::BadField("release command line"));
+    }
+    let text = core::str::from_utf8(data).map_err(|_| Error::BadField("release command line"))?;
+    let loader_word = |w: &str| {
+        ["slot", "version", "state", "tries"].iter().any(|k| {
+            w.strip_prefix("evergreen.")
+                .and_then(|r| r.strip_prefix(k))
+                .is_some_and(|r| r.starts_with('='))
+        })
+    };
+    if text.split(' ').any(|w| w == "--" || loader_word(w)) {
+        return Err(Error::BadField("release command line"));
+    }
+    Ok(text.trim())
+}
+
 /// The SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()

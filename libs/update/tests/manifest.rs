@@ -342,3 +342,32 @@ fn weak_and_invalid_public_keys_are_refused() {
     let real = PublicKey::of(&key(1)).to_bytes();
     assert_eq!(PublicKey::from_bytes(&real).map(|k| k.to_bytes()), Ok(real));
 }
+
+/// A release's command line: printable words, no init arguments, no word the loader says.
+#[test]
+fn release_cmdline_checked() {
+    use update::manifest::{MAX_CMDLINE_LEN, release_cmdline};
+    assert_eq!(
+        release_cmdline(b"evergreen.test=panic panic=reboot\n"),
+        Ok("evergreen.test=panic panic=reboot")
+    );
+    assert_eq!(release_cmdline(b""), Ok(""));
+    for bad in [
+        &b"a -- b"[..],
+        b"evergreen.slot=A",
+        b"x evergreen.tries=9",
+        b"tab\there",
+        b"two\nlines",
+        b"\xff",
+    ] {
+        assert!(release_cmdline(bad).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(
+        release_cmdline(b"evergreen.slots=x"),
+        Ok("evergreen.slots=x")
+    );
+    assert_eq!(
+        release_cmdline(&[b'a'; MAX_CMDLINE_LEN + 1]),
+        Err(Error::TooLong)
+    );
+}

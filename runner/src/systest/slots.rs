@@ -53,6 +53,9 @@ pub enum Scenario {
     /// good on disk after its first trial and the floor rises to its rollback index; the
     /// second boot is a normal one of B, and the kernel writes nothing.
     MarkGood,
+    /// Slot B holds v2 built to panic at boot, pending with 2 tries: each trial panics and
+    /// resets (`panic=reboot` on a trial), counted on disk; then A boots and B is bad.
+    PanicTrial,
 }
 
 /// The version in slot A and in slot B (when the scenario fills it).
@@ -108,6 +111,15 @@ pub fn spec(ctx: &Suite, scenario: Scenario) -> Result<ImageSpec> {
             &key.key,
         )?);
     }
+    if scenario == Scenario::PanicTrial {
+        spec.slots[1] = Some(release::build_slot_image_with_cmdline(
+            &ReleaseInfo::new(V2, 1, TRIES),
+            &ctx.kernel,
+            &tiny_initramfs(V2)?,
+            release::PANIC_AT_BOOT,
+            &key.key,
+        )?);
+    }
     if matches!(scenario, Scenario::Trial | Scenario::BadPayload) {
         let mut b = slot(V2)?;
         if scenario == Scenario::BadPayload {
@@ -153,6 +165,7 @@ pub fn run(ctx: &Suite, opts: &RunOptions, log: &Path, scenario: Scenario) -> Re
         Scenario::NothingBootable => nothing_bootable(&case),
         Scenario::TornState => torn_state(&case),
         Scenario::MarkGood => mark_good(&case),
+        Scenario::PanicTrial => panic_trial(&case),
     };
     case.gather_logs()?;
     result
@@ -244,6 +257,45 @@ fn trial(case: &Case) -> Result<String> {
         "after the tries: B must be bad and A preferred: {got:?}"
     );
     Ok(format!(": B tried {TRIES} times, then rolled back to A"))
+}
+
+fn panic_trial(case: &Case) -> Result<String> {
+    case.set_area(&state::fresh_area(&trial_state()))?;
+    let mut want = trial_state();
+    for boot in 1..=u32::from(TRIES) {
+        let left = TRIES - boot as u8;
+        let lines = case.boot_reset(boot)?;
+        expect_line(
+            &lines,
+            &format!("boot: slot B, version 2, pending ({left} tries left)"),
+        )?;
+        expect_line(&lines, "KERNEL PANIC")?;
+        expect_line(&lines, "evergreen.test=panic: this release panics at boot")?;
+        want.slots[1].status = Status::Pending { tries: left };
+        want.last_boot = LastBoot {
+            kind: BootKind::Trial,
+            slot: Slot::B,
+        };
+        let got = case.state()?;
+        ensure!(
+            got == want,
+            "boot {boot}: the panicking trial must be counted on disk: {got:?}"
+        );
+    }
+    let lines = case.boot_ok(u32::from(TRIES) + 1)?;
+    expect_line(&lines, "boot: slot A, version 1, rollback")?;
+    ensure!(
+        !lines.iter().any(|l| l.contains("KERNEL PANIC")),
+        "slot A panicked too"
+    );
+    let got = case.state()?;
+    ensure!(
+        got == rolled_back(),
+        "after the panicking tries: B must be bad and A preferred: {got:?}"
+    );
+    Ok(format!(
+        ": B panicked and reset {TRIES} times, then A booted and B is bad"
+    ))
 }
 
 fn bad_payload(case: &Case) -> Result<String> {
@@ -447,6 +499,30 @@ impl Case<'_> {
             Outcome::Matched(line) => bail!("boot {boot}: the loader failed: {line}"),
             Outcome::TimedOut => bail!(
                 "boot {boot}: no exit within {} s (QEMU stopped)",
+                self.ctx.timeout.as_secs()
+            ),
+            Outcome::Interrupted => bail!("interrupted"),
+        }
+    }
+
+    /// A boot that must end in a reset (QEMU runs with `-no-reboot`, so it exits) after the
+    /// kernel's `panic=reboot` line.
+    fn boot_reset(&self, boot: u32) -> Result<Vec<String>> {
+        let (outcome, lines) = self.boot(boot)?;
+        match outcome {
+            Outcome::Exited(status) => {
+                let exit = GuestExit::from_status(status);
+                ensure!(
+                    exit == GuestExit::Quit,
+                    "boot {boot}: a reset was due, but {}",
+                    exit.describe()
+                );
+                expect_line(&lines, "panic: rebooting (panic=reboot)")?;
+                Ok(lines)
+            }
+            Outcome::Matched(line) => bail!("boot {boot}: the loader failed: {line}"),
+            Outcome::TimedOut => bail!(
+                "boot {boot}: no reset within {} s (QEMU stopped)",
                 self.ctx.timeout.as_secs()
             ),
             Outcome::Interrupted => bail!("interrupted"),
