@@ -11,8 +11,9 @@
 //! booted are the verified bytes, and the kernel learns its slot from `evergreen.slot=` and
 //! friends on its command line. When no slot can boot the loader stops with an error.
 //!
-//! The key is the public development key (`runner/keys/dev-release-key.seed`); a real key
-//! will come from the build.
+//! The key is built in: a release key's public half from `EVERGREEN_RELEASE_PUBKEY` at build
+//! time, else the public TEST-ONLY development key (`runner/keys/dev-release-key.seed`). A
+//! loader with a release key refuses test releases and says so.
 
 use alloc::{format, string::String, vec, vec::Vec};
 
@@ -28,14 +29,11 @@ use uefi::{
 };
 use update::{
     choice::{self, Decision, Verified},
-    manifest::{self, Manifest, PublicKey, SecretKey},
+    manifest::{self, Manifest, PublicKey},
     state::{self, BootKind, BootState, Current, Slot},
 };
 
 use crate::{cpu, error::Error, firmware, fs};
-
-/// The development key's seed; the loader checks releases against its public half.
-const DEV_KEY_SEED: &str = include_str!("../../runner/keys/dev-release-key.seed");
 
 /// The release the loader boots: the chosen slot's verified kernel and initramfs.
 pub struct SlotBoot {
@@ -85,7 +83,14 @@ impl SlotBoot {
 /// and the files booted are exactly the bytes that were hashed (no second read).
 pub fn select() -> Result<SlotBoot, Error> {
     let start = cpu::rdtsc();
-    let key = dev_key().ok_or_else(|| slot_error("the built-in release key is malformed"))?;
+    let key = release_key().ok_or_else(|| {
+        slot_error("the built-in release key (EVERGREEN_RELEASE_PUBKEY) is malformed")
+    })?;
+    if key.is_test_only() {
+        log::info!("slots: releases are checked with the TEST-ONLY development key");
+    } else {
+        log::info!("slots: releases are checked with a release key; test releases are refused");
+    }
     let (state_handle, slot_handles) = find_partitions().map_err(slot_error)?;
     let area = read_area(state_handle).map_err(slot_error)?;
     let read = state::read_area(&area);
@@ -185,22 +190,14 @@ fn write_state(handle: Handle, current: Option<&Current>, next: &BootState) -> R
     Ok(())
 }
 
-fn dev_key() -> Option<PublicKey> {
-    let digits: Vec<u8> = DEV_KEY_SEED
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .flat_map(str::bytes)
-        .collect();
-    if digits.len() != 64 {
-        return None;
+/// The key releases must be signed with: the release key's public half when the loader was
+/// built with `EVERGREEN_RELEASE_PUBKEY` (64 hex digits, as `release keygen` prints), else
+/// the TEST-ONLY development key. `None` when the built-in text is malformed.
+fn release_key() -> Option<PublicKey> {
+    match option_env!("EVERGREEN_RELEASE_PUBKEY").filter(|t| !t.trim().is_empty()) {
+        Some(text) => PublicKey::from_hex(text).ok(),
+        None => PublicKey::from_bytes(&manifest::TEST_ONLY_KEY).ok(),
     }
-    let mut seed = [0u8; 32];
-    for (i, byte) in seed.iter_mut().enumerate() {
-        let text = core::str::from_utf8(&digits[2 * i..2 * i + 2]).ok()?;
-        *byte = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(PublicKey::of(&SecretKey::from_bytes(&seed)))
 }
 
 /// The handles of `EG_STATE` and of the two slot partitions, by GPT name.
@@ -278,7 +275,7 @@ fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, SlotFiles),
         Ok(data)
     };
     let text = read(uefi::cstr16!("manifest"), manifest::MAX_LEN as u64)?;
-    let m = Manifest::decode(&text, key).map_err(|e| format!("manifest: {e}"))?;
+    let m = Manifest::decode_release(&text, key).map_err(|e| format!("manifest: {e}"))?;
     let mut load = |what: &str, name: &CStr16| -> Result<Vec<u8>, String> {
         let payload = m
             .payload(what)
