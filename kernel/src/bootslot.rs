@@ -23,6 +23,8 @@ struct BootSlot<'a> {
     tries: Option<u64>,
     /// `evergreen.test=panic`: a release built to fail, to see the rollback.
     panic: bool,
+    /// `evergreen.test=hang`: a release built to hang, to see the watchdog roll it back.
+    hang: bool,
 }
 
 /// Whether `word` is one of the loader's `evergreen.*` options (so it is not "unknown").
@@ -65,6 +67,12 @@ pub fn panic_at_boot() -> bool {
     parse(hal::boot::cmdline()).0.panic
 }
 
+/// Whether the release was built to hang at boot (`evergreen.test=hang`, from `release
+/// --hang-at-boot`).
+pub fn hang_at_boot() -> bool {
+    parse(hal::boot::cmdline()).0.hang
+}
+
 /// The loader's options in `cmdline` (before any ` -- `), and the first malformed one.
 fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
     let kernel_part = cmdline.split(" -- ").next().unwrap_or_default();
@@ -87,6 +95,10 @@ fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
             "tries" => value.parse().map(|t| info.tries = Some(t)).is_ok(),
             "test" if value == "panic" => {
                 info.panic = true;
+                true
+            }
+            "test" if value == "hang" => {
+                info.hang = true;
                 true
             }
             _ => false,

@@ -143,6 +143,12 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         panic::clear_test_mode();
         panic!("evergreen.test=panic: this release panics at boot");
     }
+    if bootslot::hang_at_boot() {
+        // A release built to hang before the watchdog is fed: only the chipset can end this.
+        log::warn!("evergreen.test=hang: this release hangs at boot");
+        hal::cpu::halt_forever();
+    }
+    update::start_watchdog();
     itimer::init();
     net::init(options.ip, options.gw);
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.

@@ -13,6 +13,11 @@
 //! the record already says good, nothing is written. The slot and version come from the
 //! loader's command line ([`crate::bootslot::running`]): a record naming another version in
 //! that slot than the one running is refused, never overwritten.
+//!
+//! The watchdog our loader arms before booting a slot ([`hal::watchdog`]) is fed here, by a
+//! task of its own every [`FEED_INTERVAL_NS`]: as long as the scheduler runs tasks the system
+//! counts as alive. A kernel that hangs — interrupts off, or spinning where nothing else gets
+//! to run — stops feeding, the chipset resets the machine, and the loader counts the try.
 
 use alloc::{format, string::String, vec, vec::Vec};
 
@@ -29,9 +34,30 @@ const BOOT_DISK_SERIAL: &str = "evergreen-boot";
 /// same copy.
 static MARKING: Mutex<()> = Mutex::new(());
 
+/// How often the watchdog is fed (its timeout is the loader's, about 19 s).
+const FEED_INTERVAL_NS: u64 = 1_000_000_000;
+
 /// Adds `/proc/evergreen/boot`.
 pub fn init() {
     crate::fs::proc::register("evergreen/boot", render, Some(take));
+}
+
+/// Starts feeding the chipset watchdog if the loader armed it (needs the PCI scan).
+pub fn start_watchdog() {
+    let Some(mut tco) = hal::watchdog::Tco::armed() else {
+        log::debug!("watchdog: not armed");
+        return;
+    };
+    tco.feed();
+    let feeder = move |me: alloc::sync::Arc<crate::sched::Task>| loop {
+        tco.feed();
+        crate::sched::sleep_until(&me, crate::time::now_ns() + FEED_INTERVAL_NS);
+        me.clear_interrupt();
+    };
+    match crate::sched::spawn(feeder) {
+        Ok(_) => log::info!("watchdog: TCO armed by the loader; fed while tasks run"),
+        Err(e) => log::error!("watchdog: cannot start the feeding task: {e:?}"),
+    }
 }
 
 /// Why the state could not be read or written.

@@ -184,6 +184,10 @@ struct ReleaseArgs {
     /// to see a trial roll back
     #[arg(long)]
     panic_at_boot: bool,
+    /// Make a release that hangs at boot, before it feeds the watchdog (adds
+    /// `evergreen.test=hang`), to see the watchdog roll a trial back
+    #[arg(long)]
+    hang_at_boot: bool,
     /// Where to write the slot image
     #[arg(value_name = "OUT", required = true)]
     out: Option<PathBuf>,
@@ -556,10 +560,13 @@ fn make_release(args: &ReleaseArgs) -> Result<ExitCode> {
     };
     let info = release::ReleaseInfo::new(version, args.rollback_index, args.tries);
     let mut cmdline = args.cmdline.trim().to_owned();
-    if args.panic_at_boot {
-        cmdline = format!("{cmdline} {}", release::PANIC_AT_BOOT)
-            .trim()
-            .to_owned();
+    for (wanted, word) in [
+        (args.panic_at_boot, release::PANIC_AT_BOOT),
+        (args.hang_at_boot, release::HANG_AT_BOOT),
+    ] {
+        if wanted {
+            cmdline = format!("{cmdline} {word}").trim().to_owned();
+        }
     }
     let slot =
         release::build_slot_image_with_cmdline(&info, &kernel, &initramfs, &cmdline, &key.key)?;

@@ -42,6 +42,8 @@ pub const INITRAMFS_FILE: &str = "initramfs";
 pub const FACTORY_VERSION: u64 = 1;
 /// The kernel command-line word of a release built to panic at boot (`--panic-at-boot`).
 pub const PANIC_AT_BOOT: &str = "evergreen.test=panic";
+/// The kernel command-line word of a release built to hang at boot (`--hang-at-boot`).
+pub const HANG_AT_BOOT: &str = "evergreen.test=hang";
 /// Boot tries a release gets on trial unless told otherwise.
 pub const DEFAULT_TRIES: u8 = 3;
 

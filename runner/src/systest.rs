@@ -789,6 +789,11 @@ pub const CASES: &[Case] = &[
         kind: Kind::Slots(slots::Scenario::PanicTrial),
     },
     Case {
+        name: "slots-hang-trial",
+        about: "slot B v2 built to hang at boot: the TCO watchdog resets it, then A boots, B bad",
+        kind: Kind::Slots(slots::Scenario::HangTrial),
+    },
+    Case {
         name: "bad-config",
         about: "our loader reports a limine.conf entry without kernel_path",
         kind: Kind::LoaderError(Broken::Config),

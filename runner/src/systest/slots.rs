@@ -56,6 +56,9 @@ pub enum Scenario {
     /// Slot B holds v2 built to panic at boot, pending with 2 tries: each trial panics and
     /// resets (`panic=reboot` on a trial), counted on disk; then A boots and B is bad.
     PanicTrial,
+    /// Slot B holds v2 built to hang at boot, pending with 1 try: the loader's watchdog
+    /// resets the hung machine, the try is counted; then A boots and B is bad.
+    HangTrial,
 }
 
 /// The version in slot A and in slot B (when the scenario fills it).
@@ -63,6 +66,8 @@ const V1: u64 = 1;
 const V2: u64 = 2;
 /// Boot tries of the trial release.
 const TRIES: u8 = 2;
+/// Boot tries of the release that hangs (each costs the watchdog's whole timeout).
+const HANG_TRIES: u8 = 1;
 /// Rollback index of the release that marks itself good (above the factory's 1).
 const MARK_GOOD_INDEX: u64 = 2;
 
@@ -72,13 +77,15 @@ const MARK_GOOD_SCRIPT: &str = "/etc/mark-good.sh";
 /// (slot A, never booted there, has no busybox).
 const MARK_GOOD_CMDLINE: &str = "test=boot init=/bin/busybox -- sh /etc/mark-good.sh";
 /// Slot B's init script in [`Scenario::MarkGood`]: the state before and after it says
-/// "good", and a write of anything else must be refused.
+/// "good", and a write of anything else must be refused; on the trial it then outlives the
+/// loader's watchdog timeout (about 19 s), which the kernel must keep feeding.
 const MARK_GOOD_INIT: &str = "\
 mount -t proc proc /proc\n\
 echo '--- before'; cat /proc/evergreen/boot\n\
 echo good > /proc/evergreen/boot || echo \"mark-good failed: $?\"\n\
 echo '--- after'; cat /proc/evergreen/boot\n\
 echo bad > /proc/evergreen/boot 2>/dev/null && echo 'writing bad was accepted'\n\
+grep -q evergreen.state=pending /proc/cmdline && sleep 21 && echo 'still fed after 21 s'\n\
 true\n";
 
 /// The image of a scenario: our loader, `test=boot` on the ESP, v1 in slot A.
@@ -111,12 +118,17 @@ pub fn spec(ctx: &Suite, scenario: Scenario) -> Result<ImageSpec> {
             &key.key,
         )?);
     }
-    if scenario == Scenario::PanicTrial {
+    let failing = match scenario {
+        Scenario::PanicTrial => Some((release::PANIC_AT_BOOT, TRIES)),
+        Scenario::HangTrial => Some((release::HANG_AT_BOOT, HANG_TRIES)),
+        _ => None,
+    };
+    if let Some((word, tries)) = failing {
         spec.slots[1] = Some(release::build_slot_image_with_cmdline(
-            &ReleaseInfo::new(V2, 1, TRIES),
+            &ReleaseInfo::new(V2, 1, tries),
             &ctx.kernel,
             &tiny_initramfs(V2)?,
-            release::PANIC_AT_BOOT,
+            word,
             &key.key,
         )?);
     }
@@ -166,6 +178,7 @@ pub fn run(ctx: &Suite, opts: &RunOptions, log: &Path, scenario: Scenario) -> Re
         Scenario::TornState => torn_state(&case),
         Scenario::MarkGood => mark_good(&case),
         Scenario::PanicTrial => panic_trial(&case),
+        Scenario::HangTrial => hang_trial(&case),
     };
     case.gather_logs()?;
     result
@@ -296,6 +309,51 @@ fn panic_trial(case: &Case) -> Result<String> {
     Ok(format!(
         ": B panicked and reset {TRIES} times, then A booted and B is bad"
     ))
+}
+
+fn hang_trial(case: &Case) -> Result<String> {
+    let mut want = trial_state();
+    want.slots[1].status = Status::Pending { tries: HANG_TRIES };
+    case.set_area(&state::fresh_area(&want))?;
+    let (outcome, lines) = case.boot(1)?;
+    expect_line(&lines, "watchdog: TCO armed")?;
+    expect_line(&lines, "boot: slot B, version 2, pending (0 tries left)")?;
+    expect_line(&lines, "evergreen.test=hang: this release hangs at boot")?;
+    match outcome {
+        Outcome::Exited(status) if GuestExit::from_status(status) == GuestExit::Quit => {}
+        Outcome::Exited(status) => bail!(
+            "boot 1: the watchdog's reset was due, but {}",
+            GuestExit::from_status(status).describe()
+        ),
+        Outcome::TimedOut => bail!(
+            "boot 1: the hung release was not reset within {} s: no watchdog",
+            case.ctx.timeout.as_secs()
+        ),
+        Outcome::Matched(line) => bail!("boot 1: the loader failed: {line}"),
+        Outcome::Interrupted => bail!("interrupted"),
+    }
+    ensure!(
+        !lines.iter().any(|l| l.contains("KERNEL PANIC")),
+        "the hang release panicked instead of hanging"
+    );
+    want.slots[1].status = Status::Pending { tries: 0 };
+    want.last_boot = LastBoot {
+        kind: BootKind::Trial,
+        slot: Slot::B,
+    };
+    let got = case.state()?;
+    ensure!(
+        got == want,
+        "boot 1: the hung trial must be counted on disk: {got:?}"
+    );
+    let lines = case.boot_ok(2)?;
+    expect_line(&lines, "boot: slot A, version 1, rollback")?;
+    let got = case.state()?;
+    ensure!(
+        got == rolled_back(),
+        "after the hung try: B must be bad and A preferred: {got:?}"
+    );
+    Ok(": B hung, the watchdog reset it, then A booted and B is bad".into())
 }
 
 fn bad_payload(case: &Case) -> Result<String> {
