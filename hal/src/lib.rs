@@ -43,5 +43,6 @@ pub mod user;
 pub mod usermode;
 pub mod virtio;
 pub mod virtio_net;
+pub mod watchdog;
 
 pub use init::{Apic, InitError, Machine, init};

@@ -4,9 +4,10 @@
 //! does), then tells the kernel on its command line: `evergreen.slot=A|B`, and with it
 //! `evergreen.version=N`, `evergreen.state=good|pending|rollback|recovered` and, for a trial,
 //! `evergreen.tries=T` (the tries left after this one). The kernel only reports it, so the
-//! log says what runs without reading the disk; marking a trial good will use the state
-//! partition through the block device later. It runs before the kernel heap exists, so
-//! it allocates nothing. A malformed word is reported and ignored, never fatal.
+//! log says what runs without reading the disk; [`running`] gives the slot and version to
+//! [`crate::update`], which reads and marks the state partition. It runs before the kernel
+//! heap exists, so it allocates nothing. A malformed word is reported and ignored, never
+//! fatal.
 
 use core::fmt;
 
@@ -20,6 +21,10 @@ struct BootSlot<'a> {
     version: Option<u64>,
     state: Option<&'a str>,
     tries: Option<u64>,
+    /// `evergreen.test=panic`: a release built to fail, to see the rollback.
+    panic: bool,
+    /// `evergreen.test=hang`: a release built to hang, to see the watchdog roll it back.
+    hang: bool,
 }
 
 /// Whether `word` is one of the loader's `evergreen.*` options (so it is not "unknown").
@@ -37,6 +42,35 @@ pub fn log(cmdline: &str) {
     if let Some(slot) = info.slot {
         log::info!("{}", Line(slot, &info));
     }
+}
+
+/// The slot this kernel was booted from and the version the loader said it holds; `None`
+/// when the kernel was not booted from a slot (or the loader's words are malformed).
+pub fn running() -> Option<(update::state::Slot, u64)> {
+    let (info, _) = parse(hal::boot::cmdline());
+    let slot = match info.slot? {
+        "A" => update::state::Slot::A,
+        _ => update::state::Slot::B,
+    };
+    Some((slot, info.version?))
+}
+
+/// Whether this boot is a trial (the loader said `evergreen.state=pending`): a panic must
+/// then reset the machine, so the loader counts the try and in the end rolls back.
+pub fn is_trial() -> bool {
+    parse(hal::boot::cmdline()).0.state == Some("pending")
+}
+
+/// Whether the release was built to panic at boot (`evergreen.test=panic`, which
+/// `release --panic-at-boot` puts in its signed command line).
+pub fn panic_at_boot() -> bool {
+    parse(hal::boot::cmdline()).0.panic
+}
+
+/// Whether the release was built to hang at boot (`evergreen.test=hang`, from `release
+/// --hang-at-boot`).
+pub fn hang_at_boot() -> bool {
+    parse(hal::boot::cmdline()).0.hang
 }
 
 /// The loader's options in `cmdline` (before any ` -- `), and the first malformed one.
@@ -59,6 +93,14 @@ fn parse(cmdline: &str) -> (BootSlot<'_>, Option<&str>) {
                 true
             }
             "tries" => value.parse().map(|t| info.tries = Some(t)).is_ok(),
+            "test" if value == "panic" => {
+                info.panic = true;
+                true
+            }
+            "test" if value == "hang" => {
+                info.hang = true;
+                true
+            }
             _ => false,
         };
         if !ok && bad.is_none() {

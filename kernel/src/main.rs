@@ -47,6 +47,7 @@ mod syscall_names;
 mod threads;
 mod time;
 mod tty;
+mod update;
 
 use hal::qemu::ExitCode;
 
@@ -95,6 +96,10 @@ fn main(boot: hal::boot::Boot) -> ! {
     }
     summary::log(&boot);
     bootslot::log(hal::boot::cmdline());
+    if bootslot::is_trial() {
+        // `panic=reboot` behaviour: a trial that panics resets, and the loader counts it.
+        panic::set_reboot_on_panic();
+    }
     if options.test == Some("conformance") {
         // The probe checks the machine state the loader handed over, so it runs before the
         // kernel replaces any of it (GDT, IDT, page tables).
@@ -132,6 +137,18 @@ fn main_on_kernel_stack(boot: hal::boot::Boot) -> ! {
         strace::enable();
     }
     fs::init();
+    update::init();
+    if bootslot::panic_at_boot() {
+        // A release built to fail: not a pass/fail run, so the panic takes its normal path.
+        panic::clear_test_mode();
+        panic!("evergreen.test=panic: this release panics at boot");
+    }
+    if bootslot::hang_at_boot() {
+        // A release built to hang before the watchdog is fed: only the chipset can end this.
+        log::warn!("evergreen.test=hang: this release hangs at boot");
+        hal::cpu::halt_forever();
+    }
+    update::start_watchdog();
     itimer::init();
     net::init(options.ip, options.gw);
     // As Linux: `init=` names the first program; without it, /sbin/init if there is one.

@@ -33,6 +33,7 @@ mod slots;
 mod strict;
 mod tables;
 mod wants;
+mod watchdog;
 
 use uefi::{Status, boot, entry};
 

@@ -58,7 +58,10 @@ pub fn run(allocs: &mut Allocations) -> Result<Infallible, Error> {
     // With update slots the kernel and initramfs come from the chosen slot (after its state
     // was written); the entry still gives the protocol options and the command line.
     let slot_boot = if loaded.config.slots {
-        Some(slots::select()?)
+        let boot = slots::select()?;
+        // From here a hang counts: it ends in a reset, and the next boot counts the try.
+        crate::watchdog::arm();
+        Some(boot)
     } else {
         None
     };

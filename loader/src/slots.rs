@@ -11,8 +11,9 @@
 //! booted are the verified bytes, and the kernel learns its slot from `evergreen.slot=` and
 //! friends on its command line. When no slot can boot the loader stops with an error.
 //!
-//! The key is the public development key (`runner/keys/dev-release-key.seed`); a real key
-//! will come from the build.
+//! The key is built in: a release key's public half from `EVERGREEN_RELEASE_PUBKEY` at build
+//! time, else the public TEST-ONLY development key (`runner/keys/dev-release-key.seed`). A
+//! loader with a release key refuses test releases and says so.
 
 use alloc::{format, string::String, vec, vec::Vec};
 
@@ -28,14 +29,11 @@ use uefi::{
 };
 use update::{
     choice::{self, Decision, Verified},
-    manifest::{self, Manifest, PublicKey, SecretKey},
+    manifest::{self, Manifest, PublicKey},
     state::{self, BootKind, BootState, Current, Slot},
 };
 
 use crate::{cpu, error::Error, firmware, fs};
-
-/// The development key's seed; the loader checks releases against its public half.
-const DEV_KEY_SEED: &str = include_str!("../../runner/keys/dev-release-key.seed");
 
 /// The release the loader boots: the chosen slot's verified kernel and initramfs.
 pub struct SlotBoot {
@@ -45,6 +43,8 @@ pub struct SlotBoot {
     pub kernel: Vec<u8>,
     /// The initramfs, its SHA-256 checked against the signed manifest.
     pub initramfs: Vec<u8>,
+    /// The release's own command-line words (its signed `cmdline` payload; empty without).
+    pub cmdline: String,
 }
 
 impl SlotBoot {
@@ -67,6 +67,10 @@ impl SlotBoot {
         if let Some(tries) = d.tries_left {
             out.push_str(&format!(" evergreen.tries={tries}"));
         }
+        if !self.cmdline.is_empty() {
+            out.push(' ');
+            out.push_str(&self.cmdline);
+        }
         out
     }
 }
@@ -79,7 +83,14 @@ impl SlotBoot {
 /// and the files booted are exactly the bytes that were hashed (no second read).
 pub fn select() -> Result<SlotBoot, Error> {
     let start = cpu::rdtsc();
-    let key = dev_key().ok_or_else(|| slot_error("the built-in release key is malformed"))?;
+    let key = release_key().ok_or_else(|| {
+        slot_error("the built-in release key (EVERGREEN_RELEASE_PUBKEY) is malformed")
+    })?;
+    if key.is_test_only() {
+        log::info!("slots: releases are checked with the TEST-ONLY development key");
+    } else {
+        log::info!("slots: releases are checked with a release key; test releases are refused");
+    }
     let (state_handle, slot_handles) = find_partitions().map_err(slot_error)?;
     let area = read_area(state_handle).map_err(slot_error)?;
     let read = state::read_area(&area);
@@ -87,7 +98,7 @@ pub fn select() -> Result<SlotBoot, Error> {
         Some(c) => log::info!("slots: state copy {} (sequence {})", c.copy, c.seq),
         None => log::warn!("slots: both state copies are invalid; rebuilding from what verifies"),
     }
-    let mut files: [Option<(Vec<u8>, Vec<u8>)>; 2] = [None, None];
+    let mut files: [Option<SlotFiles>; 2] = [None, None];
     let mut verified = [None, None];
     for slot in Slot::ALL {
         let i = slot.index();
@@ -96,10 +107,10 @@ pub fn select() -> Result<SlotBoot, Error> {
             continue;
         };
         match verify_slot(handle, &key) {
-            Ok((v, kernel, initramfs)) => {
+            Ok((v, slot_files)) => {
                 log::info!("slots: slot {} v{} verifies", slot.name(), v.version);
                 verified[i] = Some(v);
-                files[i] = Some((kernel, initramfs));
+                files[i] = Some(slot_files);
             }
             Err(why) => log::info!("slots: slot {} does not verify: {why}", slot.name()),
         }
@@ -126,13 +137,21 @@ pub fn select() -> Result<SlotBoot, Error> {
                     ", state unchanged"
                 }
             );
-            let (kernel, initramfs) = files[decision.slot.index()]
+            let SlotFiles {
+                kernel,
+                initramfs,
+                cmdline,
+            } = files[decision.slot.index()]
                 .take()
                 .ok_or(Error::Internal("chosen slot without files"))?;
+            if !cmdline.is_empty() {
+                log::info!("slots: the release's command line: {cmdline}");
+            }
             Ok(SlotBoot {
                 decision,
                 kernel,
                 initramfs,
+                cmdline,
             })
         }
         Err(none) => {
@@ -171,22 +190,14 @@ fn write_state(handle: Handle, current: Option<&Current>, next: &BootState) -> R
     Ok(())
 }
 
-fn dev_key() -> Option<PublicKey> {
-    let digits: Vec<u8> = DEV_KEY_SEED
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .flat_map(str::bytes)
-        .collect();
-    if digits.len() != 64 {
-        return None;
+/// The key releases must be signed with: the release key's public half when the loader was
+/// built with `EVERGREEN_RELEASE_PUBKEY` (64 hex digits, as `release keygen` prints), else
+/// the TEST-ONLY development key. `None` when the built-in text is malformed.
+fn release_key() -> Option<PublicKey> {
+    match option_env!("EVERGREEN_RELEASE_PUBKEY").filter(|t| !t.trim().is_empty()) {
+        Some(text) => PublicKey::from_hex(text).ok(),
+        None => PublicKey::from_bytes(&manifest::TEST_ONLY_KEY).ok(),
     }
-    let mut seed = [0u8; 32];
-    for (i, byte) in seed.iter_mut().enumerate() {
-        let text = core::str::from_utf8(&digits[2 * i..2 * i + 2]).ok()?;
-        *byte = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(PublicKey::of(&SecretKey::from_bytes(&seed)))
 }
 
 /// The handles of `EG_STATE` and of the two slot partitions, by GPT name.
@@ -233,9 +244,17 @@ fn read_area(handle: Handle) -> Result<Vec<u8>, String> {
     Ok(area)
 }
 
-/// The slot's release and its kernel and initramfs, if its manifest verifies with `key` and
-/// every payload matches.
-fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, Vec<u8>, Vec<u8>), String> {
+/// A verified slot's files.
+struct SlotFiles {
+    kernel: Vec<u8>,
+    initramfs: Vec<u8>,
+    /// The release's command-line words (checked by `manifest::release_cmdline`).
+    cmdline: String,
+}
+
+/// The slot's release and its files, if its manifest verifies with `key` and every payload
+/// matches.
+fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, SlotFiles), String> {
     let mut sfs = firmware::shared_protocol::<SimpleFileSystem>(handle)
         .map_err(|_| String::from("no FAT volume"))?;
     let mut root = sfs
@@ -256,7 +275,7 @@ fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, Vec<u8>, Ve
         Ok(data)
     };
     let text = read(uefi::cstr16!("manifest"), manifest::MAX_LEN as u64)?;
-    let m = Manifest::decode(&text, key).map_err(|e| format!("manifest: {e}"))?;
+    let m = Manifest::decode_release(&text, key).map_err(|e| format!("manifest: {e}"))?;
     let mut load = |what: &str, name: &CStr16| -> Result<Vec<u8>, String> {
         let payload = m
             .payload(what)
@@ -267,10 +286,26 @@ fn verify_slot(handle: Handle, key: &PublicKey) -> Result<(Verified, Vec<u8>, Ve
     };
     let kernel = load("kernel", uefi::cstr16!("kernel"))?;
     let initramfs = load("initramfs", uefi::cstr16!("initramfs"))?;
+    let cmdline = match m.payload(manifest::CMDLINE_PAYLOAD) {
+        Some(_) => {
+            let data = load(manifest::CMDLINE_PAYLOAD, uefi::cstr16!("cmdline"))?;
+            manifest::release_cmdline(&data)
+                .map_err(|e| format!("cmdline: {e}"))?
+                .into()
+        }
+        None => String::new(),
+    };
     let verified = Verified {
         version: m.version,
         rollback_index: m.rollback_index,
         boot_tries: m.boot_tries,
     };
-    Ok((verified, kernel, initramfs))
+    Ok((
+        verified,
+        SlotFiles {
+            kernel,
+            initramfs,
+            cmdline,
+        },
+    ))
 }

@@ -122,15 +122,18 @@ and SHA-256) signed with ed25519. It is written whole into EG_SLOT_A or EG_SLOT_
 
 Without --key or EVERGREEN_RELEASE_KEY it is signed with the DEVELOPMENT key,
 runner/keys/dev-release-key.seed, which is public: fine for testing, never for a real release.
-A key file is one ed25519 seed as 64 hex digits (`#` lines are comments); make one with e.g.
-  (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > ~/evergreen-release.key)
-and keep it out of the repository.
+A key file is one ed25519 seed as 64 hex digits (`#` lines are comments); make one with
+  cargo run -- release keygen --out ~/evergreen-release.key
+which prints its public half: a loader built with EVERGREEN_RELEASE_PUBKEY=<that> set boots
+only releases signed with the key and refuses the TEST-ONLY key's. Keep the key file out of
+the repository.
 
 Examples:
   cargo run -- release --version 2 target/v2.slot
   cargo run -- release --version 3 --rollback-index 2 --tries 2 --key ~/evergreen-release.key \\
       target/v3.slot
-  cargo run -- release --version 2 --kernel k.elf --initramfs root.cpio target/v2.slot";
+  cargo run -- release --version 2 --kernel k.elf --initramfs root.cpio target/v2.slot
+  cargo run -- release --version 2 --tries 2 --panic-at-boot target/v2-panics.slot";
 
 const INSPECT_HELP: &str = "\
 Decodes EG_STATE (both copies of the boot-state record, and which one is current), checks the
@@ -142,10 +145,15 @@ Example:
   cargo run -- inspect target/evergreen.img";
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct ReleaseArgs {
+    /// `keygen`, or nothing to build a release
+    #[command(subcommand)]
+    action: Option<ReleaseAction>,
     /// The release's version (updates only go up)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    version: u64,
+    #[arg(long, value_name = "N", required = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    version: Option<u64>,
     /// Its rollback index: once a release with index R is marked good, nothing under R boots
     #[arg(long, value_name = "R", default_value_t = 1)]
     rollback_index: u64,
@@ -168,9 +176,32 @@ struct ReleaseArgs {
     /// Copy the host file or folder HOST into the initramfs at GUEST; repeatable
     #[arg(long = "add", value_name = "HOST:GUEST", value_parser = rootfs::parse_add)]
     add: Vec<AddSpec>,
+    /// Kernel command-line words of this release (signed with it; our loader adds them to
+    /// the ESP entry's)
+    #[arg(long, value_name = "WORDS", default_value = "")]
+    cmdline: String,
+    /// Make a release that panics at boot (adds `evergreen.test=panic` to its command line),
+    /// to see a trial roll back
+    #[arg(long)]
+    panic_at_boot: bool,
+    /// Make a release that hangs at boot, before it feeds the watchdog (adds
+    /// `evergreen.test=hang`), to see the watchdog roll a trial back
+    #[arg(long)]
+    hang_at_boot: bool,
     /// Where to write the slot image
-    #[arg(value_name = "OUT")]
-    out: PathBuf,
+    #[arg(value_name = "OUT", required = true)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseAction {
+    /// Make a release key: a new ed25519 seed in FILE (mode 0600, never inside the
+    /// repository outside target/), and print its public half for EVERGREEN_RELEASE_PUBKEY
+    Keygen {
+        /// The key file to create (an existing file is never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -507,6 +538,22 @@ pub fn main() -> Result<ExitCode> {
 /// `cargo run -- release`: builds (or takes) the kernel and initramfs and writes a signed
 /// slot image.
 fn make_release(args: &ReleaseArgs) -> Result<ExitCode> {
+    if let Some(ReleaseAction::Keygen { out }) = &args.action {
+        let public = release::keygen(out)?;
+        status!(
+            "wrote a new release key to {} (mode 0600): keep it out of the repository",
+            show(out)
+        );
+        println!("EVERGREEN_RELEASE_PUBKEY={public}");
+        status!(
+            "build loaders that accept only its releases (and refuse the TEST-ONLY key's) with \
+             that variable set, e.g. EVERGREEN_RELEASE_PUBKEY={public} cargo run -- image …"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(version), Some(out)) = (args.version, args.out.as_deref()) else {
+        bail!("release: --version and OUT are required (or `release keygen --out FILE`)");
+    };
     let key = release::ReleaseKey::load(args.key.as_deref())?;
     let (kernel, initramfs) = match (&args.kernel, &args.initramfs) {
         (Some(kernel), Some(initramfs)) => (
@@ -526,17 +573,26 @@ fn make_release(args: &ReleaseArgs) -> Result<ExitCode> {
             (kernel, rootfs::module(&rootfs.tree).data)
         }
     };
-    let info = release::ReleaseInfo::new(args.version, args.rollback_index, args.tries);
-    let slot = release::build_slot_image(&info, &kernel, &initramfs, &key.key)?;
-    std::fs::write(&args.out, &slot.image)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let info = release::ReleaseInfo::new(version, args.rollback_index, args.tries);
+    let mut cmdline = args.cmdline.trim().to_owned();
+    for (wanted, word) in [
+        (args.panic_at_boot, release::PANIC_AT_BOOT),
+        (args.hang_at_boot, release::HANG_AT_BOOT),
+    ] {
+        if wanted {
+            cmdline = format!("{cmdline} {word}").trim().to_owned();
+        }
+    }
+    let slot =
+        release::build_slot_image_with_cmdline(&info, &kernel, &initramfs, &cmdline, &key.key)?;
+    std::fs::write(out, &slot.image).with_context(|| format!("writing {}", out.display()))?;
     status!(
         "wrote release v{} (rollback index {}, {} tries, {} KiB) to {}, signed with {}",
-        args.version,
+        version,
         args.rollback_index,
         args.tries,
         slot.image.len() / 1024,
-        show(&args.out),
+        show(out),
         key.describe()
     );
     Ok(ExitCode::SUCCESS)
@@ -939,6 +995,30 @@ mod tests {
         assert_eq!(cli.run.smp, 2);
         assert_eq!(cli.run.memory, 1024);
         assert_eq!(cli.run.build.profile(), Profile::Release);
+    }
+
+    #[test]
+    fn release_and_keygen_parse() {
+        let cli =
+            Cli::try_parse_from(["runner", "release", "keygen", "--out", "k.key"]).expect("parses");
+        let Some(Command::Release(args)) = cli.command else {
+            panic!("not release");
+        };
+        assert!(
+            matches!(args.action, Some(ReleaseAction::Keygen { out }) if out == Path::new("k.key"))
+        );
+        let cli = Cli::try_parse_from(["runner", "release", "--version", "2", "v2.slot"])
+            .expect("parses");
+        let Some(Command::Release(args)) = cli.command else {
+            panic!("not release");
+        };
+        assert!(args.action.is_none());
+        assert_eq!(
+            (args.version, args.out),
+            (Some(2), Some(PathBuf::from("v2.slot")))
+        );
+        assert!(Cli::try_parse_from(["runner", "release", "v2.slot"]).is_err());
+        assert!(Cli::try_parse_from(["runner", "release", "keygen"]).is_err());
     }
 
     #[test]

@@ -501,6 +501,11 @@ impl Qemu {
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-no-reboot",
+            // QEMU straps ICH9's NO_REBOOT pin by default, so its TCO watchdog could never
+            // reset the machine; a real PC's can, once software clears GCS.NO_REBOOT (our
+            // loader does before booting an update slot).
+            "-global",
+            "ICH9-LPC.noreboot=false",
             // No default network card: its option ROM makes OVMF try a network boot, which
             // costs seconds on every start. Devices the kernel drives are added explicitly.
             "-nic",
@@ -741,6 +746,7 @@ mod tests {
             "-device virtio-blk-pci,drive=boot,disable-legacy=on,serial=evergreen-boot",
             "-device isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-no-reboot",
+            "-global ICH9-LPC.noreboot=false",
             "-accel tcg",
             "-serial file:/t/serial.log",
             "-display none",

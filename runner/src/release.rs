@@ -18,7 +18,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use fatfs::{FileSystem, FsOptions};
 use update::manifest::{self, MAX_LEN, Manifest, Payload, PublicKey, SecretKey};
 
@@ -40,6 +40,10 @@ pub const KERNEL_FILE: &str = "kernel";
 pub const INITRAMFS_FILE: &str = "initramfs";
 /// The factory release: version 1, rollback index 1.
 pub const FACTORY_VERSION: u64 = 1;
+/// The kernel command-line word of a release built to panic at boot (`--panic-at-boot`).
+pub const PANIC_AT_BOOT: &str = "evergreen.test=panic";
+/// The kernel command-line word of a release built to hang at boot (`--hang-at-boot`).
+pub const HANG_AT_BOOT: &str = "evergreen.test=hang";
 /// Boot tries a release gets on trial unless told otherwise.
 pub const DEFAULT_TRIES: u8 = 3;
 
@@ -75,8 +79,15 @@ impl ReleaseKey {
         let text = fs::read_to_string(path)
             .with_context(|| format!("reading the release key {}", path.display()))?;
         let seed = parse_seed(&text).with_context(|| format!("in {}", path.display()))?;
+        let key = SecretKey::from_bytes(&seed);
+        if !development && PublicKey::of(&key).is_test_only() {
+            bail!(
+                "{} holds the TEST-ONLY development key, not a release key",
+                path.display()
+            );
+        }
         Ok(ReleaseKey {
-            key: SecretKey::from_bytes(&seed),
+            key,
             source: path.to_path_buf(),
             development,
         })
@@ -96,6 +107,71 @@ impl ReleaseKey {
         };
         format!("{} ({kind})", self.source.display())
     }
+}
+
+/// Makes a new release key at `path`: 32 bytes from the system's random source as an ed25519
+/// seed (64 hex digits after a comment), created with mode 0600 and never over an existing
+/// file, nor inside the repository outside `target/` (a key there is one `git add` from
+/// being public). Returns the public half in hex.
+pub fn keygen(path: &Path) -> Result<String> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+
+    refuse_inside_repository(path)?;
+    let mut seed = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("reading /dev/urandom")?;
+    let public = PublicKey::of(&SecretKey::from_bytes(&seed));
+    ensure!(
+        !public.is_test_only(),
+        "the random source gave the TEST-ONLY key's seed"
+    );
+    let mut text = String::from(
+        "# Evergreen release key (ed25519 seed). SECRET: keep it out of the repository.\n",
+    );
+    text.extend(seed.iter().map(|b| format!("{b:02x}")));
+    text.push('\n');
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never replaced)",
+                path.display()
+            )
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(hex(&public.to_bytes()))
+}
+
+/// Refuses `path` when it lies inside the workspace but not under its `target/`.
+fn refuse_inside_repository(path: &Path) -> Result<()> {
+    let root = build::workspace_root();
+    let root = root.canonicalize().unwrap_or(root);
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = parent
+        .canonicalize()
+        .with_context(|| format!("the folder of {} does not exist", path.display()))?;
+    if dir.starts_with(&root) && !dir.starts_with(root.join("target")) {
+        bail!(
+            "{} is inside the repository ({}): keep release keys out of it (e.g. in ~)",
+            path.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Lower-case hex digits of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The 32-byte seed in a key file: 64 hex digits, ignoring blank and `#` lines.
@@ -156,6 +232,18 @@ pub fn build_slot_image(
     initramfs: &[u8],
     key: &SecretKey,
 ) -> Result<SlotImage> {
+    build_slot_image_with_cmdline(info, kernel, initramfs, "", key)
+}
+
+/// Like [`build_slot_image`], with the release's own kernel command-line words in a signed
+/// `cmdline` payload (none when `cmdline` is empty), which our loader adds to the ESP entry's.
+pub fn build_slot_image_with_cmdline(
+    info: &ReleaseInfo,
+    kernel: &[u8],
+    initramfs: &[u8],
+    cmdline: &str,
+    key: &SecretKey,
+) -> Result<SlotImage> {
     let mut m = Manifest::new(
         manifest::PRODUCT,
         info.version,
@@ -164,7 +252,13 @@ pub fn build_slot_image(
         info.tries,
     )
     .map_err(|e| anyhow::anyhow!("release manifest: {e}"))?;
-    for (name, data) in [(KERNEL_FILE, kernel), (INITRAMFS_FILE, initramfs)] {
+    let mut files: Vec<(&str, &[u8])> = vec![(KERNEL_FILE, kernel), (INITRAMFS_FILE, initramfs)];
+    if !cmdline.is_empty() {
+        manifest::release_cmdline(cmdline.as_bytes())
+            .map_err(|e| anyhow::anyhow!("the release's command line {cmdline:?}: {e}"))?;
+        files.push((manifest::CMDLINE_PAYLOAD, cmdline.as_bytes()));
+    }
+    for &(name, data) in &files {
         let payload =
             Payload::of(name, data).map_err(|e| anyhow::anyhow!("payload {name}: {e}"))?;
         m.add_payload(payload)
@@ -175,11 +269,7 @@ pub fn build_slot_image(
         .encode_signed(key, &mut signed)
         .map_err(|e| anyhow::anyhow!("encoding the manifest: {e}"))?;
     signed.truncate(len);
-    let files: [(&str, &[u8]); 3] = [
-        (MANIFEST_FILE, &signed),
-        (KERNEL_FILE, kernel),
-        (INITRAMFS_FILE, initramfs),
-    ];
+    files.insert(0, (MANIFEST_FILE, &signed));
     Ok(SlotImage {
         image: image::fat16_volume(&files, "the slot image")?,
         version: info.version,
@@ -188,7 +278,8 @@ pub fn build_slot_image(
 }
 
 /// The factory release of an image: its ESP's kernel and initramfs as version 1, signed with
-/// the development key; `None` when the ESP lacks either (the images of loader-error tests).
+/// the key of `EVERGREEN_RELEASE_KEY`, else the development key; `None` when the ESP lacks
+/// either (the images of loader-error tests).
 pub fn factory_slot(spec: &ImageSpec) -> Result<Option<SlotImage>> {
     let initramfs = format!("boot/{}", rootfs::MODULE_NAME);
     let (Some(kernel), Some(initramfs)) = (spec.file(image::KERNEL_PATH), spec.file(&initramfs))
@@ -196,7 +287,8 @@ pub fn factory_slot(spec: &ImageSpec) -> Result<Option<SlotImage>> {
         return Ok(None);
     };
     let info = ReleaseInfo::new(FACTORY_VERSION, 1, DEFAULT_TRIES);
-    let key = ReleaseKey::development()?;
+    // The release key when one is set, so a loader built for it boots the factory release.
+    let key = ReleaseKey::load(None)?;
     build_slot_image(&info, kernel, initramfs, &key.key).map(Some)
 }
 
@@ -282,7 +374,7 @@ pub fn read_slot(partition: &[u8], key: &PublicKey) -> SlotContents {
         Ok(text) => text,
         Err(e) => return SlotContents::Unreadable(format!("{e:#}")),
     };
-    let manifest = match Manifest::decode(&text, key) {
+    let manifest = match Manifest::decode_release(&text, key) {
         Ok(m) => m,
         Err(e) => return SlotContents::BadManifest(e.to_string()),
     };
@@ -313,6 +405,102 @@ mod tests {
             tries: 4,
             created: 1_800_000_000,
         }
+    }
+
+    /// A scratch folder under `target/` (keys may live there, outside the repository's files).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = build::workspace_root()
+            .join("target")
+            .join("release-tests")
+            .join(format!("{name}-{}", std::process::id()));
+        fs::remove_dir_all(&dir).ok();
+        fs::create_dir_all(&dir).expect("scratch folder");
+        dir
+    }
+
+    #[test]
+    fn keygen_makes_a_private_key_file_and_never_overwrites() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("keygen");
+        let path = dir.join("release.key");
+        let public = keygen(&path).expect("a new key");
+        let mode = fs::metadata(&path).expect("written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file must be private");
+        let loaded = ReleaseKey::load(Some(&path)).expect("the key file loads");
+        assert!(!loaded.development);
+        assert_eq!(hex(&loaded.public().to_bytes()), public);
+        assert_eq!(
+            PublicKey::from_hex(&public).expect("hex").to_bytes(),
+            loaded.public().to_bytes()
+        );
+        assert!(!loaded.public().is_test_only());
+        let again = keygen(&path).expect_err("an existing key must not be replaced");
+        assert!(format!("{again:#}").contains("never replaced"), "{again:#}");
+        let other = keygen(&dir.join("second.key")).expect("a second key");
+        assert_ne!(
+            other, public,
+            "two keys from the random source are the same"
+        );
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn keygen_refuses_the_repository() {
+        let inside = build::workspace_root()
+            .join("runner")
+            .join("keys")
+            .join("x.key");
+        let err = keygen(&inside).expect_err("a key inside the repository");
+        assert!(
+            format!("{err:#}").contains("inside the repository"),
+            "{err:#}"
+        );
+        assert!(!inside.exists());
+    }
+
+    #[test]
+    fn a_release_key_file_holding_the_test_key_is_refused() {
+        let dir = scratch("testkey");
+        let path = dir.join("copy.key");
+        fs::copy(build::workspace_root().join(DEV_KEY_PATH), &path).expect("copy");
+        let err = ReleaseKey::load(Some(&path))
+            .err()
+            .expect("the TEST-ONLY key as a release key");
+        assert!(format!("{err:#}").contains("TEST-ONLY"), "{err:#}");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A release key refuses a slot signed with the TEST-ONLY key, and says so.
+    #[test]
+    fn a_release_key_refuses_test_releases() {
+        let dev = ReleaseKey::development().expect("dev key in the repository");
+        let slot = build_slot_image(&info(), b"\x7fELF k", b"cpio", &dev.key).expect("built");
+        let release = SecretKey::from_bytes(&[0x42; 32]);
+        match read_slot(&slot.image, &PublicKey::of(&release)) {
+            SlotContents::BadManifest(why) => assert!(why.contains("TEST-ONLY"), "{why}"),
+            other => panic!("a test release verified with a release key: {other:?}"),
+        }
+        let own = build_slot_image(&info(), b"\x7fELF k", b"cpio", &release).expect("built");
+        assert!(
+            read_slot(&own.image, &PublicKey::of(&release))
+                .verified()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_release_cmdline_is_a_signed_payload() {
+        let key = ReleaseKey::development().expect("dev key in the repository");
+        let slot =
+            build_slot_image_with_cmdline(&info(), b"\x7fELF k", b"cpio", PANIC_AT_BOOT, &key.key)
+                .expect("built");
+        let contents = read_slot(&slot.image, &key.public());
+        let manifest = contents.verified().expect("verifies");
+        let payload = manifest
+            .payload(manifest::CMDLINE_PAYLOAD)
+            .expect("a cmdline payload");
+        assert_eq!(payload.size, PANIC_AT_BOOT.len() as u64);
+        assert!(build_slot_image_with_cmdline(&info(), b"k", b"c", "a -- b", &key.key).is_err());
     }
 
     #[test]

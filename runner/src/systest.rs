@@ -882,6 +882,21 @@ pub const CASES: &[Case] = &[
         kind: Kind::Slots(slots::Scenario::TornState),
     },
     Case {
+        name: "slots-mark-good",
+        about: "slot B v2 on trial marks itself good from user space; its next boot writes nothing",
+        kind: Kind::Slots(slots::Scenario::MarkGood),
+    },
+    Case {
+        name: "slots-panic-trial",
+        about: "slot B v2 built to panic at boot: reset and counted twice, then A boots, B bad",
+        kind: Kind::Slots(slots::Scenario::PanicTrial),
+    },
+    Case {
+        name: "slots-hang-trial",
+        about: "slot B v2 built to hang at boot: the TCO watchdog resets it, then A boots, B bad",
+        kind: Kind::Slots(slots::Scenario::HangTrial),
+    },
+    Case {
         name: "bad-config",
         about: "our loader reports a limine.conf entry without kernel_path",
         kind: Kind::LoaderError(Broken::Config),

@@ -17,6 +17,8 @@ pub enum Error {
     BadChecksum,
     /// The ed25519 signature does not verify with the given key.
     BadSignature,
+    /// Signed with the public TEST-ONLY development key, which a release device refuses.
+    TestOnlyKey,
     /// The public key is not a valid ed25519 point.
     BadKey,
     /// A length field exceeds its cap.
@@ -42,6 +44,9 @@ impl fmt::Display for Error {
             Self::UnknownFormat(v) => write!(f, "unknown format version {v}"),
             Self::BadChecksum => f.write_str("checksum mismatch"),
             Self::BadSignature => f.write_str("signature does not verify"),
+            Self::TestOnlyKey => f.write_str(
+                "signed with the TEST-ONLY development key, which this release key refuses",
+            ),
             Self::BadKey => f.write_str("invalid ed25519 public key"),
             Self::TooLong => f.write_str("a length exceeds its limit"),
             Self::BadField(name) => write!(f, "invalid {name}"),

@@ -14,6 +14,9 @@
 //! - [`choice`]: which slot to boot, as a pure function of the state and of which slots
 //!   verify, and the state to write before booting it (boot counting and rollback).
 //!
+//! [`manifest`] needs the `manifest` feature (on by default); without it the crate has no
+//! cryptography, as the kernel wants.
+//!
 //! Everything read from a disk or a network is untrusted input: it yields an [`Error`], never
 //! a panic.
 #![no_std]
@@ -21,6 +24,7 @@
 
 pub mod choice;
 mod error;
+#[cfg(feature = "manifest")]
 pub mod manifest;
 pub mod state;
 mod wire;

@@ -133,6 +133,46 @@ impl Payload {
     }
 }
 
+/// The public half of the TEST-ONLY development key (`runner/keys/dev-release-key.seed`,
+/// public in the repository): the test suite signs with it, so anyone can. A device built
+/// with a release key of its own refuses what it signed ([`Manifest::decode_release`]).
+pub const TEST_ONLY_KEY: [u8; 32] = [
+    0x5f, 0x59, 0xa9, 0xd2, 0xf8, 0xdd, 0xfc, 0x07, 0x03, 0xba, 0x46, 0x80, 0x5d, 0x79, 0x6b, 0x38,
+    0x85, 0x73, 0xee, 0x98, 0xab, 0x84, 0x1c, 0x16, 0x3f, 0xff, 0x34, 0xea, 0x93, 0xf1, 0x96, 0x9f,
+];
+
+/// The optional payload holding the release's own kernel command-line words (signed like the
+/// kernel: a release that needs `panic=reboot` or a test word carries it, not the ESP).
+pub const CMDLINE_PAYLOAD: &str = "cmdline";
+/// Longest release command line.
+pub const MAX_CMDLINE_LEN: usize = 256;
+
+/// The release command line in `data` (the [`CMDLINE_PAYLOAD`] file, its hash already
+/// checked): at most [`MAX_CMDLINE_LEN`] bytes of printable ASCII and spaces, a trailing
+/// newline allowed, and no `--` word (which would start init's arguments) nor `evergreen.`
+/// word the loader itself says (`slot`, `version`, `state`, `tries`).
+pub fn release_cmdline(data: &[u8]) -> Result<&str> {
+    if data.len() > MAX_CMDLINE_LEN {
+        return Err(Error::TooLong);
+    }
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    if !data.iter().all(|&c| c == b' ' || c.is_ascii_graphic()) {
+        return Err(Error::BadField("release command line"));
+    }
+    let text = core::str::from_utf8(data).map_err(|_| Error::BadField("release command line"))?;
+    let loader_word = |w: &str| {
+        ["slot", "version", "state", "tries"].iter().any(|k| {
+            w.strip_prefix("evergreen.")
+                .and_then(|r| r.strip_prefix(k))
+                .is_some_and(|r| r.starts_with('='))
+        })
+    };
+    if text.split(' ').any(|w| w == "--" || loader_word(w)) {
+        return Err(Error::BadField("release command line"));
+    }
+    Ok(text.trim())
+}
+
 /// The SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -269,6 +309,22 @@ impl Manifest {
         Self::decode_body(body)
     }
 
+    /// [`Manifest::decode`] for a device that trusts `key`: when `key` is a release key (not
+    /// [`TEST_ONLY_KEY`]) and the manifest does not verify with it but does with the TEST-ONLY
+    /// key, the error says so ([`Error::TestOnlyKey`]) instead of a bare bad signature.
+    pub fn decode_release(bytes: &[u8], key: &PublicKey) -> Result<Manifest> {
+        match Manifest::decode(bytes, key) {
+            Err(Error::BadSignature) if !key.is_test_only() => {
+                let test = PublicKey::from_bytes(&TEST_ONLY_KEY)?;
+                match Manifest::decode(bytes, &test) {
+                    Ok(_) => Err(Error::TestOnlyKey),
+                    Err(_) => Err(Error::BadSignature),
+                }
+            }
+            other => other,
+        }
+    }
+
     fn decode_body(body: &[u8]) -> Result<Manifest> {
         let mut r = Reader::new(body);
         let product_len = usize::from(r.u8()?);
@@ -331,6 +387,26 @@ impl PublicKey {
     /// The 32-byte encoding.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
+    }
+
+    /// A key written as 64 hex digits (surrounding whitespace ignored), as `release keygen`
+    /// prints it.
+    pub fn from_hex(text: &str) -> Result<PublicKey> {
+        let text = text.trim().as_bytes();
+        if text.len() != 64 {
+            return Err(Error::BadKey);
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let pair = core::str::from_utf8(&text[2 * i..2 * i + 2]).map_err(|_| Error::BadKey)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| Error::BadKey)?;
+        }
+        PublicKey::from_bytes(&bytes)
+    }
+
+    /// Whether this is the public TEST-ONLY development key.
+    pub fn is_test_only(&self) -> bool {
+        self.to_bytes() == TEST_ONLY_KEY
     }
 }
 

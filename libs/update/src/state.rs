@@ -49,6 +49,13 @@ pub const COPY_STRIDE: usize = 4096;
 pub const AREA_LEN: usize = 2 * COPY_STRIDE;
 /// The most boot attempts a pending slot may have.
 pub const MAX_TRIES: u8 = 15;
+/// `EG_STATE`'s GPT partition type GUID (Evergreen's own, random), as text.
+pub const PARTITION_TYPE_TEXT: &str = "5E6A1C52-5D3B-4C0E-9A0B-2F1E8D7C6B01";
+/// [`PARTITION_TYPE_TEXT`] as a GPT entry stores it: the first three fields little-endian,
+/// the last two as written.
+pub const PARTITION_TYPE: [u8; 16] = [
+    0x52, 0x1c, 0x6a, 0x5e, 0x3b, 0x5d, 0x0e, 0x4c, 0x9a, 0x0b, 0x2f, 0x1e, 0x8d, 0x7c, 0x6b, 0x01,
+];
 
 const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 
@@ -495,4 +502,27 @@ pub fn fresh_area(state: &BootState) -> [u8; AREA_LEN] {
     let write = next_write(None, state);
     area[write.offset..write.offset + RECORD_LEN].copy_from_slice(&write.bytes);
     area
+}
+
+/// Marks the running release good on the disk: given what was read from the state area, the
+/// slot that booted and the version it runs, the write to make — `None` when the record
+/// already says so (a second mark-good writes nothing). Refused when no copy is valid, when
+/// the record holds another version in that slot than the one running (the disk changed under
+/// it), and where [`BootState::mark_good`] refuses.
+pub fn mark_good_write(
+    read: &ReadResult,
+    slot: Slot,
+    version: u64,
+) -> Result<Option<PendingWrite>> {
+    let current = read
+        .current
+        .as_ref()
+        .ok_or(Error::NotAllowed("no valid copy of the boot state"))?;
+    if current.state.slot(slot).version != version {
+        return Err(Error::NotAllowed(
+            "the slot holds another version than the one running",
+        ));
+    }
+    let next = current.state.mark_good(slot)?;
+    Ok((next != current.state).then(|| next_write(Some(current), &next)))
 }

@@ -342,3 +342,91 @@ fn weak_and_invalid_public_keys_are_refused() {
     let real = PublicKey::of(&key(1)).to_bytes();
     assert_eq!(PublicKey::from_bytes(&real).map(|k| k.to_bytes()), Ok(real));
 }
+
+/// A release's command line: printable words, no init arguments, no word the loader says.
+#[test]
+fn release_cmdline_checked() {
+    use update::manifest::{MAX_CMDLINE_LEN, release_cmdline};
+    assert_eq!(
+        release_cmdline(b"evergreen.test=panic panic=reboot\n"),
+        Ok("evergreen.test=panic panic=reboot")
+    );
+    assert_eq!(release_cmdline(b""), Ok(""));
+    for bad in [
+        &b"a -- b"[..],
+        b"evergreen.slot=A",
+        b"x evergreen.tries=9",
+        b"tab\there",
+        b"two\nlines",
+        b"\xff",
+    ] {
+        assert!(release_cmdline(bad).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(
+        release_cmdline(b"evergreen.slots=x"),
+        Ok("evergreen.slots=x")
+    );
+    assert_eq!(
+        release_cmdline(&[b'a'; MAX_CMDLINE_LEN + 1]),
+        Err(Error::TooLong)
+    );
+}
+
+/// The TEST-ONLY key's seed, read from the repository's file (so the constant cannot drift).
+fn test_only_key() -> SecretKey {
+    let text = include_str!("../../../runner/keys/dev-release-key.seed");
+    let digits: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<String>()
+        .trim()
+        .to_owned();
+    let seed: [u8; 32] = unhex(&digits).try_into().expect("a 32-byte seed");
+    SecretKey::from_bytes(&seed)
+}
+
+/// `TEST_ONLY_KEY` is the public half of the repository's development seed.
+#[test]
+fn test_only_key_is_the_development_seeds() {
+    let public = PublicKey::of(&test_only_key());
+    assert_eq!(public.to_bytes(), update::manifest::TEST_ONLY_KEY);
+    assert!(public.is_test_only());
+    assert!(!PublicKey::of(&key(3)).is_test_only());
+}
+
+/// A device with a release key refuses a manifest signed with the TEST-ONLY key and says so;
+/// it accepts its own; a third key's signature stays a bad signature; a device with the
+/// TEST-ONLY key (development builds) accepts test releases.
+#[test]
+fn a_release_key_refuses_the_test_only_key() {
+    let release = key(9);
+    let release_public = PublicKey::of(&release);
+    let test = test_only_key();
+    let test_public = PublicKey::of(&test);
+    let by_test = encode(&sample(), &test);
+    assert_eq!(
+        Manifest::decode_release(&by_test, &release_public),
+        Err(Error::TestOnlyKey)
+    );
+    assert!(Error::TestOnlyKey.to_string().contains("TEST-ONLY"));
+    assert_eq!(
+        Manifest::decode_release(&encode(&sample(), &release), &release_public),
+        Ok(sample())
+    );
+    assert_eq!(
+        Manifest::decode_release(&encode(&sample(), &key(4)), &release_public),
+        Err(Error::BadSignature)
+    );
+    assert_eq!(
+        Manifest::decode_release(&by_test, &test_public),
+        Ok(sample())
+    );
+    // A flipped byte of a test-signed manifest is a bad signature, not "the test key".
+    let mut flipped = by_test.clone();
+    flipped[DOMAIN.len() + 6] ^= 1;
+    assert!(Manifest::decode_release(&flipped, &release_public).is_err());
+    assert_ne!(
+        Manifest::decode_release(&flipped, &release_public),
+        Err(Error::TestOnlyKey)
+    );
+}

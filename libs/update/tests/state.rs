@@ -277,3 +277,66 @@ fn install_commit_and_mark_good() {
     high.rollback_floor = 9;
     assert_eq!(high.mark_good(Slot::B).expect("good").rollback_floor, 9);
 }
+
+/// The GUID's on-disk bytes are its text form with the first three fields byte-swapped.
+#[test]
+fn partition_type_bytes_match_the_text() {
+    use update::state::{PARTITION_TYPE, PARTITION_TYPE_TEXT};
+    let hex: String = PARTITION_TYPE_TEXT.chars().filter(|&c| c != '-').collect();
+    let mut text = [0u8; 16];
+    for (i, b) in text.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex digits");
+    }
+    text[..4].reverse();
+    text[4..6].reverse();
+    text[6..8].reverse();
+    assert_eq!(text, PARTITION_TYPE);
+}
+
+/// Marking the trial good: B becomes good, the floor rises to B's rollback index, the write
+/// goes to the other copy with the next sequence; a second mark-good writes nothing.
+#[test]
+fn mark_good_writes_once() {
+    use update::state::mark_good_write;
+    let state = sample();
+    let area = fresh_area(&state);
+    let read = read_area(&area);
+    let write = mark_good_write(&read, Slot::B, 8)
+        .expect("B is pending")
+        .expect("a pending slot marked good changes the record");
+    assert_eq!((write.copy, write.offset, write.seq), (1, COPY_STRIDE, 2));
+    let (written, seq) = decode_copy(&write.bytes).expect("a valid copy");
+    assert_eq!(seq, 2);
+    let mut want = state;
+    want.slots[1].status = Status::Good;
+    want.rollback_floor = 4;
+    assert_eq!(written, want);
+    let mut after = area;
+    after[write.offset..write.offset + RECORD_LEN].copy_from_slice(&write.bytes);
+    let read = read_area(&after);
+    assert_eq!(read.current.expect("the new copy").state, want);
+    assert_eq!(mark_good_write(&read, Slot::B, 8), Ok(None));
+}
+
+/// Mark-good refuses a version other than the running one, a bad slot and an unreadable
+/// record.
+#[test]
+fn mark_good_refusals() {
+    use update::state::mark_good_write;
+    let state = sample();
+    let read = read_area(&fresh_area(&state));
+    assert!(matches!(
+        mark_good_write(&read, Slot::B, 9),
+        Err(Error::NotAllowed(_))
+    ));
+    let mut bad = state;
+    bad.slots[1].status = Status::Bad;
+    assert!(matches!(
+        mark_good_write(&read_area(&fresh_area(&bad)), Slot::B, 8),
+        Err(Error::NotAllowed(_))
+    ));
+    assert!(matches!(
+        mark_good_write(&read_area(&[0u8; AREA_LEN]), Slot::A, 7),
+        Err(Error::NotAllowed(_))
+    ));
+}

@@ -30,6 +30,7 @@ use crate::{
     payload,
     qemu::{GuestExit, RunOptions, Serial},
     release::{self, ReleaseInfo, ReleaseKey},
+    rootfs::{self, Busybox},
     watch::{self, Outcome},
 };
 
@@ -48,6 +49,16 @@ pub enum Scenario {
     /// The newer state copy is torn (garbage after its first bytes): the older one is used
     /// and the next write replaces the torn copy.
     TornState,
+    /// Slot B holds v2 pending, whose init marks it good through `/proc/evergreen/boot`: B is
+    /// good on disk after its first trial and the floor rises to its rollback index; the
+    /// second boot is a normal one of B, and the kernel writes nothing.
+    MarkGood,
+    /// Slot B holds v2 built to panic at boot, pending with 2 tries: each trial panics and
+    /// resets (`panic=reboot` on a trial), counted on disk; then A boots and B is bad.
+    PanicTrial,
+    /// Slot B holds v2 built to hang at boot, pending with 1 try: the loader's watchdog
+    /// resets the hung machine, the try is counted; then A boots and B is bad.
+    HangTrial,
 }
 
 /// The version in slot A and in slot B (when the scenario fills it).
@@ -55,10 +66,36 @@ const V1: u64 = 1;
 const V2: u64 = 2;
 /// Boot tries of the trial release.
 const TRIES: u8 = 2;
+/// Boot tries of the release that hangs (each costs the watchdog's whole timeout).
+const HANG_TRIES: u8 = 1;
+/// Rollback index of the release that marks itself good (above the factory's 1).
+const MARK_GOOD_INDEX: u64 = 2;
+
+/// Where slot B's initramfs in [`Scenario::MarkGood`] keeps its script.
+const MARK_GOOD_SCRIPT: &str = "/etc/mark-good.sh";
+/// The command line of [`Scenario::MarkGood`]: the script as init, through busybox's shell
+/// (slot A, never booted there, has no busybox).
+const MARK_GOOD_CMDLINE: &str = "test=boot init=/bin/busybox -- sh /etc/mark-good.sh";
+/// Slot B's init script in [`Scenario::MarkGood`]: the state before and after it says
+/// "good", and a write of anything else must be refused; on the trial it then outlives the
+/// loader's watchdog timeout (about 19 s), which the kernel must keep feeding.
+const MARK_GOOD_INIT: &str = "\
+mount -t proc proc /proc\n\
+echo '--- before'; cat /proc/evergreen/boot\n\
+echo good > /proc/evergreen/boot || echo \"mark-good failed: $?\"\n\
+echo '--- after'; cat /proc/evergreen/boot\n\
+echo bad > /proc/evergreen/boot 2>/dev/null && echo 'writing bad was accepted'\n\
+grep -q evergreen.state=pending /proc/cmdline && sleep 21 && echo 'still fed after 21 s'\n\
+true\n";
 
 /// The image of a scenario: our loader, `test=boot` on the ESP, v1 in slot A.
 pub fn spec(ctx: &Suite, scenario: Scenario) -> Result<ImageSpec> {
-    let mut spec = payload::standard_image(&ctx.loader, ctx.kernel.clone(), "test=boot", &[])?;
+    let cmdline = if scenario == Scenario::MarkGood {
+        MARK_GOOD_CMDLINE
+    } else {
+        "test=boot"
+    };
+    let mut spec = payload::standard_image(&ctx.loader, ctx.kernel.clone(), cmdline, &[])?;
     spec.config = format!("evergreen_slots: yes\n{}", spec.config);
     let key = ReleaseKey::development()?;
     let slot = |version: u64| {
@@ -70,6 +107,31 @@ pub fn spec(ctx: &Suite, scenario: Scenario) -> Result<ImageSpec> {
         )
     };
     spec.slots[0] = Some(slot(V1)?);
+    if scenario == Scenario::MarkGood {
+        let busybox = Busybox::from_host()?.ok_or_else(|| anyhow!(Busybox::missing_message()))?;
+        let mut tree = rootfs::standard_tree(Vec::new(), Some(&busybox))?;
+        tree.file(MARK_GOOD_SCRIPT, MARK_GOOD_INIT.as_bytes().to_vec(), 0o755)?;
+        spec.slots[1] = Some(release::build_slot_image(
+            &ReleaseInfo::new(V2, MARK_GOOD_INDEX, TRIES),
+            &ctx.kernel,
+            &tree.to_cpio(),
+            &key.key,
+        )?);
+    }
+    let failing = match scenario {
+        Scenario::PanicTrial => Some((release::PANIC_AT_BOOT, TRIES)),
+        Scenario::HangTrial => Some((release::HANG_AT_BOOT, HANG_TRIES)),
+        _ => None,
+    };
+    if let Some((word, tries)) = failing {
+        spec.slots[1] = Some(release::build_slot_image_with_cmdline(
+            &ReleaseInfo::new(V2, 1, tries),
+            &ctx.kernel,
+            &tiny_initramfs(V2)?,
+            word,
+            &key.key,
+        )?);
+    }
     if matches!(scenario, Scenario::Trial | Scenario::BadPayload) {
         let mut b = slot(V2)?;
         if scenario == Scenario::BadPayload {
@@ -114,6 +176,9 @@ pub fn run(ctx: &Suite, opts: &RunOptions, log: &Path, scenario: Scenario) -> Re
         Scenario::BadPayload => bad_payload(&case),
         Scenario::NothingBootable => nothing_bootable(&case),
         Scenario::TornState => torn_state(&case),
+        Scenario::MarkGood => mark_good(&case),
+        Scenario::PanicTrial => panic_trial(&case),
+        Scenario::HangTrial => hang_trial(&case),
     };
     case.gather_logs()?;
     result
@@ -207,6 +272,90 @@ fn trial(case: &Case) -> Result<String> {
     Ok(format!(": B tried {TRIES} times, then rolled back to A"))
 }
 
+fn panic_trial(case: &Case) -> Result<String> {
+    case.set_area(&state::fresh_area(&trial_state()))?;
+    let mut want = trial_state();
+    for boot in 1..=u32::from(TRIES) {
+        let left = TRIES - boot as u8;
+        let lines = case.boot_reset(boot)?;
+        expect_line(
+            &lines,
+            &format!("boot: slot B, version 2, pending ({left} tries left)"),
+        )?;
+        expect_line(&lines, "KERNEL PANIC")?;
+        expect_line(&lines, "evergreen.test=panic: this release panics at boot")?;
+        want.slots[1].status = Status::Pending { tries: left };
+        want.last_boot = LastBoot {
+            kind: BootKind::Trial,
+            slot: Slot::B,
+        };
+        let got = case.state()?;
+        ensure!(
+            got == want,
+            "boot {boot}: the panicking trial must be counted on disk: {got:?}"
+        );
+    }
+    let lines = case.boot_ok(u32::from(TRIES) + 1)?;
+    expect_line(&lines, "boot: slot A, version 1, rollback")?;
+    ensure!(
+        !lines.iter().any(|l| l.contains("KERNEL PANIC")),
+        "slot A panicked too"
+    );
+    let got = case.state()?;
+    ensure!(
+        got == rolled_back(),
+        "after the panicking tries: B must be bad and A preferred: {got:?}"
+    );
+    Ok(format!(
+        ": B panicked and reset {TRIES} times, then A booted and B is bad"
+    ))
+}
+
+fn hang_trial(case: &Case) -> Result<String> {
+    let mut want = trial_state();
+    want.slots[1].status = Status::Pending { tries: HANG_TRIES };
+    case.set_area(&state::fresh_area(&want))?;
+    let (outcome, lines) = case.boot(1)?;
+    expect_line(&lines, "watchdog: TCO armed")?;
+    expect_line(&lines, "boot: slot B, version 2, pending (0 tries left)")?;
+    expect_line(&lines, "evergreen.test=hang: this release hangs at boot")?;
+    match outcome {
+        Outcome::Exited(status) if GuestExit::from_status(status) == GuestExit::Quit => {}
+        Outcome::Exited(status) => bail!(
+            "boot 1: the watchdog's reset was due, but {}",
+            GuestExit::from_status(status).describe()
+        ),
+        Outcome::TimedOut => bail!(
+            "boot 1: the hung release was not reset within {} s: no watchdog",
+            case.ctx.timeout.as_secs()
+        ),
+        Outcome::Matched(line) => bail!("boot 1: the loader failed: {line}"),
+        Outcome::Interrupted => bail!("interrupted"),
+    }
+    ensure!(
+        !lines.iter().any(|l| l.contains("KERNEL PANIC")),
+        "the hang release panicked instead of hanging"
+    );
+    want.slots[1].status = Status::Pending { tries: 0 };
+    want.last_boot = LastBoot {
+        kind: BootKind::Trial,
+        slot: Slot::B,
+    };
+    let got = case.state()?;
+    ensure!(
+        got == want,
+        "boot 1: the hung trial must be counted on disk: {got:?}"
+    );
+    let lines = case.boot_ok(2)?;
+    expect_line(&lines, "boot: slot A, version 1, rollback")?;
+    let got = case.state()?;
+    ensure!(
+        got == rolled_back(),
+        "after the hung try: B must be bad and A preferred: {got:?}"
+    );
+    Ok(": B hung, the watchdog reset it, then A booted and B is bad".into())
+}
+
 fn bad_payload(case: &Case) -> Result<String> {
     case.set_area(&state::fresh_area(&trial_state()))?;
     let lines = case.boot_ok(1)?;
@@ -272,6 +421,81 @@ fn torn_state(case: &Case) -> Result<String> {
     Ok(": the torn copy was ignored and then replaced".into())
 }
 
+fn mark_good(case: &Case) -> Result<String> {
+    let mut want = trial_state();
+    want.slots[1].rollback_index = MARK_GOOD_INDEX;
+    case.set_area(&state::fresh_area(&want))?;
+    let lines = case.boot_ok(1)?;
+    expect_line(&lines, "boot: slot B, version 2, pending (1 tries left)")?;
+    // What user space read before and after its write.
+    let text = lines.join("\n");
+    for (what, needle) in [
+        ("the trial", "--- before"),
+        ("the trial", "status: pending"),
+        ("the tries left", "tries: 1"),
+        ("the other slot", "other: A"),
+        ("the good slot", "--- after"),
+        ("the good slot", "status: good"),
+    ] {
+        ensure!(
+            text.contains(needle),
+            "/proc/evergreen/boot did not show {what} ({needle:?})"
+        );
+    }
+    ensure!(
+        !text.contains("mark-good failed") && !text.contains("writing bad was accepted"),
+        "writing /proc/evergreen/boot went wrong: {:?}",
+        lines
+            .iter()
+            .filter(|l| l.contains("mark-good") || l.contains("bad was"))
+            .collect::<Vec<_>>()
+    );
+    expect_line(
+        &lines,
+        "update: slot B (version 2) marked good; rollback floor 2",
+    )?;
+    want.slots[1].status = Status::Good;
+    want.rollback_floor = MARK_GOOD_INDEX;
+    want.last_boot = LastBoot {
+        kind: BootKind::Trial,
+        slot: Slot::B,
+    };
+    let report = case.report()?;
+    let first = report
+        .state
+        .current
+        .ok_or_else(|| anyhow!("no valid state copy after the mark-good boot"))?;
+    // Sequence 1 was the host's, 2 the loader's count of the trial, 3 the kernel's mark.
+    ensure!(
+        first.state == want && first.seq == 3,
+        "after the trial B must be good with the floor raised, written once by the kernel \
+         (sequence 3): {first:?}"
+    );
+    // The next boot is B's first normal one: the loader notes it (one write), and marking
+    // the slot good again writes nothing.
+    let lines = case.boot_ok(2)?;
+    expect_line(&lines, "boot: slot B, version 2, good")?;
+    expect_line(
+        &lines,
+        "update: the running slot is already good: nothing written",
+    )?;
+    want.last_boot.kind = BootKind::Normal;
+    let second = case
+        .report()?
+        .state
+        .current
+        .ok_or_else(|| anyhow!("no valid state copy after the second boot"))?;
+    ensure!(
+        second.state == want && second.seq == 4,
+        "boot 2: only the loader's note of the normal boot (sequence 4) may be written: \
+         {second:?}"
+    );
+    Ok(
+        ": B marked good by its init (floor 1 -> 2), then booted normally without a kernel write"
+            .into(),
+    )
+}
+
 /// The line containing `want`, or an error quoting the loader's slot lines.
 fn expect_line<'a>(lines: &'a [String], want: &str) -> Result<&'a String> {
     lines.iter().find(|l| l.contains(want)).ok_or_else(|| {
@@ -333,6 +557,30 @@ impl Case<'_> {
             Outcome::Matched(line) => bail!("boot {boot}: the loader failed: {line}"),
             Outcome::TimedOut => bail!(
                 "boot {boot}: no exit within {} s (QEMU stopped)",
+                self.ctx.timeout.as_secs()
+            ),
+            Outcome::Interrupted => bail!("interrupted"),
+        }
+    }
+
+    /// A boot that must end in a reset (QEMU runs with `-no-reboot`, so it exits) after the
+    /// kernel's `panic=reboot` line.
+    fn boot_reset(&self, boot: u32) -> Result<Vec<String>> {
+        let (outcome, lines) = self.boot(boot)?;
+        match outcome {
+            Outcome::Exited(status) => {
+                let exit = GuestExit::from_status(status);
+                ensure!(
+                    exit == GuestExit::Quit,
+                    "boot {boot}: a reset was due, but {}",
+                    exit.describe()
+                );
+                expect_line(&lines, "panic: rebooting (panic=reboot)")?;
+                Ok(lines)
+            }
+            Outcome::Matched(line) => bail!("boot {boot}: the loader failed: {line}"),
+            Outcome::TimedOut => bail!(
+                "boot {boot}: no reset within {} s (QEMU stopped)",
                 self.ctx.timeout.as_secs()
             ),
             Outcome::Interrupted => bail!("interrupted"),
