@@ -23,7 +23,7 @@ const PIE_RANDOM_PAGES: u64 = 1 << 22;
 /// The top of the initial stack, what is mapped at first, and how far it may grow (Linux's
 /// default `RLIMIT_STACK`): a fault below the mapped part and above the limit maps the pages
 /// up to it.
-const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
+pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 const STACK_SIZE: u64 = 256 * 1024;
 const STACK_LIMIT: u64 = 8 * 1024 * 1024;
 /// Where `mmap` without an address starts placing mappings (growing down): below the stack's

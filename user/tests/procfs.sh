@@ -13,6 +13,13 @@ tr '\0' ' ' < /proc/$$/cmdline | grep -q procfs.sh || fail "cmdline"
 [ "$(readlink /proc/$$/exe)" = "$(readlink /proc/self/exe)" ] || fail "exe"
 echo "self: pid matches, status and cmdline readable"
 
+# /proc/PID/maps: the program's text, its stack and heap, in address order.
+grep -q ' r-xp ' /proc/self/maps || fail "maps: no executable text"
+grep -q ' rw-p .*\[stack\]$' /proc/self/maps || fail "maps: no [stack]"
+awk -F'[- ]' '{ if (prev != "" && $1 < prev) bad = 1; prev = $2 } END { exit bad }' /proc/self/maps \
+    || fail "maps: not in address order"
+echo "maps: text, stack, in order"
+
 # ps, pidof and killall (Debian's busybox has no pkill) see real processes.
 sleep 100 &
 sleeper=$!

@@ -58,7 +58,7 @@ pub(crate) use mmio::{map_mmio, record_memory_map};
 pub use protect::Protections;
 pub(crate) use setup::init;
 pub use setup::{InitError, InitSummary};
-pub use space::{Access, AddressSpace, USER_END, deactivate};
+pub use space::{Access, AddressSpace, Region, USER_END, deactivate};
 pub(crate) use space::{resolve_lazy_fault, resolve_stack_fault, resolve_write_fault};
 pub use stack::{KernelStack, MAX_STACK_PAGES, alloc_kernel_stack};
 pub use tables::{frames_kept_after_failed_shootdowns, translate};

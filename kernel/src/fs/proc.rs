@@ -84,9 +84,10 @@ pub enum ProcessFile {
     Comm,
     Environ,
     Mounts,
+    Maps,
 }
 
-const PROCESS_FILES: [(&str, ProcessFile); 7] = [
+const PROCESS_FILES: [(&str, ProcessFile); 8] = [
     ("stat", ProcessFile::Stat),
     ("statm", ProcessFile::Statm),
     ("status", ProcessFile::Status),
@@ -94,6 +95,7 @@ const PROCESS_FILES: [(&str, ProcessFile); 7] = [
     ("comm", ProcessFile::Comm),
     ("environ", ProcessFile::Environ),
     ("mounts", ProcessFile::Mounts),
+    ("maps", ProcessFile::Maps),
 ];
 
 /// The symbolic links in `/proc/<pid>/`.
@@ -366,6 +368,7 @@ pub fn render(file: File) -> Result<Vec<u8>, u32> {
             Ok(match which {
                 ProcessFile::Stat => process_stat(&p).into_bytes(),
                 ProcessFile::Statm => process_statm(&p).into_bytes(),
+                ProcessFile::Maps => process_maps(&p).into_bytes(),
                 ProcessFile::Status => process_status(&p).into_bytes(),
                 ProcessFile::Cmdline => p.cmdline.lock().clone(),
                 ProcessFile::Environ => p.environ.lock().clone(),
@@ -464,6 +467,54 @@ fn process_stat(p: &Process) -> String {
         vsize = vsize(p),
         rss = rss_pages(p),
     )
+}
+
+/// `/proc/PID/maps`: one line per run of pages with the same access (from the page tables:
+/// Evergreen keeps no list of mappings), the heap and the stack named; file mappings show no
+/// file name (the tables do not record which file a page came from).
+fn process_maps(p: &Process) -> String {
+    let mm = p.memory();
+    let layout = *mm.layout.lock();
+    let mut out = String::new();
+    // The heap is its own line even where it continues the data right below it.
+    let mut regions = alloc::vec::Vec::new();
+    for r in mm.space.regions() {
+        if r.start < layout.brk_start && layout.brk_start < r.end && layout.brk > layout.brk_start {
+            regions.push(hal::mm::Region {
+                end: layout.brk_start,
+                ..r
+            });
+            regions.push(hal::mm::Region {
+                start: layout.brk_start,
+                ..r
+            });
+        } else {
+            regions.push(r);
+        }
+    }
+    for r in regions {
+        let perms = [
+            if r.read { 'r' } else { '-' },
+            if r.write { 'w' } else { '-' },
+            if r.execute { 'x' } else { '-' },
+            if r.shared { 's' } else { 'p' },
+        ];
+        let name = if r.start >= layout.brk_start && r.end <= layout.brk.max(layout.brk_start) {
+            "[heap]"
+        } else if r.end == crate::exec::STACK_TOP {
+            "[stack]"
+        } else {
+            ""
+        };
+        let perms: String = perms.iter().collect();
+        let line = format!("{:08x}-{:08x} {perms} 00000000 00:00 0", r.start, r.end);
+        if name.is_empty() {
+            let _ = writeln!(out, "{line}");
+        } else {
+            let _ = writeln!(out, "{line:<72} {name}");
+        }
+    }
+    out
 }
 
 fn process_statm(p: &Process) -> String {

@@ -67,6 +67,30 @@ const ACCESSED_DIRTY: u64 = (1 << 5) | (1 << 6);
 /// Linux, so no user mapping touches the non-canonical boundary).
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
+/// A run of user pages with one access ([`AddressSpace::regions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First address.
+    pub start: u64,
+    /// First address past it.
+    pub end: u64,
+    /// Readable (any user page but `PROT_NONE`).
+    pub read: bool,
+    /// Writable (copy-on-write counts).
+    pub write: bool,
+    /// Executable.
+    pub execute: bool,
+    /// `MAP_SHARED`.
+    pub shared: bool,
+}
+
+impl Region {
+    fn same_access(&self, other: &Self) -> bool {
+        (self.read, self.write, self.execute, self.shared)
+            == (other.read, other.write, other.execute, other.shared)
+    }
+}
+
 /// What user mode may do with a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -533,6 +557,36 @@ impl AddressSpace {
             write: m.writable || m.entry & COW != 0,
             execute: m.executable,
         })
+    }
+
+    /// The user mappings, as `/proc/PID/maps` lists them: runs of pages with the same
+    /// access, mapped or only reserved, in address order.
+    pub fn regions(&self) -> alloc::vec::Vec<Region> {
+        let memory = Hhdm::new(super::hhdm_offset());
+        let tables = self.tables();
+        let mut out: alloc::vec::Vec<Region> = alloc::vec::Vec::new();
+        tables.for_each_raw_leaf(&memory, 0, USER_END, |virt, entry| {
+            let present = entry & frames::table::PRESENT != 0;
+            if !present && entry & LAZY == 0 {
+                return;
+            }
+            let user = entry & frames::table::USER != 0;
+            let region = Region {
+                start: virt,
+                end: virt + PAGE_SIZE,
+                read: user,
+                write: user && (entry & frames::table::WRITABLE != 0 || entry & COW != 0),
+                execute: user && entry & frames::table::NO_EXECUTE == 0,
+                shared: entry & SHARED != 0,
+            };
+            match out.last_mut() {
+                Some(last) if last.end == region.start && last.same_access(&region) => {
+                    last.end = region.end;
+                }
+                _ => out.push(region),
+            }
+        });
+        out
     }
 
     /// Whether the page holding `virt` has its frame (`mincore`): mapped, not merely

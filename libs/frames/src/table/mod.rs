@@ -605,6 +605,19 @@ impl PageTables {
         walk(memory, self.root, 3, 0, (start, end), Access::ALL, &mut f);
     }
 
+    /// Calls `f(virt, entry)` for every non-zero 4 KiB leaf entry in `[start, end)`, present
+    /// or not (a not-present entry carries its owner's encoding), in address order; larger
+    /// pages are left out.
+    pub fn for_each_raw_leaf(
+        &self,
+        memory: &impl TableRead,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(u64, u64),
+    ) {
+        walk_raw(memory, self.root, 3, 0, (start, end), &mut f);
+    }
+
     /// Whether any entry of the lower half (top-level entries 0..256) is present.
     pub fn lower_half_mapped(&self, memory: &impl TableRead) -> bool {
         (0..ENTRIES / 2).any(|i| memory.read(self.root, i).is_ok_and(|e| e & PRESENT != 0))
@@ -619,6 +632,46 @@ impl PageTables {
 
 /// Visits the leaves of `table` at `level`, whose first virtual address is `base`, that meet
 /// `[start, end)`.
+/// [`PageTables::for_each_raw_leaf`]'s walk: tables through present entries, every non-zero
+/// 4 KiB leaf.
+fn walk_raw(
+    memory: &impl TableRead,
+    table: u64,
+    level: u32,
+    base: u64,
+    (start, end): (u64, u64),
+    f: &mut impl FnMut(u64, u64),
+) {
+    let shift = 12 + 9 * level;
+    let size = 1u64 << shift;
+    for slot in 0..ENTRIES {
+        let mut virt = base | ((slot as u64) << shift);
+        if level == 3 && slot >= ENTRIES / 2 {
+            virt |= 0xffff_0000_0000_0000;
+        }
+        if virt.saturating_add(size - 1) < start || virt >= end {
+            continue;
+        }
+        let Ok(entry) = memory.read(table, slot) else {
+            return;
+        };
+        if level == 0 {
+            if entry != 0 {
+                f(virt, entry);
+            }
+        } else if entry & PRESENT != 0 && !is_leaf(entry, level) {
+            walk_raw(
+                memory,
+                entry & ADDRESS_MASK,
+                level - 1,
+                virt,
+                (start, end),
+                f,
+            );
+        }
+    }
+}
+
 fn walk(
     memory: &impl TableRead,
     table: u64,

@@ -601,3 +601,32 @@ fn raw_leaves_hold_not_present_entries_and_report_large_pages() {
         Err(Error::InsideLargePage(0x4000_1000))
     );
 }
+
+#[test]
+fn for_each_raw_leaf_sees_present_and_not_present_4k_entries_only() {
+    let mut mem = FakeMemory::new(32);
+    let tables = PageTables::create(&mut mem, true).expect("room for the root");
+    let rw = Attributes::READ_WRITE;
+    tables
+        .map(&mut mem, 0x1000, 0x4000_0000, PageSize::Size4K, rw)
+        .expect("free slot");
+    tables
+        .map(&mut mem, HHDM, 0x4000_0000, PageSize::Size2M, rw)
+        .expect("free slot");
+    // A not-present entry with an owner's encoding (a reserved page).
+    tables
+        .write_raw_leaf(&mut mem, 0x3000, 0x800)
+        .expect("the table of 0x1000 reaches 0x3000");
+    let mut seen = Vec::new();
+    tables.for_each_raw_leaf(&mem, 0, u64::MAX, |virt, entry| {
+        seen.push((virt, entry & PRESENT))
+    });
+    assert_eq!(
+        seen,
+        [(0x1000, PRESENT), (0x3000, 0)],
+        "4 KiB leaves only, in order"
+    );
+    let mut none = Vec::new();
+    tables.for_each_raw_leaf(&mem, 0x4000, HHDM, |virt, _| none.push(virt));
+    assert!(none.is_empty());
+}
