@@ -321,6 +321,32 @@ static void remove_tree(const char *path) {
     }
 }
 
+/* Devices: /dev/full and /dev/zero, and /dev/tty for a process with no controlling
+ * terminal (a new session's leader). */
+static void devices(void) {
+    int fd = open("/dev/full", O_RDWR);
+    char buf[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    long rc = write(fd, "x", 1);
+    printf("write /dev/full: %s\n", err(rc));
+    rc = read(fd, buf, sizeof buf);
+    printf("read /dev/full: %ld bytes, first %d last %d\n", rc, buf[0], buf[7]);
+    close(fd);
+    fd = open("/dev/zero", O_RDONLY);
+    buf[0] = 1;
+    rc = read(fd, buf, 4);
+    printf("read /dev/zero: %ld bytes, first %d\n", rc, buf[0]);
+    close(fd);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        setsid();
+        printf("open /dev/tty without a terminal: %s\n", err(open("/dev/tty", O_RDWR)));
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+}
+
 int main(void) {
     char dir[] = "/tmp/vfs-XXXXXX";
     if (!mkdtemp(dir) || chdir(dir) != 0) {
@@ -334,6 +360,7 @@ int main(void) {
     appends();
     big_directory();
     metadata();
+    devices();
     chdir("/");
     remove_tree(dir);
     printf("cleaned up: %s\n", access(dir, F_OK) == 0 ? "no" : "yes");

@@ -336,6 +336,7 @@ impl OpenFile {
                     }
                     Ok(n)
                 }
+                Kind::Device(Device::Full) => Err(e::ENOSPC),
                 Kind::Device(device) => Ok(write_device(*device, data)),
                 Kind::Proc(super::proc::Entry::File(f)) => super::proc::write(*f, data),
                 Kind::Proc(super::proc::Entry::Dir(_)) => Err(e::EISDIR),
@@ -355,7 +356,7 @@ fn write_device(device: Device, data: &[u8]) -> usize {
 fn read_device(device: Device, out: &mut [u8]) -> Result<usize, u32> {
     match device {
         Device::Null => Ok(0),
-        Device::Zero => {
+        Device::Zero | Device::Full => {
             out.fill(0);
             Ok(out.len())
         }

@@ -42,6 +42,8 @@ pub enum Device {
     Null,
     /// Reads as zeros (1:5).
     Zero,
+    /// Reads as zeros, and every write fails with `ENOSPC` (1:7).
+    Full,
     /// Random bytes (1:8 `random`, 1:9 `urandom`).
     Random,
     /// The kernel log, one record per read (1:11).
@@ -60,6 +62,7 @@ impl Device {
             }
             Self::Null => (1 << 8) | 3,
             Self::Zero => (1 << 8) | 5,
+            Self::Full => (1 << 8) | 7,
             Self::Random => (1 << 8) | 9,
             Self::Kmsg => (1 << 8) | 11,
         }
@@ -544,6 +547,7 @@ pub fn init() {
         ("vcs1", Device::Vcs, 0o620),
         ("null", Device::Null, 0o666),
         ("zero", Device::Zero, 0o666),
+        ("full", Device::Full, 0o666),
         ("random", Device::Random, 0o666),
         ("urandom", Device::Random, 0o666),
         ("kmsg", Device::Kmsg, 0o644),
