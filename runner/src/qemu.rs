@@ -516,8 +516,18 @@ impl Qemu {
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         };
         match &opts.serial {
+            // The terminal is the guest's serial console, with QEMU's monitor multiplexed on
+            // it: Ctrl-C reaches the guest's shell (signal=off), Ctrl-A X quits QEMU and
+            // Ctrl-A C switches to the monitor.
             Serial::Stdio => {
-                cmd.args(["-serial", "stdio"]);
+                cmd.args([
+                    "-chardev",
+                    "stdio,id=serial0,mux=on,signal=off",
+                    "-serial",
+                    "chardev:serial0",
+                    "-mon",
+                    "chardev=serial0,mode=readline",
+                ]);
             }
             Serial::File(path) => {
                 cmd.arg("-serial").arg(prefixed("file:", path));
@@ -525,10 +535,11 @@ impl Qemu {
             Serial::StdioAndFile(path) => {
                 cmd.arg("-chardev")
                     .arg(prefixed(
-                        "stdio,id=serial0,signal=on,logappend=off,logfile=",
+                        "stdio,id=serial0,mux=on,signal=off,logappend=off,logfile=",
                         path,
                     ))
-                    .args(["-serial", "chardev:serial0"]);
+                    .args(["-serial", "chardev:serial0"])
+                    .args(["-mon", "chardev=serial0,mode=readline"]);
             }
             Serial::FileWithInput { log, input } => {
                 let mut arg = prefixed("pipe,id=serial0,path=", input);
@@ -778,7 +789,8 @@ mod tests {
             "-m 2048M",
             "-smp 4",
             "-accel kvm",
-            "-chardev stdio,id=serial0,signal=on,logappend=off,logfile=/t/copy.log",
+            "-chardev stdio,id=serial0,mux=on,signal=off,logappend=off,logfile=/t/copy.log",
+            "-mon chardev=serial0,mode=readline",
             "-serial chardev:serial0",
             "-gdb tcp::1234 -S",
             "-qmp unix:/t/qmp.sock,server=on,wait=off",

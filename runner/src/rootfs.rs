@@ -68,11 +68,13 @@ const ETC: [(&str, &str); 7] = [
 ];
 
 /// What init shows on each terminal before its shell starts.
-const MOTD: &str = "\nWelcome to Evergreen, an x86-64 operating system written in Rust.\n\
-This is a root shell (busybox ash) with job control. Things to try:\n\
-  ls -l /proc/self/   ps   top   free   df -h   dmesg | tail   uname -a\n\
-  vi /tmp/notes       sleep 100, then ^Z, jobs, bg, fg, kill %1\n\
-  poweroff            reboot\n\n";
+const MOTD: &str = concat!(
+    "\nWelcome to Evergreen, an x86-64 operating system written in Rust.\n",
+    "This is a root shell (busybox ash) with job control. Things to try:\n",
+    "  ls -l /proc/self/   ps   top   free   df -h   dmesg | tail   uname -a\n",
+    "  vi /tmp/notes       sleep 100, then ^Z, jobs, bg, fg, kill %1\n",
+    "  poweroff            reboot\n\n",
+);
 
 /// Read by every login shell.
 pub(crate) const PROFILE: &str = "export PATH=/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/bin\n\
