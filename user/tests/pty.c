@@ -210,6 +210,9 @@ int main(void) {
             ioctl(fd, TIOCGPGRP, &fg);
             ioctl(fd, TIOCGSID, &sid);
             char ok = (fg == getpgrp() && sid == getsid(0) && tcgetpgrp(fd) == getpid()) ? 'y' : 'n';
+            /* The signal's default action, whatever was inherited (a shell's background
+             * job starts with SIGINT and SIGQUIT ignored). */
+            signal(sigs[i], SIG_DFL);
             /* Default ^Z would be discarded here (this process group is orphaned: its
              * parent is in another session), so a handler catches it. */
             if (sigs[i] == SIGTSTP)
